@@ -3,6 +3,8 @@
 // terminal and report files.
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { readFileSync } from 'node:fs';
+import { TraceError, replayTrace } from '../kernel/replay.js';
 import { formatCore, runCoreBench } from './core.js';
 
 function fail(msg: string): never {
@@ -30,6 +32,28 @@ async function main(argv: string[]): Promise<void> {
       async (a) => {
         const res = await runCoreBench({ timeMs: a.time, frames: a.frames });
         process.stdout.write(formatCore(res) + '\n');
+      },
+    )
+    .command(
+      'replay <file>',
+      'run a JSON-lines trace of mmap/munmap/mprotect/madvise calls in one process ({"op":"maps"} prints /proc/self/maps)',
+      (y) => y.positional('file', { type: 'string', demandOption: true, describe: "trace file, '-' for stdin" }),
+      (a) => {
+        // yargs hands '-' over as ''
+        const stdin = a.file === '-' || a.file === '';
+        const name = stdin ? 'stdin' : a.file;
+        let text: string;
+        try {
+          text = readFileSync(stdin ? 0 : a.file, 'utf8');
+        } catch (e) {
+          fail(`${name}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
+        }
+        try {
+          process.stdout.write(replayTrace(text.split('\n')).join('\n') + '\n');
+        } catch (e) {
+          if (e instanceof TraceError) fail(`${name}: ${e.message}`);
+          throw e;
+        }
       },
     )
     .demandCommand(1, 'name a command (see --help)')

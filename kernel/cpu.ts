@@ -1,0 +1,147 @@
+// A CPU in user mode: MMU with a small TLB, walking the shared page tables,
+// loading and storing through the memory-encryption engine with the PTE's
+// KeyID. It runs on the main thread (tests, the boot CPU) or in a worker; a
+// fault enters the kernel through `trap` (a direct call on the main thread,
+// the trap mailbox from a worker).
+import type { MemoryEncryptionEngine } from '../hardware/engine.js';
+import { PAGE_SIZE, asPfn } from '../hardware/types.js';
+import { E } from './errno.js';
+import {
+  PTE_ACCESSED,
+  PTE_DIRTY,
+  PTE_MIGRATION,
+  PTE_PRESENT,
+  PTE_WRITE,
+  type PageTablePool,
+  ptePfn,
+  pteKeyid,
+} from './pgtable.js';
+import { W_ACK, W_IPI, type Smp } from './smp.js';
+
+/** Fault into the kernel: 0 when the access may be retried, else -errno (-EFAULT = SIGSEGV). */
+export type FaultFn = (va: number, write: boolean) => number;
+
+const TLB_ENTRIES = 64;
+
+export class UserCpu {
+  readonly cpu: number;
+  readonly mmId: number;
+  private readonly pgd: number;
+  private readonly engine: MemoryEncryptionEngine;
+  private readonly pool: PageTablePool;
+  private readonly smp: Smp;
+  private readonly fault: FaultFn;
+  private readonly tlbTag = new Float64Array(TLB_ENTRIES).fill(-1);
+  private readonly tlbPte = new Int32Array(TLB_ENTRIES);
+  private readonly ipiWord: number;
+  private readonly ackWord: number;
+  /** TLB hits and misses of this CPU (not shared counters: timing-dependent). */
+  tlbHits = 0;
+  tlbMisses = 0;
+
+  constructor(engine: MemoryEncryptionEngine, pool: PageTablePool, smp: Smp, mm: { id: number; pgd: number }, fault: FaultFn) {
+    this.cpu = engine.cpu;
+    this.engine = engine;
+    this.pool = pool;
+    this.smp = smp;
+    this.mmId = mm.id;
+    this.pgd = mm.pgd;
+    this.fault = fault;
+    this.ipiWord = smp.w(this.cpu, W_IPI);
+    this.ackWord = smp.w(this.cpu, W_ACK);
+  }
+
+  flushTlb(): void {
+    this.tlbTag.fill(-1);
+  }
+
+  /** Acknowledge a pending TLB-shootdown IPI: flush first, then ack. */
+  pollIpi(): void {
+    const w = this.smp.words;
+    const ipi = Atomics.load(w, this.ipiWord);
+    if (ipi !== Atomics.load(w, this.ackWord)) {
+      this.flushTlb();
+      Atomics.store(w, this.ackWord, ipi);
+      Atomics.notify(w, this.ackWord);
+    }
+  }
+
+  /** The PTE allowing this access to va, or -errno. */
+  translate(va: number, write: boolean): number {
+    const vpn = Math.floor(va / PAGE_SIZE);
+    const slot = vpn & (TLB_ENTRIES - 1);
+    if (this.tlbTag[slot] === vpn) {
+      const pte = this.tlbPte[slot];
+      if (!write || pte & PTE_DIRTY) {
+        this.tlbHits++;
+        return pte;
+      }
+    }
+    this.tlbMisses++;
+    const w = this.pool.words;
+    for (;;) {
+      const i = this.pool.pteIndex(this.pgd, va);
+      const pte = i < 0 ? 0 : Atomics.load(w, i);
+      if (pte & PTE_PRESENT && (!write || pte & PTE_WRITE)) {
+        // Set ACCESSED (and DIRTY) only if the PTE is still what we read: the
+        // kernel may have just cleared it, and an OR would resurrect junk.
+        const want = pte | PTE_ACCESSED | (write ? PTE_DIRTY : 0);
+        if (want !== pte && Atomics.compareExchange(w, i, pte, want) !== pte) continue;
+        this.tlbTag[slot] = vpn;
+        this.tlbPte[slot] = want;
+        return want;
+      }
+      if (pte & PTE_MIGRATION) {
+        // Wait for the kernel to finish moving the page, acking IPIs meanwhile.
+        while (Atomics.load(w, i) === pte) {
+          this.pollIpi();
+          Atomics.wait(w, i, pte, 1);
+        }
+        continue;
+      }
+      const r = this.fault(va, write);
+      if (r < 0) return r;
+      this.pollIpi();
+    }
+  }
+
+  /** Load len bytes at va (within one page) into dst. 0 or -errno (-EIO: integrity fault). */
+  load(va: number, dst: Uint8Array, dstOff = 0, len = PAGE_SIZE - (va % PAGE_SIZE)): number {
+    this.pollIpi();
+    const pte = this.translate(va, false);
+    if (pte < 0 && pte >= -4095) return pte;
+    const ok = this.engine.read(asPfn(ptePfn(pte)), pteKeyid(pte), dst, dstOff, va % PAGE_SIZE, len);
+    return ok ? 0 : -E.EIO;
+  }
+
+  /** Store len bytes of src at va (within one page). 0 or -errno. */
+  store(va: number, src: Uint8Array, srcOff = 0, len = PAGE_SIZE - (va % PAGE_SIZE)): number {
+    this.pollIpi();
+    const pte = this.translate(va, true);
+    if (pte < 0 && pte >= -4095) return pte;
+    this.engine.write(asPfn(ptePfn(pte)), pteKeyid(pte), src, srcOff, va % PAGE_SIZE, len);
+    return 0;
+  }
+
+  /** Copy a buffer to user memory across pages. 0 or the first -errno. */
+  copyToUser(va: number, src: Uint8Array): number {
+    for (let off = 0; off < src.length; ) {
+      const n = Math.min(PAGE_SIZE - ((va + off) % PAGE_SIZE), src.length - off);
+      const r = this.store(va + off, src, off, n);
+      if (r < 0) return r;
+      off += n;
+    }
+    return 0;
+  }
+
+  /** Copy user memory into a buffer across pages. 0 or the first -errno. */
+  copyFromUser(va: number, dst: Uint8Array): number {
+    for (let off = 0; off < dst.length; ) {
+      const n = Math.min(PAGE_SIZE - ((va + off) % PAGE_SIZE), dst.length - off);
+      const r = this.load(va + off, dst, off, n);
+      if (r < 0) return r;
+      off += n;
+    }
+    return 0;
+  }
+}

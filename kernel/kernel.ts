@@ -1,0 +1,302 @@
+// The kernel: boot, tasks, open files and devices, and the state every
+// operation file (mmap.ts, fault.ts, ...) works on. It runs on the boot CPU
+// (cpu 0, the main thread); other CPUs enter it through the trap mailbox.
+import { PerCpuCounters, type CountersDescriptor } from '../hardware/counters.js';
+import type { Machine } from '../hardware/machine.js';
+import { KeyService } from './keys.js';
+import { PageAllocator } from './page_alloc.js';
+import { PageTablePool, PTE_MAX_KEYID, PTE_MAX_PFN, type PgtableDescriptor } from './pgtable.js';
+import { Smp, type SmpDescriptor } from './smp.js';
+import { UserCpu } from './cpu.js';
+import { daxDevice } from './dax.js';
+import { handleMmFault } from './memory.js';
+import { unmapRange } from './mmap.js';
+import { SwapDevice, type SwapConfig } from './swap_device.js';
+import { CAP_SYS_ADMIN, DEFAULT_MAX_MAP_COUNT } from './uapi.js';
+import { E } from './errno.js';
+import type { MadviseHook } from './madvise.js';
+import { CORE_SYSCALLS, type SysArg, type SyscallFn } from './syscalls.js';
+import { VmaList, type Vma, type VmaFile } from './vma.js';
+
+export const KERNEL_COUNTERS = [
+  'syscalls',
+  'enosys',
+  'faults',
+  'tlb_shootdowns',
+  'vma_count_max',
+  'pinned_pages',
+  'swap_out',
+  'swap_in',
+  'migrated',
+  'migrate_failed',
+  'plaintext_exposed_bytes',
+  'pages_zapped',
+  'direct_map_removed',
+  'oom',
+  'segv',
+] as const;
+export type KernelCounter = (typeof KERNEL_COUNTERS)[number];
+
+/** Which of the designs under test this kernel was built with (its .config). */
+export interface KernelFeatures {
+  /** encrypt_mprotect(2) from the MKTME RFC */
+  readonly encrypt_mprotect: boolean;
+  /** the /dev/mktme driver */
+  readonly dev_mktme: boolean;
+  /** madvise(MADV_ENCRYPT) on any mapping */
+  readonly madv_encrypt: boolean;
+  /** memfd_secret(2), as merged in 5.14 */
+  readonly memfd_secret: boolean;
+}
+
+export const ALL_FEATURES: KernelFeatures = { encrypt_mprotect: true, dev_mktme: true, madv_encrypt: true, memfd_secret: true };
+export const NO_FEATURES: KernelFeatures = { encrypt_mprotect: false, dev_mktme: false, madv_encrypt: false, memfd_secret: false };
+
+export interface KernelConfig {
+  readonly features: KernelFeatures;
+  readonly maxMapCount?: number;
+  readonly swap?: SwapConfig | null;
+  readonly pgtableSlots?: number;
+}
+
+/** struct file: an open file or device, with its page cache where it has one. */
+export class OpenFile implements VmaFile {
+  refs = 1;
+  size = 0;
+  /** page cache: page offset -> frame */
+  readonly pages = new Map<number, number>();
+  /** driver state (e.g. the key set by an ioctl) */
+  key: import('./keys.js').MktmeKey | null = null;
+  constructor(
+    private readonly k: Kernel,
+    readonly path: string,
+    readonly dev: string,
+    readonly ino: number,
+    readonly ops: FileOps,
+    /** opened for writing (FMODE_WRITE) */
+    readonly writable = true,
+  ) {}
+
+  get(): void {
+    this.refs++;
+  }
+
+  /** fput: the last reference frees the file's pages. */
+  put(): void {
+    if (this.refs <= 0) throw new Error(`file: put on released ${this.path}`);
+    if (--this.refs === 0) this.ops.release(this.k, this);
+  }
+}
+
+export interface FileOps {
+  /** f_op->mmap: check and adjust the new VMA; 0 or -errno. */
+  mmap(k: Kernel, file: OpenFile, vma: Vma, task: Task): number;
+  /** vm_ops->fault: the frame backing page `pgoff` (allocating it if needed), or -errno. */
+  fault(k: Kernel, file: OpenFile, vma: Vma, pgoff: number, task: Task): number;
+  ioctl?(k: Kernel, file: OpenFile, cmd: number, arg: number, task: Task): number;
+  ftruncate?(k: Kernel, file: OpenFile, len: number): number;
+  /** Last reference dropped: free the page cache. */
+  release(k: Kernel, file: OpenFile): void;
+}
+
+/** A device node in /dev. */
+export interface Device {
+  readonly path: string;
+  open(k: Kernel, task: Task, flags: number): OpenFile | number;
+}
+
+/** mm_struct */
+export class MmStruct {
+  readonly vmas: VmaList;
+  rss = 0;
+  /** Clock list of resident anonymous pages (virtual addresses), for reclaim. */
+  readonly lru: number[] = [];
+  clockHand = 0;
+  constructor(
+    readonly id: number,
+    readonly pgd: number,
+    maxMapCount: number,
+    /** memory.max of its cgroup, in pages (Infinity: no limit) */
+    public memLimit: number,
+    /** preferred NUMA node for new pages */
+    public node = 0,
+  ) {
+    this.vmas = new VmaList(maxMapCount);
+  }
+}
+
+export interface Creds {
+  readonly uid: number;
+  readonly caps: ReadonlySet<number>;
+}
+
+/** task_struct (one process; its threads are the CPUs that run its mm). */
+export class Task {
+  readonly files = new Map<number, OpenFile>();
+  exited = false;
+  constructor(
+    readonly pid: number,
+    readonly mm: MmStruct,
+    readonly creds: Creds,
+  ) {}
+
+  get uid(): number {
+    return this.creds.uid;
+  }
+  get caps(): ReadonlySet<number> {
+    return this.creds.caps;
+  }
+
+  /** Lowest free fd (get_unused_fd_flags). */
+  installFd(f: OpenFile): number {
+    let fd = 3;
+    while (this.files.has(fd)) fd++;
+    this.files.set(fd, f);
+    return fd;
+  }
+}
+
+export interface SpawnOptions {
+  readonly uid?: number;
+  readonly caps?: Iterable<number>;
+  /** memory limit in pages */
+  readonly memLimit?: number;
+  readonly node?: number;
+}
+
+export interface KernelDescriptor {
+  readonly pgtable: PgtableDescriptor;
+  readonly smp: SmpDescriptor;
+  readonly counters: CountersDescriptor;
+}
+
+export class Kernel {
+  readonly machine: Machine;
+  readonly config: KernelConfig;
+  readonly features: KernelFeatures;
+  readonly alloc: PageAllocator;
+  readonly pool: PageTablePool;
+  readonly smp: Smp;
+  readonly keys: KeyService;
+  readonly swap: SwapDevice | null;
+  readonly counters: PerCpuCounters<KernelCounter>;
+  /** The boot CPU's counter row: the kernel only runs there. */
+  readonly row: Float64Array;
+  readonly tasks = new Map<number, Task>();
+  readonly devices = new Map<string, Device>();
+  /** User CPUs that live on this thread (flushed directly on a shootdown). */
+  readonly localCpus = new Set<{ mmId: number; flushTlb(): void }>();
+  /** The syscall table: a call with no entry is ENOSYS. */
+  readonly syscalls = new Map<number, SyscallFn>(CORE_SYSCALLS);
+  /** madvise advice added by designs under test (MADV_ENCRYPT). */
+  readonly madviseHooks = new Map<number, MadviseHook>();
+  maxMapCount: number;
+  private nextPid = 100;
+  private nextMmId = 1;
+  private nextIno = 1000;
+
+  constructor(machine: Machine, config: KernelConfig) {
+    if (machine.cpu !== 0) throw new Error('kernel: boots on cpu 0');
+    if (machine.memory.nrFrames - 1 > PTE_MAX_PFN)
+      throw new RangeError(`memory: the PTE format holds ${PTE_MAX_PFN + 1} frames, the machine has ${machine.memory.nrFrames}`);
+    if (machine.profile.nrKeyids > PTE_MAX_KEYID)
+      throw new RangeError(`hardware: ${machine.profile.nrKeyids} KeyIDs do not fit the PTE's ${PTE_MAX_KEYID}`);
+    this.machine = machine;
+    this.config = config;
+    this.features = config.features;
+    this.maxMapCount = config.maxMapCount ?? DEFAULT_MAX_MAP_COUNT;
+    this.alloc = new PageAllocator(machine.memory);
+    this.pool = PageTablePool.create(config.pgtableSlots ?? 4096);
+    this.smp = Smp.create(machine.nrCpus);
+    this.counters = PerCpuCounters.create(KERNEL_COUNTERS, machine.nrCpus);
+    this.row = this.counters.row(0);
+    this.keys = new KeyService(machine.engine);
+    this.swap = config.swap ? SwapDevice.open(config.swap, machine.engine.backend) : null;
+    if (machine.memory.daxFrames > 0) this.registerDevice(daxDevice);
+  }
+
+  get engine() {
+    return this.machine.engine;
+  }
+
+  descriptor(): KernelDescriptor {
+    return { pgtable: this.pool.descriptor(), smp: this.smp.descriptor(), counters: this.counters.descriptor() };
+  }
+
+  count(c: KernelCounter, n = 1): void {
+    this.row[this.counters.index[c]] += n;
+  }
+
+  gauge(c: KernelCounter, v: number): void {
+    const i = this.counters.index[c];
+    if (v > this.row[i]) this.row[i] = v;
+  }
+
+  newIno(): number {
+    return this.nextIno++;
+  }
+
+  /** fork+exec of a fresh process with an empty address space. */
+  spawn(opts: SpawnOptions = {}): Task {
+    const pgd = this.pool.allocPgd();
+    if (pgd < 0) throw new Error('kernel: out of page-table memory (raise pgtableSlots)');
+    const mm = new MmStruct(this.nextMmId++, pgd, this.maxMapCount, opts.memLimit ?? Infinity, opts.node ?? 0);
+    const t = new Task(this.nextPid++, mm, { uid: opts.uid ?? 0, caps: new Set(opts.caps ?? [CAP_SYS_ADMIN]) });
+    this.tasks.set(t.pid, t);
+    return t;
+  }
+
+  /**
+   * Enter the kernel with a syscall. Never throws: a kernel bug surfaces as
+   * an exception from the operation, which is a bug in this model, so it is
+   * let through; every user error is a -errno return.
+   */
+  syscall(task: Task, nr: number, ...args: SysArg[]): number {
+    this.count('syscalls');
+    const fn = this.syscalls.get(nr);
+    if (fn === undefined) {
+      this.count('enosys');
+      return -E.ENOSYS;
+    }
+    return fn(this, task, ...args);
+  }
+
+  registerSyscall(nr: number, fn: SyscallFn): void {
+    if (this.syscalls.has(nr)) throw new Error(`kernel: syscall ${nr} registered twice`);
+    this.syscalls.set(nr, fn);
+  }
+
+  registerMadvise(advice: number, hook: MadviseHook): void {
+    if (this.madviseHooks.has(advice)) throw new Error(`kernel: madvise advice ${advice} registered twice`);
+    this.madviseHooks.set(advice, hook);
+  }
+
+  registerDevice(d: Device): void {
+    this.devices.set(d.path, d);
+  }
+
+  /** A user-mode CPU on this thread (the boot CPU) running task; faults are direct calls. */
+  localCpu(task: Task): UserCpu {
+    const cpu = new UserCpu(this.engine, this.pool, this.smp, task.mm, (va, write) => handleMmFault(this, task, va, write));
+    this.localCpus.add(cpu);
+    return cpu;
+  }
+
+  /** exit(2): unmap everything, close every file, free the page tables. */
+  exit(task: Task): void {
+    if (task.exited) return;
+    unmapRange(this, task, 0, 2 ** 48);
+    for (const f of task.files.values()) f.put();
+    task.files.clear();
+    this.pool.freeTables(task.mm.pgd);
+    for (const c of this.localCpus) if (c.mmId === task.mm.id) this.localCpus.delete(c);
+    task.exited = true;
+    this.tasks.delete(task.pid);
+  }
+
+  /** Stop: every task exits, swap goes away. */
+  shutdown(): void {
+    for (const t of [...this.tasks.values()]) this.exit(t);
+    this.swap?.close();
+  }
+}

@@ -1,0 +1,223 @@
+// Page-level operations on an address space (mm/memory.c): the anonymous and
+// file fault paths, zapping a range, and the MKTME page hooks
+// prep_encrypted_page / free_encrypted_page (MKTME RFC, arch/x86/mm/mktme.c).
+import { PAGE_SIZE, asPfn } from '../hardware/types.js';
+import { E } from './errno.js';
+import type { Kernel, MmStruct, OpenFile, Task } from './kernel.js';
+import type { MktmeKey } from './keys.js';
+import { PG_ALLOCATED, PG_ANON, PG_FILE, PG_UNEVICTABLE } from './page_alloc.js';
+import {
+  PTE_DIRTY,
+  PTE_MIGRATION,
+  PTE_PINNED,
+  PTE_PRESENT,
+  PTE_SWAP,
+  PTE_WRITE,
+  mkPte,
+  ptePfn,
+} from './pgtable.js';
+import { reclaimPages, swapIn } from './swap.js';
+import { flushTlbMm } from './tlb.js';
+import { VM_EXEC, VM_LOCKED, VM_READ, VM_WRITE, type Vma } from './vma.js';
+
+/**
+ * prep_encrypted_page: the page was last used through KeyID 0 (or another
+ * KeyID): flush those cache lines (caches are not coherent across aliases),
+ * set the page's KeyID, take a key reference and clear the page through the
+ * new KeyID, so the new owner reads zeros, not the old owner's data.
+ */
+export function prepEncryptedPage(k: Kernel, pfn: number, key: MktmeKey | null, zero = true): void {
+  const keyid = key === null ? 0 : key.keyid;
+  if (keyid !== 0) {
+    k.engine.flush(asPfn(pfn));
+    key!.get();
+  }
+  k.alloc.keyid[pfn] = keyid;
+  if (zero) k.engine.zero(asPfn(pfn), keyid);
+}
+
+/**
+ * free_encrypted_page: flush the keyed alias so no dirty keyed line is
+ * written back over the next owner's data, reset the KeyID, drop the page's
+ * key reference.
+ */
+export function freeEncryptedPage(k: Kernel, pfn: number): void {
+  const keyid = k.alloc.keyid[pfn];
+  if (keyid !== 0) {
+    k.engine.flush(asPfn(pfn));
+    k.alloc.keyid[pfn] = 0;
+    k.keys.keyOf(keyid)?.put();
+  }
+}
+
+/** Free an anonymous page of mm that is no longer mapped. */
+function freeAnonPage(k: Kernel, mm: MmStruct, pfn: number): void {
+  freeEncryptedPage(k, pfn);
+  k.alloc.release(pfn);
+  mm.rss--;
+}
+
+/** PTE flags a VMA's pages get. */
+export function vmaPteFlags(vma: Vma): number {
+  return PTE_PRESENT | (vma.flags & VM_WRITE ? PTE_WRITE : 0);
+}
+
+/**
+ * Zap [start, end) of mm (unmap_page_range + tlb_finish_mmu): clear every
+ * PTE, shoot down the TLBs, then free anonymous frames and swap slots. File
+ * pages stay in their file's page cache. Returns the pages zapped.
+ */
+export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): number {
+  const w = k.pool.words;
+  const freed: number[] = [];
+  let zapped = 0;
+  for (let va = start; va < end; va += PAGE_SIZE) {
+    const i = k.pool.pteIndex(mm.pgd, va);
+    if (i < 0) {
+      va = Math.floor(va / (PAGE_SIZE * 1024)) * PAGE_SIZE * 1024 + PAGE_SIZE * 1023; // skip a missing leaf table
+      continue;
+    }
+    const pte = Atomics.exchange(w, i, 0);
+    if (pte === 0) continue;
+    zapped++;
+    if (pte & PTE_SWAP) {
+      k.swap!.freeSlot(ptePfn(pte));
+      continue;
+    }
+    const pfn = ptePfn(pte);
+    if (k.alloc.flags[pfn] & PG_ANON && k.alloc.ownerMm[pfn] === mm.id) freed.push(pfn);
+  }
+  if (zapped === 0) return 0;
+  flushTlbMm(k, mm);
+  for (const pfn of freed) freeAnonPage(k, mm, pfn);
+  if (freed.length > 0) dropFromLru(mm, k, start, end);
+  k.count('pages_zapped', zapped);
+  return zapped;
+}
+
+function dropFromLru(mm: MmStruct, _k: Kernel, start: number, end: number): void {
+  let j = 0;
+  for (let i = 0; i < mm.lru.length; i++) {
+    const va = mm.lru[i];
+    if (va >= start && va < end) {
+      if (i < mm.clockHand) mm.clockHand--;
+      continue;
+    }
+    mm.lru[j++] = va;
+  }
+  mm.lru.length = j;
+  if (mm.clockHand >= j) mm.clockHand = 0;
+}
+
+/** Make room for one more resident page of mm under its memory limit; -ENOMEM when reclaim fails. */
+function chargePage(k: Kernel, mm: MmStruct): number {
+  if (mm.rss < mm.memLimit) return 0;
+  const want = Math.min(32, mm.rss - mm.memLimit + 1); // SWAP_CLUSTER_MAX
+  if (reclaimPages(k, mm, want) === 0) {
+    k.count('oom');
+    return -E.ENOMEM;
+  }
+  return 0;
+}
+
+/** Allocate and prepare a private anonymous page for vma at va. pfn or -errno. */
+export function allocAnonPage(k: Kernel, mm: MmStruct, vma: Vma, va: number, zero = true): number {
+  const r = chargePage(k, mm);
+  if (r < 0) return r;
+  const pfn = k.alloc.alloc(mm.node);
+  if (pfn < 0) {
+    k.count('oom');
+    return -E.ENOMEM;
+  }
+  prepEncryptedPage(k, pfn, vma.key as MktmeKey | null, zero);
+  k.alloc.flags[pfn] = PG_ALLOCATED | PG_ANON;
+  // Where the kernel cannot read an encrypted page (SEV, TDX), it cannot swap
+  // or move it either: KVM pins such memory (MODEL-FACTS.md, Kai Huang).
+  const keyed = vma.keyid !== 0;
+  const prof = k.machine.profile;
+  if (vma.flags & VM_LOCKED || (keyed && prof.swap === 'pinned'))
+    pinPage(k, pfn, keyed && prof.migrate !== 'reencrypt');
+  k.alloc.ownerMm[pfn] = mm.id;
+  k.alloc.ownerVa[pfn] = va;
+  mm.rss++;
+  mm.lru.push(va);
+  return pfn;
+}
+
+/** Pin a frame and keep the pinned_pages high-water mark. */
+export function pinPage(k: Kernel, pfn: number, unmovable: boolean): void {
+  k.alloc.pin(pfn, unmovable);
+  k.gauge('pinned_pages', k.alloc.nrPinned);
+}
+
+/** Allocate a page for a file's page cache (shmem, secretmem, driver). Not charged to an mm's LRU. */
+export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: MktmeKey | null, node = 0): number {
+  const pfn = k.alloc.alloc(node);
+  if (pfn < 0) return -E.ENOMEM;
+  prepEncryptedPage(k, pfn, key);
+  k.alloc.flags[pfn] |= PG_FILE;
+  file.pages.set(pgoff, pfn);
+  return pfn;
+}
+
+/** Free a file's page cache (last reference to the file dropped). */
+export function freeFilePages(k: Kernel, file: OpenFile): void {
+  for (const pfn of file.pages.values()) {
+    freeEncryptedPage(k, pfn);
+    k.alloc.release(pfn);
+  }
+  file.pages.clear();
+}
+
+/**
+ * handle_mm_fault: resolve a fault at va (write or read) of task's mm. 0 when
+ * the access can be retried, -EFAULT for SIGSEGV (no VMA or no permission),
+ * -ENOMEM when the page cannot be had (OOM), -EBUSY never (migration waits
+ * are the CPU's).
+ */
+export function handleMmFault(k: Kernel, task: Task, va: number, write: boolean): number {
+  const mm = task.mm;
+  k.count('faults');
+  const vma = mm.vmas.find(va);
+  // x86 has no write-only pages: any access right lets a read through.
+  if (vma === null || (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC)))) {
+    k.count('segv');
+    return -E.EFAULT;
+  }
+  const page = Math.floor(va / PAGE_SIZE) * PAGE_SIZE;
+  const i = k.pool.pteIndex(mm.pgd, page, true);
+  if (i < 0) return -E.ENOMEM;
+  const w = k.pool.words;
+  const pte = Atomics.load(w, i);
+  if (pte & PTE_PRESENT) {
+    // Present but not writable while the VMA is: the PTE is stale after an
+    // mprotect upgrade; make it writable.
+    if (write && !(pte & PTE_WRITE)) Atomics.or(w, i, PTE_WRITE | PTE_DIRTY);
+    return 0;
+  }
+  if (pte & PTE_MIGRATION) return 0; // the CPU waits on the entry and retries
+  if (pte & PTE_SWAP) return swapIn(k, mm, vma, page, i, pte);
+  if (pte !== 0) {
+    // protnone: the frame stayed while the VMA allowed no access; it does now
+    const wbit = vma.flags & VM_WRITE ? PTE_WRITE : 0;
+    Atomics.store(w, i, (pte & ~PTE_WRITE) | PTE_PRESENT | wbit);
+    return 0;
+  }
+  let pfn: number;
+  if (vma.file !== null) {
+    const f = vma.file as OpenFile;
+    pfn = f.ops.fault(k, f, vma, vma.pgoff + (page - vma.start) / PAGE_SIZE, task);
+  } else {
+    pfn = allocAnonPage(k, mm, vma, page);
+    vma.anonVma = true;
+  }
+  if (pfn < 0) return pfn;
+  const pinned = k.alloc.flags[pfn] & PG_UNEVICTABLE ? PTE_PINNED : 0;
+  Atomics.store(w, i, mkPte(pfn, vma.keyid, vmaPteFlags(vma) | pinned | (write ? PTE_DIRTY : 0)));
+  return 0;
+}
+
+/** Translate va of mm for the kernel (get_user_pages-like, no fault): pte or 0. */
+export function followPte(k: Kernel, mm: MmStruct, va: number): number {
+  return k.pool.get(mm.pgd, va);
+}

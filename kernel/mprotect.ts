@@ -1,0 +1,144 @@
+// mprotect(2) (mm/mprotect.c do_mprotect_pkey / mprotect_fixup), extended as
+// the MKTME RFC extends it: an optional key to set on the range. A KeyID
+// change zaps the range's pages ("Data is not preserved across KeyID changes,
+// by design", A. Schofield), and VMAs with different KeyIDs never merge.
+import { PAGE_SIZE } from '../hardware/types.js';
+import { E } from './errno.js';
+import type { Kernel, Task } from './kernel.js';
+import type { MktmeKey } from './keys.js';
+import { zapRange } from './memory.js';
+import { offsetInPage, pageAlign, protToVm } from './mmap.js';
+import { PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
+import { flushTlbMm } from './tlb.js';
+import { PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from './uapi.js';
+import {
+  VM_ACCESS_FLAGS,
+  VM_ACCOUNT,
+  VM_NORESERVE,
+  VM_SHARED,
+  VM_WRITE,
+  type Vma,
+} from './vma.js';
+
+/** Set a VMA's key (the reference moves from the old key to the new one). */
+export function setVmaKey(vma: Vma, key: MktmeKey | null): void {
+  key?.get();
+  vma.key?.put();
+  vma.key = key;
+}
+
+/**
+ * change_protection: make the range's PTEs match the VMA's new flags. A
+ * PROT_NONE page keeps its frame with PRESENT cleared (a protnone PTE).
+ */
+export function changeProtection(k: Kernel, task: Task, vma: Vma, start: number, end: number): void {
+  const w = k.pool.words;
+  const access = (vma.flags & VM_ACCESS_FLAGS) !== 0;
+  const write = (vma.flags & VM_WRITE) !== 0;
+  let changed = false;
+  for (let va = start; va < end; va += PAGE_SIZE) {
+    const i = k.pool.pteIndex(task.mm.pgd, va);
+    if (i < 0) continue;
+    const pte = Atomics.load(w, i);
+    if (pte === 0 || pte & (PTE_SWAP | PTE_MIGRATION)) continue;
+    let npte = access ? pte | PTE_PRESENT : pte & ~PTE_PRESENT;
+    npte = write ? npte | PTE_WRITE : npte & ~PTE_WRITE;
+    if (npte !== pte) {
+      Atomics.store(w, i, npte);
+      changed = true;
+    }
+  }
+  if (changed) flushTlbMm(k, task.mm);
+}
+
+/** mprotect_fixup for [start, end) inside vmas[i]; the index now covering it, or -errno. */
+function mprotectFixup(
+  k: Kernel,
+  task: Task,
+  i: number,
+  start: number,
+  end: number,
+  newflags: number,
+  newKey: MktmeKey | null | undefined,
+): number {
+  const vmas = task.mm.vmas;
+  const vma = vmas.vmas[i];
+  const oldflags = vma.flags;
+  const keyChange = newKey !== undefined && newKey !== vma.key;
+  if (newflags === oldflags && !keyChange) return i;
+  // Private memory turning writable is charged; read-only anonymous memory
+  // with no pages yet is uncharged again.
+  if (newflags & VM_WRITE) {
+    if (!(oldflags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE))) newflags |= VM_ACCOUNT;
+  } else if (oldflags & VM_ACCOUNT && vma.anonymous && !vma.anonVma) {
+    newflags &= ~VM_ACCOUNT;
+  }
+  let target: Vma | null = null;
+  const r = vmas.modify(i, start, end, (v) => {
+    v.flags = newflags;
+    if (keyChange) setVmaKey(v, newKey);
+    target = v;
+  });
+  if (r < 0) return r;
+  if (keyChange) zapRange(k, task.mm, start, end);
+  if (target !== null) changeProtection(k, task, target, start, end);
+  return r;
+}
+
+/**
+ * do_mprotect_pkey. With `newKey` given (encrypt_mprotect), the range also
+ * moves to that key (null: back to KeyID 0).
+ */
+export function doMprotect(
+  k: Kernel,
+  task: Task,
+  start: number,
+  len: number,
+  prot: number,
+  newKey?: MktmeKey | null,
+): number {
+  const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
+  prot &= ~grows;
+  if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return -E.EINVAL;
+  if (offsetInPage(start)) return -E.EINVAL;
+  if (!len) return 0;
+  len = pageAlign(len);
+  const end = start + len;
+  if (end <= start) return -E.ENOMEM;
+  if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) return -E.EINVAL;
+  const vmas = task.mm.vmas;
+  let i = vmas.findIndex(start);
+  const first = vmas.vmas[i];
+  if (first === undefined || first.start >= end) return -E.ENOMEM;
+  if (grows & PROT_GROWSDOWN) return -E.EINVAL; // no VM_GROWSDOWN VMAs in this model
+  if (first.start > start) return -E.ENOMEM;
+  let nstart = start;
+  let tmp = first.start;
+  let error = 0;
+  while (i < vmas.vmas.length && vmas.vmas[i].start < end) {
+    const vma = vmas.vmas[i];
+    if (vma.start !== tmp) {
+      error = -E.ENOMEM; // a hole: what was changed before it stays changed
+      break;
+    }
+    const newflags = protToVm(prot) | (vma.flags & ~VM_ACCESS_FLAGS);
+    // VM_MAY* >> 4 lines up with VM_*: asking for what the mapping may not have
+    if ((newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS) {
+      error = -E.EACCES;
+      break;
+    }
+    tmp = Math.min(vma.end, end);
+    const r = mprotectFixup(k, task, i, nstart, tmp, newflags, newKey);
+    if (r < 0) {
+      error = r;
+      break;
+    }
+    i = r;
+    tmp = vmas.vmas[i].end;
+    nstart = tmp;
+    i++;
+  }
+  k.gauge('vma_count_max', vmas.mapCount);
+  if (!error && tmp < end) error = -E.ENOMEM;
+  return error;
+}

@@ -1,0 +1,143 @@
+// Page tables in shared memory. One 32-bit word per page (a PTE):
+//
+//   bit 0  PRESENT     bit 3  MIGRATION (not present: a CPU must wait)
+//   bit 1  WRITE       bit 4  SWAP (not present: bits 16-31 hold the slot)
+//   bit 2  PINNED      bit 5  ACCESSED (set by the CPU)  bit 6 DIRTY
+//   bits 7-15  KeyID (9 bits: up to 511 KeyIDs, enough for SEV's ASIDs)
+//   bits 16-31 page frame number (or swap slot): at most 65536 frames (256 MiB)
+//
+// A three-level radix tree maps a 47-bit user address: 15 bits of top-level
+// index, 10 bits of middle, 10 bits of leaf. Every table is a 1024-word slot in
+// one shared pool (the top level takes 32 slots), so worker CPUs can walk them.
+// Locking contract: only the kernel (the boot CPU, main thread) writes table
+// pointers and PTEs; CPUs read PTEs with Atomics.load and may only OR in the
+// ACCESSED and DIRTY bits (Atomics.or). The kernel clears a PTE with
+// Atomics.exchange so a concurrently set DIRTY bit is not lost.
+
+export const PTE_PRESENT = 1 << 0;
+export const PTE_WRITE = 1 << 1;
+export const PTE_PINNED = 1 << 2;
+export const PTE_MIGRATION = 1 << 3;
+export const PTE_SWAP = 1 << 4;
+export const PTE_ACCESSED = 1 << 5;
+export const PTE_DIRTY = 1 << 6;
+const KEYID_SHIFT = 7;
+const KEYID_MASK = 0x1ff;
+const PFN_SHIFT = 16;
+export const PTE_MAX_PFN = 0xffff;
+export const PTE_MAX_KEYID = KEYID_MASK;
+
+export const mkPte = (pfn: number, keyid: number, flags: number): number =>
+  ((pfn << PFN_SHIFT) | (keyid << KEYID_SHIFT) | flags) | 0;
+export const ptePfn = (pte: number): number => pte >>> PFN_SHIFT;
+export const pteKeyid = (pte: number): number => (pte >>> KEYID_SHIFT) & KEYID_MASK;
+export const ptePresent = (pte: number): boolean => (pte & PTE_PRESENT) !== 0;
+
+const ENTRIES = 1024;
+const TOP_SLOTS = 32; // 32768 top-level entries
+const TOP_SHIFT = 2 ** 20; // vpn / 2^20 -> top index
+
+export interface PgtableDescriptor {
+  readonly sab: SharedArrayBuffer;
+  readonly slots: number;
+}
+
+/** The shared pool of table slots. Slot 0 is never handed out (0 = no table). */
+export class PageTablePool {
+  readonly words: Int32Array;
+  readonly slots: number;
+  private readonly sab: SharedArrayBuffer;
+  private next = 1;
+  private readonly free: number[] = [];
+
+  private constructor(sab: SharedArrayBuffer, slots: number) {
+    this.sab = sab;
+    this.slots = slots;
+    this.words = new Int32Array(sab);
+  }
+
+  static create(slots: number): PageTablePool {
+    if (!Number.isInteger(slots) || slots < TOP_SLOTS + 3)
+      throw new RangeError(`slots: expected an integer >= ${TOP_SLOTS + 3}, got ${slots}`);
+    return new PageTablePool(new SharedArrayBuffer(slots * ENTRIES * 4), slots);
+  }
+
+  static attach(d: PgtableDescriptor): PageTablePool {
+    return new PageTablePool(d.sab, d.slots);
+  }
+
+  descriptor(): PgtableDescriptor {
+    return { sab: this.sab, slots: this.slots };
+  }
+
+  /** Allocate n contiguous zeroed slots; -1 when the pool is exhausted. Kernel only. */
+  private alloc(n: number): number {
+    if (n === 1 && this.free.length > 0) {
+      const s = this.free.pop()!;
+      this.words.fill(0, s * ENTRIES, (s + 1) * ENTRIES);
+      return s;
+    }
+    if (this.next + n > this.slots) return -1;
+    const s = this.next;
+    this.next += n;
+    return s;
+  }
+
+  /** A new top-level table (pgd); -1 when out of table memory. */
+  allocPgd(): number {
+    return this.alloc(TOP_SLOTS);
+  }
+
+  /** Free every table of pgd (after all its PTEs are cleared). Top-level slots are kept for reuse by slot. */
+  freeTables(pgd: number): void {
+    const w = this.words;
+    for (let i = 0; i < TOP_SLOTS * ENTRIES; i++) {
+      const mid = w[pgd * ENTRIES + i];
+      if (mid === 0) continue;
+      for (let j = 0; j < ENTRIES; j++) {
+        const leaf = w[mid * ENTRIES + j];
+        if (leaf !== 0) this.free.push(leaf);
+      }
+      this.free.push(mid);
+      w[pgd * ENTRIES + i] = 0;
+    }
+  }
+
+  /**
+   * Index into `words` of the PTE for va, or -1 when a table on the way is
+   * missing. With alloc, missing tables are made (kernel only); -2 when the
+   * pool is exhausted.
+   */
+  pteIndex(pgd: number, va: number, alloc = false): number {
+    const vpn = Math.floor(va / 4096);
+    const w = this.words;
+    const ti = pgd * ENTRIES + Math.floor(vpn / TOP_SHIFT);
+    let mid = Atomics.load(w, ti);
+    if (mid === 0) {
+      if (!alloc) return -1;
+      mid = this.alloc(1);
+      if (mid < 0) return -2;
+      Atomics.store(w, ti, mid);
+    }
+    const mi = mid * ENTRIES + ((vpn % TOP_SHIFT) >>> 10);
+    let leaf = Atomics.load(w, mi);
+    if (leaf === 0) {
+      if (!alloc) return -1;
+      leaf = this.alloc(1);
+      if (leaf < 0) return -2;
+      Atomics.store(w, mi, leaf);
+    }
+    return leaf * ENTRIES + (vpn & (ENTRIES - 1));
+  }
+
+  /** The PTE for va (0 when no table). */
+  get(pgd: number, va: number): number {
+    const i = this.pteIndex(pgd, va);
+    return i < 0 ? 0 : Atomics.load(this.words, i);
+  }
+
+  /** Slots in use, for accounting. */
+  get used(): number {
+    return this.next - 1 - this.free.length;
+  }
+}

@@ -1,0 +1,110 @@
+// Replay a JSON-lines trace of mmap/munmap/mprotect/madvise calls in one
+// fresh process, printing one result line per call ({"ret":..,"errno":..})
+// and, for {"op":"maps"}, the VMAs as /proc/self/maps lines then {"maps":N}.
+// The same format is produced by test/kernel/replay_linux.c on real Linux.
+import { Machine } from '../hardware/machine.js';
+import { errnoName } from './errno.js';
+import { Kernel, NO_FEATURES } from './kernel.js';
+import { NR } from './syscalls.js';
+import { MADV_NAMES, MAP_FLAG_NAMES } from './uapi.js';
+
+/** A malformed trace line: names the line and what is wrong with it. */
+export class TraceError extends Error {
+  constructor(
+    readonly line: number,
+    msg: string,
+  ) {
+    super(`line ${line}: ${msg}`);
+  }
+}
+
+type Json = Record<string, unknown>;
+
+function num(o: Json, key: string, line: number): number {
+  const v = o[key];
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  if (typeof v === 'string' && /^-?0x[0-9a-fA-F]+$/.test(v)) {
+    const neg = v.startsWith('-');
+    const b = BigInt(neg ? v.slice(1) : v);
+    const n = Number(neg ? -b : b);
+    return n;
+  }
+  if (typeof v === 'string' && /^-?[0-9]+$/.test(v)) return Number(v);
+  throw new TraceError(line, `'${key}' must be an integer or a "0x..." hex string, got ${JSON.stringify(v)}`);
+}
+
+function prot(o: Json, line: number): number {
+  const v = o.prot;
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (typeof v === 'string' && /^[r-][w-][x-]$/.test(v))
+    return (v[0] === 'r' ? 1 : 0) | (v[1] === 'w' ? 2 : 0) | (v[2] === 'x' ? 4 : 0);
+  throw new TraceError(line, `'prot' must be like "rw-" or a number, got ${JSON.stringify(v)}`);
+}
+
+function flags(o: Json, line: number): number {
+  const v = o.flags;
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (!Array.isArray(v)) throw new TraceError(line, `'flags' must be a list of MAP_* names`);
+  let f = 0;
+  for (const name of v) {
+    const bit = typeof name === 'string' ? MAP_FLAG_NAMES[name] : undefined;
+    if (bit === undefined) throw new TraceError(line, `unknown flag ${JSON.stringify(name)}`);
+    f |= bit;
+  }
+  return f;
+}
+
+function advice(o: Json, line: number): number {
+  const v = o.advice;
+  if (typeof v === 'number' && Number.isInteger(v)) return v;
+  if (typeof v === 'string' && Object.hasOwn(MADV_NAMES, v)) return MADV_NAMES[v];
+  throw new TraceError(line, `unknown advice ${JSON.stringify(v)}`);
+}
+
+const result = (ret: number, asAddr: boolean): string =>
+  JSON.stringify({ ret: ret < 0 ? -1 : asAddr ? '0x' + ret.toString(16) : ret, errno: errnoName(ret) });
+
+/** Run the trace; returns the output lines. Throws TraceError on a malformed line. */
+export function replayTrace(lines: readonly string[]): string[] {
+  const machine = Machine.create({ profile: 'none', backend: 'openssl', memory: { nodeFrames: [256] }, nrCpus: 1 });
+  const k = new Kernel(machine, { features: NO_FEATURES, pgtableSlots: 64 });
+  const task = k.spawn();
+  const out: string[] = [];
+  try {
+    lines.forEach((text, idx) => {
+      const line = idx + 1;
+      if (text.trim() === '') return;
+      let o: Json;
+      try {
+        o = JSON.parse(text) as Json;
+      } catch {
+        throw new TraceError(line, 'not valid JSON');
+      }
+      if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TraceError(line, 'expected a JSON object');
+      switch (o.op) {
+        case 'mmap':
+          out.push(result(k.syscall(task, NR.mmap, num(o, 'addr', line), num(o, 'len', line), prot(o, line), flags(o, line), -1, 0), true));
+          break;
+        case 'munmap':
+          out.push(result(k.syscall(task, NR.munmap, num(o, 'addr', line), num(o, 'len', line)), false));
+          break;
+        case 'mprotect':
+          out.push(result(k.syscall(task, NR.mprotect, num(o, 'addr', line), num(o, 'len', line), prot(o, line)), false));
+          break;
+        case 'madvise':
+          out.push(result(k.syscall(task, NR.madvise, num(o, 'addr', line), num(o, 'len', line), advice(o, line)), false));
+          break;
+        case 'maps': {
+          const maps = task.mm.vmas.maps().map((l) => l.trimEnd());
+          out.push(...maps, JSON.stringify({ maps: maps.length }));
+          break;
+        }
+        default:
+          throw new TraceError(line, `unknown op ${JSON.stringify(o.op)} (expected mmap, munmap, mprotect, madvise or maps)`);
+      }
+    });
+  } finally {
+    k.shutdown();
+  }
+  return out;
+}

@@ -1,0 +1,115 @@
+// Cross-CPU control words in shared memory: TLB-shootdown IPIs and the trap
+// mailbox through which a worker CPU enters the kernel (page faults, syscalls).
+//
+// The kernel runs on the boot CPU (cpu 0, the main thread). Other CPUs are
+// worker threads running user code. Protocols (all words accessed atomically):
+//
+// IPI: the kernel bumps IPI[c] to a new generation and waits until ACK[c]
+// reaches it. A CPU checks IPI at every access boundary, and in every loop in
+// which it waits (for a trap reply or a migration entry); when IPI != ACK it
+// empties its TLB and then stores ACK = IPI (seq-cst: the flush happens before
+// the kernel sees the ack, so the kernel may then reuse the frame or change its
+// KeyID). A CPU that is OFFLINE is not waited for. An access is never split by
+// an ack: translate + engine access run between two IPI checks.
+//
+// Trap: the CPU writes NR and ARGS, then bumps REQ and notifies; the kernel
+// (which waits on REQ with Atomics.waitAsync) runs the call, writes RET, sets
+// RESP = REQ and notifies. The CPU waits on RESP while polling IPIs.
+
+export const CPU_WORDS = 16;
+export const W_ONLINE = 0;
+export const W_IPI = 1;
+export const W_ACK = 2;
+export const W_REQ = 3;
+export const W_RESP = 4;
+export const W_NR = 5;
+export const W_MM = 6; // id of the mm this CPU runs (for mm_cpumask-like IPI targeting)
+export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
+export const A_RET = 6;
+
+/** Trap numbers below the syscall table: 0 = page fault (args: va, write). */
+export const TRAP_FAULT = 0;
+
+export interface SmpDescriptor {
+  readonly sab: SharedArrayBuffer;
+  readonly argSab: SharedArrayBuffer;
+  readonly nrCpus: number;
+}
+
+export class Smp {
+  readonly nrCpus: number;
+  readonly words: Int32Array;
+  readonly args: Float64Array;
+  private readonly sab: SharedArrayBuffer;
+  private readonly argSab: SharedArrayBuffer;
+
+  private constructor(d: SmpDescriptor) {
+    this.nrCpus = d.nrCpus;
+    this.sab = d.sab;
+    this.argSab = d.argSab;
+    this.words = new Int32Array(d.sab);
+    this.args = new Float64Array(d.argSab);
+  }
+
+  static create(nrCpus: number): Smp {
+    if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
+    const s = new Smp({
+      sab: new SharedArrayBuffer(nrCpus * CPU_WORDS * 4),
+      argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
+      nrCpus,
+    });
+    Atomics.store(s.words, W_ONLINE, 1); // the boot CPU
+    return s;
+  }
+
+  static attach(d: SmpDescriptor): Smp {
+    return new Smp(d);
+  }
+
+  descriptor(): SmpDescriptor {
+    return { sab: this.sab, argSab: this.argSab, nrCpus: this.nrCpus };
+  }
+
+  w(cpu: number, word: number): number {
+    return cpu * CPU_WORDS + word;
+  }
+
+  setOnline(cpu: number, mmId: number): void {
+    Atomics.store(this.words, this.w(cpu, W_MM), mmId);
+    Atomics.store(this.words, this.w(cpu, W_ONLINE), 1);
+  }
+
+  setOffline(cpu: number): void {
+    Atomics.store(this.words, this.w(cpu, W_ONLINE), 0);
+    Atomics.notify(this.words, this.w(cpu, W_ACK));
+  }
+
+  /** CPUs other than `self` that run mm `mmId` (the mm_cpumask): the IPI targets. */
+  targets(self: number, mmId: number): number {
+    let n = 0;
+    for (let c = 0; c < this.nrCpus; c++)
+      if (c !== self && Atomics.load(this.words, this.w(c, W_MM)) === mmId) n++;
+    return n;
+  }
+
+  /**
+   * Kernel side of a TLB shootdown for mm mmId: IPI every CPU that runs it and
+   * wait for each ack. Returns how many IPIs were sent (counted whether or not
+   * the CPU was online, as mm_cpumask is, so counts do not depend on timing).
+   */
+  shootdown(self: number, mmId: number): number {
+    const w = this.words;
+    let sent = 0;
+    for (let c = 0; c < this.nrCpus; c++) {
+      if (c === self || Atomics.load(w, this.w(c, W_MM)) !== mmId) continue;
+      sent++;
+      const gen = Atomics.add(w, this.w(c, W_IPI), 1) + 1;
+      for (;;) {
+        const ack = Atomics.load(w, this.w(c, W_ACK));
+        if (ack - gen >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
+        Atomics.wait(w, this.w(c, W_ACK), ack, 1);
+      }
+    }
+    return sent;
+  }
+}

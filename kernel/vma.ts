@@ -1,0 +1,245 @@
+// VMAs: sorted, split and merged as Linux's mm/vma.c does. This file depends on
+// nothing else in the kernel so it can be tested on its own (as Linux does in
+// tools/testing/vma). Page-level work (zapping PTEs) is the caller's.
+import { E } from './errno.js';
+
+// vm_flags bits (include/linux/mm.h values)
+export const VM_READ = 0x1;
+export const VM_WRITE = 0x2;
+export const VM_EXEC = 0x4;
+export const VM_SHARED = 0x8;
+export const VM_MAYREAD = 0x10;
+export const VM_MAYWRITE = 0x20;
+export const VM_MAYEXEC = 0x40;
+export const VM_MAYSHARE = 0x80;
+export const VM_PFNMAP = 0x400;
+export const VM_LOCKED = 0x2000;
+export const VM_IO = 0x4000;
+export const VM_SEQ_READ = 0x8000;
+export const VM_RAND_READ = 0x10000;
+export const VM_DONTCOPY = 0x20000;
+export const VM_DONTEXPAND = 0x40000;
+export const VM_ACCOUNT = 0x100000;
+export const VM_NORESERVE = 0x200000;
+export const VM_MIXEDMAP = 0x10000000;
+export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
+/** Flags that forbid merging (VM_SPECIAL). */
+export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
+
+/** What a VMA holds of an encryption key: a counted reference (kernel/keys.ts). */
+export interface VmaKeyRef {
+  readonly keyid: number;
+  get(): void;
+  put(): void;
+}
+
+/** What a VMA holds of a file: identity, the /proc/maps fields and a counted reference. */
+export interface VmaFile {
+  readonly path: string;
+  readonly dev: string; // "00:05"
+  readonly ino: number;
+  get(): void;
+  put(): void;
+}
+
+export class Vma {
+  constructor(
+    public start: number,
+    public end: number,
+    public flags: number,
+    public pgoff: number,
+    public readonly file: VmaFile | null,
+    public key: VmaKeyRef | null = null,
+  ) {}
+
+  /** anon_vma assigned: an anonymous page was faulted in (inherited by splits). */
+  anonVma = false;
+
+  get keyid(): number {
+    return this.key === null ? 0 : this.key.keyid;
+  }
+
+  get pages(): number {
+    return (this.end - this.start) / 4096;
+  }
+
+  get anonymous(): boolean {
+    return this.file === null;
+  }
+
+  /** A copy for a split: takes its own key reference (vm_area_dup). */
+  dup(): Vma {
+    this.key?.get();
+    this.file?.get();
+    const v = new Vma(this.start, this.end, this.flags, this.pgoff, this.file, this.key);
+    v.anonVma = this.anonVma;
+    return v;
+  }
+
+  /** Drop what this VMA holds (remove_vma). */
+  release(): void {
+    this.key?.put();
+    this.file?.put();
+  }
+
+  /** /proc/pid/maps line. */
+  mapsLine(): string {
+    const perms =
+      (this.flags & VM_READ ? 'r' : '-') +
+      (this.flags & VM_WRITE ? 'w' : '-') +
+      (this.flags & VM_EXEC ? 'x' : '-') +
+      (this.flags & VM_MAYSHARE ? 's' : 'p');
+    const off = this.file ? this.pgoff * 4096 : 0;
+    const head =
+      `${hex8(this.start)}-${hex8(this.end)} ${perms} ${hex8(off)} ` +
+      `${this.file ? this.file.dev : '00:00'} ${this.file ? this.file.ino : 0} `;
+    return this.file ? head.padEnd(73) + this.file.path : head;
+  }
+}
+
+const hex8 = (n: number) => n.toString(16).padStart(8, '0');
+
+/** An address space's VMA list: sorted by start, never overlapping. */
+export class VmaList {
+  readonly vmas: Vma[] = [];
+  maxMapCount: number;
+
+  constructor(maxMapCount: number) {
+    this.maxMapCount = maxMapCount;
+  }
+
+  get mapCount(): number {
+    return this.vmas.length;
+  }
+
+  /** Index of the first VMA with end > addr (find_vma), or vmas.length. */
+  findIndex(addr: number): number {
+    const v = this.vmas;
+    let lo = 0, hi = v.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (v[mid].end > addr) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  /** The VMA containing addr, or null. */
+  find(addr: number): Vma | null {
+    const i = this.findIndex(addr);
+    const v = this.vmas[i];
+    return v !== undefined && v.start <= addr ? v : null;
+  }
+
+  /** First VMA intersecting [start, end), or null (find_vma_intersection). */
+  intersection(start: number, end: number): Vma | null {
+    const v = this.vmas[this.findIndex(start)];
+    return v !== undefined && v.start < end ? v : null;
+  }
+
+  /**
+   * Split vmas[i] at addr (start < addr < end): [start, addr) stays at i,
+   * [addr, end) is inserted at i+1. With check (split_vma), ENOMEM at
+   * max_map_count; munmap's own splits (__split_vma) do not check.
+   */
+  split(i: number, addr: number, check = true): number {
+    const vma = this.vmas[i];
+    if (check && this.mapCount >= this.maxMapCount) return -E.ENOMEM;
+    const tail = vma.dup();
+    tail.start = addr;
+    tail.pgoff = vma.pgoff + (addr - vma.start) / 4096;
+    vma.end = addr;
+    this.vmas.splice(i + 1, 0, tail);
+    return 0;
+  }
+
+  /** Can a (below) and b (above) be one VMA? (is_mergeable_vma + anon pgoff check) */
+  static mergeable(a: Vma, b: Vma): boolean {
+    return (
+      a.end === b.start &&
+      a.flags === b.flags &&
+      (a.flags & VM_SPECIAL) === 0 &&
+      a.file === b.file &&
+      a.keyid === b.keyid && // MKTME: VMAs with different KeyIDs never merge
+      a.key === b.key &&
+      a.pgoff + a.pages === b.pgoff
+    );
+  }
+
+  /**
+   * Merge vmas[i] with its neighbours where they are compatible. Returns the
+   * index of the VMA that now covers vmas[i]'s range. Each merge drops the
+   * absorbed VMA's key reference.
+   */
+  mergeAround(i: number): number {
+    const v = this.vmas;
+    if (i + 1 < v.length && VmaList.mergeable(v[i], v[i + 1])) {
+      v[i].end = v[i + 1].end;
+      v[i].anonVma ||= v[i + 1].anonVma;
+      v[i + 1].release();
+      v.splice(i + 1, 1);
+    }
+    if (i > 0 && VmaList.mergeable(v[i - 1], v[i])) {
+      v[i - 1].end = v[i].end;
+      v[i - 1].anonVma ||= v[i].anonVma;
+      v[i].release();
+      v.splice(i, 1);
+      i--;
+    }
+    return i;
+  }
+
+  /**
+   * vma_modify: make [start, end) (inside vmas[i]) a VMA of its own (splits
+   * checked against max_map_count), apply `change` to it, then merge it with
+   * its neighbours. Returns the index of the VMA now covering the range, or
+   * -ENOMEM with nothing changed but a first split already done (as Linux).
+   */
+  modify(i: number, start: number, end: number, change: (v: Vma) => void): number {
+    if (this.vmas[i].start < start) {
+      const r = this.split(i, start);
+      if (r < 0) return r;
+      i++;
+    }
+    if (end < this.vmas[i].end) {
+      const r = this.split(i, end);
+      if (r < 0) return r;
+    }
+    change(this.vmas[i]);
+    return this.mergeAround(i);
+  }
+
+  /** Insert a VMA into a gap (the caller made sure there is one) and merge it. */
+  insert(vma: Vma): number {
+    const i = this.findIndex(vma.start);
+    this.vmas.splice(i, 0, vma);
+    return this.mergeAround(i);
+  }
+
+  /**
+   * Detach every VMA part in [start, end): split at the edges, then remove.
+   * Returns the detached VMAs (the caller zaps their pages and drops their
+   * keys) or -ENOMEM when a split would pass max_map_count; on error nothing
+   * has changed (do_vmi_align_munmap checks the limit before splitting).
+   */
+  detach(start: number, end: number): Vma[] | number {
+    let i = this.findIndex(start);
+    const v = this.vmas;
+    if (i >= v.length || v[i].start >= end) return [];
+    // A munmap in the middle of one VMA makes one more VMA.
+    if (v[i].start < start && end < v[i].end && this.mapCount >= this.maxMapCount) return -E.ENOMEM;
+    if (v[i].start < start) {
+      this.split(i, start, false);
+      i++;
+    }
+    let j = i;
+    while (j < v.length && v[j].start < end) j++;
+    if (v[j - 1].end > end) this.split(j - 1, end, false);
+    return v.splice(i, j - i);
+  }
+
+  /** /proc/pid/maps */
+  maps(): string[] {
+    return this.vmas.map((v) => v.mapsLine());
+  }
+}
