@@ -1,0 +1,123 @@
+// Entering the kernel from a worker CPU: the trap mailbox of smp.ts.
+// Worker side: write NR and ARGS, bump REQ, wait for RESP (acking IPIs while
+// waiting, so a kernel that is shooting down TLBs never waits on us forever).
+// Kernel side: one async loop per CPU on Atomics.waitAsync(REQ), running the
+// trap on the boot CPU's thread between other kernel work.
+import { Machine, type MachineDescriptor } from '../hardware/machine.js';
+import { UserCpu } from './cpu.js';
+import type { Kernel, KernelDescriptor, Task } from './kernel.js';
+import { handleMmFault } from './memory.js';
+import { PageTablePool } from './pgtable.js';
+import { A_RET, CPU_ARGS, Smp, W_NR, W_REQ, W_RESP } from './smp.js';
+
+/** Trap number of a page fault (args: va, write); syscalls use their own numbers. */
+export const TRAP_FAULT = -1;
+
+/** Everything a worker needs to run as one more CPU of a process. */
+export interface CpuDescriptor {
+  readonly machine: MachineDescriptor;
+  readonly kernel: KernelDescriptor;
+  readonly mm: { readonly id: number; readonly pgd: number };
+  readonly cpu: number;
+}
+
+export function cpuDescriptor(k: Kernel, task: Task, cpu: number): CpuDescriptor {
+  if (!Number.isInteger(cpu) || cpu < 1 || cpu >= k.machine.nrCpus)
+    throw new RangeError(`cpu: expected an integer in [1, ${k.machine.nrCpus - 1}], got ${cpu}`);
+  return { machine: k.machine.descriptor(), kernel: k.descriptor(), mm: { id: task.mm.id, pgd: task.mm.pgd }, cpu };
+}
+
+/** A worker CPU: a user-mode CPU whose faults and syscalls trap to the kernel thread. */
+export class WorkerCpu {
+  readonly machine: Machine;
+  readonly smp: Smp;
+  readonly user: UserCpu;
+  readonly cpu: number;
+  private readonly base: number;
+  private readonly argBase: number;
+
+  constructor(d: CpuDescriptor) {
+    this.machine = Machine.attach(d.machine, d.cpu);
+    this.smp = Smp.attach(d.kernel.smp);
+    this.cpu = d.cpu;
+    this.base = this.smp.w(d.cpu, 0);
+    this.argBase = d.cpu * CPU_ARGS;
+    const pool = PageTablePool.attach(d.kernel.pgtable);
+    this.user = new UserCpu(this.machine.engine, pool, this.smp, d.mm, (va, write) => this.trap(TRAP_FAULT, va, write ? 1 : 0));
+    this.smp.setOnline(d.cpu, d.mm.id);
+  }
+
+  /** Enter the kernel: a fault or a syscall with numeric arguments. */
+  trap(nr: number, ...args: number[]): number {
+    const w = this.smp.words;
+    const a = this.smp.args;
+    if (args.length > 6) throw new RangeError(`args: at most 6, got ${args.length}`);
+    Atomics.store(w, this.base + W_NR, nr);
+    for (let i = 0; i < 6; i++) a[this.argBase + i] = args[i] ?? 0;
+    // REQ's seq-cst add publishes NR and ARGS to the kernel thread.
+    const req = Atomics.add(w, this.base + W_REQ, 1) + 1;
+    Atomics.notify(w, this.base + W_REQ);
+    for (;;) {
+      const resp = Atomics.load(w, this.base + W_RESP);
+      if (resp === req) break;
+      this.user.pollIpi();
+      Atomics.wait(w, this.base + W_RESP, resp, 1);
+    }
+    return a[this.argBase + A_RET];
+  }
+
+  /** This CPU goes offline (the kernel stops waiting for its IPI acks). */
+  offline(): void {
+    this.smp.setOffline(this.cpu);
+  }
+}
+
+/** Kernel side: serve traps of the given CPUs for task until stop(). */
+export class TrapServer {
+  private stopped = false;
+  private readonly loops: Promise<void>[] = [];
+  private readonly cpus: number[] = [];
+
+  constructor(
+    private readonly k: Kernel,
+    private readonly task: Task,
+  ) {}
+
+  serve(cpu: number): void {
+    this.cpus.push(cpu);
+    this.loops.push(this.loop(cpu));
+  }
+
+  private async loop(cpu: number): Promise<void> {
+    const k = this.k;
+    const w = k.smp.words;
+    const a = k.smp.args;
+    const base = k.smp.w(cpu, 0);
+    const argBase = cpu * CPU_ARGS;
+    let seen = Atomics.load(w, base + W_REQ);
+    while (!this.stopped) {
+      const r = Atomics.waitAsync(w, base + W_REQ, seen, 50);
+      if (r.async) await r.value;
+      const req = Atomics.load(w, base + W_REQ);
+      if (req === seen) continue;
+      seen = req;
+      const nr = Atomics.load(w, base + W_NR);
+      let ret: number;
+      if (nr === TRAP_FAULT) ret = handleMmFault(k, this.task, a[argBase], a[argBase + 1] !== 0);
+      else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
+      a[argBase + A_RET] = ret;
+      Atomics.store(w, base + W_RESP, req);
+      Atomics.notify(w, base + W_RESP);
+    }
+  }
+
+  /**
+   * Stop serving. A pending Atomics.waitAsync does not keep Node's event loop
+   * alive, so each loop is woken explicitly rather than left to time out.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const cpu of this.cpus) Atomics.notify(this.k.smp.words, this.k.smp.w(cpu, W_REQ));
+    await Promise.all(this.loops);
+  }
+}
