@@ -65,6 +65,8 @@ export class OpenFile implements VmaFile {
   size = 0;
   /** page cache: page offset -> frame */
   readonly pages = new Map<number, number>();
+  /** the mm whose memory limit pays for this file's pages (pinned file memory) */
+  charged: MmStruct | null = null;
   /** driver state (e.g. the key set by an ioctl) */
   key: import('./keys.js').MktmeKey | null = null;
   constructor(
@@ -109,6 +111,8 @@ export interface Device {
 export class MmStruct {
   readonly vmas: VmaList;
   rss = 0;
+  /** pinned file pages (driver, secretmem) charged to this mm's limit */
+  filePages = 0;
   /** Clock list of resident anonymous pages (virtual addresses), for reclaim. */
   readonly lru: number[] = [];
   clockHand = 0;

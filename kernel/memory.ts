@@ -111,8 +111,9 @@ function dropFromLru(mm: MmStruct, _k: Kernel, start: number, end: number): void
 
 /** Make room for one more resident page of mm under its memory limit; -ENOMEM when reclaim fails. */
 function chargePage(k: Kernel, mm: MmStruct): number {
-  if (mm.rss < mm.memLimit) return 0;
-  const want = Math.min(32, mm.rss - mm.memLimit + 1); // SWAP_CLUSTER_MAX
+  const used = mm.rss + mm.filePages;
+  if (used < mm.memLimit) return 0;
+  const want = Math.min(32, used - mm.memLimit + 1); // SWAP_CLUSTER_MAX
   if (reclaimPages(k, mm, want) === 0) {
     k.count('oom');
     return -E.ENOMEM;
@@ -151,9 +152,21 @@ export function pinPage(k: Kernel, pfn: number, unmovable: boolean): void {
 }
 
 /** Allocate a page for a file's page cache (shmem, secretmem, driver). Not charged to an mm's LRU. */
-export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: MktmeKey | null, node = 0): number {
-  const pfn = k.alloc.alloc(node);
-  if (pfn < 0) return -E.ENOMEM;
+export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: MktmeKey | null, charge: MmStruct | null = null): number {
+  if (charge !== null) {
+    // charged to the faulting process's memory limit (memcg), never reclaimable here
+    if (file.charged !== null && file.charged !== charge) return -E.EINVAL;
+    const r = chargePage(k, charge);
+    if (r < 0) return r;
+    file.charged = charge;
+    charge.filePages++;
+  }
+  const pfn = k.alloc.alloc(charge?.node ?? 0);
+  if (pfn < 0) {
+    if (charge !== null) charge.filePages--;
+    k.count('oom');
+    return -E.ENOMEM;
+  }
   prepEncryptedPage(k, pfn, key);
   k.alloc.flags[pfn] |= PG_FILE;
   file.pages.set(pgoff, pfn);
@@ -162,6 +175,7 @@ export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: Mkt
 
 /** Free a file's page cache (last reference to the file dropped). */
 export function freeFilePages(k: Kernel, file: OpenFile): void {
+  if (file.charged !== null) file.charged.filePages -= file.pages.size;
   for (const pfn of file.pages.values()) {
     freeEncryptedPage(k, pfn);
     k.alloc.release(pfn);

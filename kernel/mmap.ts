@@ -47,7 +47,7 @@ const shmemOps: FileOps = {
   fault(k, file, _vma, pgoff) {
     const have = file.pages.get(pgoff);
     if (have !== undefined) return have;
-    return allocFilePage(k, file, pgoff, null, 0);
+    return allocFilePage(k, file, pgoff, null);
   },
   release: (k, file) => freeFilePages(k, file),
 };

@@ -1,0 +1,249 @@
+// The conformance runner: one cell = one design x hardware profile x kernel
+// (patched or not) x scenario, run on a fresh machine, one CPU. The program
+// allocates memory through the design's helper, writes a seeded pattern,
+// lives through the scenario (memory pressure, NUMA migration, a power
+// cycle), reads everything back and checks it. The outcome is observed, not
+// declared: crashes are SIGSEGVs from the CPU, "encrypted" means the frames
+// really hold ciphertext under a KeyID, and so on.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ENGINE_COUNTERS, type EngineCounter } from '../hardware/engine.js';
+import { Machine } from '../hardware/machine.js';
+import { PAGE_SIZE } from '../hardware/types.js';
+import type { UserCpu } from '../kernel/cpu.js';
+import { DAX_PATH } from '../kernel/dax.js';
+import { E, errnoName, type ErrnoName } from '../kernel/errno.js';
+import { ALL_FEATURES, KERNEL_COUNTERS, Kernel, NO_FEATURES, type KernelCounter, type Task } from '../kernel/kernel.js';
+import { PG_SECRET } from '../kernel/page_alloc.js';
+import { PTE_MIGRATION, PTE_SWAP, ptePfn, pteKeyid } from '../kernel/pgtable.js';
+import { AT_FDCWD, NR } from '../kernel/syscalls.js';
+import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
+import { CPU_KEY, userKey, type Allocation, type EncryptionDesign, type UserEnv } from './contract.js';
+import { getDesign } from './registry.js';
+
+export const SCENARIOS = ['basic', 'swap', 'migration', 'dax'] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export const OUTCOMES = ['encrypted', 'secret', 'plaintext-fallback', 'unsupported', 'crashed', 'data-loss'] as const;
+/**
+ * encrypted: frames hold ciphertext under a KeyID and everything read back.
+ * secret: plaintext frames the kernel cannot reach (memfd_secret: not in the direct map).
+ * plaintext-fallback: the program runs, in plaintext. unsupported: the design
+ * cannot do what the scenario needs (errno says why). crashed: SIGSEGV.
+ * data-loss: what was read back is not what was written.
+ */
+export type Outcome = (typeof OUTCOMES)[number];
+
+export type Counter = KernelCounter | EngineCounter | 'integrity_errors';
+
+export interface CellSpec {
+  readonly design: string;
+  readonly profile: string;
+  readonly patched: boolean;
+  readonly scenario: Scenario;
+  /** careful program (fallbacks) or naive one */
+  readonly careful: boolean;
+  readonly pages: number;
+  readonly seed: number;
+  readonly backend: string;
+  /** folder for the swap file and the DAX image */
+  readonly workdir: string;
+}
+
+export interface CellResult {
+  readonly outcome: Outcome;
+  readonly errno: ErrnoName | null;
+  readonly counters: Readonly<Record<Counter, number>>;
+  /** one line: what happened */
+  readonly detail: string;
+}
+
+const RW = PROT_READ | PROT_WRITE;
+
+/** The seeded bytes of page i (xorshift32), into buf. */
+export function patternPage(seed: number, i: number, buf: Uint8Array): void {
+  let x = (seed * 0x9e3779b1 + i * 0x85ebca6b + 1) >>> 0 || 1;
+  const w = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2);
+  for (let j = 0; j < w.length; j++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    w[j] = x >>> 0;
+  }
+}
+
+/** A deterministic user key from the seed (halves always differ). */
+export function seedKey(seed: number): Uint8Array {
+  const k = Uint8Array.from(createHash('sha256').update(`memcrypt-bench key ${seed}`).digest());
+  k[16] ^= k[0] === k[16] ? 1 : 0;
+  return k;
+}
+
+interface Booted {
+  machine: Machine;
+  k: Kernel;
+  task: Task;
+  env: UserEnv;
+}
+
+function bootCell(spec: CellSpec, design: EncryptionDesign, machine: Machine): Booted {
+  const swap = spec.scenario === 'swap' ? { path: join(spec.workdir, 'swap'), slots: spec.pages * 2, encrypt: false } : null;
+  const k = new Kernel(machine, { features: spec.patched ? ALL_FEATURES : NO_FEATURES, swap, pgtableSlots: 256 });
+  design.install(k);
+  const task = k.spawn({ memLimit: spec.scenario === 'swap' ? Math.max(1, spec.pages >> 1) : Infinity });
+  const cpu = k.localCpu(task);
+  return { machine, k, task, env: { sys: (nr, ...a) => k.syscall(task, nr, ...a), cpu } };
+}
+
+/** Write the pattern to every page; 0 or the CPU's -errno. */
+export function writePattern(cpu: UserCpu, addr: number, pages: number, seed: number, buf: Uint8Array): number {
+  for (let i = 0; i < pages; i++) {
+    patternPage(seed, i, buf);
+    const r = cpu.store(addr + i * PAGE_SIZE, buf);
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
+/** Read every page back; the number of pages that differ, or the CPU's -errno. */
+export function verifyPattern(cpu: UserCpu, addr: number, pages: number, seed: number, buf: Uint8Array, got: Uint8Array): number {
+  let bad = 0;
+  for (let i = 0; i < pages; i++) {
+    patternPage(seed, i, buf);
+    const r = cpu.load(addr + i * PAGE_SIZE, got);
+    if (r < 0) return r;
+    if (Buffer.compare(buf, got) !== 0) bad++;
+  }
+  return bad;
+}
+
+/** What the frames behind [addr, +pages) really hold: 'encrypted' | 'secret' | 'plaintext-fallback'. */
+function observe(b: Booted, addr: number, pages: number, seed: number): Outcome {
+  const buf = new Uint8Array(PAGE_SIZE);
+  const raw = b.machine.memory.buf.u8;
+  let keyed = 0, secret = 0, resident = 0;
+  for (let i = 0; i < pages; i++) {
+    const pte = b.k.pool.get(b.task.mm.pgd, addr + i * PAGE_SIZE);
+    if (pte === 0 || pte & (PTE_SWAP | PTE_MIGRATION)) continue;
+    resident++;
+    const pfn = ptePfn(pte);
+    patternPage(seed, i, buf);
+    const stored = raw.subarray(pfn * PAGE_SIZE, pfn * PAGE_SIZE + PAGE_SIZE);
+    if (pteKeyid(pte) !== 0 && Buffer.compare(stored, buf) !== 0) keyed++;
+    if (b.k.alloc.flags[pfn] & PG_SECRET) secret++;
+  }
+  if (resident > 0 && keyed === resident) return 'encrypted';
+  if (resident > 0 && secret === resident) return 'secret';
+  return 'plaintext-fallback';
+}
+
+function counters(b: Booted, integrity: number): Record<Counter, number> {
+  const out = {} as Record<Counter, number>;
+  const kc = b.k.counters.snapshot();
+  const ec = b.machine.engine.counters.snapshot();
+  for (const c of KERNEL_COUNTERS) out[c] = kc[c];
+  for (const c of ENGINE_COUNTERS) out[c] = ec[c];
+  out.integrity_errors = integrity;
+  return out;
+}
+
+const errnoOf = (r: number): ErrnoName | null => (r < 0 ? errnoName(r) : null);
+
+/** Run one cell. Never throws for a program's failure: that is an outcome. */
+export function runCell(spec: CellSpec): CellResult {
+  const design = getDesign(spec.design);
+  const machine = Machine.create({
+    profile: spec.profile,
+    backend: spec.backend,
+    memory: { nodeFrames: [spec.pages * 2 + 64, spec.pages * 2 + 64], daxFrames: spec.scenario === 'dax' ? spec.pages : 0 },
+    nrCpus: 1,
+  });
+  let b = bootCell(spec, design, machine);
+  const buf = new Uint8Array(PAGE_SIZE);
+  const got = new Uint8Array(PAGE_SIZE);
+  const len = spec.pages * PAGE_SIZE;
+  const done = (outcome: Outcome, errno: number | ErrnoName | null, detail: string, integrity = 0): CellResult => {
+    const res: CellResult = {
+      outcome,
+      errno: typeof errno === 'number' ? errnoOf(errno) : errno,
+      counters: counters(b, integrity),
+      detail,
+    };
+    b.k.shutdown();
+    return res;
+  };
+  // A SIGSEGV is reported with the errno of the call the program did not
+  // check, when there was one (the ENOSYS that left memory PROT_NONE).
+  const crashOrFail = (r: number, what: string, cause = 0): CellResult =>
+    r === -E.EFAULT
+      ? done('crashed', cause < 0 ? cause : r, `SIGSEGV ${what}`)
+      : done('unsupported', r, `${what} failed`);
+
+  if (spec.scenario === 'dax') {
+    const fd = b.env.sys(NR.openat, AT_FDCWD, DAX_PATH, 2);
+    const addr = b.env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd, 0);
+    if (addr < 0) return done('unsupported', addr, 'mmap of /dev/dax0.0 failed');
+    const key = userKey(seedKey(spec.seed));
+    const r = design.encryptMapping(b.env, addr, len, fd, key);
+    if (r === null) return done('unsupported', null, 'the design has no call that takes an existing mapping');
+    if (r < 0) return done('unsupported', r, 'encrypting the DAX mapping failed');
+    const w = writePattern(b.env.cpu, addr, spec.pages, spec.seed, buf);
+    if (w < 0) return crashOrFail(w, 'writing DAX');
+    const before = observe(b, addr, spec.pages, spec.seed);
+    const partial = counters(b, 0);
+    // power cycle: the region goes to a real file, keys and RAM are lost
+    b.k.shutdown();
+    const img = join(spec.workdir, 'dax.img');
+    machine.powerOff(img);
+    machine.powerOn(img);
+    const file = readFileSync(img);
+    let leaked = 0;
+    for (let i = 0; i < spec.pages; i++) {
+      patternPage(spec.seed, i, buf);
+      if (file.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE).equals(buf)) leaked += PAGE_SIZE;
+    }
+    b = bootCell(spec, design, machine);
+    const fd2 = b.env.sys(NR.openat, AT_FDCWD, DAX_PATH, 2);
+    const addr2 = b.env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd2, 0);
+    const r2 = design.encryptMapping(b.env, addr2, len, fd2, key);
+    if (r2 !== null && r2 < 0) return done('unsupported', r2, 'encrypting the DAX mapping after power-on failed');
+    const bad = verifyPattern(b.env.cpu, addr2, spec.pages, spec.seed, buf, got);
+    if (bad < 0) return crashOrFail(bad, 'reading DAX after power-on');
+    // counters of both boots
+    const res = done(bad > 0 ? 'data-loss' : leaked > 0 ? 'plaintext-fallback' : before, null, `${bad} pages lost, ${leaked} plaintext bytes in the DAX image`, bad);
+    const sum = { ...res.counters } as Record<Counter, number>;
+    for (const c of Object.keys(sum) as Counter[]) sum[c] += c === 'integrity_errors' ? 0 : partial[c];
+    sum.plaintext_exposed_bytes += leaked;
+    return { ...res, counters: sum };
+  }
+
+  const a = design.allocate(b.env, len, CPU_KEY, spec.careful);
+  if ('failed' in a) return done('unsupported', a.failed, 'the helper gave up');
+  const alloc: Allocation = a;
+  const w = writePattern(b.env.cpu, alloc.addr, spec.pages, spec.seed, buf);
+  if (w < 0) return crashOrFail(w, 'writing the memory', alloc.errno);
+  let errno: number = alloc.errno;
+  let note = alloc.fallback ? 'fell back to plain memory' : 'as designed';
+  let unsupported = false;
+  if (spec.scenario === 'migration') {
+    const pages = [...Array(spec.pages).keys()].map((i) => alloc.addr + i * PAGE_SIZE);
+    const status: number[] = [];
+    const r = b.env.sys(NR.move_pages, 0, pages, pages.map(() => 1), status);
+    const failed = r < 0 ? r : (status.find((s) => s < 0) ?? 0);
+    if (failed < 0) {
+      errno = failed;
+      unsupported = true;
+      note = `${status.filter((s) => s < 0).length} of ${spec.pages} pages did not move`;
+    }
+  }
+  // observe before reading back: reading may fault pages back in
+  const seen = observe(b, alloc.addr, spec.pages, spec.seed);
+  const bad = verifyPattern(b.env.cpu, alloc.addr, spec.pages, spec.seed, buf, got);
+  if (bad < 0) return crashOrFail(bad, 'reading the memory back');
+  if (bad > 0) return done('data-loss', errno, `${bad} of ${spec.pages} pages read back wrong`, bad);
+  if (unsupported) return done('unsupported', errno, note);
+  if (spec.scenario === 'swap' && b.k.counters.get('swap_out') === 0 && seen !== 'plaintext-fallback')
+    return done('unsupported', errno, 'nothing was swapped');
+  return done(alloc.fallback ? 'plaintext-fallback' : seen, errno, note);
+}

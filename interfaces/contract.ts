@@ -1,0 +1,91 @@
+// The one contract every API design under test implements: a kernel side that
+// is installed only into a kernel configured with the design's feature, and
+// the userspace helper a real program would write on top of it, in a careful
+// flavour (checks every return, falls back to plaintext memory) and a naive
+// one (assumes the call exists). Outcomes are never stated by a design: the
+// conformance runner observes them by running the program on the model.
+import type { UserCpu } from '../kernel/cpu.js';
+import type { Kernel, KernelFeatures } from '../kernel/kernel.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE } from '../kernel/uapi.js';
+import { NR, type SysArg } from '../kernel/syscalls.js';
+
+export const DESIGN_NAMES = ['encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'] as const;
+export type DesignName = (typeof DESIGN_NAMES)[number];
+
+/** What a process can do: enter the kernel, and touch memory on its CPU. */
+export interface UserEnv {
+  sys(nr: number, ...args: SysArg[]): number;
+  readonly cpu: UserCpu;
+}
+
+/** The key a program asks for: an add_key("mktme", ...) payload. */
+export interface KeySpec {
+  readonly description: string;
+  readonly payload: string;
+}
+
+export const CPU_KEY: KeySpec = { description: 'bench', payload: 'type=cpu algorithm=aes-xts-128' };
+
+/** A user-supplied key (needed to read persistent memory again after a power cycle). */
+export function userKey(bytes: Uint8Array, description = 'persistent'): KeySpec {
+  if (bytes.length !== 32) throw new RangeError(`key: expected 32 bytes, got ${bytes.length}`);
+  return { description, payload: `type=user algorithm=aes-xts-128 key=${Buffer.from(bytes).toString('hex')}` };
+}
+
+/** What the helper handed back to the program. addr may be MAP_FAILED (-errno) in a naive program. */
+export interface Allocation {
+  readonly addr: number;
+  readonly len: number;
+  /** fd the memory came from (-1 for anonymous memory) */
+  readonly fd: number;
+  /** key serial in use, or -errno */
+  readonly serial: number;
+  /** the helper fell back to plain memory */
+  readonly fallback: boolean;
+  /** the first failing call's -errno (0: none): ENOSYS, ENOENT, EINVAL ... */
+  readonly errno: number;
+}
+
+/** The helper gave up (careful program, unrecoverable): -errno. */
+export type AllocResult = Allocation | { readonly failed: number };
+
+export abstract class EncryptionDesign {
+  abstract readonly name: DesignName;
+  /** The kernel config option that builds its kernel side. */
+  abstract readonly feature: keyof KernelFeatures;
+  /** One line for reports. */
+  abstract readonly summary: string;
+
+  /** Install the kernel side if the kernel was configured with it. */
+  install(k: Kernel): void {
+    if (k.features[this.feature]) this.installKernel(k);
+  }
+
+  protected abstract installKernel(k: Kernel): void;
+
+  /** Get len bytes (page multiple) of encrypted memory, as the program would. */
+  abstract allocate(env: UserEnv, len: number, key: KeySpec, careful: boolean): AllocResult;
+
+  /**
+   * Stack encryption on an existing shared mapping [addr, addr+len) of fd
+   * (Device DAX). 0, or -errno; null when the design has no call that takes
+   * an existing mapping at all (it hands out its own memory only).
+   */
+  abstract encryptMapping(env: UserEnv, addr: number, len: number, fd: number, key: KeySpec): number | null;
+
+  /** munmap and close what allocate() returned. */
+  release(env: UserEnv, a: Allocation): void {
+    if (a.addr >= 0) env.sys(NR.munmap, a.addr, a.len);
+    if (a.fd >= 0) env.sys(NR.close, a.fd);
+  }
+}
+
+/** add_key for the program; careful programs check it. */
+export function addKey(env: UserEnv, key: KeySpec): number {
+  return env.sys(NR.add_key, 'mktme', key.description, key.payload);
+}
+
+/** Plain anonymous memory: every careful helper's fallback. */
+export function plainAnon(env: UserEnv, len: number, prot: number): number {
+  return env.sys(NR.mmap, 0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
