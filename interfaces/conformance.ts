@@ -118,35 +118,40 @@ export function verifyPattern(cpu: UserCpu, addr: number, pages: number, seed: n
   return bad;
 }
 
-/** What the frames behind [addr, +pages) really hold: 'encrypted' | 'secret' | 'plaintext-fallback'. */
-function observe(b: Booted, addr: number, pages: number, seed: number): Outcome {
+/** What the frames behind [addr, +pages) of task really hold: 'encrypted' | 'secret' | 'plaintext-fallback'. */
+export function observeFrames(k: Kernel, task: Task, addr: number, pages: number, seed: number): Outcome {
   const buf = new Uint8Array(PAGE_SIZE);
-  const raw = b.machine.memory.buf.u8;
+  const raw = k.machine.memory.buf.u8;
   let keyed = 0, secret = 0, resident = 0;
   for (let i = 0; i < pages; i++) {
-    const pte = b.k.pool.get(b.task.mm.pgd, addr + i * PAGE_SIZE);
+    const pte = k.pool.get(task.mm.pgd, addr + i * PAGE_SIZE);
     if (pte === 0 || pte & (PTE_SWAP | PTE_MIGRATION)) continue;
     resident++;
     const pfn = ptePfn(pte);
     patternPage(seed, i, buf);
     const stored = raw.subarray(pfn * PAGE_SIZE, pfn * PAGE_SIZE + PAGE_SIZE);
     if (pteKeyid(pte) !== 0 && Buffer.compare(stored, buf) !== 0) keyed++;
-    if (b.k.alloc.flags[pfn] & PG_SECRET) secret++;
+    if (k.alloc.flags[pfn] & PG_SECRET) secret++;
   }
   if (resident > 0 && keyed === resident) return 'encrypted';
   if (resident > 0 && secret === resident) return 'secret';
   return 'plaintext-fallback';
 }
 
-function counters(b: Booted, integrity: number): Record<Counter, number> {
+const observe = (b: Booted, addr: number, pages: number, seed: number): Outcome => observeFrames(b.k, b.task, addr, pages, seed);
+
+/** Kernel and engine counters of a machine, as one record. */
+export function snapshotCounters(k: Kernel, integrity: number): Record<Counter, number> {
   const out = {} as Record<Counter, number>;
-  const kc = b.k.counters.snapshot();
-  const ec = b.machine.engine.counters.snapshot();
+  const kc = k.counters.snapshot();
+  const ec = k.machine.engine.counters.snapshot();
   for (const c of KERNEL_COUNTERS) out[c] = kc[c];
   for (const c of ENGINE_COUNTERS) out[c] = ec[c];
   out.integrity_errors = integrity;
   return out;
 }
+
+const counters = (b: Booted, integrity: number) => snapshotCounters(b.k, integrity);
 
 const errnoOf = (r: number): ErrnoName | null => (r < 0 ? errnoName(r) : null);
 

@@ -8,7 +8,7 @@ import { UserCpu } from './cpu.js';
 import type { Kernel, KernelDescriptor, Task } from './kernel.js';
 import { handleMmFault } from './memory.js';
 import { PageTablePool } from './pgtable.js';
-import { A_RET, CPU_ARGS, Smp, W_NR, W_REQ, W_RESP } from './smp.js';
+import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP } from './smp.js';
 
 /** Trap number of a page fault (args: va, write); syscalls use their own numbers. */
 export const TRAP_FAULT = -1;
@@ -66,9 +66,22 @@ export class WorkerCpu {
     return a[this.argBase + A_RET];
   }
 
-  /** This CPU goes offline (the kernel stops waiting for its IPI acks). */
+  /**
+   * Go idle between bursts of user work: the kernel no longer waits for this
+   * CPU's IPI acks (lazy TLB), so it can unmap and free while we sleep.
+   */
   offline(): void {
     this.smp.setOffline(this.cpu);
+  }
+
+  /**
+   * Back to running user code. Online first, then catch up on any IPI sent
+   * while idle (seq-cst: a kernel that saw us offline had already bumped IPI,
+   * so this poll sees it and flushes before the first access).
+   */
+  online(): void {
+    Atomics.store(this.smp.words, this.smp.w(this.cpu, W_ONLINE), 1);
+    this.user.pollIpi();
   }
 }
 

@@ -1,0 +1,139 @@
+// The matrix runner: for every cell, start it (counting round: outcome and
+// exact counters), then time further rounds with tinybench (warm-up, then a
+// minimum time and a minimum number of samples) when the outcome leaves
+// something to time. Results are data: a cell that cannot run is a row with
+// its outcome, never an exception that ends the run.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Bench } from 'tinybench';
+import { getProfile } from '../hardware/profiles.js';
+import type { Counter } from '../interfaces/conformance.js';
+import { startCell, timedRound } from '../workloads/cell.js';
+import type { Workload } from '../workloads/workload.js';
+import { modelledNsPerOp } from './model.js';
+import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
+
+export interface CellPlan {
+  readonly backend: string;
+  readonly hardware: string;
+  readonly design: string;
+  readonly kernel: 'patched' | 'unpatched';
+  readonly workload: Workload;
+  readonly threads: number;
+}
+
+export interface RunOptions {
+  readonly seed: number;
+  /** minimum timing per cell, ms */
+  readonly timeMs: number;
+  /** minimum samples per cell */
+  readonly minSamples: number;
+  /** where scratch files (swap, DAX images) go */
+  readonly tmpdir: string;
+  /** called after each cell */
+  readonly progress?: (done: number, total: number, row: Row) => void;
+}
+
+export interface RunResult {
+  readonly rows: Row[];
+  readonly samples: CellSamples[];
+}
+
+interface Timing {
+  median: number;
+  p99: number;
+  rme: number;
+  samples: number[];
+}
+
+async function timeCell(run: (n: number) => Promise<number>, ops: number, o: RunOptions): Promise<Timing> {
+  let n = 0;
+  const bench = new Bench({
+    time: o.timeMs,
+    iterations: o.minSamples,
+    warmupTime: Math.min(100, o.timeMs),
+    warmupIterations: 2,
+    retainSamples: true,
+    throws: true,
+  });
+  bench.add('cell', async () => {
+    await run(++n);
+  });
+  await bench.run();
+  const r = bench.tasks[0].result;
+  if (r.state !== 'completed') throw new Error(r.state === 'errored' ? r.error.message : `timing ${r.state}`);
+  const perOp = 1e6 / ops; // ms per round -> ns per op
+  return {
+    median: r.latency.p50 * perOp,
+    p99: r.latency.p99 * perOp,
+    rme: r.latency.rme,
+    samples: (r.latency.samples ?? []).map((s) => s * perOp),
+  };
+}
+
+/** Run every planned cell in order. */
+export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: RunOptions): Promise<RunResult> {
+  const rows: Row[] = [];
+  const samples: CellSamples[] = [];
+  for (const [i, p] of plan.entries()) {
+    const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-cell-'));
+    try {
+      const start = await startCell({
+        design: p.design,
+        hardware: p.hardware,
+        kernel: p.kernel,
+        workload: p.workload,
+        threads: p.threads,
+        seed: o.seed,
+        backend: p.backend,
+        workdir,
+      });
+      let t: Timing = { median: NaN, p99: NaN, rme: NaN, samples: [] };
+      try {
+        if (start.timeable) t = await timeCell((n) => timedRound(start.session, n), start.ops, o);
+      } finally {
+        await start.session.close();
+      }
+      const row = toRow(meta, p, start, t);
+      rows.push(row);
+      samples.push({ key: cellKey(row), samples: t.samples });
+      o.progress?.(i + 1, plan.length, row);
+    } finally {
+      rmSync(workdir, { recursive: true, force: true });
+    }
+  }
+  return { rows, samples };
+}
+
+function toRow(
+  meta: RunMeta,
+  p: CellPlan,
+  s: { outcome: string; errno: string | null; counters: Readonly<Record<Counter, number>>; ops: number },
+  t: Timing,
+): Row {
+  const row = {
+    schema_version: SCHEMA_VERSION,
+    run_id: meta.run_id,
+    git_sha: meta.git_sha,
+    started_at: meta.started_at,
+    host: meta.host,
+    cpu_model: meta.cpu_model,
+    node_version: meta.node_version,
+    crypto_backend: p.backend,
+    hardware: p.hardware,
+    interface: p.design,
+    kernel: p.kernel,
+    workload: p.workload.name,
+    threads: p.threads,
+    outcome: s.outcome,
+    errno: s.errno ?? '',
+    ops: s.ops,
+    wall_ns_median: t.median,
+    wall_ns_p99: t.p99,
+    wall_rme_pct: t.rme,
+    samples: t.samples.length,
+    modelled_ns_per_op: modelledNsPerOp(getProfile(p.hardware).costs, s.counters, s.ops),
+  } as Row;
+  for (const c of COUNTER_COLUMNS) row[c] = s.counters[c];
+  return row;
+}

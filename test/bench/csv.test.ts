@@ -1,0 +1,403 @@
+import assert from 'node:assert/strict';
+import fs, { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it, mock } from 'node:test';
+import { formatCsv, formatSamples, parseCsv, parseSamples } from '../../bench/csv.js';
+import { InputError, readInput, writeFileAtomic } from '../../bench/io.js';
+import { COLUMNS, SCHEMA_VERSION, cellKey, type Row, type RunMeta } from '../../bench/schema.js';
+
+// --- Row and RunMeta builders: every column has a plausible default, a test
+// names only what it is about. ---
+
+function mkRow(over: Partial<Row> = {}): Row {
+  return {
+    schema_version: SCHEMA_VERSION,
+    run_id: 'run-1',
+    git_sha: 'abc1234',
+    started_at: '2025-11-25T11:00:00Z',
+    host: 'testhost',
+    cpu_model: 'Test CPU @ 3.0GHz',
+    node_version: 'v20.20.2',
+    crypto_backend: 'openssl',
+    hardware: 'mktme',
+    interface: 'encrypt-mprotect',
+    kernel: 'patched',
+    workload: 'fault',
+    threads: 1,
+    outcome: 'encrypted',
+    errno: '',
+    ops: 1000,
+    wall_ns_median: 1234.5,
+    wall_ns_p99: 2000,
+    wall_rme_pct: 1.25,
+    samples: 64,
+    modelled_ns_per_op: 980.333,
+    syscalls: 3,
+    enosys: 0,
+    faults: 64,
+    pages_encrypted: 64,
+    pages_decrypted: 0,
+    crypto_bytes: 262144,
+    clflush_lines: 4096,
+    tlb_shootdowns: 1,
+    vma_count_max: 2,
+    pinned_pages: 0,
+    swap_out: 0,
+    swap_in: 0,
+    migrated: 0,
+    migrate_failed: 0,
+    plaintext_exposed_bytes: 0,
+    integrity_errors: 0,
+    ...over,
+  };
+}
+
+function mkMeta(over: Partial<RunMeta> = {}): RunMeta {
+  return {
+    run_id: 'run-1',
+    started_at: '2025-11-25T11:00:00Z',
+    command: 'memcrypt-bench run --hardware mktme --threads 1,2 --seed 42',
+    seed: 42,
+    host: 'testhost',
+    cpu_model: 'Test CPU @ 3.0GHz',
+    node_version: 'v20.20.2',
+    git_sha: 'abc1234',
+    ...over,
+  };
+}
+
+/** An untimed cell (unsupported, crashed): samples 0, NaN times. */
+const untimed = { samples: 0, wall_ns_median: NaN, wall_ns_p99: NaN, wall_rme_pct: NaN, modelled_ns_per_op: NaN } as const;
+
+/** Rows over several cells with varied values (3 decimals at most, as written). */
+function variedRows(): Row[] {
+  const rows: Row[] = [];
+  let i = 0;
+  for (const iface of ['encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'])
+    for (const workload of ['fault', 'swap', 'enosys-fallback'])
+      for (const kernel of ['patched', 'unpatched'] as const)
+        for (const threads of [1, 2]) {
+          i++;
+          const timed = i % 5 !== 0;
+          rows.push(
+            mkRow({
+              interface: iface,
+              workload,
+              kernel,
+              threads,
+              outcome: timed ? 'encrypted' : 'unsupported',
+              errno: timed ? '' : 'EBUSY',
+              ...(timed ? { wall_ns_median: 1000 + i * 0.125, wall_ns_p99: 2e9 + i, wall_rme_pct: i / 8, modelled_ns_per_op: i / 1000 } : untimed),
+              faults: i * 64,
+              crypto_bytes: i * 2 ** 32,
+            }),
+          );
+        }
+  return rows;
+}
+
+const FILE = 'results/x.csv';
+
+/** parse must throw an InputError for FILE at `line` whose message matches re. */
+function throwsAt(text: string, line: number, re: RegExp): void {
+  assert.throws(
+    () => parseCsv(text, FILE),
+    (e: unknown) => {
+      assert.ok(e instanceof InputError, `expected an InputError, got ${String(e)}`);
+      assert.equal(e.file, FILE);
+      assert.equal(e.line, line, e.message);
+      assert.ok(e.message.startsWith(line ? `${FILE}:${line}: ` : `${FILE}: `), e.message);
+      assert.match(e.message, re);
+      assert.ok(!e.message.includes('\n'), 'one line');
+      return true;
+    },
+  );
+}
+
+/** A valid two-row file, its lines, and the 1-based line of the header. */
+function sample(): { lines: string[]; header: number } {
+  const text = formatCsv(mkMeta(), [mkRow(), mkRow({ interface: 'dev-mktme' })]);
+  const lines = text.split('\n');
+  return { lines, header: lines.findIndex((l) => l.startsWith('schema_version,')) + 1 };
+}
+
+/** The sample with column `col` of data row `n` (1-based) set to `value` (unquoted rows only). */
+function withField(n: number, col: string, value: string): { text: string; line: number } {
+  const { lines, header } = sample();
+  const f = lines[header - 1 + n].split(',');
+  f[COLUMNS.indexOf(col as (typeof COLUMNS)[number])] = value;
+  lines[header - 1 + n] = f.join(',');
+  return { text: lines.join('\n'), line: header + n };
+}
+
+describe('formatCsv / parseCsv', () => {
+  it('round-trips rows, NaN times included', () => {
+    const rows = [...variedRows(), mkRow({ interface: 'x', ...untimed })];
+    const text = formatCsv(mkMeta(), rows);
+    const back = parseCsv(text, FILE);
+    assert.deepEqual(back.rows, rows); // deepStrictEqual: NaN equals NaN
+    assert.ok(Number.isNaN(back.rows.at(-1)!.wall_ns_median));
+  });
+
+  it('round-trips quoted strings: commas, quotes, newlines', () => {
+    const rows = [mkRow({ host: 'a,"b"\nc', cpu_model: '"', errno: '' }), mkRow({ interface: 'dev-mktme', run_id: 'x\ry' })];
+    assert.deepEqual(parseCsv(formatCsv(mkMeta(), rows), FILE).rows, rows);
+  });
+
+  it('writes the title, meta in order, then exactly COLUMNS', () => {
+    const text = formatCsv(mkMeta({ command: 'a\nb' }), []);
+    const lines = text.split('\n');
+    assert.equal(lines[0], '# memcrypt-bench results');
+    assert.deepEqual(lines.slice(1, 4), ['# run_id: run-1', '# started_at: 2025-11-25T11:00:00Z', '# command: a b']);
+    assert.equal(lines[9], COLUMNS.join(','));
+    assert.equal(text.endsWith('\n'), true);
+  });
+
+  it('round-trips meta, as strings, newlines replaced by spaces', () => {
+    const meta = mkMeta({ command: 'run \\\n --seed 7', crypto_backend: 'openssl' });
+    const back = parseCsv(formatCsv(meta, [mkRow()]), FILE).meta;
+    assert.deepEqual(back, { ...meta, seed: '42', command: 'run \\  --seed 7' });
+    assert.deepEqual(Object.keys(back), Object.keys(meta));
+  });
+
+  it('formats numbers: empty for non-finite, integers as is, at most 3 decimals', () => {
+    const r = mkRow({ wall_ns_median: 12.5, wall_ns_p99: 1 / 3, wall_rme_pct: Infinity, modelled_ns_per_op: NaN, ops: 1e6, faults: 0 });
+    const rec = formatCsv(mkMeta(), [r]).trimEnd().split('\n').at(-1)!.split(',');
+    const at = (c: string) => rec[COLUMNS.indexOf(c as (typeof COLUMNS)[number])];
+    assert.equal(at('wall_ns_median'), '12.5');
+    assert.equal(at('wall_ns_p99'), '0.333');
+    assert.equal(at('wall_rme_pct'), '');
+    assert.equal(at('modelled_ns_per_op'), '');
+    assert.equal(at('ops'), '1000000');
+    assert.equal(at('faults'), '0');
+    assert.equal(formatCsv(mkMeta(), [mkRow({ wall_ns_median: -0.0001 })]).includes(',-0,'), false);
+  });
+
+  it('reads CRLF files and files without a trailing newline', () => {
+    const rows = [mkRow({ host: 'two\nlines' }), mkRow({ interface: 'dev-mktme' })];
+    const text = formatCsv(mkMeta(), rows);
+    assert.deepEqual(parseCsv(text.replace(/\n/g, '\r\n'), FILE).rows, rows);
+    assert.deepEqual(parseCsv(text.trimEnd(), FILE).rows, rows);
+    assert.deepEqual(parseCsv(text + '\n\n', FILE).rows, rows);
+  });
+
+  it('refuses a record with the wrong field count', () => {
+    const { lines, header } = sample();
+    lines[header + 1] = lines[header + 1].replace(/,[^,]*$/, '');
+    throwsAt(lines.join('\n'), header + 2, new RegExp(`expected ${COLUMNS.length} fields, found ${COLUMNS.length - 1}`));
+  });
+
+  it('refuses a non-numeric counter and an empty one', () => {
+    const a = withField(2, 'faults', 'lots');
+    throwsAt(a.text, a.line, /faults: expected a number, got 'lots'/);
+    const b = withField(1, 'clflush_lines', '');
+    throwsAt(b.text, b.line, /clflush_lines: expected a number, got ''/);
+    const c = withField(1, 'ops', 'Infinity');
+    throwsAt(c.text, c.line, /ops: expected a number/);
+    const d = withField(1, 'threads', '0x10');
+    throwsAt(d.text, d.line, /threads: expected a number/);
+  });
+
+  it('accepts empty time columns as NaN', () => {
+    const { text } = withField(1, 'wall_ns_p99', '');
+    assert.ok(Number.isNaN(parseCsv(text, FILE).rows[0].wall_ns_p99));
+  });
+
+  it('refuses an unknown kernel value', () => {
+    const { text, line } = withField(2, 'kernel', 'vanilla');
+    throwsAt(text, line, /kernel: expected 'patched' or 'unpatched', got 'vanilla'/);
+  });
+
+  it('refuses a header with a missing or unexpected column', () => {
+    const { lines, header } = sample();
+    const h = lines[header - 1];
+    const missing = [...lines];
+    missing[header - 1] = h.replace(',wall_ns_p99', '');
+    throwsAt(missing.join('\n'), header, /header does not match schema 1: missing wall_ns_p99/);
+    const renamed = [...lines];
+    renamed[header - 1] = h.replace(',faults,', ',fault_count,');
+    throwsAt(renamed.join('\n'), header, /missing faults; unexpected 'fault_count'/);
+    const swapped = [...lines];
+    swapped[header - 1] = h.replace('host,cpu_model', 'cpu_model,host');
+    throwsAt(swapped.join('\n'), header, /columns out of order/);
+  });
+
+  it('refuses an old schema version, with advice', () => {
+    const { text, line } = withField(1, 'schema_version', '0');
+    throwsAt(text, line, /^results\/x\.csv:\d+: schema_version 0 is not supported \(this memcrypt-bench reads schema 1\); re-run the benchmark to regenerate it$/);
+  });
+
+  it('refuses an old schema version even when its header differs', () => {
+    const { lines, header } = sample();
+    lines[header - 1] = lines[header - 1].replace(',wall_ns_p99', ',old_col');
+    lines[header] = lines[header].replace(/^1,/, '0,');
+    throwsAt(lines.join('\n'), header + 1, /schema_version 0 is not supported/);
+  });
+
+  it('refuses a newer schema version', () => {
+    const { text, line } = withField(2, 'schema_version', '2');
+    throwsAt(text, line, /schema_version 2 is not supported .*written by a newer memcrypt-bench/);
+  });
+
+  it('refuses a duplicated cell, naming both lines', () => {
+    const { lines, header } = sample();
+    lines.splice(header + 2, 0, lines[header]);
+    throwsAt(lines.join('\n'), header + 3, new RegExp(`duplicate cell ${cellKey(mkRow()).replace(/\|/g, '\\|')} \\(also on line ${header + 1}\\)`));
+  });
+
+  it('counts the lines inside quoted fields', () => {
+    const text = formatCsv(mkMeta(), [mkRow({ host: 'a\nb\nc' }), mkRow({ interface: 'dev-mktme' })]);
+    const lines = text.split('\n');
+    const header = lines.findIndex((l) => l.startsWith('schema_version,')) + 1;
+    // row 1 takes 3 physical lines, so row 2 is on header + 4
+    const bad = text.replace(',dev-mktme,patched,', ',dev-mktme,vanilla,');
+    throwsAt(bad, header + 4, /kernel/);
+    throwsAt(bad.replace(/\n/g, '\r\n'), header + 4, /kernel/);
+  });
+
+  it('refuses broken quoting', () => {
+    const { lines, header } = sample();
+    const open = [...lines];
+    open[header] = open[header].replace(',testhost,', ',"testhost,');
+    throwsAt(open.join('\n'), header + 1, /quoted field is never closed/);
+    const stray = [...lines];
+    stray[header + 1] = stray[header + 1].replace(',testhost,', ',test"host,');
+    throwsAt(stray.join('\n'), header + 2, /'"' in an unquoted field/);
+    const after = [...lines];
+    after[header + 1] = after[header + 1].replace(',testhost,', ',"test"host,');
+    throwsAt(after.join('\n'), header + 2, /unexpected 'h' after a closing quote/);
+  });
+
+  it('refuses an empty file and a file with no header', () => {
+    throwsAt('', 0, /empty file/);
+    throwsAt('\r\n  \n', 0, /empty file/);
+    throwsAt('# memcrypt-bench results\n# run_id: x\n', 0, /no header line/);
+  });
+
+  it('reads a header with no rows', () => {
+    assert.deepEqual(parseCsv(formatCsv(mkMeta(), []), FILE).rows, []);
+  });
+
+  it('refuses values of the wrong type when writing', () => {
+    const r = { ...mkRow(), faults: undefined } as unknown as Row;
+    assert.throws(() => formatCsv(mkMeta(), [r]), /rows\[0\]\.faults: expected a number/);
+  });
+});
+
+describe('formatSamples / parseSamples', () => {
+  const cells = [
+    { key: cellKey(mkRow()), samples: [1.5, 2, 3e6] },
+    { key: cellKey(mkRow({ threads: 2 })), samples: [] },
+  ];
+
+  it('round-trips', () => {
+    const text = formatSamples(mkMeta(), cells);
+    assert.deepEqual(parseSamples(text, 's.json'), cells);
+    assert.deepEqual(JSON.parse(text), { schema_version: 1, run_id: 'run-1', cells });
+    assert.deepEqual(parseSamples(formatSamples(mkMeta(), []), 's.json'), []);
+  });
+
+  it('refuses non-finite samples when writing', () => {
+    assert.throws(() => formatSamples(mkMeta(), [{ key: 'k', samples: [1, NaN] }]), /samples\[1\] is NaN/);
+  });
+
+  const refuses = (text: string, line: number, re: RegExp) =>
+    assert.throws(
+      () => parseSamples(text, 's.json'),
+      (e: unknown) => e instanceof InputError && e.line === line && e.message.startsWith(line ? `s.json:${line}: ` : 's.json: ') && re.test(e.message),
+    );
+
+  it('refuses bad files', () => {
+    refuses('', 0, /empty file/);
+    refuses('{\n  "schema_version": 1\n  "run_id": "x"\n}', 3, /not valid JSON/); // the missing ',' is noticed at "run_id"
+    refuses('[]', 0, /expected a JSON object/);
+    refuses('{"run_id": "x", "cells": []}', 0, /schema_version is missing/);
+    refuses('{"schema_version": 0, "run_id": "x", "cells": []}', 0, /schema_version 0 is not supported.*re-run the benchmark/);
+    refuses('{"schema_version": 9, "run_id": "x", "cells": []}', 0, /newer memcrypt-bench/);
+    refuses('{"schema_version": 1, "run_id": "x"}', 0, /cells: expected an array/);
+    refuses('{"schema_version": 1, "run_id": "x", "cells": [{"key": "k"}]}', 0, /cells\[0\]: expected/);
+    refuses('{"schema_version": 1, "run_id": "x", "cells": [{"key": "k", "samples": [1, "2"]}]}', 0, /cells\[0\] \(k\): samples\[1\]: expected a finite number, got "2"/);
+    refuses('{"schema_version": 1, "run_id": "x", "cells": [{"key": "k", "samples": []}, {"key": "k", "samples": []}]}', 0, /cells\[1\]: duplicate key k/);
+  });
+});
+
+describe('writeFileAtomic / readInput', () => {
+  const root = mkdtempSync(join(tmpdir(), 'memcrypt-io-'));
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  it('creates the directory, replaces the content, leaves no temp file', () => {
+    const dir = join(root, 'a', 'b');
+    const p = join(dir, 'out.csv');
+    writeFileAtomic(p, 'one\n');
+    assert.equal(readFileSync(p, 'utf8'), 'one\n');
+    writeFileAtomic(p, 'two ✓\n');
+    assert.equal(readFileSync(p, 'utf8'), 'two ✓\n');
+    assert.deepEqual(readdirSync(dir), ['out.csv']);
+  });
+
+  it('leaves the target alone when it cannot be replaced (target is a directory)', () => {
+    const dir = join(root, 'c');
+    const p = join(dir, 'out.csv');
+    mkdirSync(p, { recursive: true });
+    writeFileSync(join(p, 'keep'), 'x');
+    assert.throws(() => writeFileAtomic(p, 'new'), (e: NodeJS.ErrnoException) => e.code === 'EISDIR' || e.code === 'ENOTEMPTY' || e.code === 'EEXIST');
+    assert.equal(readFileSync(join(p, 'keep'), 'utf8'), 'x');
+    assert.deepEqual(readdirSync(dir), ['out.csv']);
+  });
+
+  it('leaves the target alone when the parent cannot be created', () => {
+    const f = join(root, 'file');
+    writeFileSync(f, 'x');
+    assert.throws(() => writeFileAtomic(join(f, 'out.csv'), 'new'), (e: NodeJS.ErrnoException) => e.code === 'ENOTDIR' || e.code === 'EEXIST');
+    assert.equal(readFileSync(f, 'utf8'), 'x');
+  });
+
+  // The data write failing half way (disk full) or the fsync failing (I/O
+  // error): node:fs is mocked and the ESM bindings io.ts imported resynced.
+  for (const [fn, code] of [
+    ['writeSync', 'ENOSPC'],
+    ['fsyncSync', 'EIO'],
+  ] as const) {
+    it(`keeps the old content when ${fn} fails (${code})`, () => {
+      const dir = join(root, fn);
+      const p = join(dir, 'out.csv');
+      writeFileAtomic(p, 'old\n');
+      const real = fs.writeSync;
+      let calls = 0;
+      mock.method(fs, fn, (...args: unknown[]) => {
+        // writeSync: the first chunk lands, then the disk is full
+        if (fn === 'writeSync' && calls++ === 0) return (real as (...a: unknown[]) => number)(args[0], args[1], args[2], 3);
+        throw Object.assign(new Error(`${code}: ${fn}`), { code });
+      });
+      syncBuiltinESMExports();
+      try {
+        assert.throws(() => writeFileAtomic(p, 'new content\n'), { code });
+      } finally {
+        mock.restoreAll();
+        syncBuiltinESMExports();
+      }
+      assert.equal(readFileSync(p, 'utf8'), 'old\n');
+      assert.deepEqual(readdirSync(dir), ['out.csv']);
+    });
+  }
+
+  it('readInput: one-line InputErrors for missing files and directories', () => {
+    const missing = join(root, 'nope.csv');
+    assert.throws(() => readInput(missing), (e: unknown) => e instanceof InputError && e.line === 0 && e.message === `${missing}: cannot read: ENOENT (no such file or directory)`);
+    assert.throws(() => readInput(root), (e: unknown) => e instanceof InputError && e.message.startsWith(`${root}: cannot read: EISDIR`));
+    const p = join(root, 'ok.txt');
+    writeFileSync(p, 'hi');
+    assert.equal(readInput(p), 'hi');
+    assert.equal(existsSync(p), true);
+  });
+
+  it('InputError: file:line: message, on one line', () => {
+    const e = new InputError('f.csv', 3, 'bad\nthing');
+    assert.equal(e.message, 'f.csv:3: bad thing');
+    assert.equal(new InputError('f.csv', 0, 'x').message, 'f.csv: x');
+    assert.equal(e.name, 'InputError');
+    assert.ok(e instanceof Error);
+  });
+});

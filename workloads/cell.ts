@@ -1,0 +1,45 @@
+// A cell's life: open the session, set the workload up, run the counting
+// round and observe the outcome. The caller then times further rounds (or not,
+// when the outcome says there is nothing to time) and closes the session.
+import type { Counter } from '../interfaces/conformance.js';
+import { outcomeOf, setupOutcome, type CellOutcome, type RoundReport } from './workload.js';
+import { CellSession, type CellConfig } from './session.js';
+
+export interface CellStart extends CellOutcome {
+  readonly session: CellSession;
+  readonly counters: Readonly<Record<Counter, number>>;
+  /** ops of one round */
+  readonly ops: number;
+  readonly detail: string;
+  /** further rounds are worth timing */
+  readonly timeable: boolean;
+}
+
+export async function startCell(cfg: CellConfig): Promise<CellStart> {
+  const session = await CellSession.open(cfg);
+  try {
+    const wl = cfg.workload;
+    const r = await wl.setup(session);
+    if (r !== 0) {
+      const o = r === -14 ? { outcome: 'crashed' as const, errno: 'EFAULT' as const } : setupOutcome(r, r > 0);
+      return { ...o, session, counters: session.counters(0), ops: 0, detail: 'setup failed', timeable: false };
+    }
+    const rep: RoundReport = await wl.round(session, 0, true);
+    const o = outcomeOf(rep);
+    const timeable = o.outcome === 'encrypted' || o.outcome === 'secret' || o.outcome === 'plaintext-fallback';
+    return { ...o, session, counters: session.counters(rep.errors), ops: rep.ops, detail: rep.detail, timeable };
+  } catch (e) {
+    await session.close();
+    throw e;
+  }
+}
+
+/** A timed round: throws if the round went wrong (a timing run must not hide that). */
+export async function timedRound(s: CellSession, n: number): Promise<number> {
+  const rep = await s.cfg.workload.round(s, n, false);
+  if (rep.errors > 0 || rep.fault < 0)
+    throw new Error(`round ${n}: ${rep.errors} pages read back wrong, fault ${rep.fault}`);
+  return rep.ops;
+}
+
+export type { CellConfig } from './session.js';

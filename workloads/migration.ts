@@ -1,0 +1,61 @@
+// migration: while the CPUs keep writing and verifying their pages, the
+// kernel moves every page to the other NUMA node (move_pages in chunks,
+// yielding to serve the CPUs' traps between chunks). A CPU that meets a page
+// in flight waits on its migration entry; TLBs are shot down before each
+// page moves. One op = one page the kernel was asked to move.
+import { PAGE_SIZE } from '../hardware/types.js';
+import { NR } from '../kernel/syscalls.js';
+import type { Workload } from './workload.js';
+import { observe, roundSeed, sumDone } from './workload.js';
+
+const CHUNK = 8;
+const PASSES = 3;
+
+export const migration: Workload = {
+  name: 'migration',
+  description: 'NUMA migration of every page under concurrent writers',
+  op: 'page',
+  kernels: ['patched'],
+  pages: 64,
+  swap: false,
+  dax: false,
+  memLimit: () => Infinity,
+  async setup(s) {
+    const a = s.allocate();
+    if ('failed' in a) return a.failed;
+    s.region = a;
+    // first touch, so there is something to move
+    const done = sumDone(await s.runCpus({ round: -1, addr: a.addr, seed: roundSeed(s.cfg.seed, -1), passes: 1, verifyOnly: false, writeOnly: true }));
+    return done.fault;
+  },
+  async round(s, n, counting) {
+    const a = s.region!;
+    const seed = roundSeed(s.cfg.seed, n);
+    const cpus = s.runCpus({ round: n, addr: a.addr, seed, passes: PASSES, verifyOnly: false, writeOnly: false });
+    const node = (n + 1) % 2;
+    let failed = 0, firstErr = 0;
+    for (let p = 0; p < s.pages; p += CHUNK) {
+      const pages: number[] = [];
+      for (let i = p; i < Math.min(p + CHUNK, s.pages); i++) pages.push(a.addr + i * PAGE_SIZE);
+      const status: number[] = [];
+      const r = s.env.sys(NR.move_pages, 0, pages, pages.map(() => node), status);
+      for (const st of r < 0 ? [r] : status)
+        if (st < 0) {
+          failed++;
+          firstErr ||= st;
+        }
+      await new Promise((res) => setImmediate(res));
+    }
+    const done = sumDone(await cpus);
+    return {
+      ops: s.pages,
+      errors: done.errors,
+      fault: done.fault,
+      errno: firstErr || a.errno,
+      refused: failed > 0,
+      fallback: a.fallback,
+      observed: observe(s, a.addr, seed, counting),
+      detail: failed > 0 ? `${failed} of ${s.pages} pages did not move` : `moved to node ${node}`,
+    };
+  },
+};

@@ -1,0 +1,179 @@
+// One cell's machine, kernel, process and worker CPUs. The main thread is the
+// kernel's CPU (cpu 0): it serves the workers' traps between its own work and
+// runs the process's control path (the design's userspace helper: add_key,
+// mmap, ...). Worker CPUs 1..threads run the data path on their share of pages.
+import { Worker } from 'node:worker_threads';
+import { Machine } from '../hardware/machine.js';
+import { CPU_KEY, type Allocation, type EncryptionDesign, type UserEnv } from '../interfaces/contract.js';
+import { getDesign } from '../interfaces/registry.js';
+import { snapshotCounters, type Counter } from '../interfaces/conformance.js';
+import { ALL_FEATURES, KERNEL_COUNTERS, Kernel, NO_FEATURES, type KernelCounter, type Task } from '../kernel/kernel.js';
+import { TrapServer, cpuDescriptor } from '../kernel/trap.js';
+import type { DoneMsg, FromCpu, RoundMsg, ToCpu } from './protocol.js';
+import type { Workload } from './workload.js';
+
+export interface CellConfig {
+  readonly design: string;
+  readonly hardware: string;
+  readonly kernel: 'patched' | 'unpatched';
+  readonly workload: Workload;
+  /** worker CPUs */
+  readonly threads: number;
+  readonly seed: number;
+  readonly backend: string;
+  /** folder for swap files and DAX images */
+  readonly workdir: string;
+}
+
+const WORKER_URL = new URL('./cpu-worker.js', import.meta.url);
+
+export class CellSession {
+  readonly cfg: CellConfig;
+  readonly design: EncryptionDesign;
+  readonly machine: Machine;
+  readonly pages: number;
+  k!: Kernel;
+  task!: Task;
+  env!: UserEnv;
+  /** the region the workload works on, when it keeps one across rounds */
+  region: Allocation | null = null;
+  private server!: TrapServer;
+  private readonly workers: Worker[] = [];
+  private waiting = new Map<number, { resolve: (m: FromCpu) => void; reject: (e: Error) => void }>();
+  private failure: Error | null = null;
+  /** kernel counters of kernels that ran before a power cycle */
+  private readonly carried = Object.fromEntries(KERNEL_COUNTERS.map((c) => [c, 0])) as Record<KernelCounter, number>;
+
+  private constructor(cfg: CellConfig) {
+    this.cfg = cfg;
+    this.design = getDesign(cfg.design);
+    this.pages = cfg.workload.pages;
+    if (!Number.isInteger(cfg.threads) || cfg.threads < 1 || cfg.threads > 64)
+      throw new RangeError(`threads: expected an integer in [1, 64], got ${cfg.threads}`);
+    const frames = this.pages * 2 + 64;
+    this.machine = Machine.create({
+      profile: cfg.hardware,
+      backend: cfg.backend,
+      memory: { nodeFrames: [frames, frames], daxFrames: cfg.workload.dax ? this.pages : 0 },
+      nrCpus: cfg.threads + 1,
+    });
+  }
+
+  /** Boot the machine, start the worker CPUs. */
+  static async open(cfg: CellConfig): Promise<CellSession> {
+    const s = new CellSession(cfg);
+    s.boot();
+    for (let c = 1; c <= cfg.threads; c++) {
+      const w = new Worker(WORKER_URL);
+      w.on('message', (m: FromCpu) => s.onMessage(c, m));
+      w.on('error', (e) => s.onFailure(c, e));
+      w.on('exit', (code) => {
+        if (code !== 0) s.onFailure(c, new Error(`cpu ${c} exited with code ${code}`));
+      });
+      s.workers.push(w);
+    }
+    await s.attachAll();
+    return s;
+  }
+
+  /** (Re)boot the kernel on this machine; workers must attach again. */
+  private boot(): void {
+    const cfg = this.cfg;
+    const wl = cfg.workload;
+    const swap = wl.swap ? { path: `${cfg.workdir}/swap`, slots: this.pages * 2, encrypt: false } : null;
+    this.k = new Kernel(this.machine, {
+      features: cfg.kernel === 'patched' ? ALL_FEATURES : NO_FEATURES,
+      swap,
+      pgtableSlots: 256,
+    });
+    this.design.install(this.k);
+    this.task = this.k.spawn({ memLimit: wl.memLimit(this.pages) });
+    const k = this.k;
+    const task = this.task;
+    this.env = { sys: (nr, ...a) => k.syscall(task, nr, ...a), cpu: k.localCpu(task) };
+    this.server = new TrapServer(k, task);
+    for (let c = 1; c <= cfg.threads; c++) {
+      this.server.serve(c);
+      // in the mm's cpumask from now on, so IPI counts do not depend on start-up timing
+      k.smp.setOnline(c, task.mm.id);
+    }
+  }
+
+  private onMessage(cpu: number, m: FromCpu): void {
+    const w = this.waiting.get(cpu);
+    if (w === undefined) return;
+    this.waiting.delete(cpu);
+    if (m.type === 'fail') w.reject(new Error(`cpu ${cpu}: ${m.message}`));
+    else w.resolve(m);
+  }
+
+  private onFailure(cpu: number, e: Error): void {
+    this.failure ??= e;
+    this.k.smp.setOffline(cpu); // never wait for its IPI acks again
+    for (const w of this.waiting.values()) w.reject(e);
+    this.waiting.clear();
+  }
+
+  private ask(cpu: number, msg: ToCpu): Promise<FromCpu> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.waiting.set(cpu, { resolve, reject });
+      this.workers[cpu - 1].postMessage(msg);
+    });
+  }
+
+  private async attachAll(): Promise<void> {
+    await Promise.all(
+      this.workers.map((_, i) => this.ask(i + 1, { type: 'attach', desc: cpuDescriptor(this.k, this.task, i + 1) })),
+    );
+  }
+
+  /** The page indices CPU c (1-based) owns: every threads-th page. */
+  pagesOf(c: number): number[] {
+    const out: number[] = [];
+    for (let p = c - 1; p < this.pages; p += this.cfg.threads) out.push(p);
+    return out;
+  }
+
+  /** One round of user work on every CPU; resolves when all are done. */
+  runCpus(msg: Omit<RoundMsg, 'type' | 'pages'>): Promise<DoneMsg[]> {
+    return Promise.all(
+      this.workers.map((_, i) => this.ask(i + 1, { type: 'round', pages: this.pagesOf(i + 1), ...msg }) as Promise<DoneMsg>),
+    );
+  }
+
+  /** Allocate the workload's memory through the design (careful program). */
+  allocate(): Allocation | { failed: number } {
+    return this.design.allocate(this.env, this.pages * 4096, CPU_KEY, true);
+  }
+
+  /** Power cycle: the persistent region goes to `image`; a new kernel boots; CPUs re-attach. */
+  async powerCycle(image: string): Promise<void> {
+    const before = this.k.counters.snapshot();
+    for (const c of KERNEL_COUNTERS)
+      this.carried[c] = c === 'vma_count_max' || c === 'pinned_pages' ? Math.max(this.carried[c], before[c]) : this.carried[c] + before[c];
+    await this.server.stop();
+    this.k.shutdown();
+    this.machine.powerOff(image);
+    this.machine.powerOn(image);
+    this.boot();
+    await this.attachAll();
+  }
+
+  /** Every counter of this cell so far (kernel counters summed over power cycles). */
+  counters(integrity: number): Record<Counter, number> {
+    const now = snapshotCounters(this.k, integrity);
+    for (const c of KERNEL_COUNTERS)
+      now[c] = c === 'vma_count_max' || c === 'pinned_pages' ? Math.max(now[c], this.carried[c]) : now[c] + this.carried[c];
+    return now;
+  }
+
+  async close(): Promise<void> {
+    const exits = this.workers.map((w) => new Promise<void>((r) => w.once('exit', () => r())));
+    for (const w of this.workers) w.postMessage({ type: 'exit' } satisfies ToCpu);
+    await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 2000))]);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    await this.server.stop();
+    this.k.shutdown();
+  }
+}

@@ -1,0 +1,88 @@
+// What a workload is, and how a round's report becomes a cell outcome.
+import { observeFrames, type Outcome } from '../interfaces/conformance.js';
+import { E, errnoName, type ErrnoName } from '../kernel/errno.js';
+import type { DoneMsg } from './protocol.js';
+import type { CellSession } from './session.js';
+
+export interface RoundReport {
+  /** operations this round did (what one "op" is depends on the workload) */
+  readonly ops: number;
+  /** pages that read back wrong */
+  readonly errors: number;
+  /** first -errno a CPU's load or store got (-EFAULT: SIGSEGV) */
+  readonly fault: number;
+  /** the -errno that explains the cell: the design's fallback cause, or the scenario's refusal */
+  readonly errno: number;
+  /** the scenario's kernel operation was refused (migration EBUSY, ...) */
+  readonly refused: boolean;
+  /** the helper fell back to plain memory */
+  readonly fallback: boolean;
+  /** the frames' state, when the round was asked to look */
+  readonly observed: Outcome | null;
+  readonly detail: string;
+}
+
+export interface Workload {
+  readonly name: WorkloadName;
+  readonly description: string;
+  /** what one op is, for the report */
+  readonly op: string;
+  /** kernels it runs on by default */
+  readonly kernels: readonly ('patched' | 'unpatched')[];
+  /** pages of memory it works on */
+  readonly pages: number;
+  /** needs a swap device */
+  readonly swap: boolean;
+  /** needs a Device-DAX region */
+  readonly dax: boolean;
+  /** the process's memory limit, in pages */
+  memLimit(pages: number): number;
+  /** once per cell, before the first round: 0 or -errno (the cell cannot run) */
+  setup(s: CellSession): Promise<number>;
+  /** one round; `counting` is the first, observed round */
+  round(s: CellSession, n: number, counting: boolean): Promise<RoundReport>;
+}
+
+export const WORKLOAD_NAMES = ['fault', 'enosys-fallback', 'swap', 'migration', 'dax-stacking'] as const;
+export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
+
+/** The pattern seed of round n of a cell. */
+export const roundSeed = (seed: number, n: number): number => (seed * 1_000_003 + n) >>> 0;
+
+/** Sum the CPUs' reports. */
+export function sumDone(done: readonly DoneMsg[]): { errors: number; fault: number; accesses: number } {
+  let errors = 0, fault = 0, accesses = 0;
+  for (const d of done) {
+    errors += d.errors;
+    accesses += d.accesses;
+    if (fault === 0) fault = d.fault;
+  }
+  return { errors, fault, accesses };
+}
+
+/** Look at the frames of the session's region (or addr) for the counting round. */
+export function observe(s: CellSession, addr: number, seed: number, counting: boolean): Outcome | null {
+  return counting && addr >= 0 ? observeFrames(s.k, s.task, addr, s.pages, seed) : null;
+}
+
+export interface CellOutcome {
+  readonly outcome: Outcome;
+  readonly errno: ErrnoName | null;
+}
+
+const name = (r: number): ErrnoName | null => (r < 0 ? errnoName(r) : null);
+
+/** A cell's outcome from its counting round, most severe first. */
+export function outcomeOf(r: RoundReport): CellOutcome {
+  if (r.fault === -E.EFAULT) return { outcome: 'crashed', errno: name(r.errno) ?? 'EFAULT' };
+  if (r.fault < 0) return { outcome: 'unsupported', errno: name(r.fault) };
+  if (r.errors > 0) return { outcome: 'data-loss', errno: name(r.errno) };
+  if (r.refused) return { outcome: 'unsupported', errno: name(r.errno) };
+  if (r.fallback) return { outcome: 'plaintext-fallback', errno: name(r.errno) };
+  return { outcome: r.observed ?? 'plaintext-fallback', errno: name(r.errno) };
+}
+
+/** The outcome of a setup that failed. */
+export function setupOutcome(r: number, unsupportedWithoutErrno = false): CellOutcome {
+  return { outcome: 'unsupported', errno: unsupportedWithoutErrno ? null : name(r) };
+}
