@@ -20,6 +20,7 @@ import { formatCore, runCoreBench } from './core.js';
 import { formatCsv, formatSamples, parseCsv } from './csv.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
+import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
 import { runMatrix, type CellPlan } from './runner.js';
 import type { Row, RunMeta } from './schema.js';
 
@@ -34,6 +35,12 @@ function fail(msg: string): never {
 const positiveInt = (name: string, max = Number.MAX_SAFE_INTEGER) => (v: unknown) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n <= 0 || n > max) throw new Error(`--${name}: expected an integer in [1, ${max}], got '${String(v)}'`);
+  return n;
+};
+
+const nonNegative = (name: string) => (v: unknown) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number >= 0, got '${String(v)}'`);
   return n;
 };
 
@@ -75,6 +82,36 @@ interface RunArgs {
   samples: number;
   out?: string;
   format: string;
+  baseline?: string;
+  threshold: number;
+  export?: string;
+}
+
+interface GateArgs {
+  threshold: number;
+  'fail-on': string;
+}
+
+/** Compare and print; the exit code CI gates on: 1 for a regression (or a behaviour change with --fail-on any). */
+function gate(base: string, now: string, a: GateArgs, format: string): number {
+  const r: CompareResult = compareRuns(loadRun(base), loadRun(now), { thresholdPct: a.threshold, alpha: 0.05 });
+  process.stdout.write((format === 'csv' ? formatCompareCsv(r) : formatCompare(r) + '\n'));
+  const failed = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0);
+  return failed ? 1 : 0;
+}
+
+/** github-action-benchmark's customSmallerIsBetter format: one entry per timed cell. */
+function exportGab(rows: readonly Row[]): string {
+  const entries = rows
+    .filter((r) => r.samples > 0)
+    .map((r) => ({
+      name: `${r.workload}/${r.interface}/${r.kernel}/t${r.threads} (${r.hardware}, ${r.crypto_backend})`,
+      unit: 'ns/op',
+      value: Math.round(r.wall_ns_median * 10) / 10,
+      range: `±${r.wall_rme_pct.toFixed(1)}%`,
+      extra: `outcome ${r.outcome}${r.errno ? '/' + r.errno : ''}; modelled ${r.modelled_ns_per_op.toFixed(1)} ns/op; ${r.samples} samples`,
+    }));
+  return JSON.stringify(entries, null, 2) + '\n';
 }
 
 function plan(a: RunArgs): CellPlan[] {
@@ -141,9 +178,15 @@ async function run(a: RunArgs): Promise<void> {
   writeFileAtomic(out, formatCsv(meta, res.rows));
   writeFileAtomic(`${base}.samples.json`, formatSamples(meta, res.samples));
   writeFileAtomic(`${base}.txt`, report + '\n');
+  if (a.export === 'github-action-benchmark') writeFileAtomic(`${base}.github-action-benchmark.json`, exportGab(res.rows));
   if (a.format === 'text') process.stdout.write(report + '\n');
   else if (a.format === 'csv') process.stdout.write(formatCsv(meta, res.rows));
-  process.stderr.write(`wrote ${out} (+ .samples.json, .txt) in ${meta.wall_seconds} s\n`);
+  process.stderr.write(`wrote ${out} (+ .samples.json, .txt${a.export ? ', .' + a.export + '.json' : ''}) in ${meta.wall_seconds} s\n`);
+  if (a.baseline !== undefined) {
+    const baseline = resolve(a.baseline === '' ? join(ROOT, 'results', 'baseline.csv') : a.baseline);
+    process.stdout.write('\n');
+    process.exitCode = gate(baseline, out, { threshold: a.threshold, 'fail-on': 'any' }, 'text');
+  }
 }
 
 function listAll(): void {
@@ -179,8 +222,25 @@ async function main(argv: string[]): Promise<void> {
           .option('time', { type: 'number', default: 300, describe: 'minimum timing per cell, ms', coerce: positiveInt('time', 600_000) })
           .option('samples', { type: 'number', default: 10, describe: 'minimum timed rounds per cell', coerce: positiveInt('samples', 100_000) })
           .option('out', { alias: 'o', type: 'string', describe: 'CSV path (default results/<run id>.csv)' })
-          .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' }),
+          .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' })
+          .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })
+          .option('threshold', { type: 'number', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
+          .option('export', { choices: ['github-action-benchmark'], describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter)' }),
       (a) => run(a as unknown as RunArgs),
+    )
+    .command(
+      'compare <base> <new>',
+      'compare two results CSVs (each with its .samples.json): exact counters, Mann-Whitney U on times',
+      (y) =>
+        y
+          .positional('base', { type: 'string', demandOption: true })
+          .positional('new', { type: 'string', demandOption: true })
+          .option('threshold', { type: 'number', default: 5, describe: 'a significant slowdown above this % is a regression', coerce: nonNegative('threshold') })
+          .option('fail-on', { choices: ['regression', 'any'], default: 'any', describe: 'exit 1 on a regression only, or also on any behaviour change' })
+          .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text' }),
+      (a) => {
+        process.exitCode = gate(a.base, a.new, a as unknown as GateArgs, a.format);
+      },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())
     .command(

@@ -11,6 +11,7 @@ import type { Counter } from '../interfaces/conformance.js';
 import { startCell, timedRound } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
 import { modelledNsPerOp } from './model.js';
+import { thin } from './stats.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
 
 export interface CellPlan {
@@ -39,10 +40,15 @@ export interface RunResult {
   readonly samples: CellSamples[];
 }
 
+/** Samples kept per cell (fast cells take thousands; their shape is what the U test needs). */
+export const MAX_SAMPLES = 256;
+
 interface Timing {
   median: number;
   p99: number;
   rme: number;
+  /** timed rounds */
+  count: number;
   samples: number[];
 }
 
@@ -67,7 +73,9 @@ async function timeCell(run: (n: number) => Promise<number>, ops: number, o: Run
     median: r.latency.p50 * perOp,
     p99: r.latency.p99 * perOp,
     rme: r.latency.rme,
-    samples: (r.latency.samples ?? []).map((s) => s * perOp),
+    count: r.latency.samplesCount,
+    // at most MAX_SAMPLES per cell kept for compare: evenly spaced order statistics
+    samples: thin((r.latency.samples ?? []).map((s) => s * perOp), MAX_SAMPLES),
   };
 }
 
@@ -88,7 +96,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
         backend: p.backend,
         workdir,
       });
-      let t: Timing = { median: NaN, p99: NaN, rme: NaN, samples: [] };
+      let t: Timing = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [] };
       try {
         if (start.timeable) t = await timeCell((n) => timedRound(start.session, n), start.ops, o);
       } finally {
@@ -131,7 +139,7 @@ function toRow(
     wall_ns_median: t.median,
     wall_ns_p99: t.p99,
     wall_rme_pct: t.rme,
-    samples: t.samples.length,
+    samples: t.count,
     modelled_ns_per_op: modelledNsPerOp(getProfile(p.hardware).costs, s.counters, s.ops),
   } as Row;
   for (const c of COUNTER_COLUMNS) row[c] = s.counters[c];

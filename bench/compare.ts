@@ -1,0 +1,252 @@
+// Regression tracking: compare two runs cell by cell. Counters of
+// single-thread cells are deterministic, so any difference there (or in a
+// cell's outcome) is a behaviour change. Time is compared with a
+// Mann-Whitney U test on the timing samples, Holm-corrected across all
+// compared cells; a significant slowdown beyond the threshold is a regression.
+import { stringify } from 'csv-stringify/sync';
+import { parseCsv, parseSamples } from './csv.js';
+import { InputError, readInput } from './io.js';
+import { fit, humanNs, shortInterface, wrapWords } from './report.js';
+import { COUNTER_COLUMNS, cellKey, type Row } from './schema.js';
+import { geomean, holm, mannWhitney, median } from './stats.js';
+
+export interface LoadedRun {
+  readonly file: string;
+  readonly meta: Record<string, string>;
+  readonly rows: Row[];
+  /** cell key -> timing samples (ns per op) */
+  readonly samples: Map<string, number[]>;
+}
+
+/** The samples file that goes with a results CSV. */
+export const samplesPath = (csv: string): string => csv.replace(/\.csv$/, '') + '.samples.json';
+
+/** Read a results CSV and its samples file; both must describe the same cells. */
+export function loadRun(file: string): LoadedRun {
+  const { meta, rows } = parseCsv(readInput(file), file);
+  const sfile = samplesPath(file);
+  const cells = parseSamples(readInput(sfile), sfile);
+  const samples = new Map(cells.map((c) => [c.key, c.samples]));
+  for (const r of rows) {
+    const s = samples.get(cellKey(r));
+    if (s === undefined) throw new InputError(sfile, 0, `no samples for cell ${cellKey(r)} of ${file}: not the samples of this run`);
+    if (r.samples > 0 && s.length === 0) throw new InputError(sfile, 0, `cell ${cellKey(r)} has ${r.samples} samples in ${file} but none here`);
+  }
+  if (cells.length !== rows.length) throw new InputError(sfile, 0, `${cells.length} cells, but ${file} has ${rows.length}: not the samples of this run`);
+  return { file, meta, rows, samples };
+}
+
+export interface CounterChange {
+  readonly column: string;
+  readonly base: number | string;
+  readonly now: number | string;
+}
+
+export interface CellComparison {
+  readonly key: string;
+  readonly label: string;
+  readonly base: Row | null;
+  readonly now: Row | null;
+  readonly baseMedian: number;
+  readonly newMedian: number;
+  /** (new / base - 1) * 100 */
+  readonly changePct: number;
+  readonly p: number;
+  pHolm: number;
+  significant: boolean;
+  regression: boolean;
+  /** outcome or exact counters that differ (single-thread cells only for counters) */
+  readonly changes: CounterChange[];
+}
+
+export interface CompareOptions {
+  /** a significant slowdown above this percentage is a regression */
+  readonly thresholdPct: number;
+  readonly alpha: number;
+}
+
+export interface CompareResult {
+  readonly base: LoadedRun;
+  readonly now: LoadedRun;
+  readonly cells: CellComparison[];
+  /** geometric mean of new/base medians over cells timed in both */
+  readonly geomeanRatio: number;
+  readonly regressions: number;
+  readonly behaviourChanges: number;
+  readonly timedCells: number;
+  readonly notes: string[];
+  readonly opts: CompareOptions;
+}
+
+function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
+  const parts = [r.workload, shortInterface(r.interface), r.kernel === 'patched' ? 'p' : 'u', `t${r.threads}`];
+  if (multiHw) parts.push(r.hardware);
+  if (multiBackend) parts.push(r.crypto_backend);
+  return parts.join(' ');
+}
+
+export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOptions): CompareResult {
+  const notes: string[] = [];
+  const sameSeed = base.meta.seed === now.meta.seed;
+  if (!sameSeed) notes.push(`seeds differ (${base.meta.seed} vs ${now.meta.seed}): counters not compared`);
+  const bmap = new Map(base.rows.map((r) => [cellKey(r), r]));
+  const nmap = new Map(now.rows.map((r) => [cellKey(r), r]));
+  const all = [...base.rows, ...now.rows];
+  const multiHw = new Set(all.map((r) => r.hardware)).size > 1;
+  const multiBackend = new Set(all.map((r) => r.crypto_backend)).size > 1;
+  const keys = [...new Set([...bmap.keys(), ...nmap.keys()])];
+  if (!keys.some((k) => bmap.has(k) && nmap.has(k)))
+    throw new InputError(now.file, 0, `no cell in common with ${base.file}`);
+  const cells: CellComparison[] = keys.map((key) => {
+    const b = bmap.get(key) ?? null;
+    const n = nmap.get(key) ?? null;
+    const bs = base.samples.get(key) ?? [];
+    const ns = now.samples.get(key) ?? [];
+    const changes: CounterChange[] = [];
+    if (b && n) {
+      if (b.outcome !== n.outcome || b.errno !== n.errno)
+        changes.push({ column: 'outcome', base: `${b.outcome}${b.errno ? '/' + b.errno : ''}`, now: `${n.outcome}${n.errno ? '/' + n.errno : ''}` });
+      if (sameSeed && b.threads === 1)
+        for (const c of COUNTER_COLUMNS) if (b[c] !== n[c]) changes.push({ column: c, base: b[c], now: n[c] });
+    }
+    const baseMedian = median(bs);
+    const newMedian = median(ns);
+    const timed = bs.length > 0 && ns.length > 0;
+    const p = timed ? mannWhitney(bs, ns).p : NaN;
+    return {
+      key,
+      label: label((n ?? b)!, multiHw, multiBackend),
+      base: b,
+      now: n,
+      baseMedian,
+      newMedian,
+      changePct: timed ? (newMedian / baseMedian - 1) * 100 : NaN,
+      p,
+      pHolm: NaN,
+      significant: false,
+      regression: false,
+      changes,
+    };
+  });
+  const adjusted = holm(cells.map((c) => c.p));
+  cells.forEach((c, i) => {
+    c.pHolm = adjusted[i];
+    c.significant = adjusted[i] < opts.alpha;
+    c.regression = c.significant && c.changePct > opts.thresholdPct;
+  });
+  const timedCells = cells.filter((c) => !Number.isNaN(c.p));
+  if (base.meta.host !== now.meta.host) notes.push(`hosts differ (${base.meta.host} vs ${now.meta.host}): times may not be comparable`);
+  return {
+    base,
+    now,
+    cells,
+    geomeanRatio: geomean(timedCells.map((c) => c.newMedian / c.baseMedian)),
+    regressions: cells.filter((c) => c.regression).length,
+    behaviourChanges: cells.filter((c) => c.changes.length > 0 || !c.base || !c.now).length,
+    timedCells: timedCells.length,
+    notes,
+    opts,
+  };
+}
+
+const pct = (x: number): string => (x >= 0 ? '+' : '') + x.toFixed(1) + '%';
+const pval = (p: number): string => (p < 0.001 ? 'p<0.001' : `p=${p.toFixed(3)}`);
+
+/** The comparison as a 72-column text. */
+export function formatCompare(r: CompareResult): string {
+  const W = 72;
+  const out: string[] = [];
+  const who = (run: LoadedRun) => `${run.file} (${run.meta.git_sha ?? '?'}, ${run.meta.started_at ?? '?'})`;
+  out.push(...wrapWords(`memcrypt-bench compare: ${who(r.base)} -> ${who(r.now)}`, '', '  ', W));
+  out.push(
+    ...wrapWords(
+      `Time: Mann-Whitney U per cell, Holm-corrected over ${r.timedCells} cells, alpha ${r.opts.alpha}; ` +
+        `~ = no significant change; regression = significant and slower by more than ${r.opts.thresholdPct}%.`,
+      '',
+      '  ',
+      W,
+    ),
+  );
+  for (const n of r.notes) out.push(...wrapWords(`Note: ${n}`, '', '  ', W));
+  out.push('');
+  const head = `${'cell'.padEnd(26)}${'base'.padStart(8)}${'new'.padStart(8)}${'change'.padStart(8)}  ${'p (Holm)'}`;
+  out.push(head);
+  for (const c of r.cells) {
+    if (!c.base || !c.now) continue;
+    if (Number.isNaN(c.p)) continue;
+    const change = c.significant ? pct(c.changePct) : '~';
+    const tail = c.significant ? `  ${pval(c.pHolm)}${c.regression ? ' REGRESSION' : ''}` : '';
+    out.push(fit(`${fit(c.label, 25).padEnd(26)}${humanNs(c.baseMedian).padStart(8)}${humanNs(c.newMedian).padStart(8)}${change.padStart(8)}${tail}`, W));
+  }
+  const g = r.geomeanRatio;
+  out.push(`${'geomean'.padEnd(42)}${(Number.isNaN(g) ? '-' : pct((g - 1) * 100)).padStart(8)}`);
+  const behaviour = r.cells.filter((c) => c.changes.length > 0);
+  if (behaviour.length > 0) {
+    out.push('', 'Behaviour changes (outcomes; exact counters of 1-thread cells):');
+    for (const c of behaviour) {
+      const what = c.changes.map((x) => `${x.column} ${x.base} -> ${x.now}`).join('; ');
+      out.push(...wrapWords(`${c.label}: ${what}`, '  ', '    ', W));
+    }
+  }
+  const only = (side: 'base' | 'now') => r.cells.filter((c) => (side === 'base' ? c.base && !c.now : c.now && !c.base)).map((c) => c.label);
+  for (const [side, name] of [['base', r.base.file], ['now', r.now.file]] as const) {
+    const cells = only(side);
+    if (cells.length > 0) out.push('', ...wrapWords(`Only in ${name}: ${cells.join(', ')}`, '', '  ', W));
+  }
+  out.push(
+    '',
+    ...wrapWords(
+      `Result: ${r.regressions} significant regression${r.regressions === 1 ? '' : 's'} beyond ${r.opts.thresholdPct}%, ` +
+        `${r.behaviourChanges} behaviour change${r.behaviourChanges === 1 ? '' : 's'}.`,
+      '',
+      '  ',
+      W,
+    ),
+  );
+  return out.join('\n');
+}
+
+export const COMPARE_COLUMNS = [
+  'crypto_backend',
+  'hardware',
+  'interface',
+  'kernel',
+  'workload',
+  'threads',
+  'in',
+  'base_median_ns',
+  'new_median_ns',
+  'change_pct',
+  'p_value',
+  'p_holm',
+  'significant',
+  'regression',
+  'behaviour_changes',
+] as const;
+
+const num = (x: number): string => (Number.isFinite(x) ? String(Math.round(x * 1000) / 1000) : '');
+
+/** The comparison as CSV, one row per cell. */
+export function formatCompareCsv(r: CompareResult): string {
+  const records = r.cells.map((c) => {
+    const row = (c.now ?? c.base)!;
+    return [
+      row.crypto_backend,
+      row.hardware,
+      row.interface,
+      row.kernel,
+      row.workload,
+      String(row.threads),
+      c.base && c.now ? 'both' : c.base ? 'base' : 'new',
+      num(c.baseMedian),
+      num(c.newMedian),
+      num(c.changePct),
+      num(c.p),
+      num(c.pHolm),
+      String(c.significant),
+      String(c.regression),
+      c.changes.map((x) => `${x.column}:${x.base}->${x.now}`).join(' '),
+    ];
+  });
+  return stringify([[...COMPARE_COLUMNS], ...records]);
+}
