@@ -98,7 +98,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
       });
       let t: Timing = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [] };
       try {
-        if (start.timeable) t = await timeCell((n) => timedRound(start.session, n), start.ops, o);
+        if (start.timeable) t = await timeCell((n) => timedRound(start, n), start.ops, o);
       } finally {
         await start.session.close();
       }

@@ -7,7 +7,7 @@
 import type { UserCpu } from '../kernel/cpu.js';
 import type { Kernel, KernelFeatures } from '../kernel/kernel.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE } from '../kernel/uapi.js';
-import { NR, type SysArg } from '../kernel/syscalls.js';
+import { KEYCTL_INVALIDATE, NR, type SysArg } from '../kernel/syscalls.js';
 
 export const DESIGN_NAMES = ['encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'] as const;
 export type DesignName = (typeof DESIGN_NAMES)[number];
@@ -73,10 +73,14 @@ export abstract class EncryptionDesign {
    */
   abstract encryptMapping(env: UserEnv, addr: number, len: number, fd: number, key: KeySpec): number | null;
 
-  /** munmap and close what allocate() returned. */
+  /**
+   * munmap and close what allocate() returned, and drop the key: a program
+   * that allocates again and again must not use up the KeyIDs (63 on MKTME).
+   */
   release(env: UserEnv, a: Allocation): void {
     if (a.addr >= 0) env.sys(NR.munmap, a.addr, a.len);
     if (a.fd >= 0) env.sys(NR.close, a.fd);
+    if (a.serial > 0) env.sys(NR.keyctl, KEYCTL_INVALIDATE, a.serial);
   }
 }
 

@@ -13,6 +13,8 @@ export interface CellStart extends CellOutcome {
   readonly detail: string;
   /** further rounds are worth timing */
   readonly timeable: boolean;
+  /** the counting round's program fell back to plain memory */
+  readonly fallback: boolean;
 }
 
 export async function startCell(cfg: CellConfig): Promise<CellStart> {
@@ -22,23 +24,29 @@ export async function startCell(cfg: CellConfig): Promise<CellStart> {
     const r = await wl.setup(session);
     if (r !== 0) {
       const o = r === -14 ? { outcome: 'crashed' as const, errno: 'EFAULT' as const } : setupOutcome(r, r > 0);
-      return { ...o, session, counters: session.counters(0), ops: 0, detail: 'setup failed', timeable: false };
+      return { ...o, session, counters: session.counters(0), ops: 0, detail: 'setup failed', timeable: false, fallback: false };
     }
     const rep: RoundReport = await wl.round(session, 0, true);
     const o = outcomeOf(rep);
     const timeable = o.outcome === 'encrypted' || o.outcome === 'secret' || o.outcome === 'plaintext-fallback';
-    return { ...o, session, counters: session.counters(rep.errors), ops: rep.ops, detail: rep.detail, timeable };
+    return { ...o, session, counters: session.counters(rep.errors), ops: rep.ops, detail: rep.detail, timeable, fallback: rep.fallback };
   } catch (e) {
     await session.close();
     throw e;
   }
 }
 
-/** A timed round: throws if the round went wrong (a timing run must not hide that). */
-export async function timedRound(s: CellSession, n: number): Promise<number> {
-  const rep = await s.cfg.workload.round(s, n, false);
+/**
+ * A timed round. It must do what the counting round did: a round that lost
+ * data, faulted, or fell back where the counting round did not (say, out of
+ * KeyIDs) throws, rather than be timed as if it were the same cell.
+ */
+export async function timedRound(c: Pick<CellStart, 'session' | 'fallback'>, n: number): Promise<number> {
+  const rep = await c.session.cfg.workload.round(c.session, n, false);
   if (rep.errors > 0 || rep.fault < 0)
     throw new Error(`round ${n}: ${rep.errors} pages read back wrong, fault ${rep.fault}`);
+  if (rep.fallback !== c.fallback)
+    throw new Error(`round ${n}: ${rep.fallback ? `fell back to plain memory (errno ${rep.errno})` : 'did not fall back'}, unlike the counting round`);
   return rep.ops;
 }
 
