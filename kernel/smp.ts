@@ -15,6 +15,11 @@
 // Trap: the CPU writes NR and ARGS, then bumps REQ and notifies; the kernel
 // (which waits on REQ with Atomics.waitAsync) runs the call, writes RET, sets
 // RESP = REQ and notifies. The CPU waits on RESP while polling IPIs.
+// A request is outstanding while REQ != RESP, whoever serves it.
+//
+// Doorbell: one word after the per-CPU blocks. A CPU bumps it (and notifies)
+// whenever it wants the kernel's attention (a trap, a finished round), so a
+// kernel thread that has nothing else to do can sleep on one word.
 
 export const CPU_WORDS = 16;
 export const W_ONLINE = 0;
@@ -24,6 +29,7 @@ export const W_REQ = 3;
 export const W_RESP = 4;
 export const W_NR = 5;
 export const W_MM = 6; // id of the mm this CPU runs (for mm_cpumask-like IPI targeting)
+export const W_ROUND = 7; // rounds of user work this CPU has finished (workloads/)
 export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
 export const A_RET = 6;
 
@@ -54,7 +60,7 @@ export class Smp {
   static create(nrCpus: number): Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer(nrCpus * CPU_WORDS * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 1) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
     });
@@ -72,6 +78,16 @@ export class Smp {
 
   w(cpu: number, word: number): number {
     return cpu * CPU_WORDS + word;
+  }
+
+  /** Index of the doorbell word. */
+  get doorbell(): number {
+    return this.nrCpus * CPU_WORDS;
+  }
+
+  ring(): void {
+    Atomics.add(this.words, this.doorbell, 1);
+    Atomics.notify(this.words, this.doorbell);
   }
 
   setOnline(cpu: number, mmId: number): void {

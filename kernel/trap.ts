@@ -8,7 +8,14 @@ import { UserCpu } from './cpu.js';
 import type { Kernel, KernelDescriptor, Task } from './kernel.js';
 import { handleMmFault } from './memory.js';
 import { PageTablePool } from './pgtable.js';
-import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP } from './smp.js';
+import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND } from './smp.js';
+
+/**
+ * Polls before a waiting thread sleeps on a futex (Atomics.wait). Measured on
+ * the 2-vCPU development VM, one trap round trip (worker -> kernel thread ->
+ * worker): 64 us sleeping at once, 7 us after 200 polls, 10 us after 2000.
+ */
+const SPIN = 500;
 
 /** Trap number of a page fault (args: va, write); syscalls use their own numbers. */
 export const TRAP_FAULT = -1;
@@ -57,11 +64,14 @@ export class WorkerCpu {
     // REQ's seq-cst add publishes NR and ARGS to the kernel thread.
     const req = Atomics.add(w, this.base + W_REQ, 1) + 1;
     Atomics.notify(w, this.base + W_REQ);
-    for (;;) {
+    this.smp.ring();
+    // Spin a little first: a trap is served in microseconds, and a futex
+    // sleep and wake costs tens of them on a VM.
+    for (let spin = 0; ; spin++) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;
       this.user.pollIpi();
-      Atomics.wait(w, this.base + W_RESP, resp, 1);
+      if (spin >= SPIN) Atomics.wait(w, this.base + W_RESP, resp, 1);
     }
     return a[this.argBase + A_RET];
   }
@@ -72,6 +82,12 @@ export class WorkerCpu {
    */
   offline(): void {
     this.smp.setOffline(this.cpu);
+  }
+
+  /** Tell a kernel that pumps (TrapServer.pump) that this CPU finished a round of work. */
+  roundDone(): void {
+    Atomics.add(this.smp.words, this.base + W_ROUND, 1);
+    this.smp.ring();
   }
 
   /**
@@ -101,26 +117,62 @@ export class TrapServer {
     this.loops.push(this.loop(cpu));
   }
 
-  private async loop(cpu: number): Promise<void> {
+  /** Serve cpu's outstanding trap, if it has one. */
+  serveOne(cpu: number): boolean {
     const k = this.k;
     const w = k.smp.words;
-    const a = k.smp.args;
     const base = k.smp.w(cpu, 0);
+    const req = Atomics.load(w, base + W_REQ);
+    if (req === Atomics.load(w, base + W_RESP)) return false;
+    const a = k.smp.args;
     const argBase = cpu * CPU_ARGS;
-    let seen = Atomics.load(w, base + W_REQ);
+    const nr = Atomics.load(w, base + W_NR);
+    let ret: number;
+    if (nr === TRAP_FAULT) ret = handleMmFault(k, this.task, a[argBase], a[argBase + 1] !== 0);
+    else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
+    a[argBase + A_RET] = ret;
+    Atomics.store(w, base + W_RESP, req);
+    Atomics.notify(w, base + W_RESP);
+    return true;
+  }
+
+  /**
+   * Serve traps synchronously until `finished()`, running `step()` (the
+   * kernel's own work, one bounded piece at a time; false when it has none
+   * left) between them, and sleeping on the doorbell when there is nothing to
+   * do. Blocks this thread: much lower trap latency than the event loop.
+   */
+  pump(finished: () => boolean, step: () => boolean = () => false, stallMs = 60_000): void {
+    const w = this.k.smp.words;
+    const bell = this.k.smp.doorbell;
+    let more = true;
+    let quietSince = performance.now();
+    let idle = 0;
+    for (;;) {
+      const rung = Atomics.load(w, bell);
+      let busy = false;
+      for (const cpu of this.cpus) if (this.serveOne(cpu)) busy = true;
+      if (more) more = step();
+      if (finished()) return;
+      if (busy || more) {
+        quietSince = performance.now();
+        idle = 0;
+      } else if (++idle < SPIN) continue;
+      else if (Atomics.wait(w, bell, rung, 5) !== 'timed-out') quietSince = performance.now();
+      else if (performance.now() - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
+    }
+  }
+
+  private async loop(cpu: number): Promise<void> {
+    const w = this.k.smp.words;
+    const base = this.k.smp.w(cpu, 0);
     while (!this.stopped) {
-      const r = Atomics.waitAsync(w, base + W_REQ, seen, 50);
-      if (r.async) await r.value;
-      const req = Atomics.load(w, base + W_REQ);
-      if (req === seen) continue;
-      seen = req;
-      const nr = Atomics.load(w, base + W_NR);
-      let ret: number;
-      if (nr === TRAP_FAULT) ret = handleMmFault(k, this.task, a[argBase], a[argBase + 1] !== 0);
-      else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
-      a[argBase + A_RET] = ret;
-      Atomics.store(w, base + W_RESP, req);
-      Atomics.notify(w, base + W_RESP);
+      const seen = Atomics.load(w, base + W_REQ);
+      if (seen === Atomics.load(w, base + W_RESP)) {
+        const r = Atomics.waitAsync(w, base + W_REQ, seen, 50);
+        if (r.async) await r.value;
+      }
+      this.serveOne(cpu);
     }
   }
 

@@ -61,6 +61,7 @@ port.on('message', (m: ToCpu) => {
           done = round(m, cpu);
         } finally {
           cpu.offline(); // before reporting: the kernel may unmap as soon as it hears
+          cpu.roundDone();
         }
         send(done);
         break;

@@ -31,12 +31,16 @@ export const migration: Workload = {
   async round(s, n, counting) {
     const a = s.region!;
     const seed = roundSeed(s.cfg.seed, n);
-    const cpus = s.runCpus({ round: n, addr: a.addr, seed, passes: PASSES, verifyOnly: false, writeOnly: false });
     const node = (n + 1) % 2;
-    let failed = 0, firstErr = 0;
-    for (let p = 0; p < s.pages; p += CHUNK) {
+    let failed = 0, firstErr = 0, next = 0, started = false;
+    // the kernel's work, one chunk of move_pages per step, between serving
+    // traps; it starts once a CPU is running, so the two overlap
+    const step = (): boolean => {
+      if (!started && !(started = s.anyCpuRunning())) return true;
+      if (next >= s.pages) return false;
       const pages: number[] = [];
-      for (let i = p; i < Math.min(p + CHUNK, s.pages); i++) pages.push(a.addr + i * PAGE_SIZE);
+      for (let i = next; i < Math.min(next + CHUNK, s.pages); i++) pages.push(a.addr + i * PAGE_SIZE);
+      next += CHUNK;
       const status: number[] = [];
       const r = s.env.sys(NR.move_pages, 0, pages, pages.map(() => node), status);
       for (const st of r < 0 ? [r] : status)
@@ -44,8 +48,11 @@ export const migration: Workload = {
           failed++;
           firstErr ||= st;
         }
-      await new Promise((res) => setImmediate(res));
-    }
+      return next < s.pages;
+    };
+    const cpus = s.runCpus({ round: n, addr: a.addr, seed, passes: PASSES, verifyOnly: false, writeOnly: false }, step);
+    started = true;
+    while (step()); // if the CPUs finished first
     const done = sumDone(await cpus);
     return {
       ops: s.pages,

@@ -8,6 +8,7 @@ import { CPU_KEY, type Allocation, type EncryptionDesign, type UserEnv } from '.
 import { getDesign } from '../interfaces/registry.js';
 import { snapshotCounters, type Counter } from '../interfaces/conformance.js';
 import { ALL_FEATURES, KERNEL_COUNTERS, Kernel, NO_FEATURES, type KernelCounter, type Task } from '../kernel/kernel.js';
+import { W_ONLINE, W_ROUND } from '../kernel/smp.js';
 import { TrapServer, cpuDescriptor } from '../kernel/trap.js';
 import type { DoneMsg, FromCpu, RoundMsg, ToCpu } from './protocol.js';
 import type { Workload } from './workload.js';
@@ -135,11 +136,26 @@ export class CellSession {
     return out;
   }
 
-  /** One round of user work on every CPU; resolves when all are done. */
-  runCpus(msg: Omit<RoundMsg, 'type' | 'pages'>): Promise<DoneMsg[]> {
-    return Promise.all(
+  /**
+   * One round of user work on every CPU. Meanwhile this thread serves their
+   * traps synchronously and runs `step` (the kernel's own work, one piece per
+   * call, false when done); then it collects their reports.
+   */
+  runCpus(msg: Omit<RoundMsg, 'type' | 'pages'>, step?: () => boolean): Promise<DoneMsg[]> {
+    const w = this.k.smp.words;
+    const roundWord = (c: number) => this.k.smp.w(c, W_ROUND);
+    const before = this.workers.map((_, i) => Atomics.load(w, roundWord(i + 1)));
+    const replies = Promise.all(
       this.workers.map((_, i) => this.ask(i + 1, { type: 'round', pages: this.pagesOf(i + 1), ...msg }) as Promise<DoneMsg>),
     );
+    this.server.pump(() => before.every((b, i) => Atomics.load(w, roundWord(i + 1)) !== b), step);
+    return replies;
+  }
+
+  /** Is any worker CPU running user code right now? */
+  anyCpuRunning(): boolean {
+    for (let c = 1; c <= this.cfg.threads; c++) if (Atomics.load(this.k.smp.words, this.k.smp.w(c, W_ONLINE)) === 1) return true;
+    return false;
   }
 
   /** Allocate the workload's memory through the design (careful program). */
