@@ -6,7 +6,7 @@
 import { stringify } from 'csv-stringify/sync';
 import { parseCsv, parseSamples } from './csv.js';
 import { InputError, readInput } from './io.js';
-import { fit, humanNs, shortInterface, wrapWords } from './report.js';
+import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './report.js';
 import { COUNTER_COLUMNS, cellKey, type Row } from './schema.js';
 import { geomean, holm, mannWhitney, median } from './stats.js';
 
@@ -79,7 +79,7 @@ export interface CompareResult {
 }
 
 function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
-  const parts = [r.workload, shortInterface(r.interface), r.kernel === 'patched' ? 'p' : 'u', `t${r.threads}`];
+  const parts = [shortWorkload(r.workload), shortInterface(r.interface), r.kernel === 'patched' ? 'p' : 'u', `t${r.threads}`];
   if (multiHw) parts.push(r.hardware);
   if (multiBackend) parts.push(r.crypto_backend);
   return parts.join(' ');
