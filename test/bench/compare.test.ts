@@ -9,7 +9,8 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { compareRuns, loadRun } from '../../bench/compare.js';
 import { formatCsv, formatSamples } from '../../bench/csv.js';
-import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row, type RunMeta } from '../../bench/schema.js';
+import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row } from '../../bench/schema.js';
+import { mkMeta, mkRow } from './fixtures.js';
 import { geomean, holm, mannWhitney, thin } from '../../bench/stats.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
@@ -17,15 +18,10 @@ const dir = mkdtempSync(join(tmpdir(), 'memcrypt-cmp-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
 
-const meta: RunMeta = { run_id: 'r1', started_at: '2026-11-25T00:00:00Z', command: 'test', seed: 1, host: 'h', cpu_model: 'c', node_version: 'v20', git_sha: 'abc' };
+const meta = mkMeta({ run_id: 'r1', seed: 1 });
 
 function row(workload: string, design: string, threads: number, median: number): Row {
-  const r = {
-    schema_version: SCHEMA_VERSION, run_id: 'r1', git_sha: 'abc', started_at: meta.started_at, host: 'h', cpu_model: 'c',
-    node_version: 'v20', crypto_backend: 'openssl', hardware: 'mktme', interface: design, kernel: 'patched', workload, threads,
-    outcome: 'encrypted', errno: '', ops: 64, wall_ns_median: median, wall_ns_p99: median * 1.5, wall_rme_pct: 2, samples: 40,
-    modelled_ns_per_op: 2000,
-  } as Row;
+  const r = mkRow({ run_id: 'r1', interface: design, workload, threads, ops: 64, wall_ns_median: median, samples: 40 });
   for (const c of COUNTER_COLUMNS) r[c] = 10;
   return r;
 }
