@@ -230,8 +230,3 @@ export function handleMmFault(k: Kernel, task: Task, va: number, write: boolean)
   Atomics.store(w, i, mkPte(pfn, vma.keyid, vmaPteFlags(vma) | pinned | (write ? PTE_DIRTY : 0)));
   return 0;
 }
-
-/** Translate va of mm for the kernel (get_user_pages-like, no fault): pte or 0. */
-export function followPte(k: Kernel, mm: MmStruct, va: number): number {
-  return k.pool.get(mm.pgd, va);
-}
