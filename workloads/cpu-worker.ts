@@ -1,37 +1,66 @@
 // A worker thread that is one CPU of the simulated machine, running a
 // process's user code: stores and loads through its MMU and the engine, and
-// traps to the kernel thread on faults.
+// traps to the kernel thread on faults. Between an 'attach' message and a
+// park command it runs rounds from the round board (board.ts), not from
+// messages, so a round costs no event-loop turn on either side.
 import { parentPort } from 'node:worker_threads';
 import { PAGE_SIZE } from '../hardware/types.js';
 import { patternPage } from '../interfaces/conformance.js';
 import { WorkerCpu } from '../kernel/trap.js';
-import type { DoneMsg, FromCpu, RoundMsg, ToCpu } from './protocol.js';
+import {
+  FLAG_VERIFY_ONLY,
+  FLAG_WRITE_ONLY,
+  KIND_PARK,
+  O_ACCESSES,
+  O_ERRORS,
+  O_FAULT,
+  P_ADDR,
+  P_FIRST,
+  P_FLAGS,
+  P_PAGES,
+  P_PASSES,
+  P_SEED,
+  P_STRIDE,
+  R_CMD,
+  R_DONE,
+  R_FAILED,
+  R_KIND,
+  RoundBoard,
+} from './board.js';
+import type { FromCpu, ToCpu } from './protocol.js';
 
 const port = parentPort;
 if (port === null) throw new Error('cpu-worker: must run in a worker thread');
 
-let cpu: WorkerCpu | null = null;
+/** Polls of the command word before sleeping on it (see kernel/trap.ts SPIN). */
+const SPIN = 500;
+
 const buf = new Uint8Array(PAGE_SIZE);
 const got = new Uint8Array(PAGE_SIZE);
 
-function round(m: RoundMsg, c: WorkerCpu): DoneMsg {
+/** One round on this CPU's pages, parameters and results on the board. */
+function round(c: WorkerCpu, b: RoundBoard): void {
+  const f = b.f64;
+  const at = (slot: number) => f[b.f(c.cpu, slot)];
+  const addr = at(P_ADDR), seed = at(P_SEED), passes = at(P_PASSES), flags = at(P_FLAGS);
+  const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
   let errors = 0, fault = 0, accesses = 0;
   const u = c.user;
-  outer: for (let pass = 0; pass < m.passes; pass++) {
-    if (!m.verifyOnly)
-      for (const p of m.pages) {
-        patternPage(m.seed, p, buf);
-        const r = u.store(m.addr + p * PAGE_SIZE, buf);
+  outer: for (let pass = 0; pass < passes; pass++) {
+    if (!(flags & FLAG_VERIFY_ONLY))
+      for (let p = first; p < pages; p += stride) {
+        patternPage(seed, p, buf);
+        const r = u.store(addr + p * PAGE_SIZE, buf);
         accesses++;
         if (r < 0) {
           fault = r;
           break outer;
         }
       }
-    if (m.writeOnly) continue;
-    for (const p of m.pages) {
-      patternPage(m.seed, p, buf);
-      const r = u.load(m.addr + p * PAGE_SIZE, got);
+    if (flags & FLAG_WRITE_ONLY) continue;
+    for (let p = first; p < pages; p += stride) {
+      patternPage(seed, p, buf);
+      const r = u.load(addr + p * PAGE_SIZE, got);
       accesses++;
       if (r < 0) {
         fault = r;
@@ -40,31 +69,56 @@ function round(m: RoundMsg, c: WorkerCpu): DoneMsg {
       if (Buffer.compare(buf, got) !== 0) errors++;
     }
   }
-  return { type: 'done', cpu: c.cpu, round: m.round, errors, fault, accesses };
+  f[b.f(c.cpu, O_ERRORS)] = errors;
+  f[b.f(c.cpu, O_FAULT)] = fault;
+  f[b.f(c.cpu, O_ACCESSES)] = accesses;
 }
 
+/** Run rounds from the board until the kernel parks us. */
+function serveBoard(c: WorkerCpu, b: RoundBoard): void {
+  const w = b.i32;
+  const cmdWord = b.i(c.cpu, R_CMD);
+  let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
+  for (;;) {
+    for (let spin = 0; Atomics.load(w, cmdWord) === seen; spin++) if (spin >= SPIN) Atomics.wait(w, cmdWord, seen, 20);
+    seen = Atomics.load(w, cmdWord);
+    if (Atomics.load(w, b.i(c.cpu, R_KIND)) === KIND_PARK) {
+      Atomics.store(w, b.i(c.cpu, R_DONE), seen);
+      Atomics.notify(w, b.i(c.cpu, R_DONE));
+      return;
+    }
+    c.online();
+    let failure: unknown = null;
+    try {
+      round(c, b);
+    } catch (e) {
+      failure = e;
+    }
+    c.offline(); // before reporting: the kernel may unmap as soon as it hears
+    Atomics.store(w, b.i(c.cpu, R_FAILED), failure === null ? 0 : 1);
+    Atomics.store(w, b.i(c.cpu, R_DONE), seen);
+    c.roundDone();
+    if (failure !== null) {
+      port!.postMessage({ type: 'fail', cpu: c.cpu, message: failure instanceof Error ? failure.message : String(failure) } satisfies FromCpu);
+      return;
+    }
+  }
+}
+
+let cpu: WorkerCpu | null = null;
+
 port.on('message', (m: ToCpu) => {
-  const send = (msg: FromCpu) => port.postMessage(msg);
   try {
     switch (m.type) {
-      case 'attach':
+      case 'attach': {
         cpu?.offline();
         cpu = new WorkerCpu(m.desc);
         cpu.offline(); // idle until a round
-        send({ type: 'ready', cpu: cpu.cpu });
+        const board = new RoundBoard(m.board);
+        port.postMessage({ type: 'ready', cpu: cpu.cpu } satisfies FromCpu);
+        serveBoard(cpu, board);
         break;
-      case 'round':
-        if (cpu === null) throw new Error('round before attach');
-        cpu.online();
-        let done: DoneMsg;
-        try {
-          done = round(m, cpu);
-        } finally {
-          cpu.offline(); // before reporting: the kernel may unmap as soon as it hears
-          cpu.roundDone();
-        }
-        send(done);
-        break;
+      }
       case 'exit':
         cpu?.offline();
         port.close();
@@ -72,6 +126,6 @@ port.on('message', (m: ToCpu) => {
     }
   } catch (e) {
     cpu?.offline();
-    send({ type: 'fail', cpu: cpu?.cpu ?? -1, message: e instanceof Error ? e.message : String(e) });
+    port.postMessage({ type: 'fail', cpu: cpu?.cpu ?? -1, message: e instanceof Error ? e.message : String(e) } satisfies FromCpu);
   }
 });

@@ -10,7 +10,29 @@ import { snapshotCounters, type Counter } from '../interfaces/conformance.js';
 import { ALL_FEATURES, KERNEL_COUNTERS, Kernel, NO_FEATURES, type KernelCounter, type Task } from '../kernel/kernel.js';
 import { W_ONLINE, W_ROUND } from '../kernel/smp.js';
 import { TrapServer, cpuDescriptor } from '../kernel/trap.js';
-import type { DoneMsg, FromCpu, RoundMsg, ToCpu } from './protocol.js';
+import {
+  FLAG_VERIFY_ONLY,
+  FLAG_WRITE_ONLY,
+  KIND_PARK,
+  KIND_ROUND,
+  O_ACCESSES,
+  O_ERRORS,
+  O_FAULT,
+  P_ADDR,
+  P_FIRST,
+  P_FLAGS,
+  P_PAGES,
+  P_PASSES,
+  P_ROUND,
+  P_SEED,
+  P_STRIDE,
+  R_CMD,
+  R_DONE,
+  R_FAILED,
+  R_KIND,
+  RoundBoard,
+} from './board.js';
+import type { CpuReport, FromCpu, RoundSpec, ToCpu } from './protocol.js';
 import type { Workload } from './workload.js';
 
 export interface CellConfig {
@@ -42,6 +64,7 @@ export class CellSession {
   private readonly workers: Worker[] = [];
   private waiting = new Map<number, { resolve: (m: FromCpu) => void; reject: (e: Error) => void }>();
   private failure: Error | null = null;
+  private readonly board: RoundBoard;
   /** kernel counters of kernels that ran before a power cycle */
   private readonly carried = Object.fromEntries(KERNEL_COUNTERS.map((c) => [c, 0])) as Record<KernelCounter, number>;
 
@@ -51,6 +74,7 @@ export class CellSession {
     this.pages = cfg.workload.pages;
     if (!Number.isInteger(cfg.threads) || cfg.threads < 1 || cfg.threads > 64)
       throw new RangeError(`threads: expected an integer in [1, 64], got ${cfg.threads}`);
+    this.board = RoundBoard.create(cfg.threads + 1);
     const frames = this.pages * 2 + 64;
     this.machine = Machine.create({
       profile: cfg.hardware,
@@ -102,7 +126,10 @@ export class CellSession {
 
   private onMessage(cpu: number, m: FromCpu): void {
     const w = this.waiting.get(cpu);
-    if (w === undefined) return;
+    if (w === undefined) {
+      if (m.type === 'fail') this.failure ??= new Error(`cpu ${cpu}: ${m.message}`);
+      return;
+    }
     this.waiting.delete(cpu);
     if (m.type === 'fail') w.reject(new Error(`cpu ${cpu}: ${m.message}`));
     else w.resolve(m);
@@ -125,31 +152,69 @@ export class CellSession {
 
   private async attachAll(): Promise<void> {
     await Promise.all(
-      this.workers.map((_, i) => this.ask(i + 1, { type: 'attach', desc: cpuDescriptor(this.k, this.task, i + 1) })),
+      this.workers.map((_, i) => this.ask(i + 1, { type: 'attach', desc: cpuDescriptor(this.k, this.task, i + 1), board: this.board.d })),
     );
   }
 
-  /** The page indices CPU c (1-based) owns: every threads-th page. */
-  pagesOf(c: number): number[] {
-    const out: number[] = [];
-    for (let p = c - 1; p < this.pages; p += this.cfg.threads) out.push(p);
-    return out;
+  /** Hand CPU c a command on the board. */
+  private command(c: number, kind: number): number {
+    const b = this.board;
+    Atomics.store(b.i32, b.i(c, R_KIND), kind);
+    const cmd = Atomics.add(b.i32, b.i(c, R_CMD), 1) + 1; // publishes KIND and the parameters
+    Atomics.notify(b.i32, b.i(c, R_CMD));
+    return cmd;
   }
 
   /**
-   * One round of user work on every CPU. Meanwhile this thread serves their
-   * traps synchronously and runs `step` (the kernel's own work, one piece per
-   * call, false when done); then it collects their reports.
+   * One round of user work on every CPU, handed over on the round board.
+   * Meanwhile this thread serves their traps synchronously and runs `step`
+   * (the kernel's own work, one piece per call, false when done).
    */
-  runCpus(msg: Omit<RoundMsg, 'type' | 'pages'>, step?: () => boolean): Promise<DoneMsg[]> {
+  async runCpus(spec: RoundSpec, step?: () => boolean): Promise<CpuReport[]> {
+    const b = this.board;
+    const f = b.f64;
     const w = this.k.smp.words;
     const roundWord = (c: number) => this.k.smp.w(c, W_ROUND);
-    const before = this.workers.map((_, i) => Atomics.load(w, roundWord(i + 1)));
-    const replies = Promise.all(
-      this.workers.map((_, i) => this.ask(i + 1, { type: 'round', pages: this.pagesOf(i + 1), ...msg }) as Promise<DoneMsg>),
-    );
-    this.server.pump(() => before.every((b, i) => Atomics.load(w, roundWord(i + 1)) !== b), step);
-    return replies;
+    const flags = (spec.verifyOnly ? FLAG_VERIFY_ONLY : 0) | (spec.writeOnly ? FLAG_WRITE_ONLY : 0);
+    const cpus = this.workers.map((_, i) => i + 1);
+    const before = cpus.map((c) => Atomics.load(w, roundWord(c)));
+    for (const c of cpus) {
+      const p = (slot: number, v: number) => (f[b.f(c, slot)] = v);
+      p(P_ROUND, spec.round);
+      p(P_ADDR, spec.addr);
+      p(P_SEED, spec.seed);
+      p(P_PASSES, spec.passes);
+      p(P_FLAGS, flags);
+      p(P_FIRST, c - 1);
+      p(P_STRIDE, this.cfg.threads);
+      p(P_PAGES, this.pages);
+      this.command(c, KIND_ROUND);
+    }
+    this.server.pump(() => cpus.every((c, i) => Atomics.load(w, roundWord(c)) !== before[i]), step);
+    if (cpus.some((c) => Atomics.load(b.i32, b.i(c, R_FAILED)) === 1)) {
+      // the CPU's 'fail' message says what happened; give it a turn to arrive
+      for (let i = 0; i < 100 && this.failure === null; i++) await new Promise((r) => setTimeout(r, 1));
+      throw this.failure ?? new Error('a CPU failed in a round');
+    }
+    return cpus.map((c) => ({
+      cpu: c,
+      errors: f[b.f(c, O_ERRORS)],
+      fault: f[b.f(c, O_FAULT)],
+      accesses: f[b.f(c, O_ACCESSES)],
+    }));
+  }
+
+  /** Send every CPU back to its message loop (before re-attaching or exiting). */
+  private park(): void {
+    const b = this.board;
+    for (let c = 1; c <= this.cfg.threads; c++) {
+      if (Atomics.load(b.i32, b.i(c, R_FAILED)) === 1) continue; // already parked itself
+      const cmd = this.command(c, KIND_PARK);
+      for (let spins = 0; Atomics.load(b.i32, b.i(c, R_DONE)) !== cmd; spins++) {
+        if (this.failure !== null || spins > 2000) throw this.failure ?? new Error(`cpu ${c} does not park`);
+        Atomics.wait(b.i32, b.i(c, R_DONE), Atomics.load(b.i32, b.i(c, R_DONE)), 5);
+      }
+    }
   }
 
   /** Is any worker CPU running user code right now? */
@@ -165,6 +230,7 @@ export class CellSession {
 
   /** Power cycle: the persistent region goes to `image`; a new kernel boots; CPUs re-attach. */
   async powerCycle(image: string): Promise<void> {
+    this.park();
     const before = this.k.counters.snapshot();
     for (const c of KERNEL_COUNTERS)
       this.carried[c] = c === 'vma_count_max' || c === 'pinned_pages' ? Math.max(this.carried[c], before[c]) : this.carried[c] + before[c];
@@ -185,6 +251,11 @@ export class CellSession {
   }
 
   async close(): Promise<void> {
+    try {
+      this.park();
+    } catch {
+      /* a CPU that cannot park is terminated below */
+    }
     const exits = this.workers.map((w) => new Promise<void>((r) => w.once('exit', () => r())));
     for (const w of this.workers) w.postMessage({ type: 'exit' } satisfies ToCpu);
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, 2000))]);

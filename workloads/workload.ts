@@ -1,7 +1,7 @@
 // What a workload is, and how a round's report becomes a cell outcome.
 import { observeFrames, type Outcome } from '../interfaces/conformance.js';
 import { E, errnoName, type ErrnoName } from '../kernel/errno.js';
-import type { DoneMsg } from './protocol.js';
+import type { CpuReport } from './protocol.js';
 import type { CellSession } from './session.js';
 
 export interface RoundReport {
@@ -50,7 +50,7 @@ export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 export const roundSeed = (seed: number, n: number): number => (seed * 1_000_003 + n) >>> 0;
 
 /** Sum the CPUs' reports. */
-export function sumDone(done: readonly DoneMsg[]): { errors: number; fault: number; accesses: number } {
+export function sumDone(done: readonly CpuReport[]): { errors: number; fault: number; accesses: number } {
   let errors = 0, fault = 0, accesses = 0;
   for (const d of done) {
     errors += d.errors;

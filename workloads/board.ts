@@ -1,0 +1,63 @@
+// The round board: shared words through which the kernel thread hands worker
+// CPUs their rounds and reads their results, without a message (and an event
+// loop turn on both sides) per round. Per CPU, Int32 words and Float64 slots
+// addressed by the named constants below.
+//
+// Ordering: the kernel writes the parameters, then KIND, then bumps CMD with
+// a seq-cst add; the CPU that sees the new CMD therefore sees the parameters.
+// The CPU writes its outputs, then stores DONE = CMD (seq-cst), then rings the
+// kernel's doorbell; a kernel that reads DONE == CMD sees the outputs.
+
+export const INT_WORDS = 4;
+export const R_CMD = 0; // command sequence number, bumped by the kernel
+export const R_KIND = 1; // what the command is
+export const R_DONE = 2; // last command the CPU finished
+export const R_FAILED = 3; // 1: the last round threw (the CPU sent a 'fail' message and parked)
+
+export const KIND_ROUND = 1;
+export const KIND_PARK = 2; // leave the board loop, back to the message loop
+
+export const F64_SLOTS = 12;
+export const P_ROUND = 0;
+export const P_ADDR = 1;
+export const P_SEED = 2;
+export const P_PASSES = 3;
+export const P_FLAGS = 4; // FLAG_*
+export const P_FIRST = 5; // first page index of this CPU
+export const P_STRIDE = 6; // then every STRIDE-th page
+export const P_PAGES = 7; // below this
+export const O_ERRORS = 8;
+export const O_FAULT = 9;
+export const O_ACCESSES = 10;
+
+export const FLAG_VERIFY_ONLY = 1;
+export const FLAG_WRITE_ONLY = 2;
+
+export interface BoardDescriptor {
+  readonly ints: SharedArrayBuffer;
+  readonly f64: SharedArrayBuffer;
+}
+
+export class RoundBoard {
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  constructor(readonly d: BoardDescriptor) {
+    this.i32 = new Int32Array(d.ints);
+    this.f64 = new Float64Array(d.f64);
+  }
+
+  static create(nrCpus: number): RoundBoard {
+    return new RoundBoard({
+      ints: new SharedArrayBuffer(nrCpus * INT_WORDS * 4),
+      f64: new SharedArrayBuffer(nrCpus * F64_SLOTS * 8),
+    });
+  }
+
+  i(cpu: number, word: number): number {
+    return cpu * INT_WORDS + word;
+  }
+
+  f(cpu: number, slot: number): number {
+    return cpu * F64_SLOTS + slot;
+  }
+}
