@@ -40,6 +40,9 @@ export interface RunResult {
   readonly samples: CellSamples[];
 }
 
+/** Minimum warm-up per timed cell, ms. */
+export const WARMUP_MS = 500;
+
 /** Samples kept per cell (fast cells take thousands; their shape is what the U test needs). */
 export const MAX_SAMPLES = 256;
 
@@ -57,8 +60,11 @@ async function timeCell(run: (n: number) => Promise<number>, ops: number, o: Run
   const bench = new Bench({
     time: o.timeMs,
     iterations: o.minSamples,
-    warmupTime: Math.min(100, o.timeMs),
-    warmupIterations: 2,
+    // The simulator's JS keeps getting faster for ~0.5 s of rounds (JIT): a
+    // short warm-up left the timed samples on that slope and made two runs of
+    // the same code differ by up to 2.6x in some cells.
+    warmupTime: Math.max(WARMUP_MS, o.timeMs),
+    warmupIterations: 10,
     retainSamples: true,
     throws: true,
   });
