@@ -21,7 +21,7 @@ import { formatCsv, formatSamples, parseCsv } from './csv.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
-import { runMatrix, type CellPlan } from './runner.js';
+import { WARMUP_MS, runMatrix, type CellPlan } from './runner.js';
 import type { Row, RunMeta } from './schema.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -80,6 +80,7 @@ interface RunArgs {
   seed: number;
   time: number;
   samples: number;
+  warmup: number;
   out?: string;
   format: string;
   baseline?: string;
@@ -140,6 +141,7 @@ function resolvedCommand(a: RunArgs): string {
     `--seed ${a.seed}`,
     `--time ${a.time}`,
     `--samples ${a.samples}`,
+    `--warmup ${a.warmup}`,
   ];
   return parts.join(' ');
 }
@@ -163,6 +165,7 @@ async function run(a: RunArgs): Promise<void> {
     seed: a.seed,
     timeMs: a.time,
     minSamples: a.samples,
+    warmupMs: a.warmup,
     tmpdir: tmpdir(),
     progress: (done, total, r: Row) => {
       if (!tty) return;
@@ -221,6 +224,7 @@ async function main(argv: string[]): Promise<void> {
           .option('seed', { type: 'number', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
           .option('time', { type: 'number', default: 300, describe: 'minimum timing per cell, ms', coerce: positiveInt('time', 600_000) })
           .option('samples', { type: 'number', default: 10, describe: 'minimum timed rounds per cell', coerce: positiveInt('samples', 100_000) })
+          .option('warmup', { type: 'number', default: WARMUP_MS, describe: 'warm-up per timed cell, ms (the JIT keeps speeding rounds up for ~0.5 s)', coerce: positiveInt('warmup', 600_000) })
           .option('out', { alias: 'o', type: 'string', describe: 'CSV path (default results/<run id>.csv)' })
           .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' })
           .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })

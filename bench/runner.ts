@@ -29,6 +29,8 @@ export interface RunOptions {
   readonly timeMs: number;
   /** minimum samples per cell */
   readonly minSamples: number;
+  /** warm-up per timed cell, ms (WARMUP_MS by default on the command line) */
+  readonly warmupMs: number;
   /** where scratch files (swap, DAX images) go */
   readonly tmpdir: string;
   /** called after each cell */
@@ -63,7 +65,7 @@ async function timeCell(run: (n: number) => Promise<number>, ops: number, o: Run
     // The simulator's JS keeps getting faster for ~0.5 s of rounds (JIT): a
     // short warm-up left the timed samples on that slope and made two runs of
     // the same code differ by up to 2.6x in some cells.
-    warmupTime: Math.max(WARMUP_MS, o.timeMs),
+    warmupTime: o.warmupMs,
     warmupIterations: 10,
     retainSamples: true,
     throws: true,

@@ -15,7 +15,7 @@ const dir = mkdtempSync(join(tmpdir(), 'memcrypt-cli-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
-const SMALL = ['--workload', 'fault,enosys-fallback,migration', '--threads', '1', '--time', '1', '--samples', '2'];
+const SMALL = ['--workload', 'fault,enosys-fallback,migration', '--threads', '1', '--time', '1', '--samples', '2', '--warmup', '1'];
 
 describe('memcrypt-bench run', () => {
   it('writes CSV, samples and report; the report fits 72 columns', () => {

@@ -160,7 +160,7 @@ describe('memcrypt-bench compare', () => {
 
 describe('run --baseline and --export', () => {
   it('compares against a baseline in one step and writes the github-action-benchmark JSON', () => {
-    const small = ['--workload', 'fault', '--interface', 'encrypt-mprotect', '--threads', '1', '--time', '1', '--samples', '3', '--format', 'none'];
+    const small = ['--workload', 'fault', '--interface', 'encrypt-mprotect', '--threads', '1', '--time', '1', '--samples', '3', '--warmup', '1', '--format', 'none'];
     const basePath = join(dir, 'b0.csv');
     assert.equal(cli('run', ...small, '--out', basePath).status, 0);
     const out = join(dir, 'b1.csv');
