@@ -11,7 +11,7 @@ import type { Counter } from '../interfaces/conformance.js';
 import { startCell, timedRound } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
 import { modelledNsPerOp } from './model.js';
-import { thin } from './stats.js';
+import { median } from './stats.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
 
 export interface CellPlan {
@@ -45,8 +45,15 @@ export interface RunResult {
 /** Minimum warm-up per timed cell, ms. */
 export const WARMUP_MS = 500;
 
-/** Samples kept per cell (fast cells take thousands; their shape is what the U test needs). */
-export const MAX_SAMPLES = 256;
+/**
+ * Samples kept per cell for compare: the medians of up to BATCHES runs of
+ * consecutive rounds (batch means). Round times are autocorrelated (JIT
+ * tier-ups, GC phases last many rounds), so thousands of single rounds would
+ * make the U test far too sure of itself; batch medians are close to
+ * independent. Measured on the default suite: two runs of the same commit
+ * gave 11 false "regressions" at 5% with single rounds as samples.
+ */
+export const BATCHES = 20;
 
 interface Timing {
   median: number;
@@ -70,21 +77,33 @@ async function timeCell(run: (n: number) => Promise<number>, ops: number, o: Run
     retainSamples: true,
     throws: true,
   });
+  // tinybench keeps its samples sorted; the batches need them in time order
+  const ordered: number[] = [];
   bench.add('cell', async () => {
+    const t = performance.now();
     await run(++n);
+    ordered.push(performance.now() - t);
   });
   await bench.run();
   const r = bench.tasks[0].result;
   if (r.state !== 'completed') throw new Error(r.state === 'errored' ? r.error.message : `timing ${r.state}`);
   const perOp = 1e6 / ops; // ms per round -> ns per op
+  const timed = ordered.slice(ordered.length - r.latency.samplesCount); // warm-up rounds came first
   return {
     median: r.latency.p50 * perOp,
     p99: r.latency.p99 * perOp,
     rme: r.latency.rme,
     count: r.latency.samplesCount,
-    // at most MAX_SAMPLES per cell kept for compare: evenly spaced order statistics
-    samples: thin((r.latency.samples ?? []).map((s) => s * perOp), MAX_SAMPLES),
+    samples: batchMedians(timed, BATCHES).map((x) => x * perOp),
   };
+}
+
+/** Medians of `batches` contiguous, nearly equal runs of xs (fewer when xs is short). */
+export function batchMedians(xs: readonly number[], batches: number): number[] {
+  const b = Math.min(batches, xs.length);
+  const out: number[] = [];
+  for (let i = 0; i < b; i++) out.push(median(xs.slice(Math.floor((i * xs.length) / b), Math.floor(((i + 1) * xs.length) / b))));
+  return out;
 }
 
 /** Run every planned cell in order. */

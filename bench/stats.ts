@@ -95,12 +95,3 @@ export function geomean(xs: readonly number[]): number {
   if (ok.length === 0) return NaN;
   return Math.exp(ok.reduce((s, x) => s + Math.log(x), 0) / ok.length);
 }
-
-/** At most n samples that keep the distribution's shape: evenly spaced order statistics. */
-export function thin(xs: readonly number[], n: number): number[] {
-  if (xs.length <= n) return [...xs];
-  const s = [...xs].sort((a, b) => a - b);
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) out.push(s[Math.round((i * (s.length - 1)) / (n - 1))]);
-  return out;
-}

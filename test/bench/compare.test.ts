@@ -11,7 +11,8 @@ import { compareRuns, loadRun } from '../../bench/compare.js';
 import { formatCsv, formatSamples } from '../../bench/csv.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row } from '../../bench/schema.js';
 import { mkMeta, mkRow } from './fixtures.js';
-import { geomean, holm, mannWhitney, thin } from '../../bench/stats.js';
+import { batchMedians } from '../../bench/runner.js';
+import { geomean, holm, mannWhitney } from '../../bench/stats.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'memcrypt-cmp-'));
@@ -67,13 +68,15 @@ describe('statistics', () => {
     assert.ok(same.p > 0.05);
   });
 
-  it('Holm adjusts step-down and keeps order; geomean; thin keeps the shape', () => {
+  it('Holm adjusts step-down and keeps order; geomean; batch medians in time order', () => {
     const adj = holm([0.01, 0.04, 0.03, NaN]);
     assert.deepEqual(adj.slice(0, 3).map((x) => Math.round(x * 1e9) / 1e9), [0.03, 0.06, 0.06]);
     assert.ok(Number.isNaN(adj[3]));
     assert.ok(Math.abs(geomean([2, 8]) - 4) < 1e-12);
-    const t = thin(Array.from({ length: 1001 }, (_, i) => i), 11);
-    assert.deepEqual(t, [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]);
+    // 100 rounds in 4 batches of 25: the median of each contiguous run
+    assert.deepEqual(batchMedians(Array.from({ length: 100 }, (_, i) => i), 4), [12, 37, 62, 87]);
+    assert.deepEqual(batchMedians([5, 1, 9], 20), [5, 1, 9]); // fewer rounds than batches
+    assert.deepEqual(batchMedians([], 20), []);
   });
 });
 
