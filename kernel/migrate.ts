@@ -10,7 +10,7 @@
 import { asPfn } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
-import { PG_ANON, PG_UNMOVABLE } from './page_alloc.js';
+import { PG_ALLOCATED, PG_ANON, PG_UNMOVABLE } from './page_alloc.js';
 import { PTE_ACCESSED, PTE_MIGRATION, PTE_PRESENT, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 
@@ -75,7 +75,8 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
     // 4. the old frame: flush its keyed lines, back to the allocator
     if (keyid !== 0) k.engine.flush(asPfn(pfn));
     k.alloc.keyid[pfn] = 0;
-    k.alloc.flags[pfn] &= ~PG_ANON;
+    // the page's state (LRU, pinning) moved to dst: free the old frame as a bare one
+    k.alloc.flags[pfn] = PG_ALLOCATED;
     k.alloc.release(pfn);
     status[j] = nodes[j];
     k.count('migrated');
