@@ -73,6 +73,17 @@ export function patternPage(seed: number, i: number, buf: Uint8Array): void {
   }
 }
 
+/** Pages 0..pages-1 of a persistent-memory image that hold the seed's pattern in plaintext. */
+export function plaintextPages(image: Uint8Array, pages: number, seed: number): number {
+  const buf = new Uint8Array(PAGE_SIZE);
+  let n = 0;
+  for (let i = 0; i < pages; i++) {
+    patternPage(seed, i, buf);
+    if (Buffer.compare(image.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE), buf) === 0) n++;
+  }
+  return n;
+}
+
 /** A deterministic user key from the seed (halves always differ). */
 export function seedKey(seed: number): Uint8Array {
   const k = Uint8Array.from(createHash('sha256').update(`memcrypt-bench key ${seed}`).digest());
@@ -202,12 +213,7 @@ export function runCell(spec: CellSpec): CellResult {
     const img = join(spec.workdir, 'dax.img');
     machine.powerOff(img);
     machine.powerOn(img);
-    const file = readFileSync(img);
-    let leaked = 0;
-    for (let i = 0; i < spec.pages; i++) {
-      patternPage(spec.seed, i, buf);
-      if (file.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE).equals(buf)) leaked += PAGE_SIZE;
-    }
+    const leaked = plaintextPages(readFileSync(img), spec.pages, spec.seed) * PAGE_SIZE;
     b = bootCell(spec, design, machine);
     const fd2 = b.env.sys(NR.openat, AT_FDCWD, DAX_PATH, 2);
     const addr2 = b.env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd2, 0);

@@ -6,7 +6,7 @@
 // conformance runner observes them by running the program on the model.
 import type { UserCpu } from '../kernel/cpu.js';
 import type { Kernel, KernelFeatures } from '../kernel/kernel.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE } from '../kernel/uapi.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import { KEYCTL_INVALIDATE, NR, type SysArg } from '../kernel/syscalls.js';
 
 export const DESIGN_NAMES = ['encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'] as const;
@@ -89,7 +89,16 @@ export function addKey(env: UserEnv, key: KeySpec): number {
   return env.sys(NR.add_key, 'mktme', key.description, key.payload);
 }
 
-/** Plain anonymous memory: every careful helper's fallback. */
+/** Plain anonymous memory. */
 export function plainAnon(env: UserEnv, len: number, prot: number): number {
   return env.sys(NR.mmap, 0, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+/**
+ * Every careful helper's fallback: plain read-write anonymous memory, with
+ * the serial the program got and the -errno that made it fall back.
+ */
+export function fallbackAlloc(env: UserEnv, len: number, serial: number, errno: number): AllocResult {
+  const addr = plainAnon(env, len, PROT_READ | PROT_WRITE);
+  return addr < 0 ? { failed: addr } : { addr, len, fd: -1, serial, fallback: true, errno };
 }

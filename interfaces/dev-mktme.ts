@@ -13,7 +13,7 @@ import { setVmaKey } from '../kernel/mprotect.js';
 import { AT_FDCWD, NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import { VM_DONTEXPAND, VM_SHARED } from '../kernel/vma.js';
-import { EncryptionDesign, addKey, plainAnon, type AllocResult, type KeySpec, type UserEnv } from './contract.js';
+import { EncryptionDesign, addKey, fallbackAlloc, type AllocResult, type KeySpec, type UserEnv } from './contract.js';
 
 export const DEV_MKTME = '/dev/mktme';
 /** _IOW('M', 1, int) */
@@ -68,16 +68,12 @@ export class DevMktme extends EncryptionDesign {
 
   allocate(env: UserEnv, len: number, key: KeySpec, careful: boolean): AllocResult {
     const fd = env.sys(NR.openat, AT_FDCWD, DEV_MKTME, O_RDWR);
-    if (fd < 0 && careful) {
-      const addr = plainAnon(env, len, RW);
-      return addr < 0 ? { failed: addr } : { addr, len, fd: -1, serial: fd, fallback: true, errno: fd };
-    }
+    if (fd < 0 && careful) return fallbackAlloc(env, len, fd, fd);
     const serial = addKey(env, key);
     const r = env.sys(NR.ioctl, fd, MKTME_IOC_SET_KEY, serial);
     if (r < 0 && careful) {
       env.sys(NR.close, fd);
-      const addr = plainAnon(env, len, RW);
-      return addr < 0 ? { failed: addr } : { addr, len, fd: -1, serial, fallback: true, errno: serial < 0 ? serial : r };
+      return fallbackAlloc(env, len, serial, serial < 0 ? serial : r);
     }
     // a naive program uses whatever mmap returned, MAP_FAILED included
     const addr = env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd, 0);

@@ -12,7 +12,7 @@ import type { MktmeKey } from '../kernel/keys.js';
 import { doMprotect } from '../kernel/mprotect.js';
 import { NR } from '../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
-import { EncryptionDesign, addKey, type AllocResult, type KeySpec, type UserEnv } from './contract.js';
+import { EncryptionDesign, addKey, fallbackAlloc, type AllocResult, type KeySpec, type UserEnv } from './contract.js';
 
 const RW = PROT_READ | PROT_WRITE;
 
@@ -40,7 +40,7 @@ export class EncryptMprotect extends EncryptionDesign {
 
   allocate(env: UserEnv, len: number, key: KeySpec, careful: boolean): AllocResult {
     const serial = addKey(env, key);
-    if (serial < 0 && careful) return this.fallback(env, len, serial);
+    if (serial < 0 && careful) return fallbackAlloc(env, len, serial, serial);
     const addr = env.sys(NR.mmap, 0, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (addr < 0) return { failed: addr };
     const r = env.sys(NR.encrypt_mprotect, addr, len, RW, serial);
@@ -51,11 +51,6 @@ export class EncryptMprotect extends EncryptionDesign {
       return { addr, len, fd: -1, serial, fallback: true, errno: r };
     }
     return { addr, len, fd: -1, serial, fallback: false, errno: 0 };
-  }
-
-  private fallback(env: UserEnv, len: number, errno: number): AllocResult {
-    const addr = env.sys(NR.mmap, 0, len, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return addr < 0 ? { failed: addr } : { addr, len, fd: -1, serial: errno, fallback: true, errno };
   }
 
   encryptMapping(env: UserEnv, addr: number, len: number, _fd: number, key: KeySpec): number {

@@ -12,7 +12,7 @@ import { PG_SECRET } from '../kernel/page_alloc.js';
 import { NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import { VM_LOCKED, VM_MAYSHARE, VM_SHARED } from '../kernel/vma.js';
-import { EncryptionDesign, plainAnon, type AllocResult, type KeySpec, type UserEnv } from './contract.js';
+import { EncryptionDesign, fallbackAlloc, type AllocResult, type KeySpec, type UserEnv } from './contract.js';
 
 const RW = PROT_READ | PROT_WRITE;
 
@@ -56,10 +56,7 @@ export class MemfdSecret extends EncryptionDesign {
 
   allocate(env: UserEnv, len: number, _key: KeySpec, careful: boolean): AllocResult {
     const fd = env.sys(NR.memfd_secret, 0);
-    if (fd < 0 && careful) {
-      const addr = plainAnon(env, len, RW);
-      return addr < 0 ? { failed: addr } : { addr, len, fd: -1, serial: 0, fallback: true, errno: fd };
-    }
+    if (fd < 0 && careful) return fallbackAlloc(env, len, 0, fd);
     const t = env.sys(NR.ftruncate, fd, len);
     if (t < 0 && careful) return { failed: t };
     const addr = env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd, 0);

@@ -90,12 +90,12 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
   if (zapped === 0) return 0;
   flushTlbMm(k, mm);
   for (const pfn of freed) freeAnonPage(k, mm, pfn);
-  if (freed.length > 0) dropFromLru(mm, k, start, end);
+  if (freed.length > 0) dropFromLru(mm, start, end);
   k.count('pages_zapped', zapped);
   return zapped;
 }
 
-function dropFromLru(mm: MmStruct, _k: Kernel, start: number, end: number): void {
+function dropFromLru(mm: MmStruct, start: number, end: number): void {
   let j = 0;
   for (let i = 0; i < mm.lru.length; i++) {
     const va = mm.lru[i];

@@ -2,6 +2,7 @@
 // round and observe the outcome. The caller then times further rounds (or not,
 // when the outcome says there is nothing to time) and closes the session.
 import type { Counter } from '../interfaces/conformance.js';
+import { E } from '../kernel/errno.js';
 import { outcomeOf, setupOutcome, type CellOutcome, type RoundReport } from './workload.js';
 import { CellSession, type CellConfig } from './session.js';
 
@@ -23,7 +24,7 @@ export async function startCell(cfg: CellConfig): Promise<CellStart> {
     const wl = cfg.workload;
     const r = await wl.setup(session);
     if (r !== 0) {
-      const o = r === -14 ? { outcome: 'crashed' as const, errno: 'EFAULT' as const } : setupOutcome(r, r > 0);
+      const o = r === -E.EFAULT ? { outcome: 'crashed' as const, errno: 'EFAULT' as const } : setupOutcome(r, r > 0);
       return { ...o, session, counters: session.counters(0), ops: 0, detail: 'setup failed', timeable: false, fallback: false };
     }
     const rep: RoundReport = await wl.round(session, 0, true);

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../hardware/types.js';
-import { patternPage, seedKey } from '../interfaces/conformance.js';
+import { plaintextPages, seedKey } from '../interfaces/conformance.js';
 import { userKey } from '../interfaces/contract.js';
 import { DAX_PATH } from '../kernel/dax.js';
 import { AT_FDCWD, NR } from '../kernel/syscalls.js';
@@ -55,13 +55,7 @@ export const daxStacking: Workload = {
       return { ops: s.pages, errors: 0, fault: w.fault, errno: 0, refused: false, fallback: false, observed, detail: 'write failed' };
     const image = join(s.cfg.workdir, 'dax.img');
     await s.powerCycle(image);
-    const img = readFileSync(image);
-    const buf = new Uint8Array(PAGE_SIZE);
-    let leaked = 0;
-    for (let i = 0; i < s.pages; i++) {
-      patternPage(seed, i, buf);
-      if (img.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE).equals(buf)) leaked++;
-    }
+    const leaked = plaintextPages(readFileSync(image), s.pages, seed);
     const r = mapEncrypted(s);
     if (r !== 0)
       return { ops: s.pages, errors: 0, fault: 0, errno: r, refused: true, fallback: false, observed, detail: 'could not map again after power-on' };

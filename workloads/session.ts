@@ -48,6 +48,10 @@ export interface CellConfig {
   readonly workdir: string;
 }
 
+/** Two kernels' values of one counter: high-water marks take the max, event counts add. */
+const carry = (c: KernelCounter, a: number, b: number): number =>
+  c === 'vma_count_max' || c === 'pinned_pages' ? Math.max(a, b) : a + b;
+
 const WORKER_URL = new URL('./cpu-worker.js', import.meta.url);
 
 export class CellSession {
@@ -232,8 +236,7 @@ export class CellSession {
   async powerCycle(image: string): Promise<void> {
     this.park();
     const before = this.k.counters.snapshot();
-    for (const c of KERNEL_COUNTERS)
-      this.carried[c] = c === 'vma_count_max' || c === 'pinned_pages' ? Math.max(this.carried[c], before[c]) : this.carried[c] + before[c];
+    for (const c of KERNEL_COUNTERS) this.carried[c] = carry(c, this.carried[c], before[c]);
     await this.server.stop();
     this.k.shutdown();
     this.machine.powerOff(image);
@@ -245,8 +248,7 @@ export class CellSession {
   /** Every counter of this cell so far (kernel counters summed over power cycles). */
   counters(integrity: number): Record<Counter, number> {
     const now = snapshotCounters(this.k, integrity);
-    for (const c of KERNEL_COUNTERS)
-      now[c] = c === 'vma_count_max' || c === 'pinned_pages' ? Math.max(now[c], this.carried[c]) : now[c] + this.carried[c];
+    for (const c of KERNEL_COUNTERS) now[c] = carry(c, now[c], this.carried[c]);
     return now;
   }
 
