@@ -7,7 +7,7 @@ import { stringify } from 'csv-stringify/sync';
 import { parseCsv, parseSamples } from './csv.js';
 import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './report.js';
-import { COUNTER_COLUMNS, cellKey, type Row } from './schema.js';
+import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row } from './schema.js';
 import { geomean, holm, mannWhitney, median } from './stats.js';
 
 export interface LoadedRun {
@@ -206,13 +206,9 @@ export function formatCompare(r: CompareResult): string {
   return out.join('\n');
 }
 
+/** The cell's identity (CELL_KEY), then the comparison. */
 export const COMPARE_COLUMNS = [
-  'crypto_backend',
-  'hardware',
-  'interface',
-  'kernel',
-  'workload',
-  'threads',
+  ...CELL_KEY,
   'in',
   'base_median_ns',
   'new_median_ns',
@@ -222,7 +218,7 @@ export const COMPARE_COLUMNS = [
   'significant',
   'regression',
   'behaviour_changes',
-] as const;
+];
 
 const num = (x: number): string => (Number.isFinite(x) ? String(Math.round(x * 1000) / 1000) : '');
 
@@ -231,12 +227,7 @@ export function formatCompareCsv(r: CompareResult): string {
   const records = r.cells.map((c) => {
     const row = (c.now ?? c.base)!;
     return [
-      row.crypto_backend,
-      row.hardware,
-      row.interface,
-      row.kernel,
-      row.workload,
-      String(row.threads),
+      ...CELL_KEY.map((col) => String(row[col])),
       c.base && c.now ? 'both' : c.base ? 'base' : 'new',
       num(c.baseMedian),
       num(c.newMedian),
