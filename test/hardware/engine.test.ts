@@ -8,6 +8,7 @@ import { inspect } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { KeyProgram } from '../../hardware/engine.js';
 import { Machine } from '../../hardware/machine.js';
+import { COST_MEANING, COST_NAMES, DEFAULT_COSTS, checkCostTable } from '../../hardware/costs.js';
 import { PROFILE_NAMES, getProfile } from '../../hardware/profiles.js';
 import { PAGE_SIZE, asPfn } from '../../hardware/types.js';
 import { BACKEND_NAMES } from '../../hardware/xts.js';
@@ -174,7 +175,16 @@ describe('engine: profiles, integrity and errors', () => {
     assert.equal(getProfile('sev').swap, 'pinned');
     assert.equal(getProfile('sgx').swap, 'ewb-eldu');
     assert.equal(getProfile('tdx').integrity, 'mac');
-    for (const n of PROFILE_NAMES) for (const v of Object.values(getProfile(n).costs)) assert.ok(v >= 0);
+  });
+
+  it('the default cost table: every entry a number >= 0 with its provenance and source', () => {
+    assert.equal(checkCostTable(DEFAULT_COSTS as unknown as Record<string, unknown>), null);
+    assert.deepEqual(Object.keys(DEFAULT_COSTS), [...COST_NAMES]);
+    for (const n of COST_NAMES) assert.ok(COST_MEANING[n].length <= 28, n);
+    assert.equal(checkCostTable({ ...DEFAULT_COSTS, fault: { ns: NaN, provenance: 'measured', source: 'x' } }), 'fault.ns: expected a number >= 0');
+    assert.equal(checkCostTable({ ...DEFAULT_COSTS, pconfig: { ns: 1, provenance: 'guess', source: 'x' } }), "pconfig.provenance: expected 'measured' or 'literature'");
+    const { zap_page: _, ...short } = DEFAULT_COSTS;
+    assert.equal(checkCostTable(short), 'zap_page: missing');
   });
 
   it('rejects bad arguments with errors naming them', () => {
