@@ -32,6 +32,9 @@ export const KERNEL_COUNTERS = [
   'plaintext_exposed_bytes',
   'pages_zapped',
   'direct_map_removed',
+  'vma_splits',
+  'vma_merges',
+  'swap_sealed',
   'oom',
   'segv',
 ] as const;
@@ -124,8 +127,9 @@ export class MmStruct {
     public memLimit: number,
     /** preferred NUMA node for new pages */
     public node = 0,
+    onVmaChange?: (what: 'split' | 'merge') => void,
   ) {
-    this.vmas = new VmaList(maxMapCount);
+    this.vmas = new VmaList(maxMapCount, onVmaChange);
   }
 }
 
@@ -244,7 +248,9 @@ export class Kernel {
   spawn(opts: SpawnOptions = {}): Task {
     const pgd = this.pool.allocPgd();
     if (pgd < 0) throw new Error('kernel: out of page-table memory (raise pgtableSlots)');
-    const mm = new MmStruct(this.nextMmId++, pgd, this.maxMapCount, opts.memLimit ?? Infinity, opts.node ?? 0);
+    const mm = new MmStruct(this.nextMmId++, pgd, this.maxMapCount, opts.memLimit ?? Infinity, opts.node ?? 0, (what) =>
+      this.count(what === 'split' ? 'vma_splits' : 'vma_merges'),
+    );
     const t = new Task(this.nextPid++, mm, { uid: opts.uid ?? 0, caps: new Set(opts.caps ?? [CAP_SYS_ADMIN]) });
     this.tasks.set(t.pid, t);
     return t;

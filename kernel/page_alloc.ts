@@ -85,6 +85,14 @@ export class PageAllocator {
     this.flags[pfn] |= PG_UNEVICTABLE | (unmovable ? PG_UNMOVABLE : 0);
   }
 
+  /** Call fn with every free frame (what a later allocation may hand out as it is). */
+  forEachFree(fn: (pfn: number) => void): void {
+    for (let n = 0; n < this.free.length; n++) {
+      const s = this.free[n];
+      for (let i = 0; i < this.nrFree[n]; i++) fn(s[i]);
+    }
+  }
+
   isAllocated(pfn: number): boolean {
     return (this.flags[pfn] & PG_ALLOCATED) !== 0;
   }

@@ -71,6 +71,7 @@ function swapOut(k: Kernel, mm: MmStruct, i: number, pte: number): number {
   // Read through the page's own alias: the kernel sees plaintext (MKTME).
   k.engine.read(asPfn(pfn), keyid, page);
   k.count('plaintext_exposed_bytes', swap.writePage(slot, page, sealed));
+  if (sealed) k.count('swap_sealed'); // EWB
   page.fill(0);
   freeEncryptedPage(k, pfn);
   k.alloc.release(pfn);
@@ -87,6 +88,7 @@ export function swapIn(k: Kernel, mm: MmStruct, vma: Vma, va: number, i: number,
   if (pfn < 0) return pfn;
   const sealed = keyid !== 0 && k.machine.profile.swap === 'ewb-eldu';
   k.swap!.readPage(slot, page, sealed);
+  if (sealed) k.count('swap_sealed'); // ELDU
   k.engine.write(asPfn(pfn), keyid, page); // encrypted for the new address
   page.fill(0);
   k.swap!.freeSlot(slot);

@@ -100,6 +100,24 @@ export class SwapDevice {
     b.u8.fill(0);
   }
 
+  /**
+   * Every slot's bytes as they are in the file, freed slots included (a freed
+   * slot keeps what was written to it): what someone who reads the swap
+   * device sees. `page` is reused for each slot.
+   */
+  forEachRawSlot(page: Uint8Array, fn: (slot: number, page: Uint8Array) => void): void {
+    for (let slot = 0; slot < this.slots; slot++) {
+      let done = 0;
+      while (done < PAGE_SIZE) {
+        const n = readSync(this.fd, page, done, PAGE_SIZE - done, slot * PAGE_SIZE + done);
+        if (n === 0) break; // never written: reads as zeros
+        done += n;
+      }
+      page.fill(0, done);
+      fn(slot, page);
+    }
+  }
+
   close(): void {
     if (this.fd < 0) return;
     closeSync(this.fd);

@@ -103,9 +103,12 @@ const hex8 = (n: number) => n.toString(16).padStart(8, '0');
 export class VmaList {
   readonly vmas: Vma[] = [];
   maxMapCount: number;
+  /** Told of every split and merge (the kernel counts them; the model prices them). */
+  private readonly onChange: (what: 'split' | 'merge') => void;
 
-  constructor(maxMapCount: number) {
+  constructor(maxMapCount: number, onChange: (what: 'split' | 'merge') => void = () => {}) {
     this.maxMapCount = maxMapCount;
+    this.onChange = onChange;
   }
 
   get mapCount(): number {
@@ -150,6 +153,7 @@ export class VmaList {
     tail.pgoff = vma.pgoff + (addr - vma.start) / 4096;
     vma.end = addr;
     this.vmas.splice(i + 1, 0, tail);
+    this.onChange('split');
     return 0;
   }
 
@@ -178,12 +182,14 @@ export class VmaList {
       v[i].anonVma ||= v[i + 1].anonVma;
       v[i + 1].release();
       v.splice(i + 1, 1);
+      this.onChange('merge');
     }
     if (i > 0 && VmaList.mergeable(v[i - 1], v[i])) {
       v[i - 1].end = v[i].end;
       v[i - 1].anonVma ||= v[i].anonVma;
       v[i].release();
       v.splice(i, 1);
+      this.onChange('merge');
       i--;
     }
     return i;
