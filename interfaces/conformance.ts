@@ -25,10 +25,16 @@ import { getDesign } from './registry.js';
 export const SCENARIOS = ['basic', 'swap', 'migration', 'dax'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
-export const OUTCOMES = ['encrypted', 'secret', 'plaintext-fallback', 'unsupported', 'crashed', 'data-loss'] as const;
+export const OUTCOMES = ['encrypted', 'secret', 'leaked', 'plaintext', 'plaintext-fallback', 'unsupported', 'crashed', 'data-loss'] as const;
 /**
- * encrypted: frames hold ciphertext under a KeyID and everything read back.
- * secret: plaintext frames the kernel cannot reach (memfd_secret: not in the direct map).
+ * encrypted: frames hold ciphertext under a KeyID, everything read back, and
+ * no plaintext of the region reached any medium outside those frames (swap
+ * file, DAX image, frames back in the free pool).
+ * secret: plaintext frames the kernel cannot reach (memfd_secret: not in the
+ * direct map), and none of it left elsewhere either.
+ * leaked: it would be one of those two, but the region's plaintext was found
+ * on another medium (leak_medium says where).
+ * plaintext: the design protects nothing (the plain-mmap control).
  * plaintext-fallback: the program runs, in plaintext. unsupported: the design
  * cannot do what the scenario needs (errno says why). crashed: SIGSEGV.
  * data-loss: what was read back is not what was written.
@@ -49,12 +55,16 @@ export interface CellSpec {
   readonly backend: string;
   /** folder for the swap file and the DAX image */
   readonly workdir: string;
+  /** swap over dm-crypt: the swap device encrypts what it stores */
+  readonly encryptedSwap?: boolean;
 }
 
 export interface CellResult {
   readonly outcome: Outcome;
   readonly errno: ErrnoName | null;
   readonly counters: Readonly<Record<Counter, number>>;
+  /** where the region's plaintext was found outside its frames */
+  readonly leaks: LeakScan;
   /** one line: what happened */
   readonly detail: string;
 }
@@ -84,6 +94,70 @@ export function plaintextPages(image: Uint8Array, pages: number, seed: number): 
   return n;
 }
 
+export const LEAK_MEDIA = ['swap', 'dax', 'free-ram'] as const;
+export type LeakMedium = (typeof LEAK_MEDIA)[number];
+
+export interface LeakScan {
+  /** where the region's plaintext was found, in LEAK_MEDIA order */
+  readonly media: LeakMedium[];
+  /** bytes of it found, all media together */
+  readonly bytes: number;
+}
+
+export const NO_LEAK: LeakScan = { media: [], bytes: 0 };
+
+/**
+ * The plaintext pages of some seeds' patterns, looked up by their first two
+ * words and then compared in full: a page scan costs a map lookup per page.
+ */
+class PatternIndex {
+  private readonly byHead = new Map<number, Uint8Array[]>();
+  constructor(seeds: readonly number[], pages: number) {
+    for (const seed of seeds)
+      for (let i = 0; i < pages; i++) {
+        const p = new Uint8Array(PAGE_SIZE);
+        patternPage(seed, i, p);
+        const h = PatternIndex.head(p);
+        this.byHead.set(h, [...(this.byHead.get(h) ?? []), p]);
+      }
+  }
+  private static head(p: Uint8Array): number {
+    return (p[0] | (p[1] << 8) | (p[2] << 16)) * 256 + p[3] + (p[4] ^ p[5]) * 2 ** 32;
+  }
+  has(page: Uint8Array): boolean {
+    const c = this.byHead.get(PatternIndex.head(page));
+    return c !== undefined && c.some((p) => Buffer.compare(p, page) === 0);
+  }
+}
+
+/**
+ * Look for the plaintext of a region (pages 0..pages-1 of the given pattern
+ * seeds) where it must not be: every frame in the free pool, every slot of the
+ * swap file (freed slots keep their bytes), and a DAX image when one is given.
+ * An observation of the media themselves, not of counters.
+ */
+export function scanLeaks(k: Kernel, seeds: readonly number[], pages: number, daxImage?: Uint8Array): LeakScan {
+  const index = new PatternIndex(seeds, pages);
+  const found: Record<LeakMedium, number> = { swap: 0, dax: 0, 'free-ram': 0 };
+  const raw = k.machine.memory.buf.u8;
+  k.alloc.forEachFree((pfn) => {
+    if (index.has(raw.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE))) found['free-ram'] += PAGE_SIZE;
+  });
+  k.swap?.forEachRawSlot(new Uint8Array(PAGE_SIZE), (_slot, page) => {
+    if (index.has(page)) found.swap += PAGE_SIZE;
+  });
+  if (daxImage)
+    for (let off = 0; off + PAGE_SIZE <= daxImage.length; off += PAGE_SIZE)
+      if (index.has(daxImage.subarray(off, off + PAGE_SIZE))) found.dax += PAGE_SIZE;
+  const media = LEAK_MEDIA.filter((m) => found[m] > 0);
+  return { media, bytes: media.reduce((a, m) => a + found[m], 0) };
+}
+
+/** A protected outcome (encrypted, secret) turns into `leaked` when a scan found the region's plaintext elsewhere. */
+export function withLeaks(outcome: Outcome, leaks: LeakScan): Outcome {
+  return (outcome === 'encrypted' || outcome === 'secret') && leaks.bytes > 0 ? 'leaked' : outcome;
+}
+
 /** A deterministic user key from the seed (halves always differ). */
 export function seedKey(seed: number): Uint8Array {
   const k = Uint8Array.from(createHash('sha256').update(`memcrypt-bench key ${seed}`).digest());
@@ -99,7 +173,7 @@ interface Booted {
 }
 
 function bootCell(spec: CellSpec, design: EncryptionDesign, machine: Machine): Booted {
-  const swap = spec.scenario === 'swap' ? { path: join(spec.workdir, 'swap'), slots: spec.pages * 2, encrypt: false } : null;
+  const swap = spec.scenario === 'swap' ? { path: join(spec.workdir, 'swap'), slots: spec.pages * 2, encrypt: spec.encryptedSwap ?? false } : null;
   const k = new Kernel(machine, { features: spec.patched ? ALL_FEATURES : NO_FEATURES, swap, pgtableSlots: 256 });
   design.install(k);
   const task = k.spawn({ memLimit: spec.scenario === 'swap' ? Math.max(1, spec.pages >> 1) : Infinity });
@@ -129,7 +203,7 @@ export function verifyPattern(cpu: UserCpu, addr: number, pages: number, seed: n
   return bad;
 }
 
-/** What the frames behind [addr, +pages) of task really hold: 'encrypted' | 'secret' | 'plaintext-fallback'. */
+/** What the frames behind [addr, +pages) of task really hold: 'encrypted' | 'secret' | 'plaintext'. */
 export function observeFrames(k: Kernel, task: Task, addr: number, pages: number, seed: number): Outcome {
   const buf = new Uint8Array(PAGE_SIZE);
   const raw = k.machine.memory.buf.u8;
@@ -146,7 +220,7 @@ export function observeFrames(k: Kernel, task: Task, addr: number, pages: number
   }
   if (resident > 0 && keyed === resident) return 'encrypted';
   if (resident > 0 && secret === resident) return 'secret';
-  return 'plaintext-fallback';
+  return 'plaintext';
 }
 
 const observe = (b: Booted, addr: number, pages: number, seed: number): Outcome => observeFrames(b.k, b.task, addr, pages, seed);
@@ -179,11 +253,12 @@ export function runCell(spec: CellSpec): CellResult {
   const buf = new Uint8Array(PAGE_SIZE);
   const got = new Uint8Array(PAGE_SIZE);
   const len = spec.pages * PAGE_SIZE;
-  const done = (outcome: Outcome, errno: number | ErrnoName | null, detail: string, integrity = 0): CellResult => {
+  const done = (outcome: Outcome, errno: number | ErrnoName | null, detail: string, integrity = 0, leaks = NO_LEAK): CellResult => {
     const res: CellResult = {
-      outcome,
+      outcome: withLeaks(outcome, leaks),
       errno: typeof errno === 'number' ? errnoOf(errno) : errno,
       counters: counters(b, integrity),
+      leaks,
       detail,
     };
     b.k.shutdown();
@@ -213,7 +288,8 @@ export function runCell(spec: CellSpec): CellResult {
     const img = join(spec.workdir, 'dax.img');
     machine.powerOff(img);
     machine.powerOn(img);
-    const leaked = plaintextPages(readFileSync(img), spec.pages, spec.seed) * PAGE_SIZE;
+    const image = readFileSync(img);
+    const leaked = plaintextPages(image, spec.pages, spec.seed) * PAGE_SIZE;
     b = bootCell(spec, design, machine);
     const fd2 = b.env.sys(NR.openat, AT_FDCWD, DAX_PATH, 2);
     const addr2 = b.env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd2, 0);
@@ -222,7 +298,8 @@ export function runCell(spec: CellSpec): CellResult {
     const bad = verifyPattern(b.env.cpu, addr2, spec.pages, spec.seed, buf, got);
     if (bad < 0) return crashOrFail(bad, 'reading DAX after power-on');
     // counters of both boots
-    const res = done(bad > 0 ? 'data-loss' : leaked > 0 ? 'plaintext-fallback' : before, null, `${bad} pages lost, ${leaked} plaintext bytes in the DAX image`, bad);
+    const leaks = scanLeaks(b.k, [spec.seed], spec.pages, image);
+    const res = done(bad > 0 ? 'data-loss' : before, null, `${bad} pages lost, ${leaked} plaintext bytes in the DAX image`, bad, leaks);
     const sum = { ...res.counters } as Record<Counter, number>;
     for (const c of Object.keys(sum) as Counter[]) sum[c] += c === 'integrity_errors' ? 0 : partial[c];
     sum.plaintext_exposed_bytes += leaked;
@@ -254,7 +331,8 @@ export function runCell(spec: CellSpec): CellResult {
   if (bad < 0) return crashOrFail(bad, 'reading the memory back');
   if (bad > 0) return done('data-loss', errno, `${bad} of ${spec.pages} pages read back wrong`, bad);
   if (unsupported) return done('unsupported', errno, note);
-  if (spec.scenario === 'swap' && b.k.counters.get('swap_out') === 0 && seen !== 'plaintext-fallback')
+  if (spec.scenario === 'swap' && b.k.counters.get('swap_out') === 0 && !alloc.fallback && seen !== 'plaintext')
     return done('unsupported', errno, 'nothing was swapped');
-  return done(alloc.fallback ? 'plaintext-fallback' : seen, errno, note);
+  const leaks = scanLeaks(b.k, [spec.seed], spec.pages);
+  return done(alloc.fallback ? 'plaintext-fallback' : seen, errno, note, 0, leaks);
 }

@@ -9,7 +9,10 @@ import type { Kernel, KernelFeatures } from '../kernel/kernel.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import { KEYCTL_INVALIDATE, NR, type SysArg } from '../kernel/syscalls.js';
 
-export const DESIGN_NAMES = ['encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'] as const;
+/** plain-mmap first: it is the control every other design is measured against. */
+export const DESIGN_NAMES = ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'] as const;
+/** The control: memory as programs get it today, no protection. */
+export const CONTROL_DESIGN: DesignName = 'plain-mmap';
 export type DesignName = (typeof DESIGN_NAMES)[number];
 
 /** What a process can do: enter the kernel, and touch memory on its CPU. */
@@ -51,14 +54,14 @@ export type AllocResult = Allocation | { readonly failed: number };
 
 export abstract class EncryptionDesign {
   abstract readonly name: DesignName;
-  /** The kernel config option that builds its kernel side. */
-  abstract readonly feature: keyof KernelFeatures;
+  /** The kernel config option that builds its kernel side (null: needs none, every kernel has it). */
+  abstract readonly feature: keyof KernelFeatures | null;
   /** One line for reports. */
   abstract readonly summary: string;
 
   /** Install the kernel side if the kernel was configured with it. */
   install(k: Kernel): void {
-    if (k.features[this.feature]) this.installKernel(k);
+    if (this.feature !== null && k.features[this.feature]) this.installKernel(k);
   }
 
   protected abstract installKernel(k: Kernel): void;

@@ -5,6 +5,7 @@
 // kernel simply cannot reach them. Where the call is missing: ENOSYS, and a
 // careful program falls back to anonymous memory. It hands out its own memory,
 // so it cannot be stacked on another mapping such as Device DAX.
+import { asPfn } from '../hardware/types.js';
 import { E } from '../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile } from '../kernel/kernel.js';
 import { allocFilePage, freeFilePages, pinPage } from '../kernel/memory.js';
@@ -39,7 +40,12 @@ const secretOps: FileOps = {
     file.size = len;
     return 0;
   },
-  release: (k, file) => freeFilePages(k, file),
+  release(k, file) {
+    // secretmem_free_folio(): the page goes back to the direct map cleared,
+    // so no secret is left in free memory (mm/secretmem.c).
+    for (const pfn of file.pages.values()) if (k.alloc.flags[pfn] & PG_SECRET) k.engine.zero(asPfn(pfn), 0);
+    freeFilePages(k, file);
+  },
 };
 
 export class MemfdSecret extends EncryptionDesign {

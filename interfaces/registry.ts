@@ -4,8 +4,10 @@ import { DevMktme } from './dev-mktme.js';
 import { EncryptMprotect } from './encrypt-mprotect.js';
 import { MadviseEncrypt } from './madvise-encrypt.js';
 import { MemfdSecret } from './memfd-secret.js';
+import { PlainMmap } from './plain-mmap.js';
 
 const DESIGNS: Record<DesignName, EncryptionDesign> = {
+  'plain-mmap': new PlainMmap(),
   'encrypt-mprotect': new EncryptMprotect(),
   'dev-mktme': new DevMktme(),
   'madvise-encrypt': new MadviseEncrypt(),

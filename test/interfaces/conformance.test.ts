@@ -6,16 +6,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PROFILE_NAMES } from '../../hardware/profiles.js';
-import { SCENARIOS, runCell, type CellResult, type CellSpec, type Scenario } from '../../interfaces/conformance.js';
+import { Machine } from '../../hardware/machine.js';
+import { SCENARIOS, runCell, scanLeaks, withLeaks, writePattern, type CellResult, type CellSpec, type Scenario } from '../../interfaces/conformance.js';
+import { ALL_FEATURES, Kernel } from '../../kernel/kernel.js';
+import { NR } from '../../kernel/syscalls.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE } from '../../kernel/uapi.js';
 import { DESIGN_NAMES, type DesignName } from '../../interfaces/contract.js';
 
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-function cell(design: DesignName, profile: string, patched: boolean, scenario: Scenario, careful = true): CellResult {
+function cell(design: DesignName, profile: string, patched: boolean, scenario: Scenario, careful = true, encryptedSwap = false): CellResult {
   const workdir = mkdtempSync(join(tmpdir(), 'memcrypt-conf-'));
   dirs.push(workdir);
-  const spec: CellSpec = { design, profile, patched, scenario, careful, pages: 12, seed: 7, backend: 'openssl', workdir };
+  const spec: CellSpec = { design, profile, patched, scenario, careful, pages: 12, seed: 7, backend: 'openssl', workdir, encryptedSwap };
   return runCell(spec);
 }
 const show = (r: CellResult) => `${r.outcome}${r.errno ? '/' + r.errno : ''}`;
@@ -23,30 +27,37 @@ const show = (r: CellResult) => `${r.outcome}${r.errno ? '/' + r.errno : ''}`;
 // DESIGN.md, "expected capability matrix, MKTME hardware"
 const MKTME: Record<string, Record<DesignName, string>> = {
   'unpatched careful': {
+    'plain-mmap': 'plaintext',
     'encrypt-mprotect': 'plaintext-fallback/ENOSYS',
     'dev-mktme': 'plaintext-fallback/ENOENT',
     'madvise-encrypt': 'plaintext-fallback/EINVAL',
     'memfd-secret': 'plaintext-fallback/ENOSYS',
   },
   'unpatched naive': {
+    'plain-mmap': 'plaintext',
     'encrypt-mprotect': 'crashed/ENOSYS',
     'dev-mktme': 'crashed/ENOENT',
     'madvise-encrypt': 'plaintext-fallback/EINVAL',
     'memfd-secret': 'crashed/ENOSYS',
   },
+  // plain swap: the kernel reads encrypted pages through their keyed alias
+  // and writes the plaintext to the swap file
   swap: {
-    'encrypt-mprotect': 'encrypted',
+    'plain-mmap': 'plaintext',
+    'encrypt-mprotect': 'leaked',
     'dev-mktme': 'unsupported/ENOMEM',
-    'madvise-encrypt': 'encrypted',
+    'madvise-encrypt': 'leaked',
     'memfd-secret': 'unsupported/ENOMEM',
   },
   migration: {
+    'plain-mmap': 'plaintext',
     'encrypt-mprotect': 'encrypted',
     'dev-mktme': 'unsupported/EBUSY',
     'madvise-encrypt': 'encrypted',
     'memfd-secret': 'unsupported/EBUSY',
   },
   dax: {
+    'plain-mmap': 'plaintext',
     'encrypt-mprotect': 'unsupported/EINVAL',
     'dev-mktme': 'unsupported/ENOTTY',
     'madvise-encrypt': 'encrypted',
@@ -63,6 +74,32 @@ describe('capability matrix on MKTME hardware', () => {
     for (const sc of ['swap', 'migration', 'dax'] as const)
       it(`${design}: ${sc}`, () => assert.equal(show(cell(design, 'mktme', true, sc)), MKTME[sc][design]));
   }
+
+  it('swap over dm-crypt: nothing readable reaches the swap file, so the cells are encrypted', () => {
+    for (const design of ['encrypt-mprotect', 'madvise-encrypt'] as const) {
+      const r = cell(design, 'mktme', true, 'swap', true, true);
+      assert.equal(show(r), 'encrypted', design);
+      assert.ok(r.counters.swap_out > 0, design);
+      assert.equal(r.counters.plaintext_exposed_bytes, 0, design);
+      assert.deepEqual(r.leaks, { media: [], bytes: 0 }, design);
+    }
+  });
+
+  it('a leak is found on the medium itself, page by page', () => {
+    const r = cell('encrypt-mprotect', 'mktme', true, 'swap');
+    assert.deepEqual(r.leaks.media, ['swap']);
+    // every page swapped out left its plaintext in its slot (freed slots keep their bytes)
+    assert.ok(r.leaks.bytes >= 4096 && r.leaks.bytes <= r.counters.swap_out * 4096, String(r.leaks.bytes));
+    // the control leaks the same way, but it never claimed anything
+    const plain = cell('plain-mmap', 'mktme', true, 'swap');
+    assert.equal(plain.outcome, 'plaintext');
+    assert.deepEqual(plain.leaks.media, ['swap']);
+    // the control on DAX: the image holds every page in plaintext
+    const dax = cell('plain-mmap', 'mktme', true, 'dax');
+    assert.deepEqual(dax.leaks, { media: ['dax'], bytes: 12 * 4096 });
+    // encrypted DAX: the image holds ciphertext only
+    assert.deepEqual(cell('madvise-encrypt', 'mktme', true, 'dax').leaks, { media: [], bytes: 0 });
+  });
 
   it('counters explain the cells', () => {
     const swap = cell('encrypt-mprotect', 'mktme', true, 'swap').counters;
@@ -106,7 +143,7 @@ describe('other hardware', () => {
   it('none: no KeyIDs; careful programs fall back, madvise just works', () => {
     for (const design of DESIGN_NAMES) {
       const r = cell(design, 'none', true, 'basic');
-      assert.equal(r.outcome, design === 'memfd-secret' ? 'secret' : 'plaintext-fallback', design);
+      assert.equal(r.outcome, design === 'memfd-secret' ? 'secret' : design === 'plain-mmap' ? 'plaintext' : 'plaintext-fallback', design);
     }
   });
 });
@@ -126,4 +163,25 @@ describe('every cell of every profile', () => {
             if (!patched) assert.notEqual(r.outcome, 'encrypted', where);
           }
     });
+});
+
+describe('leak scans', () => {
+  it('free RAM: frames freed with plaintext in them are found, page by page; a protected outcome becomes leaked', () => {
+    const m = Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [64, 64], daxFrames: 0 }, nrCpus: 1 });
+    const k = new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 64 });
+    const t = k.spawn();
+    const addr = k.syscall(t, NR.mmap, 0, 5 * 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert.equal(writePattern(k.localCpu(t), addr, 5, 11, new Uint8Array(4096)), 0);
+    assert.deepEqual(scanLeaks(k, [11], 5), { media: [], bytes: 0 }); // in use: not a leak
+    assert.equal(k.syscall(t, NR.munmap, addr, 5 * 4096), 0);
+    assert.deepEqual(scanLeaks(k, [11], 5), { media: ['free-ram'], bytes: 5 * 4096 });
+    assert.deepEqual(scanLeaks(k, [12], 5), { media: [], bytes: 0 }); // another seed's pages are not there
+    const leak = scanLeaks(k, [11], 5);
+    assert.equal(withLeaks('encrypted', leak), 'leaked');
+    assert.equal(withLeaks('secret', leak), 'leaked');
+    assert.equal(withLeaks('plaintext', leak), 'plaintext');
+    assert.equal(withLeaks('unsupported', leak), 'unsupported');
+    assert.equal(withLeaks('encrypted', { media: [], bytes: 0 }), 'encrypted');
+    k.shutdown();
+  });
 });

@@ -6,6 +6,7 @@ import { Machine } from '../../hardware/machine.js';
 import { DEV_MKTME, MKTME_IOC_SET_KEY } from '../../interfaces/dev-mktme.js';
 import { allDesigns, getDesign } from '../../interfaces/registry.js';
 import { DAX_PATH } from '../../kernel/dax.js';
+import { PG_SECRET } from '../../kernel/page_alloc.js';
 import { E } from '../../kernel/errno.js';
 import { ALL_FEATURES, Kernel, NO_FEATURES, type Task } from '../../kernel/kernel.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
@@ -118,13 +119,40 @@ describe('memfd-secret', () => {
     assert.equal(k.alloc.nrPinned, 1);
     assert.equal(boot(NO_FEATURES).sys(NR.memfd_secret, 0), -E.ENOSYS);
   });
+
+  it('frames go back to the free pool cleared (secretmem_free_folio), not holding the secret', () => {
+    const { k, m, cpu, sys } = boot();
+    const fd = sys(NR.memfd_secret, 0);
+    assert.equal(sys(NR.ftruncate, fd, 2 * P), 0);
+    const a = sys(NR.mmap, 0, 2 * P, RW, MAP_SHARED, fd, 0);
+    assert.equal(cpu.store(a, new Uint8Array(P).fill(0xa5)), 0);
+    const pfn = [...k.alloc.flags.keys()].find((p) => k.alloc.flags[p] & PG_SECRET)!;
+    assert.equal(m.memory.buf.u8[pfn * P], 0xa5); // plaintext in the frame while it is in use
+    assert.equal(sys(NR.munmap, a, 2 * P), 0);
+    assert.equal(sys(NR.close, fd), 0);
+    assert.equal(k.alloc.isAllocated(pfn), false);
+    assert.ok(m.memory.buf.u8.subarray(pfn * P, (pfn + 1) * P).every((x) => x === 0));
+  });
+});
+
+describe('plain-mmap (the control)', () => {
+  it('needs no kernel feature: the same plain anonymous memory on every kernel, nothing to stack on DAX', () => {
+    for (const features of [ALL_FEATURES, NO_FEATURES]) {
+      const env = boot(features);
+      const d = getDesign('plain-mmap');
+      const r = d.allocate({ sys: env.sys, cpu: env.cpu }, 4 * P, { description: 'x', payload: CPU_KEY }, false);
+      assert.ok(!('failed' in r) && r.addr > 0 && !r.fallback && r.errno === 0 && r.fd === -1);
+      assert.equal(env.k.counters.get('syscalls'), 1); // one mmap, no add_key
+      assert.equal(d.encryptMapping({ sys: env.sys, cpu: env.cpu }, r.addr, 4 * P, -1, { description: 'x', payload: CPU_KEY }), 0);
+    }
+  });
 });
 
 describe('registry', () => {
   it('names every design and rejects unknown names', () => {
     assert.deepEqual(
       allDesigns().map((d) => d.name),
-      ['encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'],
+      ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'],
     );
     assert.throws(() => getDesign('sys-encrypt'), /interface: unknown design 'sys-encrypt'/);
   });
