@@ -1,7 +1,7 @@
 // A cell's life: open the session, set the workload up, run the counting
 // round and observe the outcome. The caller then times further rounds (or not,
 // when the outcome says there is nothing to time) and closes the session.
-import type { Counter } from '../interfaces/conformance.js';
+import { NO_LEAK, type Counter, type Outcome } from '../interfaces/conformance.js';
 import { E } from '../kernel/errno.js';
 import { outcomeOf, setupOutcome, type CellOutcome, type RoundReport } from './workload.js';
 import { CellSession, type CellConfig } from './session.js';
@@ -18,18 +18,21 @@ export interface CellStart extends CellOutcome {
   readonly fallback: boolean;
 }
 
+/** Outcomes whose program ran its scenario to the end: worth timing and modelling. */
+export const TIMEABLE: ReadonlySet<Outcome> = new Set<Outcome>(['encrypted', 'secret', 'leaked', 'plaintext', 'plaintext-fallback']);
+
 export async function startCell(cfg: CellConfig): Promise<CellStart> {
   const session = await CellSession.open(cfg);
   try {
     const wl = cfg.workload;
     const r = await wl.setup(session);
     if (r !== 0) {
-      const o = r === -E.EFAULT ? { outcome: 'crashed' as const, errno: 'EFAULT' as const } : setupOutcome(r, r > 0);
+      const o = r === -E.EFAULT ? { outcome: 'crashed' as const, errno: 'EFAULT' as const, leaks: NO_LEAK } : setupOutcome(r, r > 0);
       return { ...o, session, counters: session.counters(0), ops: 0, detail: 'setup failed', timeable: false, fallback: false };
     }
     const rep: RoundReport = await wl.round(session, 0, true);
     const o = outcomeOf(rep);
-    const timeable = o.outcome === 'encrypted' || o.outcome === 'secret' || o.outcome === 'plaintext-fallback';
+    const timeable = TIMEABLE.has(o.outcome);
     return { ...o, session, counters: session.counters(rep.errors), ops: rep.ops, detail: rep.detail, timeable, fallback: rep.fallback };
   } catch (e) {
     await session.close();

@@ -7,14 +7,14 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../hardware/types.js';
-import { plaintextPages, seedKey } from '../interfaces/conformance.js';
+import { NO_LEAK, plaintextPages, seedKey } from '../interfaces/conformance.js';
 import { userKey } from '../interfaces/contract.js';
 import { DAX_PATH } from '../kernel/dax.js';
 import { AT_FDCWD, NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import type { CellSession } from './session.js';
 import type { Workload } from './workload.js';
-import { observe, roundSeed, sumDone } from './workload.js';
+import { leaksOf, observe, roundSeed, sumDone } from './workload.js';
 
 const O_RDWR = 2;
 
@@ -47,18 +47,20 @@ export const daxStacking: Workload = {
     let a = s.region!;
     if (!counting) {
       const d = sumDone(await s.runCpus({ round: n, addr: a.addr, seed, passes: 1, verifyOnly: false, writeOnly: false }));
-      return { ops: s.pages, errors: d.errors, fault: d.fault, errno: 0, refused: false, fallback: false, observed: null, detail: '' };
+      return { ops: s.pages, errors: d.errors, fault: d.fault, errno: 0, refused: false, fallback: false, observed: null, leaks: NO_LEAK, detail: '' };
     }
     const w = sumDone(await s.runCpus({ round: n, addr: a.addr, seed, passes: 1, verifyOnly: false, writeOnly: true }));
     const observed = observe(s, a.addr, seed, true);
     if (w.fault < 0)
-      return { ops: s.pages, errors: 0, fault: w.fault, errno: 0, refused: false, fallback: false, observed, detail: 'write failed' };
+      return { ops: s.pages, errors: 0, fault: w.fault, errno: 0, refused: false, fallback: false, observed, leaks: NO_LEAK, detail: 'write failed' };
     const image = join(s.cfg.workdir, 'dax.img');
     await s.powerCycle(image);
-    const leaked = plaintextPages(readFileSync(image), s.pages, seed);
+    const bytes = readFileSync(image);
+    const leaked = plaintextPages(bytes, s.pages, seed);
+    const leaks = leaksOf(s, [seed], true, bytes);
     const r = mapEncrypted(s);
     if (r !== 0)
-      return { ops: s.pages, errors: 0, fault: 0, errno: r, refused: true, fallback: false, observed, detail: 'could not map again after power-on' };
+      return { ops: s.pages, errors: 0, fault: 0, errno: r, refused: true, fallback: false, observed, leaks, detail: 'could not map again after power-on' };
     a = s.region!;
     const v = sumDone(await s.runCpus({ round: n, addr: a.addr, seed, passes: 1, verifyOnly: true, writeOnly: false }));
     return {
@@ -68,7 +70,8 @@ export const daxStacking: Workload = {
       errno: 0,
       refused: false,
       fallback: false,
-      observed: leaked > 0 ? 'plaintext-fallback' : observed,
+      observed,
+      leaks,
       detail: `${leaked} pages in plaintext in the DAX image; ${v.errors} read back wrong after power-on`,
     };
   },

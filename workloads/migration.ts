@@ -6,7 +6,7 @@
 import { PAGE_SIZE } from '../hardware/types.js';
 import { NR } from '../kernel/syscalls.js';
 import type { Workload } from './workload.js';
-import { observe, roundSeed, sumDone } from './workload.js';
+import { leaksOf, observe, roundSeed, sumDone } from './workload.js';
 
 const CHUNK = 8;
 const PASSES = 3;
@@ -62,6 +62,8 @@ export const migration: Workload = {
       refused: failed > 0,
       fallback: a.fallback,
       observed: observe(s, a.addr, seed, counting),
+      // the setup's first touch wrote round -1's pattern: old frames may hold either
+      leaks: leaksOf(s, [roundSeed(s.cfg.seed, -1), seed], counting),
       detail: failed > 0 ? `${failed} of ${s.pages} pages did not move` : `moved to node ${node}`,
     };
   },

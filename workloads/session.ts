@@ -46,6 +46,8 @@ export interface CellConfig {
   readonly backend: string;
   /** folder for swap files and DAX images */
   readonly workdir: string;
+  /** the swap device encrypts what it stores (swap over dm-crypt); for workloads that swap */
+  readonly encryptedSwap?: boolean;
 }
 
 /** Two kernels' values of one counter: high-water marks take the max, event counts add. */
@@ -109,7 +111,7 @@ export class CellSession {
   private boot(): void {
     const cfg = this.cfg;
     const wl = cfg.workload;
-    const swap = wl.swap ? { path: `${cfg.workdir}/swap`, slots: this.pages * 2, encrypt: false } : null;
+    const swap = wl.swap ? { path: `${cfg.workdir}/swap`, slots: this.pages * 2, encrypt: cfg.encryptedSwap ?? false } : null;
     this.k = new Kernel(this.machine, {
       features: cfg.kernel === 'patched' ? ALL_FEATURES : NO_FEATURES,
       swap,

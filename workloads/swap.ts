@@ -3,7 +3,7 @@
 // back (re-encrypted for their new frame). One op = one page written and
 // read back.
 import type { Workload } from './workload.js';
-import { observe, roundSeed, sumDone } from './workload.js';
+import { leaksOf, observe, roundSeed, sumDone } from './workload.js';
 
 export const swap: Workload = {
   name: 'swap',
@@ -32,6 +32,7 @@ export const swap: Workload = {
       refused: false,
       fallback: a.fallback,
       observed: observe(s, a.addr, seed, counting),
+      leaks: leaksOf(s, [seed], counting),
       detail: `${s.k.counters.get('swap_out')} pages swapped out so far`,
     };
   },

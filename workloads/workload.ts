@@ -1,5 +1,5 @@
 // What a workload is, and how a round's report becomes a cell outcome.
-import { observeFrames, type Outcome } from '../interfaces/conformance.js';
+import { NO_LEAK, observeFrames, scanLeaks, withLeaks, type LeakScan, type Outcome } from '../interfaces/conformance.js';
 import { E, errnoName, type ErrnoName } from '../kernel/errno.js';
 import type { CpuReport } from './protocol.js';
 import type { CellSession } from './session.js';
@@ -19,6 +19,8 @@ export interface RoundReport {
   readonly fallback: boolean;
   /** the frames' state, when the round was asked to look */
   readonly observed: Outcome | null;
+  /** where the region's plaintext was found outside its frames (counting round) */
+  readonly leaks: LeakScan;
   readonly detail: string;
 }
 
@@ -65,24 +67,31 @@ export function observe(s: CellSession, addr: number, seed: number, counting: bo
   return counting && addr >= 0 ? observeFrames(s.k, s.task, addr, s.pages, seed) : null;
 }
 
+/** Scan swap, free RAM (and a DAX image) for the region's plaintext, in the counting round only. */
+export function leaksOf(s: CellSession, seeds: readonly number[], counting: boolean, daxImage?: Uint8Array): LeakScan {
+  return counting ? scanLeaks(s.k, seeds, s.pages, daxImage) : NO_LEAK;
+}
+
 export interface CellOutcome {
   readonly outcome: Outcome;
   readonly errno: ErrnoName | null;
+  readonly leaks: LeakScan;
 }
 
 const name = (r: number): ErrnoName | null => (r < 0 ? errnoName(r) : null);
 
 /** A cell's outcome from its counting round, most severe first. */
 export function outcomeOf(r: RoundReport): CellOutcome {
-  if (r.fault === -E.EFAULT) return { outcome: 'crashed', errno: name(r.errno) ?? 'EFAULT' };
-  if (r.fault < 0) return { outcome: 'unsupported', errno: name(r.fault) };
-  if (r.errors > 0) return { outcome: 'data-loss', errno: name(r.errno) };
-  if (r.refused) return { outcome: 'unsupported', errno: name(r.errno) };
-  if (r.fallback) return { outcome: 'plaintext-fallback', errno: name(r.errno) };
-  return { outcome: r.observed ?? 'plaintext-fallback', errno: name(r.errno) };
+  const leaks = r.leaks;
+  if (r.fault === -E.EFAULT) return { outcome: 'crashed', errno: name(r.errno) ?? 'EFAULT', leaks };
+  if (r.fault < 0) return { outcome: 'unsupported', errno: name(r.fault), leaks };
+  if (r.errors > 0) return { outcome: 'data-loss', errno: name(r.errno), leaks };
+  if (r.refused) return { outcome: 'unsupported', errno: name(r.errno), leaks };
+  if (r.fallback) return { outcome: 'plaintext-fallback', errno: name(r.errno), leaks };
+  return { outcome: withLeaks(r.observed ?? 'plaintext', leaks), errno: name(r.errno), leaks };
 }
 
 /** The outcome of a setup that failed. */
 export function setupOutcome(r: number, unsupportedWithoutErrno = false): CellOutcome {
-  return { outcome: 'unsupported', errno: unsupportedWithoutErrno ? null : name(r) };
+  return { outcome: 'unsupported', errno: unsupportedWithoutErrno ? null : name(r), leaks: NO_LEAK };
 }

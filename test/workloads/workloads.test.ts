@@ -12,10 +12,10 @@ import { allWorkloads, getWorkload } from '../../workloads/registry.js';
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-async function cell(workload: string, design: string, threads: number, kernel: 'patched' | 'unpatched' = 'patched', rounds = 0): Promise<CellStart> {
+async function cell(workload: string, design: string, threads: number, kernel: 'patched' | 'unpatched' = 'patched', rounds = 0, encryptedSwap = false): Promise<CellStart> {
   const workdir = mkdtempSync(join(tmpdir(), 'memcrypt-wl-'));
   dirs.push(workdir);
-  const c = await startCell({ design, hardware: 'mktme', kernel, workload: getWorkload(workload), threads, seed: 3, backend: 'openssl', workdir });
+  const c = await startCell({ design, hardware: 'mktme', kernel, workload: getWorkload(workload), threads, seed: 3, backend: 'openssl', workdir, encryptedSwap });
   try {
     if (c.timeable) for (let n = 1; n <= rounds; n++) await timedRound(c, n);
   } finally {
@@ -26,16 +26,18 @@ async function cell(workload: string, design: string, threads: number, kernel: '
 const show = (c: CellStart) => `${c.outcome}${c.errno ? '/' + c.errno : ''}`;
 
 const EXPECTED: Record<string, Record<string, string>> = {
-  fault: { 'encrypt-mprotect': 'encrypted', 'dev-mktme': 'encrypted', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'secret' },
+  fault: { 'plain-mmap': 'plaintext', 'encrypt-mprotect': 'encrypted', 'dev-mktme': 'encrypted', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'secret' },
   'enosys-fallback': {
+    'plain-mmap': 'plaintext',
     'encrypt-mprotect': 'plaintext-fallback/ENOSYS',
     'dev-mktme': 'plaintext-fallback/ENOENT',
     'madvise-encrypt': 'plaintext-fallback/EINVAL',
     'memfd-secret': 'plaintext-fallback/ENOSYS',
   },
-  swap: { 'encrypt-mprotect': 'encrypted', 'dev-mktme': 'unsupported/ENOMEM', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'unsupported/ENOMEM' },
-  migration: { 'encrypt-mprotect': 'encrypted', 'dev-mktme': 'unsupported/EBUSY', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'unsupported/EBUSY' },
-  'dax-stacking': { 'encrypt-mprotect': 'unsupported/EINVAL', 'dev-mktme': 'unsupported/ENOTTY', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'unsupported' },
+  // plain swap: the kernel reads the pages through their keyed alias into the swap file
+  swap: { 'plain-mmap': 'plaintext', 'encrypt-mprotect': 'leaked', 'dev-mktme': 'unsupported/ENOMEM', 'madvise-encrypt': 'leaked', 'memfd-secret': 'unsupported/ENOMEM' },
+  migration: { 'plain-mmap': 'plaintext', 'encrypt-mprotect': 'encrypted', 'dev-mktme': 'unsupported/EBUSY', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'unsupported/EBUSY' },
+  'dax-stacking': { 'plain-mmap': 'plaintext', 'encrypt-mprotect': 'unsupported/EINVAL', 'dev-mktme': 'unsupported/ENOTTY', 'madvise-encrypt': 'encrypted', 'memfd-secret': 'unsupported' },
 };
 
 describe('workloads on two worker CPUs', () => {
@@ -58,10 +60,35 @@ describe('workloads on two worker CPUs', () => {
     assert.equal(c.counters.tlb_shootdowns, 2 * 64);
   });
 
-  it('swap sends plaintext of encrypted pages to an unencrypted swap file, and counts it', async () => {
+  it('swap sends plaintext of encrypted pages to an unencrypted swap file, counts it, and finds it there', async () => {
     const c = await cell('swap', 'madvise-encrypt', 1);
     assert.ok(c.counters.swap_out > 0);
     assert.equal(c.counters.plaintext_exposed_bytes, c.counters.swap_out * 4096);
+    assert.equal(c.outcome, 'leaked');
+    assert.deepEqual(c.leaks.media, ['swap']);
+    assert.ok(c.leaks.bytes > 0 && c.leaks.bytes <= c.counters.plaintext_exposed_bytes);
+  });
+
+  it('swap over dm-crypt: the same traffic, nothing readable in the swap file', async () => {
+    for (const threads of [1, 2]) {
+      const c = await cell('swap', 'encrypt-mprotect', threads, 'patched', 3, true);
+      assert.equal(show(c), 'encrypted');
+      assert.ok(c.counters.swap_out > 0 && c.counters.swap_in > 0);
+      assert.equal(c.counters.plaintext_exposed_bytes, 0);
+      assert.deepEqual(c.leaks, { media: [], bytes: 0 });
+    }
+  });
+
+  it('the control leaks everywhere, but claims nothing: its outcome stays plaintext', async () => {
+    const dax = await cell('dax-stacking', 'plain-mmap', 1);
+    assert.equal(dax.outcome, 'plaintext');
+    assert.deepEqual(dax.leaks, { media: ['dax'], bytes: 32 * 4096 });
+    const swap = await cell('swap', 'plain-mmap', 1);
+    assert.deepEqual(swap.leaks.media, ['swap']);
+    // memfd_secret frames are cleared when freed: nothing left in free RAM
+    const secret = await cell('fault', 'memfd-secret', 1);
+    assert.equal(secret.outcome, 'secret');
+    assert.deepEqual(secret.leaks, { media: [], bytes: 0 });
   });
 });
 
