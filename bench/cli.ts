@@ -1,10 +1,7 @@
 #!/usr/bin/env node
 // memcrypt-bench command line. The only layer that touches process, the
 // terminal and report files.
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { cpus, hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
@@ -16,13 +13,16 @@ import { getDesign } from '../interfaces/registry.js';
 import { TraceError, replayTrace } from '../kernel/replay.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
-import { formatCore, runCoreBench } from './core.js';
-import { formatCsv, formatSamples, parseCsv } from './csv.js';
-import { InputError, readInput, writeFileAtomic } from './io.js';
-import { formatReport } from './report.js';
+import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
 import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
-import { WARMUP_MS, runMatrix, type CellPlan } from './runner.js';
-import type { Row, RunMeta } from './schema.js';
+import { formatCore, runCoreBench } from './core.js';
+import { calibrateInto } from './costs.js';
+import { metaPath, parseCsv, parseMeta } from './csv.js';
+import { InputError, readInput } from './io.js';
+import { formatReport } from './report.js';
+import { runBench, type RunArgs } from './run.js';
+import { WARMUP_MS } from './runner.js';
+import type { Row } from './schema.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -60,34 +60,6 @@ const csvList =
     return [...new Set(items)];
   };
 
-function gitSha(): string {
-  try {
-    const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    return dirty ? `${sha}-dirty` : sha;
-  } catch {
-    return 'unknown';
-  }
-}
-
-interface RunArgs {
-  interface: string[];
-  hardware: string[];
-  workload: string[];
-  threads: string[];
-  kernel?: string[];
-  backend: string[];
-  seed: number;
-  time: number;
-  samples: number;
-  warmup: number;
-  out?: string;
-  format: string;
-  baseline?: string;
-  threshold: number;
-  export?: string;
-}
-
 interface GateArgs {
   threshold: number;
   'fail-on': string;
@@ -96,99 +68,34 @@ interface GateArgs {
 /** Compare and print; the exit code CI gates on: 1 for a regression (or a behaviour change with --fail-on any). */
 function gate(base: string, now: string, a: GateArgs, format: string): number {
   const r: CompareResult = compareRuns(loadRun(base), loadRun(now), { thresholdPct: a.threshold, alpha: 0.05 });
-  process.stdout.write((format === 'csv' ? formatCompareCsv(r) : formatCompare(r) + '\n'));
+  process.stdout.write(format === 'csv' ? formatCompareCsv(r) : formatCompare(r) + '\n');
   const failed = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0);
   return failed ? 1 : 0;
 }
 
-/** github-action-benchmark's customSmallerIsBetter format: one entry per timed cell. */
-function exportGab(rows: readonly Row[]): string {
-  const entries = rows
-    .filter((r) => r.samples > 0)
-    .map((r) => ({
-      name: `${r.workload}/${r.interface}/${r.kernel}/t${r.threads} (${r.hardware}, ${r.crypto_backend})`,
-      unit: 'ns/op',
-      value: Math.round(r.wall_ns_median * 10) / 10,
-      range: `±${r.wall_rme_pct.toFixed(1)}%`,
-      extra: `outcome ${r.outcome}${r.errno ? '/' + r.errno : ''}; modelled ${r.modelled_ns_per_op.toFixed(1)} ns/op; ${r.samples} samples`,
-    }));
-  return JSON.stringify(entries, null, 2) + '\n';
-}
-
-function plan(a: RunArgs): CellPlan[] {
-  const cells: CellPlan[] = [];
-  for (const backend of a.backend)
-    for (const hardware of a.hardware)
-      for (const wname of a.workload) {
-        const workload = getWorkload(wname);
-        const kernels = a.kernel ? (a.kernel as ('patched' | 'unpatched')[]) : workload.kernels;
-        for (const design of a.interface)
-          for (const kernel of kernels)
-            for (const t of a.threads) cells.push({ backend, hardware, design, kernel, workload, threads: Number(t) });
-      }
-  return cells;
-}
-
-function resolvedCommand(a: RunArgs): string {
-  const parts = [
-    'node dist/bench/cli.js run',
-    `--interface ${a.interface.join(',')}`,
-    `--hardware ${a.hardware.join(',')}`,
-    `--workload ${a.workload.join(',')}`,
-    `--threads ${a.threads.join(',')}`,
-    ...(a.kernel ? [`--kernel ${a.kernel.join(',')}`] : []),
-    `--backend ${a.backend.join(',')}`,
-    `--seed ${a.seed}`,
-    `--time ${a.time}`,
-    `--samples ${a.samples}`,
-    `--warmup ${a.warmup}`,
-  ];
-  return parts.join(' ');
-}
-
-async function run(a: RunArgs): Promise<void> {
-  const started = new Date();
-  const meta: RunMeta = {
-    run_id: `${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`,
-    started_at: started.toISOString(),
-    command: resolvedCommand(a),
-    seed: a.seed,
-    host: hostname(),
-    cpu_model: cpus()[0]?.model.trim() ?? 'unknown',
-    node_version: process.version,
-    git_sha: gitSha(),
-  };
-  const cells = plan(a);
+async function run(a: RunArgs & { baseline?: string; threshold: number }): Promise<void> {
+  // the baseline must be readable before an hour of work, not after
+  const baseline = a.baseline === undefined ? undefined : resolve(a.baseline === '' ? join(ROOT, 'results', 'baseline.csv') : a.baseline);
+  if (baseline !== undefined) loadRun(baseline);
   const tty = process.stderr.isTTY;
   const t0 = performance.now();
-  const res = await runMatrix(cells, meta, {
-    seed: a.seed,
-    timeMs: a.time,
-    minSamples: a.samples,
-    warmupMs: a.warmup,
-    tmpdir: tmpdir(),
+  const res = await runBench(a, {
+    root: ROOT,
+    say: (line) => process.stderr.write(`memcrypt-bench: ${line}\n`),
     progress: (done, total, r: Row) => {
       if (!tty) return;
-      const what = `${r.workload} ${r.interface} ${r.kernel} t${r.threads}`;
+      const what = `${r.workload} ${r.interface} ${r.kernel} ${r.swap === 'none' ? '' : r.swap + ' swap '}t${r.threads}`;
       process.stderr.write(`\r\x1b[K[${done}/${total}] ${what}: ${r.outcome}${r.errno ? '/' + r.errno : ''}`);
       if (done === total) process.stderr.write('\n');
     },
   });
-  meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
-  const out = resolve(a.out ?? join(ROOT, 'results', `${meta.run_id}.csv`));
-  const base = out.replace(/\.csv$/, '');
-  const report = formatReport(meta, res.rows);
-  writeFileAtomic(out, formatCsv(meta, res.rows));
-  writeFileAtomic(`${base}.samples.json`, formatSamples(meta, res.samples));
-  writeFileAtomic(`${base}.txt`, report + '\n');
-  if (a.export === 'github-action-benchmark') writeFileAtomic(`${base}.github-action-benchmark.json`, exportGab(res.rows));
-  if (a.format === 'text') process.stdout.write(report + '\n');
-  else if (a.format === 'csv') process.stdout.write(formatCsv(meta, res.rows));
-  process.stderr.write(`wrote ${out} (+ .samples.json, .txt${a.export ? ', .' + a.export + '.json' : ''}) in ${meta.wall_seconds} s\n`);
-  if (a.baseline !== undefined) {
-    const baseline = resolve(a.baseline === '' ? join(ROOT, 'results', 'baseline.csv') : a.baseline);
+  if (a.format === 'text') process.stdout.write(res.report + '\n');
+  else if (a.format === 'csv') process.stdout.write(res.csv);
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt${a.export ? ', .' + a.export + '.json' : ''}) in ${secs} s\n`);
+  if (baseline !== undefined) {
     process.stdout.write('\n');
-    process.exitCode = gate(baseline, out, { threshold: a.threshold, 'fail-on': 'any' }, 'text');
+    process.exitCode = gate(baseline, res.out, { threshold: a.threshold, 'fail-on': 'any' }, 'text');
   }
 }
 
@@ -212,7 +119,7 @@ async function main(argv: string[]): Promise<void> {
     .usage('$0 <command> [options]')
     .command(
       'run',
-      'run the benchmark matrix; writes CSV, samples and a text report to results/',
+      'run the matrix; writes <run id>.csv, .meta.json, .samples.json and .txt to results/. The argument is the modelled cost per op (exact counters x this host\'s calibrated cost table, itemised); the simulator time is the harness\'s own speed',
       (y) =>
         y
           .option('interface', { alias: 'i', type: 'string', array: true, default: [...DESIGN_NAMES], describe: 'designs (comma list)', coerce: csvList('interface', (s) => getDesign(s)) })
@@ -220,7 +127,9 @@ async function main(argv: string[]): Promise<void> {
           .option('workload', { alias: 'w', type: 'string', array: true, default: [...WORKLOAD_NAMES], describe: 'workloads', coerce: csvList('workload', (s) => getWorkload(s)) })
           .option('threads', { alias: 't', type: 'string', array: true, default: ['1', '2'], describe: 'worker CPUs per cell', coerce: csvList('threads', positiveInt('threads', 16)) })
           .option('kernel', { type: 'string', array: true, describe: "kernels (patched,unpatched); default: each workload's own", coerce: csvList('kernel', (s: string) => { if (s !== 'patched' && s !== 'unpatched') throw new Error(`expected patched or unpatched, got '${s}'`); }) })
+          .option('swap', { type: 'string', array: true, default: ['plain', 'encrypted'], describe: 'swap devices for workloads that swap: plain, encrypted (dm-crypt)', coerce: csvList('swap', (s: string) => { if (s !== 'plain' && s !== 'encrypted') throw new Error(`expected plain or encrypted, got '${s}'`); }) })
           .option('backend', { type: 'string', array: true, default: ['openssl'], describe: 'crypto backends', coerce: csvList('backend', (s) => checkBackendName(s)) })
+          .option('costs', { type: 'string', describe: `cost table: a calibration file, or 'defaults' (the sourced defaults); default ${CALIBRATION_FILE}, made by calibrating this host first if missing` })
           .option('seed', { type: 'number', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
           .option('time', { type: 'number', default: 300, describe: 'minimum timing per cell, ms', coerce: positiveInt('time', 600_000) })
           .option('samples', { type: 'number', default: 10, describe: 'minimum timed rounds per cell', coerce: positiveInt('samples', 100_000) })
@@ -230,11 +139,11 @@ async function main(argv: string[]): Promise<void> {
           .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })
           .option('threshold', { type: 'number', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
           .option('export', { choices: ['github-action-benchmark'], describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter)' }),
-      (a) => run(a as unknown as RunArgs),
+      (a) => run(a as unknown as RunArgs & { baseline?: string; threshold: number }),
     )
     .command(
       'compare <base> <new>',
-      'compare two results CSVs (each with its .samples.json): exact counters, Mann-Whitney U on times',
+      'compare two results CSVs (each with its .meta.json and .samples.json): exact counters and outcomes, Mann-Whitney U on the simulator times',
       (y) =>
         y
           .positional('base', { type: 'string', demandOption: true })
@@ -249,21 +158,32 @@ async function main(argv: string[]): Promise<void> {
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())
     .command(
       'report <csv>',
-      'print the text report of a results CSV',
+      'print the text report of a results CSV (with its .meta.json)',
       (y) => y.positional('csv', { type: 'string', demandOption: true }),
       (a) => {
-        const { meta, rows } = parseCsv(readInput(a.csv), a.csv);
-        const m: RunMeta = {
-          run_id: meta.run_id ?? rows[0]?.run_id ?? '',
-          started_at: meta.started_at ?? '',
-          command: meta.command ?? '',
-          seed: Number(meta.seed ?? 0),
-          host: meta.host ?? '',
-          cpu_model: meta.cpu_model ?? '',
-          node_version: meta.node_version ?? '',
-          git_sha: meta.git_sha ?? '',
-        };
-        process.stdout.write(formatReport(m, rows) + '\n');
+        const rows = parseCsv(readInput(a.csv), a.csv);
+        const meta = parseMeta(readInput(metaPath(a.csv)), metaPath(a.csv));
+        const ops = Object.fromEntries(WORKLOAD_NAMES.map((n) => [n, getWorkload(n).op]));
+        process.stdout.write(formatReport(meta, rows, ops) + '\n');
+      },
+    )
+    .command(
+      'calibrate',
+      `measure this host's costs with a C probe (cc) and write ${CALIBRATION_FILE}; run uses it`,
+      (y) =>
+        y
+          .option('reps', { type: 'number', default: 5, describe: 'repetitions of each figure (the median is kept)', coerce: positiveInt('reps', 1000) })
+          .option('out', { alias: 'o', type: 'string', describe: `where to write the calibration (default ${CALIBRATION_FILE})` }),
+      (a) => {
+        const out = a.out === undefined ? join(ROOT, CALIBRATION_FILE) : resolve(a.out);
+        const r = calibrateInto(out, a.reps);
+        if (!r.ok) {
+          process.stderr.write(`memcrypt-bench: calibrate: ${r.why}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        process.stdout.write(formatCalibration(r.calibration) + '\n');
+        process.stderr.write(`wrote ${out}\n`);
       },
     )
     .command(

@@ -4,33 +4,35 @@
 // Mann-Whitney U test on the timing samples, Holm-corrected across all
 // compared cells; a significant slowdown beyond the threshold is a regression.
 import { stringify } from 'csv-stringify/sync';
-import { parseCsv, parseSamples } from './csv.js';
+import { metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.js';
 import { InputError, readInput } from './io.js';
-import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './report.js';
-import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row } from './schema.js';
+import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
+import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
 import { geomean, holm, mannWhitney, median } from './stats.js';
 
 export interface LoadedRun {
   readonly file: string;
-  readonly meta: Record<string, string>;
+  readonly meta: RunMeta;
   readonly rows: Row[];
   /** cell key -> timing samples (ns per op) */
   readonly samples: Map<string, number[]>;
 }
 
-/** The samples file that goes with a results CSV. */
-export const samplesPath = (csv: string): string => csv.replace(/\.csv$/, '') + '.samples.json';
-
-/** Read a results CSV and its samples file; both must describe the same cells. */
+/** Read a results CSV with its meta and samples files; all three must be of the same run. */
 export function loadRun(file: string): LoadedRun {
-  const { meta, rows } = parseCsv(readInput(file), file);
+  const rows = parseCsv(readInput(file), file);
+  const mfile = metaPath(file);
+  const meta = parseMeta(readInput(mfile), mfile);
   const sfile = samplesPath(file);
-  const cells = parseSamples(readInput(sfile), sfile);
+  const { runId, cells } = parseSamples(readInput(sfile), sfile);
+  const other = rows.find((r) => r.run_id !== meta.run_id);
+  if (other) throw new InputError(file, 0, `run ${other.run_id} in the CSV, but ${mfile} is of run ${meta.run_id}: not one result set`);
+  if (runId !== meta.run_id) throw new InputError(sfile, 0, `samples of run ${runId}, but ${mfile} is of run ${meta.run_id}: not one result set`);
   const samples = new Map(cells.map((c) => [c.key, c.samples]));
   for (const r of rows) {
     const s = samples.get(cellKey(r));
     if (s === undefined) throw new InputError(sfile, 0, `no samples for cell ${cellKey(r)} of ${file}: not the samples of this run`);
-    if (r.samples > 0 && s.length === 0) throw new InputError(sfile, 0, `cell ${cellKey(r)} has ${r.samples} samples in ${file} but none here`);
+    if (r.sim_rounds > 0 && s.length === 0) throw new InputError(sfile, 0, `cell ${cellKey(r)} has ${r.sim_rounds} timed rounds in ${file} but no samples here`);
   }
   if (cells.length !== rows.length) throw new InputError(sfile, 0, `${cells.length} cells, but ${file} has ${rows.length}: not the samples of this run`);
   return { file, meta, rows, samples };
@@ -79,7 +81,7 @@ export interface CompareResult {
 }
 
 function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
-  const parts = [shortWorkload(r.workload), shortInterface(r.interface), r.kernel === 'patched' ? 'p' : 'u', `t${r.threads}`];
+  const parts = [shortWorkload(r.workload, r.swap), shortInterface(r.interface), r.kernel === 'patched' ? 'p' : 'u', `t${r.threads}`];
   if (multiHw) parts.push(r.hardware);
   if (multiBackend) parts.push(r.crypto_backend);
   return parts.join(' ');

@@ -6,19 +6,21 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Bench } from 'tinybench';
-import { getProfile } from '../hardware/profiles.js';
-import type { Counter } from '../interfaces/conformance.js';
-import { startCell, timedRound } from '../workloads/cell.js';
+import { COST_NAMES, type CostTable } from '../hardware/costs.js';
+import { CONTROL_DESIGN } from '../interfaces/contract.js';
+import type { Counter, LeakScan } from '../interfaces/conformance.js';
+import { TIMEABLE, startCell, timedRound } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
-import { modelledNsPerOp } from './model.js';
+import { modelCell, overNs } from './model.js';
 import { median } from './stats.js';
-import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
+import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type CellSamples, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 
 export interface CellPlan {
   readonly backend: string;
   readonly hardware: string;
   readonly design: string;
-  readonly kernel: 'patched' | 'unpatched';
+  readonly kernel: Kernel;
+  readonly swap: SwapKind;
   readonly workload: Workload;
   readonly threads: number;
 }
@@ -33,6 +35,9 @@ export interface RunOptions {
   readonly warmupMs: number;
   /** where scratch files (swap, DAX images) go */
   readonly tmpdir: string;
+  /** the cost table the model uses, and where it came from (a row's cost_source) */
+  readonly costs: CostTable;
+  readonly costSource: string;
   /** called after each cell */
   readonly progress?: (done: number, total: number, row: Row) => void;
 }
@@ -122,6 +127,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
         seed: o.seed,
         backend: p.backend,
         workdir,
+        encryptedSwap: p.swap === 'encrypted',
       });
       let t: Timing = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [] };
       try {
@@ -129,7 +135,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
       } finally {
         await start.session.close();
       }
-      const row = toRow(meta, p, start, t);
+      const row = toRow(meta, p, start, t, o);
       rows.push(row);
       samples.push({ key: cellKey(row), samples: t.samples });
       o.progress?.(i + 1, plan.length, row);
@@ -137,15 +143,36 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
       rmSync(workdir, { recursive: true, force: true });
     }
   }
+  overPlain(rows);
   return { rows, samples };
+}
+
+/** Where the cell's plain-mmap control is: the same cell but for the design. */
+const controlKey = (r: Row): string => cellKey({ ...r, interface: CONTROL_DESIGN });
+
+/** model_over_plain_ns_per_op of every row whose control cell ran (and was modelled). */
+export function overPlain(rows: Row[]): void {
+  const control = new Map(rows.filter((r) => r.interface === CONTROL_DESIGN).map((r) => [cellKey(r), r]));
+  for (const r of rows) {
+    const c = control.get(controlKey(r));
+    r.model_over_plain_ns_per_op = c ? overNs(r.modelled_ns_per_op, c.modelled_ns_per_op) : NaN;
+  }
 }
 
 function toRow(
   meta: RunMeta,
   p: CellPlan,
-  s: { outcome: string; errno: string | null; counters: Readonly<Record<Counter, number>>; ops: number },
+  s: { outcome: string; errno: string | null; leaks: LeakScan; counters: Readonly<Record<Counter, number>>; ops: number },
   t: Timing,
+  o: RunOptions,
 ): Row {
+  // A cell that did not run its scenario (unsupported, crashed) costs nothing
+  // that could be compared: no modelled cost at all, rather than the cost of
+  // the part that ran before it failed.
+  const ran = TIMEABLE.has(s.outcome as never) || s.outcome === 'data-loss';
+  const counters = {} as Record<(typeof COUNTER_COLUMNS)[number], number>;
+  for (const c of COUNTER_COLUMNS) counters[c] = s.counters[c];
+  const m = modelCell(o.costs, counters, ran ? s.ops : 0);
   const row = {
     schema_version: SCHEMA_VERSION,
     run_id: meta.run_id,
@@ -158,17 +185,23 @@ function toRow(
     hardware: p.hardware,
     interface: p.design,
     kernel: p.kernel,
+    swap: p.swap,
     workload: p.workload.name,
     threads: p.threads,
     outcome: s.outcome,
     errno: s.errno ?? '',
+    leak_medium: s.leaks.media.join('+'),
+    leak_bytes: s.leaks.bytes,
+    modelled_ns_per_op: m.total,
+    model_over_plain_ns_per_op: NaN, // overPlain(), once every cell ran
+    cost_source: o.costSource,
     ops: s.ops,
-    wall_ns_median: t.median,
-    wall_ns_p99: t.p99,
-    wall_rme_pct: t.rme,
-    samples: t.count,
-    modelled_ns_per_op: modelledNsPerOp(getProfile(p.hardware).costs, s.counters, s.ops),
+    sim_ns_per_op_median: t.median,
+    sim_ns_per_op_p99: t.p99,
+    sim_rme_pct: t.rme,
+    sim_rounds: t.count,
+    ...counters,
   } as Row;
-  for (const c of COUNTER_COLUMNS) row[c] = s.counters[c];
+  for (const c of COST_NAMES) row[termColumn(c)] = m.terms[c];
   return row;
 }

@@ -1,8 +1,15 @@
-// The results schema: one CSV row per cell, columns exactly as DESIGN.md
-// lists them, schema_version first. Bump SCHEMA_VERSION on any change to the
-// columns or their meaning; readers refuse versions they do not know.
+// The results schema: one CSV row per cell, header on the first line, columns
+// exactly as DESIGN.md lists them, schema_version first. The argument (the
+// modelled cost, itemised) comes before the simulator's own time. Run
+// metadata lives in <run id>.meta.json beside the CSV. Bump SCHEMA_VERSION on
+// any change to the columns or their meaning; readers refuse versions they do
+// not know.
+//
+// Version history: 1 = `# key: value` comment lines before the header,
+// wall_ns_* time columns, no itemised model. 2 = this.
+import { COST_NAMES, type CostName, type CostTable } from '../hardware/costs.js';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const IDENTITY_COLUMNS = [
   'schema_version',
@@ -16,13 +23,20 @@ export const IDENTITY_COLUMNS = [
   'hardware',
   'interface',
   'kernel',
+  'swap',
   'workload',
   'threads',
 ] as const;
 
-export const OUTCOME_COLUMNS = ['outcome', 'errno'] as const;
-export const TIME_COLUMNS = ['ops', 'wall_ns_median', 'wall_ns_p99', 'wall_rme_pct', 'samples'] as const;
-export const MODEL_COLUMNS = ['modelled_ns_per_op'] as const;
+export const OUTCOME_COLUMNS = ['outcome', 'errno', 'leak_medium', 'leak_bytes'] as const;
+
+/** One model term per cost-table entry: `model_<cost>_ns_per_op`. */
+export type TermColumn = `model_${CostName}_ns_per_op`;
+export const termColumn = (c: CostName): TermColumn => `model_${c}_ns_per_op`;
+export const TERM_COLUMNS: readonly TermColumn[] = COST_NAMES.map(termColumn);
+
+export const MODEL_COLUMNS = ['modelled_ns_per_op', ...TERM_COLUMNS, 'model_over_plain_ns_per_op', 'cost_source'] as const;
+export const SIM_COLUMNS = ['ops', 'sim_ns_per_op_median', 'sim_ns_per_op_p99', 'sim_rme_pct', 'sim_rounds'] as const;
 export const COUNTER_COLUMNS = [
   'syscalls',
   'enosys',
@@ -32,6 +46,12 @@ export const COUNTER_COLUMNS = [
   'crypto_bytes',
   'clflush_lines',
   'tlb_shootdowns',
+  'key_programs',
+  'direct_map_removed',
+  'pages_zapped',
+  'vma_splits',
+  'vma_merges',
+  'swap_sealed',
   'vma_count_max',
   'pinned_pages',
   'swap_out',
@@ -42,13 +62,7 @@ export const COUNTER_COLUMNS = [
   'integrity_errors',
 ] as const;
 
-export const COLUMNS = [
-  ...IDENTITY_COLUMNS,
-  ...OUTCOME_COLUMNS,
-  ...TIME_COLUMNS,
-  ...MODEL_COLUMNS,
-  ...COUNTER_COLUMNS,
-] as const;
+export const COLUMNS = [...IDENTITY_COLUMNS, ...OUTCOME_COLUMNS, ...MODEL_COLUMNS, ...SIM_COLUMNS, ...COUNTER_COLUMNS] as const;
 
 export type Column = (typeof COLUMNS)[number];
 export type CounterColumn = (typeof COUNTER_COLUMNS)[number];
@@ -57,19 +71,36 @@ export type CounterColumn = (typeof COUNTER_COLUMNS)[number];
 export const NUMERIC_COLUMNS: ReadonlySet<Column> = new Set<Column>([
   'schema_version',
   'threads',
-  ...TIME_COLUMNS,
-  ...MODEL_COLUMNS,
+  'leak_bytes',
+  ...MODEL_COLUMNS.filter((c) => c !== 'cost_source'),
+  ...SIM_COLUMNS,
   ...COUNTER_COLUMNS,
 ]);
 
+/** Numeric columns that are empty for a cell that did not run its scenario or was not timed (read back as NaN). */
+export const MAY_BE_EMPTY: ReadonlySet<Column> = new Set<Column>([
+  'modelled_ns_per_op',
+  ...TERM_COLUMNS,
+  'model_over_plain_ns_per_op',
+  'sim_ns_per_op_median',
+  'sim_ns_per_op_p99',
+  'sim_rme_pct',
+]);
+
 /** The columns that identify a cell across runs (for compare). */
-export const CELL_KEY: readonly Column[] = ['crypto_backend', 'hardware', 'interface', 'kernel', 'workload', 'threads'];
+export const CELL_KEY = ['crypto_backend', 'hardware', 'interface', 'kernel', 'swap', 'workload', 'threads'] as const satisfies readonly Column[];
+
+export type Kernel = 'patched' | 'unpatched';
+/** The swap device of a cell: none (the workload does not swap), plain, or encrypted (dm-crypt). */
+export type SwapKind = 'none' | 'plain' | 'encrypted';
+export const SWAP_KINDS: readonly SwapKind[] = ['none', 'plain', 'encrypted'];
 
 /**
- * One cell's row. Time columns are per op, in ns; a cell that was not timed
- * (unsupported, crashed) has samples 0 and NaN times, written as empty fields.
+ * One cell's row. Model columns are per op, in ns, and NaN (empty) for a cell
+ * that did not run its scenario (unsupported, crashed); sim columns are NaN
+ * for a cell that was not timed (sim_rounds 0).
  */
-export interface Row {
+export type Row = {
   schema_version: number;
   run_id: string;
   git_sha: string;
@@ -80,46 +111,51 @@ export interface Row {
   crypto_backend: string;
   hardware: string;
   interface: string;
-  kernel: 'patched' | 'unpatched';
+  kernel: Kernel;
+  swap: SwapKind;
   workload: string;
   threads: number;
   outcome: string;
   errno: string;
-  ops: number;
-  wall_ns_median: number;
-  wall_ns_p99: number;
-  wall_rme_pct: number;
-  samples: number;
+  /** '' or media joined with '+': swap, dax, free-ram */
+  leak_medium: string;
+  leak_bytes: number;
   modelled_ns_per_op: number;
-  syscalls: number;
-  enosys: number;
-  faults: number;
-  pages_encrypted: number;
-  pages_decrypted: number;
-  crypto_bytes: number;
-  clflush_lines: number;
-  tlb_shootdowns: number;
-  vma_count_max: number;
-  pinned_pages: number;
-  swap_out: number;
-  swap_in: number;
-  migrated: number;
-  migrate_failed: number;
-  plaintext_exposed_bytes: number;
-  integrity_errors: number;
-}
+  model_over_plain_ns_per_op: number;
+  cost_source: string;
+  ops: number;
+  sim_ns_per_op_median: number;
+  sim_ns_per_op_p99: number;
+  sim_rme_pct: number;
+  sim_rounds: number;
+} & Record<TermColumn, number> &
+  Record<CounterColumn, number>;
 
-/** Run-level metadata, written as `# key: value` lines before the header. */
+/** Run-level metadata: `<run id>.meta.json`. */
 export interface RunMeta {
+  schema_version: number;
   run_id: string;
   started_at: string;
+  /** the run command, resolved: every option spelled out */
   command: string;
+  /** checkout, install and run: what reproduces this run */
+  reproduce: string;
   seed: number;
   host: string;
+  kernel_release: string;
   cpu_model: string;
+  nproc: number;
+  mem_bytes: number;
   node_version: string;
+  tinybench_version: string;
+  crypto_backends: string[];
   git_sha: string;
-  [key: string]: string | number;
+  /** 1, 5, 15 minute load averages when the run started and when it ended */
+  load_avg_start: number[];
+  load_avg_end: number[];
+  cost_source: string;
+  costs: CostTable;
+  wall_seconds: number;
 }
 
 /** Per-cell timing samples (ns per op), kept for statistical comparison. */
@@ -129,5 +165,4 @@ export interface CellSamples {
   samples: number[];
 }
 
-export const cellKey = (r: Pick<Row, 'crypto_backend' | 'hardware' | 'interface' | 'kernel' | 'workload' | 'threads'>): string =>
-  CELL_KEY.map((c) => String(r[c as keyof typeof r])).join('|');
+export const cellKey = (r: Pick<Row, (typeof CELL_KEY)[number]>): string => CELL_KEY.map((c) => String(r[c])).join('|');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { compareRuns, loadRun } from '../../bench/compare.js';
-import { formatCsv, formatSamples } from '../../bench/csv.js';
+import { formatCsv, formatMeta, formatSamples } from '../../bench/csv.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row } from '../../bench/schema.js';
 import { mkMeta, mkRow } from './fixtures.js';
 import { batchMedians } from '../../bench/runner.js';
@@ -22,7 +22,7 @@ const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], {
 const meta = mkMeta({ run_id: 'r1', seed: 1 });
 
 function row(workload: string, design: string, threads: number, median: number): Row {
-  const r = mkRow({ run_id: 'r1', interface: design, workload, threads, ops: 64, wall_ns_median: median, samples: 40 });
+  const r = mkRow({ run_id: 'r1', interface: design, workload, threads, ops: 64, sim_ns_per_op_median: median, sim_rounds: 40 });
   for (const c of COUNTER_COLUMNS) r[c] = 10;
   return r;
 }
@@ -38,8 +38,9 @@ function spread(m: number, n = 40, seed = 1): number[] {
 
 function write(name: string, rows: Row[], samples: CellSamples[]): string {
   const csv = join(dir, `${name}.csv`);
-  writeFileSync(csv, formatCsv(meta, rows));
-  writeFileSync(join(dir, `${name}.samples.json`), formatSamples(meta, samples));
+  writeFileSync(csv, formatCsv(rows));
+  writeFileSync(join(dir, `${name}.meta.json`), formatMeta(meta));
+  writeFileSync(join(dir, `${name}.samples.json`), formatSamples(meta.run_id, samples));
   return csv;
 }
 
@@ -106,8 +107,8 @@ describe('memcrypt-bench compare', () => {
     assert.equal(cli('compare', base, slow, '--threshold', '25', '--fail-on', 'regression').status, 0);
     // as CSV
     const csv = cli('compare', base, slow, '--format', 'csv', '--fail-on', 'regression');
-    assert.match(csv.stdout, /^crypto_backend,hardware,interface,kernel,workload,threads,in,/);
-    assert.match(csv.stdout, /dev-mktme,patched,fault,1,both,.*,true,true,/);
+    assert.match(csv.stdout, /^crypto_backend,hardware,interface,kernel,swap,workload,threads,in,/);
+    assert.match(csv.stdout, /dev-mktme,patched,none,fault,1,both,.*,true,true,/);
   });
 
   it('reports a changed counter or outcome as a behaviour change', () => {
@@ -134,21 +135,38 @@ describe('memcrypt-bench compare', () => {
     const good = run('good');
     const bad = join(dir, 'bad.csv');
     const text = readFileSync(good, 'utf8').split('\n');
-    const at = text.findIndex((l) => l.startsWith('1,'));
+    const at = text.findIndex((l) => l.startsWith('2,'));
     text[at + 1] = text[at + 1].replace(',encrypted,', ',encrypted,x,');
     writeFileSync(bad, text.join('\n'));
     copyFileSync(join(dir, 'good.samples.json'), join(dir, 'bad.samples.json'));
+    copyFileSync(join(dir, 'good.meta.json'), join(dir, 'bad.meta.json'));
     const nosamples = join(dir, 'nosamples.csv');
     copyFileSync(good, nosamples);
+    copyFileSync(join(dir, 'good.meta.json'), join(dir, 'nosamples.meta.json'));
+    const nometa = join(dir, 'nometa.csv');
+    copyFileSync(good, nometa);
+    copyFileSync(join(dir, 'good.samples.json'), join(dir, 'nometa.samples.json'));
     const other = run('other');
     const mismatched = join(dir, 'mismatch.csv');
     const rows = CELLS.slice(0, 2).map(([w, d, t, m]) => row(w, d, t, m));
-    writeFileSync(mismatched, formatCsv(meta, rows));
+    writeFileSync(mismatched, formatCsv(rows));
     copyFileSync(join(dir, 'other.samples.json'), join(dir, 'mismatch.samples.json'));
+    copyFileSync(join(dir, 'other.meta.json'), join(dir, 'mismatch.meta.json'));
+    // another run's samples next to this CSV: refused, not silently compared
+    const mixed = join(dir, 'mixed.csv');
+    copyFileSync(good, mixed);
+    copyFileSync(join(dir, 'good.meta.json'), join(dir, 'mixed.meta.json'));
+    writeFileSync(join(dir, 'mixed.samples.json'), formatSamples('r2', CELLS.map(([w, d, t, m]) => ({ key: cellKey(row(w, d, t, m)), samples: [1] }))));
+    // a schema 1 baseline (comment lines first): one line saying to re-record it
+    const old = join(dir, 'old.csv');
+    writeFileSync(old, '# memcrypt-bench results\n# run_id: x\nschema_version,run_id\n1,x\n');
     const cases: [string[], RegExp][] = [
       [[good, bad], new RegExp(`bad\\.csv:${at + 2}: `)],
       [[good, nosamples], /nosamples\.samples\.json: cannot read: ENOENT/],
+      [[good, nometa], /nometa\.meta\.json: cannot read: ENOENT/],
       [[other, mismatched], /mismatch\.samples\.json: 4 cells, but .*mismatch\.csv has 2/],
+      [[good, mixed], /mixed\.samples\.json: samples of run r2, but .*mixed\.meta\.json is of run r1: not one result set/],
+      [[old, good], /old\.csv:1: comment lines before the header: a schema 1 file.*re-record it/],
       [[good, join(dir, 'absent.csv')], /absent\.csv: cannot read: ENOENT/],
     ];
     for (const [args, re] of cases) {
@@ -163,7 +181,7 @@ describe('memcrypt-bench compare', () => {
 
 describe('run --baseline and --export', () => {
   it('compares against a baseline in one step and writes the github-action-benchmark JSON', () => {
-    const small = ['--workload', 'fault', '--interface', 'encrypt-mprotect', '--threads', '1', '--time', '1', '--samples', '3', '--warmup', '1', '--format', 'none'];
+    const small = ['--workload', 'fault', '--interface', 'encrypt-mprotect', '--threads', '1', '--time', '1', '--samples', '3', '--warmup', '1', '--format', 'none', '--costs', 'defaults'];
     const basePath = join(dir, 'b0.csv');
     assert.equal(cli('run', ...small, '--out', basePath).status, 0);
     const out = join(dir, 'b1.csv');
@@ -173,7 +191,7 @@ describe('run --baseline and --export', () => {
     assert.match(r.stdout, /Result: 0 significant regressions beyond 100000%, 0 behaviour changes/);
     const gab = JSON.parse(readFileSync(join(dir, 'b1.github-action-benchmark.json'), 'utf8')) as { name: string; unit: string; value: number }[];
     assert.equal(gab.length, 1);
-    assert.equal(gab[0].name, 'fault/encrypt-mprotect/patched/t1 (mktme, openssl)');
+    assert.equal(gab[0].name, 'fault/encrypt-mprotect/patched/none/t1 (mktme, openssl)');
     assert.equal(gab[0].unit, 'ns/op');
     assert.ok(gab[0].value > 0);
   });
@@ -181,8 +199,9 @@ describe('run --baseline and --export', () => {
   it('the committed baseline is readable and covers the default suite', () => {
     const root = fileURLToPath(new URL('../../../results/baseline.csv', import.meta.url));
     const b = loadRun(root);
-    assert.equal(b.rows.length, 48);
+    // 5 designs x (fault + enosys on 2 kernels + swap plain and encrypted + migration + dax) x 2 thread counts
+    assert.equal(b.rows.length, 70);
     assert.ok(b.rows.every((r) => r.schema_version === SCHEMA_VERSION));
-    assert.equal(new Set(b.rows.map(cellKey)).size, 48);
+    assert.equal(new Set(b.rows.map(cellKey)).size, 70);
   });
 });

@@ -4,10 +4,10 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it, mock } from 'node:test';
-import { formatCsv, formatSamples, parseCsv, parseSamples } from '../../bench/csv.js';
+import { formatCsv, formatMeta, formatSamples, parseCsv, parseMeta, parseSamples } from '../../bench/csv.js';
 import { InputError, readInput, writeFileAtomic } from '../../bench/io.js';
 import { COLUMNS, cellKey, type Row } from '../../bench/schema.js';
-import { mkMeta, mkRow, untimed } from './fixtures.js';
+import { mkMeta, mkRow, notRun, untimed } from './fixtures.js';
 
 /** Rows over several cells with varied values (3 decimals at most, as written). */
 function variedRows(): Row[] {
@@ -24,10 +24,11 @@ function variedRows(): Row[] {
               interface: iface,
               workload,
               kernel,
+              swap: workload === 'swap' ? (i % 2 ? 'plain' : 'encrypted') : 'none',
               threads,
               outcome: timed ? 'encrypted' : 'unsupported',
               errno: timed ? '' : 'EBUSY',
-              ...(timed ? { wall_ns_median: 1000 + i * 0.125, wall_ns_p99: 2e9 + i, wall_rme_pct: i / 8, modelled_ns_per_op: i / 1000 } : untimed),
+              ...(timed ? { sim_ns_per_op_median: 1000 + i * 0.125, sim_ns_per_op_p99: 2e9 + i, sim_rme_pct: i / 8, model_over_plain_ns_per_op: i / 1000 } : notRun),
               faults: i * 64,
               crypto_bytes: i * 2 ** 32,
             }),
@@ -56,7 +57,7 @@ function throwsAt(text: string, line: number, re: RegExp): void {
 
 /** A valid two-row file, its lines, and the 1-based line of the header. */
 function sample(): { lines: string[]; header: number } {
-  const text = formatCsv(mkMeta(), [mkRow(), mkRow({ interface: 'dev-mktme' })]);
+  const text = formatCsv([mkRow(), mkRow({ interface: 'dev-mktme' })]);
   const lines = text.split('\n');
   return { lines, header: lines.findIndex((l) => l.startsWith('schema_version,')) + 1 };
 }
@@ -71,54 +72,50 @@ function withField(n: number, col: string, value: string): { text: string; line:
 }
 
 describe('formatCsv / parseCsv', () => {
-  it('round-trips rows, NaN times included', () => {
-    const rows = [...variedRows(), mkRow({ interface: 'x', ...untimed })];
-    const text = formatCsv(mkMeta(), rows);
+  it('round-trips rows, NaN model and times included', () => {
+    const rows = [...variedRows(), mkRow({ interface: 'x', ...notRun }), mkRow({ interface: 'y', ...untimed })];
+    const text = formatCsv(rows);
     const back = parseCsv(text, FILE);
-    assert.deepEqual(back.rows, rows); // deepStrictEqual: NaN equals NaN
-    assert.ok(Number.isNaN(back.rows.at(-1)!.wall_ns_median));
+    assert.deepEqual(back, rows); // deepStrictEqual: NaN equals NaN
+    assert.ok(Number.isNaN(back.at(-2)!.modelled_ns_per_op));
+    assert.ok(Number.isNaN(back.at(-1)!.sim_ns_per_op_median));
   });
 
   it('round-trips quoted strings: commas, quotes, newlines', () => {
     const rows = [mkRow({ host: 'a,"b"\nc', cpu_model: '"', errno: '' }), mkRow({ interface: 'dev-mktme', run_id: 'x\ry' })];
-    assert.deepEqual(parseCsv(formatCsv(mkMeta(), rows), FILE).rows, rows);
+    assert.deepEqual(parseCsv(formatCsv(rows), FILE), rows);
   });
 
-  it('writes the title, meta in order, then exactly COLUMNS', () => {
-    const text = formatCsv(mkMeta({ command: 'a\nb' }), []);
+  it('the header is line 1, exactly COLUMNS, no comment lines; the model comes before the simulator time', () => {
+    const text = formatCsv([mkRow()]);
     const lines = text.split('\n');
-    assert.equal(lines[0], '# memcrypt-bench results');
-    assert.deepEqual(lines.slice(1, 4), ['# run_id: run-1', '# started_at: 2025-11-25T11:00:00Z', '# command: a b']);
-    assert.equal(lines[9], COLUMNS.join(','));
+    assert.equal(lines[0], COLUMNS.join(','));
+    assert.equal(lines.filter((l) => l.startsWith('#')).length, 0);
     assert.equal(text.endsWith('\n'), true);
-  });
-
-  it('round-trips meta, as strings, newlines replaced by spaces', () => {
-    const meta = mkMeta({ command: 'run \\\n --seed 7', crypto_backend: 'openssl' });
-    const back = parseCsv(formatCsv(meta, [mkRow()]), FILE).meta;
-    assert.deepEqual(back, { ...meta, seed: '42', command: 'run \\  --seed 7' });
-    assert.deepEqual(Object.keys(back), Object.keys(meta));
+    assert.ok(COLUMNS.indexOf('modelled_ns_per_op') < COLUMNS.indexOf('sim_ns_per_op_median'));
+    assert.ok(COLUMNS.indexOf('model_over_plain_ns_per_op') < COLUMNS.indexOf('sim_ns_per_op_median'));
+    for (const c of COLUMNS) if (c.startsWith('model_') && c !== 'model_over_plain_ns_per_op') assert.match(c, /^model_[a-z_]+_ns_per_op$/);
   });
 
   it('formats numbers: empty for non-finite, integers as is, at most 3 decimals', () => {
-    const r = mkRow({ wall_ns_median: 12.5, wall_ns_p99: 1 / 3, wall_rme_pct: Infinity, modelled_ns_per_op: NaN, ops: 1e6, faults: 0 });
-    const rec = formatCsv(mkMeta(), [r]).trimEnd().split('\n').at(-1)!.split(',');
+    const r = mkRow({ sim_ns_per_op_median: 12.5, sim_ns_per_op_p99: 1 / 3, sim_rme_pct: Infinity, modelled_ns_per_op: NaN, ops: 1e6, faults: 0 });
+    const rec = formatCsv([r]).trimEnd().split('\n').at(-1)!.split(',');
     const at = (c: string) => rec[COLUMNS.indexOf(c as (typeof COLUMNS)[number])];
-    assert.equal(at('wall_ns_median'), '12.5');
-    assert.equal(at('wall_ns_p99'), '0.333');
-    assert.equal(at('wall_rme_pct'), '');
+    assert.equal(at('sim_ns_per_op_median'), '12.5');
+    assert.equal(at('sim_ns_per_op_p99'), '0.333');
+    assert.equal(at('sim_rme_pct'), '');
     assert.equal(at('modelled_ns_per_op'), '');
     assert.equal(at('ops'), '1000000');
     assert.equal(at('faults'), '0');
-    assert.equal(formatCsv(mkMeta(), [mkRow({ wall_ns_median: -0.0001 })]).includes(',-0,'), false);
+    assert.equal(formatCsv([mkRow({ sim_ns_per_op_median: -0.0001 })]).includes(',-0,'), false);
   });
 
   it('reads CRLF files and files without a trailing newline', () => {
     const rows = [mkRow({ host: 'two\nlines' }), mkRow({ interface: 'dev-mktme' })];
-    const text = formatCsv(mkMeta(), rows);
-    assert.deepEqual(parseCsv(text.replace(/\n/g, '\r\n'), FILE).rows, rows);
-    assert.deepEqual(parseCsv(text.trimEnd(), FILE).rows, rows);
-    assert.deepEqual(parseCsv(text + '\n\n', FILE).rows, rows);
+    const text = formatCsv(rows);
+    assert.deepEqual(parseCsv(text.replace(/\n/g, '\r\n'), FILE), rows);
+    assert.deepEqual(parseCsv(text.trimEnd(), FILE), rows);
+    assert.deepEqual(parseCsv(text + '\n\n', FILE), rows);
   });
 
   it('refuses a record with the wrong field count', () => {
@@ -139,21 +136,23 @@ describe('formatCsv / parseCsv', () => {
   });
 
   it('accepts empty time columns as NaN', () => {
-    const { text } = withField(1, 'wall_ns_p99', '');
-    assert.ok(Number.isNaN(parseCsv(text, FILE).rows[0].wall_ns_p99));
+    const { text } = withField(1, 'sim_ns_per_op_p99', '');
+    assert.ok(Number.isNaN(parseCsv(text, FILE)[0].sim_ns_per_op_p99));
   });
 
-  it('refuses an unknown kernel value', () => {
+  it('refuses an unknown kernel or swap value', () => {
     const { text, line } = withField(2, 'kernel', 'vanilla');
     throwsAt(text, line, /kernel: expected 'patched' or 'unpatched', got 'vanilla'/);
+    const b = withField(1, 'swap', 'zram');
+    throwsAt(b.text, b.line, /swap: expected one of none, plain, encrypted, got 'zram'/);
   });
 
   it('refuses a header with a missing or unexpected column', () => {
     const { lines, header } = sample();
     const h = lines[header - 1];
     const missing = [...lines];
-    missing[header - 1] = h.replace(',wall_ns_p99', '');
-    throwsAt(missing.join('\n'), header, /header does not match schema 1: missing wall_ns_p99/);
+    missing[header - 1] = h.replace(',sim_ns_per_op_p99', '');
+    throwsAt(missing.join('\n'), header, /header does not match schema 2: missing sim_ns_per_op_p99/);
     const renamed = [...lines];
     renamed[header - 1] = h.replace(',faults,', ',fault_count,');
     throwsAt(renamed.join('\n'), header, /missing faults; unexpected 'fault_count'/);
@@ -164,19 +163,23 @@ describe('formatCsv / parseCsv', () => {
 
   it('refuses an old schema version, with advice', () => {
     const { text, line } = withField(1, 'schema_version', '0');
-    throwsAt(text, line, /^results\/x\.csv:\d+: schema_version 0 is not supported \(this memcrypt-bench reads schema 1\); re-run the benchmark to regenerate it$/);
+    throwsAt(text, line, /^results\/x\.csv:\d+: schema_version 0 is not supported \(this memcrypt-bench reads schema 2\); re-record it with 'node dist\/bench\/cli\.js run --out FILE\.csv'$/);
+  });
+
+  it('refuses a schema 1 file (comment lines before the header) in one line, saying what to do', () => {
+    throwsAt('# memcrypt-bench results\n# run_id: x\nschema_version,run_id\n1,x\n', 1, /comment lines before the header: a schema 1 file.*re-record it/);
   });
 
   it('refuses an old schema version even when its header differs', () => {
     const { lines, header } = sample();
-    lines[header - 1] = lines[header - 1].replace(',wall_ns_p99', ',old_col');
-    lines[header] = lines[header].replace(/^1,/, '0,');
+    lines[header - 1] = lines[header - 1].replace(',sim_ns_per_op_p99', ',old_col');
+    lines[header] = lines[header].replace(/^2,/, '0,');
     throwsAt(lines.join('\n'), header + 1, /schema_version 0 is not supported/);
   });
 
   it('refuses a newer schema version', () => {
-    const { text, line } = withField(2, 'schema_version', '2');
-    throwsAt(text, line, /schema_version 2 is not supported .*written by a newer memcrypt-bench/);
+    const { text, line } = withField(2, 'schema_version', '3');
+    throwsAt(text, line, /schema_version 3 is not supported .*written by a newer memcrypt-bench/);
   });
 
   it('refuses a duplicated cell, naming both lines', () => {
@@ -186,7 +189,7 @@ describe('formatCsv / parseCsv', () => {
   });
 
   it('counts the lines inside quoted fields', () => {
-    const text = formatCsv(mkMeta(), [mkRow({ host: 'a\nb\nc' }), mkRow({ interface: 'dev-mktme' })]);
+    const text = formatCsv([mkRow({ host: 'a\nb\nc' }), mkRow({ interface: 'dev-mktme' })]);
     const lines = text.split('\n');
     const header = lines.findIndex((l) => l.startsWith('schema_version,')) + 1;
     // row 1 takes 3 physical lines, so row 2 is on header + 4
@@ -199,28 +202,47 @@ describe('formatCsv / parseCsv', () => {
     const { lines, header } = sample();
     const open = [...lines];
     open[header] = open[header].replace(',testhost,', ',"testhost,');
-    throwsAt(open.join('\n'), header + 1, /quoted field is never closed/);
+    throwsAt(open.join('\n'), header + 2, /not a valid CSV: Quote Not Closed/);
     const stray = [...lines];
     stray[header + 1] = stray[header + 1].replace(',testhost,', ',test"host,');
-    throwsAt(stray.join('\n'), header + 2, /'"' in an unquoted field/);
+    throwsAt(stray.join('\n'), header + 2, /not a valid CSV: Invalid Opening Quote/);
     const after = [...lines];
     after[header + 1] = after[header + 1].replace(',testhost,', ',"test"host,');
-    throwsAt(after.join('\n'), header + 2, /unexpected 'h' after a closing quote/);
+    throwsAt(after.join('\n'), header + 2, /not a valid CSV: Invalid Closing Quote/);
   });
 
-  it('refuses an empty file and a file with no header', () => {
+  it('refuses an empty file', () => {
     throwsAt('', 0, /empty file/);
     throwsAt('\r\n  \n', 0, /empty file/);
-    throwsAt('# memcrypt-bench results\n# run_id: x\n', 0, /no header line/);
   });
 
   it('reads a header with no rows', () => {
-    assert.deepEqual(parseCsv(formatCsv(mkMeta(), []), FILE).rows, []);
+    assert.deepEqual(parseCsv(formatCsv([]), FILE), []);
   });
 
   it('refuses values of the wrong type when writing', () => {
     const r = { ...mkRow(), faults: undefined } as unknown as Row;
-    assert.throws(() => formatCsv(mkMeta(), [r]), /rows\[0\]\.faults: expected a number/);
+    assert.throws(() => formatCsv([r]), /rows\[0\]\.faults: expected a number/);
+  });
+});
+
+describe('formatMeta / parseMeta', () => {
+  it('round-trips the run metadata, cost table included', () => {
+    const meta = mkMeta();
+    assert.deepEqual(parseMeta(formatMeta(meta), 'm.json'), meta);
+  });
+
+  it('refuses missing fields and a broken cost table, in one line', () => {
+    const bad = (over: Record<string, unknown>, re: RegExp) =>
+      assert.throws(
+        () => parseMeta(JSON.stringify({ ...mkMeta(), ...over }), 'm.json'),
+        (e: unknown) => e instanceof InputError && !e.message.includes('\n') && re.test(e.message),
+      );
+    bad({ git_sha: 7 }, /^m\.json: git_sha: expected a string$/);
+    bad({ nproc: 'two' }, /nproc: expected a number/);
+    bad({ load_avg_end: 'high' }, /load_avg_end: expected an array of numbers/);
+    bad({ costs: { ...mkMeta().costs, fault: { ns: -1, provenance: 'measured', source: 'x' } } }, /costs\.fault\.ns: expected a number >= 0/);
+    bad({ schema_version: 1 }, /schema_version 1 is not supported/);
   });
 });
 
@@ -231,14 +253,14 @@ describe('formatSamples / parseSamples', () => {
   ];
 
   it('round-trips', () => {
-    const text = formatSamples(mkMeta(), cells);
-    assert.deepEqual(parseSamples(text, 's.json'), cells);
-    assert.deepEqual(JSON.parse(text), { schema_version: 1, run_id: 'run-1', cells });
-    assert.deepEqual(parseSamples(formatSamples(mkMeta(), []), 's.json'), []);
+    const text = formatSamples('run-1', cells);
+    assert.deepEqual(parseSamples(text, 's.json'), { runId: 'run-1', cells });
+    assert.deepEqual(JSON.parse(text), { schema_version: 2, run_id: 'run-1', cells });
+    assert.deepEqual(parseSamples(formatSamples('run-1', []), 's.json').cells, []);
   });
 
   it('refuses non-finite samples when writing', () => {
-    assert.throws(() => formatSamples(mkMeta(), [{ key: 'k', samples: [1, NaN] }]), /samples\[1\] is NaN/);
+    assert.throws(() => formatSamples('run-1', [{ key: 'k', samples: [1, NaN] }]), /samples\[1\] is NaN/);
   });
 
   const refuses = (text: string, line: number, re: RegExp) =>
@@ -249,15 +271,15 @@ describe('formatSamples / parseSamples', () => {
 
   it('refuses bad files', () => {
     refuses('', 0, /empty file/);
-    refuses('{\n  "schema_version": 1\n  "run_id": "x"\n}', 3, /not valid JSON/); // the missing ',' is noticed at "run_id"
+    refuses('{\n  "schema_version": 2\n  "run_id": "x"\n}', 3, /not valid JSON/); // the missing ',' is noticed at "run_id"
     refuses('[]', 0, /expected a JSON object/);
     refuses('{"run_id": "x", "cells": []}', 0, /schema_version is missing/);
-    refuses('{"schema_version": 0, "run_id": "x", "cells": []}', 0, /schema_version 0 is not supported.*re-run the benchmark/);
+    refuses('{"schema_version": 1, "run_id": "x", "cells": []}', 0, /schema_version 1 is not supported.*re-record it/);
     refuses('{"schema_version": 9, "run_id": "x", "cells": []}', 0, /newer memcrypt-bench/);
-    refuses('{"schema_version": 1, "run_id": "x"}', 0, /cells: expected an array/);
-    refuses('{"schema_version": 1, "run_id": "x", "cells": [{"key": "k"}]}', 0, /cells\[0\]: expected/);
-    refuses('{"schema_version": 1, "run_id": "x", "cells": [{"key": "k", "samples": [1, "2"]}]}', 0, /cells\[0\] \(k\): samples\[1\]: expected a finite number, got "2"/);
-    refuses('{"schema_version": 1, "run_id": "x", "cells": [{"key": "k", "samples": []}, {"key": "k", "samples": []}]}', 0, /cells\[1\]: duplicate key k/);
+    refuses('{"schema_version": 2, "run_id": "x"}', 0, /cells: expected an array/);
+    refuses('{"schema_version": 2, "run_id": "x", "cells": [{"key": "k"}]}', 0, /cells\[0\]: expected/);
+    refuses('{"schema_version": 2, "run_id": "x", "cells": [{"key": "k", "samples": [1, "2"]}]}', 0, /cells\[0\] \(k\): samples\[1\]: expected a finite number, got "2"/);
+    refuses('{"schema_version": 2, "run_id": "x", "cells": [{"key": "k", "samples": []}, {"key": "k", "samples": []}]}', 0, /cells\[1\]: duplicate key k/);
   });
 });
 

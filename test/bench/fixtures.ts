@@ -1,9 +1,41 @@
 // Row and RunMeta builders shared by the bench tests: every column has a
 // plausible default, a test names only what it is about.
-import { SCHEMA_VERSION, type Row, type RunMeta } from '../../bench/schema.js';
+import { COST_NAMES, DEFAULT_COSTS } from '../../hardware/costs.js';
+import { modelCell } from '../../bench/model.js';
+import { COUNTER_COLUMNS, SCHEMA_VERSION, termColumn, type CounterColumn, type Row, type RunMeta } from '../../bench/schema.js';
 
+const COUNTERS: Record<CounterColumn, number> = {
+  syscalls: 3,
+  enosys: 0,
+  faults: 64,
+  pages_encrypted: 64,
+  pages_decrypted: 0,
+  crypto_bytes: 262144,
+  clflush_lines: 4096,
+  tlb_shootdowns: 1,
+  key_programs: 1,
+  direct_map_removed: 0,
+  pages_zapped: 64,
+  vma_splits: 0,
+  vma_merges: 0,
+  swap_sealed: 0,
+  vma_count_max: 2,
+  pinned_pages: 0,
+  swap_out: 0,
+  swap_in: 0,
+  migrated: 0,
+  migrate_failed: 0,
+  plaintext_exposed_bytes: 0,
+  integrity_errors: 0,
+};
 
+/** A row; its model columns follow from its counters and the default costs unless given. */
 export function mkRow(over: Partial<Row> = {}): Row {
+  const counters = { ...COUNTERS };
+  for (const c of COUNTER_COLUMNS) if (over[c] !== undefined) counters[c] = over[c]!;
+  const ops = over.ops ?? 64;
+  const m = modelCell(DEFAULT_COSTS, counters, ops);
+  const terms = Object.fromEntries(COST_NAMES.map((c) => [termColumn(c), m.terms[c]]));
   return {
     schema_version: SCHEMA_VERSION,
     run_id: 'run-1',
@@ -16,49 +48,60 @@ export function mkRow(over: Partial<Row> = {}): Row {
     hardware: 'mktme',
     interface: 'encrypt-mprotect',
     kernel: 'patched',
+    swap: 'none',
     workload: 'fault',
     threads: 1,
     outcome: 'encrypted',
     errno: '',
-    ops: 1000,
-    wall_ns_median: 1234.5,
-    wall_ns_p99: 2000,
-    wall_rme_pct: 1.25,
-    samples: 64,
-    modelled_ns_per_op: 980.333,
-    syscalls: 3,
-    enosys: 0,
-    faults: 64,
-    pages_encrypted: 64,
-    pages_decrypted: 0,
-    crypto_bytes: 262144,
-    clflush_lines: 4096,
-    tlb_shootdowns: 1,
-    vma_count_max: 2,
-    pinned_pages: 0,
-    swap_out: 0,
-    swap_in: 0,
-    migrated: 0,
-    migrate_failed: 0,
-    plaintext_exposed_bytes: 0,
-    integrity_errors: 0,
+    leak_medium: '',
+    leak_bytes: 0,
+    modelled_ns_per_op: m.total,
+    ...terms,
+    model_over_plain_ns_per_op: 123.5,
+    cost_source: 'sourced defaults',
+    ops,
+    sim_ns_per_op_median: 1234.5,
+    sim_ns_per_op_p99: 2000,
+    sim_rme_pct: 1.25,
+    sim_rounds: 64,
+    ...counters,
     ...over,
-  };
+  } as Row;
 }
 
 export function mkMeta(over: Partial<RunMeta> = {}): RunMeta {
   return {
+    schema_version: SCHEMA_VERSION,
     run_id: 'run-1',
     started_at: '2025-11-25T11:00:00Z',
-    command: 'memcrypt-bench run --hardware mktme --threads 1,2 --seed 42',
+    command: 'node dist/bench/cli.js run --hardware mktme --threads 1,2 --seed 42',
+    reproduce: 'git checkout abc1234 && npm ci && npm run build && node dist/bench/cli.js run --hardware mktme --threads 1,2 --seed 42',
     seed: 42,
     host: 'testhost',
+    kernel_release: '6.18.44',
     cpu_model: 'Test CPU @ 3.0GHz',
+    nproc: 2,
+    mem_bytes: 24 * 2 ** 30,
     node_version: 'v20.20.2',
+    tinybench_version: '6.2.5',
+    crypto_backends: ['openssl'],
     git_sha: 'abc1234',
+    load_avg_start: [0.5, 0.4, 0.3],
+    load_avg_end: [0.7, 0.5, 0.3],
+    cost_source: 'sourced defaults',
+    costs: DEFAULT_COSTS,
+    wall_seconds: 12.5,
     ...over,
   };
 }
 
-/** An untimed cell (unsupported, crashed): samples 0, NaN times. */
-export const untimed = { samples: 0, wall_ns_median: NaN, wall_ns_p99: NaN, wall_rme_pct: NaN, modelled_ns_per_op: NaN } as const;
+/** A cell that was not timed but ran its scenario (samples 0, NaN times). */
+export const untimed = { sim_rounds: 0, sim_ns_per_op_median: NaN, sim_ns_per_op_p99: NaN, sim_rme_pct: NaN } as const;
+
+/** A cell that did not run its scenario (unsupported, crashed): no model, no times. */
+export const notRun = {
+  ...untimed,
+  modelled_ns_per_op: NaN,
+  model_over_plain_ns_per_op: NaN,
+  ...Object.fromEntries(COST_NAMES.map((c) => [termColumn(c), NaN])),
+} as Partial<Row>;

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { REPORT_WIDTH, formatReport, humanBytes, humanCount, humanNs } from '../../bench/report.js';
 import type { Row } from '../../bench/schema.js';
-import { mkMeta, mkRow, untimed } from './fixtures.js';
+import { mkMeta, mkRow, notRun } from './fixtures.js';
 
 type Spec = [outcome: string, errno: string];
 const ENC: Spec = ['encrypted', ''];
@@ -38,9 +38,7 @@ function realisticRows(): Row[] {
         threads,
         outcome,
         errno,
-        ...(timed
-          ? { wall_ns_median: 850 * i * threads, wall_ns_p99: 1200 * i, wall_rme_pct: (i % 7) + 0.4, modelled_ns_per_op: 700 * i }
-          : untimed),
+        ...(timed ? { sim_ns_per_op_median: 850 * i * threads, sim_ns_per_op_p99: 1200 * i, sim_rme_pct: (i % 7) + 0.4 } : notRun),
         faults: 64 * threads,
         pages_encrypted: outcome === 'encrypted' ? 64 * threads : 0,
         clflush_lines: outcome === 'encrypted' ? 4096 * threads : 0,
@@ -98,10 +96,20 @@ describe('formatReport', () => {
     '--interfaces encrypt-mprotect,dev-mktme,madvise-encrypt,memfd-secret --out results/run.csv';
 
   it('fits 72 columns for a realistic run and shows the machine', () => {
-    const r = formatReport(mkMeta({ command }), realisticRows());
+    const r = formatReport(mkMeta({ command, reproduce: command }), realisticRows());
     assertFits(r);
-    for (const s of ['host     testhost', 'cpu      Test CPU @ 3.0GHz', 'node     v20.20.2', 'crypto   openssl', 'git      abc1234', 'seed     42', 'run id   run-1'])
+    for (const s of [
+      'host     testhost, Linux 6.18.44',
+      'cpu      Test CPU @ 3.0GHz, 2 CPUs, 24GiB RAM',
+      'load     0.50 0.40 0.30 at start, 0.70 0.50 0.30 at end',
+      'node     v20.20.2, tinybench 6.2.5, crypto openssl',
+      'costs    sourced defaults',
+      'git      abc1234',
+      'started  2025-11-25T11:00:00Z, seed 42, 12.5 s',
+      'run id   run-1',
+    ])
       assert.ok(r.includes(s), s);
+    assert.match(r, /^[\x0a\x20-\x7e]*$/, 'plain ASCII');
   });
 
   it('matrix: abbreviations, errno, kernel per column, smallest thread count', () => {
@@ -126,7 +134,7 @@ describe('formatReport', () => {
     assert.deepEqual(m.get('dev-mktme')?.[1], 'enc*');
     assert.deepEqual(m.get('madv-enc')?.[4], 'LOSS');
     assert.deepEqual(m.get('enc-mprot')?.[0], 'enc');
-    assert.match(r, /\* = only the other kernel was run/);
+    assert.match(r, /\*\s+=\s+only\s+the\s+other\s+kernel\s+was\s+run/);
   });
 
   it('one matrix per hardware profile, other interfaces and workloads after the known ones', () => {
@@ -148,21 +156,55 @@ describe('formatReport', () => {
     assert.match(r, /interface +k +thr +hw +outcome/);
   });
 
-  it('per-workload tables: human units, - for untimed cells, the counters of the workload', () => {
+  it('model tables first: the modelled cost, over plain, the two largest terms; - for cells that did not run', () => {
     const rows = [
-      mkRow({ workload: 'swap', wall_ns_median: 1234.5, wall_rme_pct: 1.25, modelled_ns_per_op: 980.333, swap_out: 12, swap_in: 7, plaintext_exposed_bytes: 49152 }),
-      mkRow({ workload: 'swap', interface: 'dev-mktme', outcome: 'unsupported', errno: 'ENOMEM', ...untimed }),
+      mkRow({ workload: 'swap', swap: 'plain', interface: 'plain-mmap', outcome: 'plaintext', swap_out: 12, swap_in: 7, clflush_lines: 0, model_over_plain_ns_per_op: 0 }),
+      mkRow({ workload: 'swap', swap: 'plain', outcome: 'leaked', leak_medium: 'swap', leak_bytes: 49152, swap_out: 12, swap_in: 7, model_over_plain_ns_per_op: 1234.5 }),
+      mkRow({ workload: 'swap', swap: 'encrypted', swap_out: 12, swap_in: 7, model_over_plain_ns_per_op: 1234.5 }),
+      mkRow({ workload: 'swap', swap: 'plain', interface: 'dev-mktme', outcome: 'unsupported', errno: 'ENOMEM', ...notRun }),
+    ];
+    const r = formatReport(mkMeta(), rows, { swap: 'page' });
+    const lines = r.split('\n');
+    const head = lines.indexOf('swap, op = page');
+    assert.ok(head >= 0 && head < lines.indexOf('Capabilities on mktme hardware'));
+    assert.deepEqual(lines[head + 1].trim().split(/\s+/), ['interface', 'k', 'thr', 'outcome', 'model/op', '+plain', 'top', 'terms', '%']);
+    // default costs: 19 swap I/Os of 10 us, 64 faults of 2.55 us, 64 zaps, a
+    // syscall each, one IPI and one PCONFIG, over 64 ops; 4096 lines flushed for the design
+    assert.deepEqual(lines[head + 2].trim().split(/\s+/), ['plain-mmap', 'p', '1', 'clear', '5.66', 'us', '0', 'swap-io', '52', 'fault', '45']);
+    assert.deepEqual(lines[head + 3].trim().split(/\s+/), ['enc-mprot', 'p', '1', 'leak/swap', '5.96', 'us', '+1.23', 'us', 'swap-io', '50', 'fault', '43']);
+    assert.deepEqual(lines[head + 4].trim().split(/\s+/), ['enc-mprot+dmc', 'p', '1', 'enc', '5.96', 'us', '+1.23', 'us', 'swap-io', '50', 'fault', '43']);
+    assert.deepEqual(lines[head + 5].trim().split(/\s+/), ['dev-mktme', 'p', '1', 'unsup/ENOMEM', '-', '-']);
+    const m = matrix(r, 'mktme');
+    assert.deepEqual(m.get('header'), ['swap', 'swap-dmc']);
+    assert.deepEqual(m.get('enc-mprot'), ['leak/swap', 'enc']);
+    assert.deepEqual(m.get('plain-mmap'), ['clear', '-']);
+    // the cost table it used, with provenance, and the harness's speed after it
+    assert.match(r, /^fault +2\.55 us +literature +anon first-touch fault$/m);
+    assert.ok(r.indexOf('Cost table') < r.indexOf('Harness speed (not the argument)'));
+    assert.match(r, /^ *swap +enc-mprot +p +1 +1\.23 us +\+-1\.3% +64$/m);
+  });
+
+  it('fallback cost: without the design, with it, and over plain memory, per design', () => {
+    const fb = (iface: string, kernel: 'patched' | 'unpatched', o: Partial<Row>) =>
+      mkRow({ workload: 'enosys-fallback', interface: iface, kernel, ops: 1, ...o });
+    const rows = [
+      fb('plain-mmap', 'unpatched', { outcome: 'plaintext', syscalls: 2, key_programs: 0, clflush_lines: 0, faults: 8, pages_zapped: 8 }),
+      fb('encrypt-mprotect', 'unpatched', { outcome: 'plaintext-fallback', errno: 'ENOSYS', syscalls: 4, enosys: 1, key_programs: 1, clflush_lines: 0, faults: 8, pages_zapped: 8 }),
+      fb('encrypt-mprotect', 'patched', { syscalls: 4, key_programs: 1, clflush_lines: 512, faults: 8, pages_zapped: 8 }),
     ];
     const lines = formatReport(mkMeta(), rows).split('\n');
-    const head = lines.findIndex((l) => l.startsWith('swap (counters: swap_out, swap_in, plaintext_exposed_bytes)'));
-    assert.ok(head >= 0);
-    assert.deepEqual(lines[head + 1].trim().split(/\s+/), ['interface', 'k', 'thr', 'outcome', 'time/op', 'model', 'sw_out', 'sw_in', 'expose']);
-    assert.deepEqual(lines[head + 2].trim().split(/\s+/), ['enc-mprot', 'p', '1', 'enc', '1.23', 'µs', '±1.3%', '980', 'ns', '12', '7', '48K']);
-    assert.deepEqual(lines[head + 3].trim().split(/\s+/), ['dev-mktme', 'p', '1', 'unsup/ENOMEM', '-', '-', '0', '0', '0']);
+    const at = lines.findIndex((l) => l.startsWith('Fallback cost (enosys-fallback, 1 CPU'));
+    assert.ok(at >= 0);
+    const head = lines.findIndex((l, i) => i > at && /^ *interface +without/.test(l));
+    assert.deepEqual(lines[head].trim().split(/\s+/), ['interface', 'without', 'model/op', 'with', '-plain', '-with']);
+    // default costs, each with 8 faults, 8 zaps and one IPI: without = 3 syscalls,
+    // 1 ENOSYS, 1 PCONFIG (23.96 us); plain = 2 syscalls (22.61 us); with = 4
+    // syscalls, 1 PCONFIG, 512 lines flushed (26.42 us)
+    assert.deepEqual(lines[head + 1].trim().split(/\s+/), ['enc-mprot', 'plain/ENOSYS', '24.0', 'us', '26.4', 'us', '+1.35', 'us', '-2.46', 'us']);
   });
 
   it('reproduce: the command, wrapped with continuations a shell reads back', () => {
-    const r = formatReport(mkMeta({ command }), realisticRows());
+    const r = formatReport(mkMeta({ command, reproduce: command }), realisticRows());
     const lines = r.split('\n');
     const from = lines.indexOf('Reproduce:');
     assert.ok(lines.slice(from + 1, -2).every((l) => l.endsWith(' \\')), 'continuations');
@@ -178,6 +220,7 @@ describe('formatReport', () => {
       run_id: 'r'.repeat(100),
       command: `node dist/bench/cli.js run --out ${longPath} --note "a quoted  argument with spaces" ` + '--threads 1,2,4,8,16,32,64 '.repeat(6),
     });
+    meta.reproduce = meta.command;
     const rows: Row[] = [];
     for (const hw of ['mktme', 'sev', 'hardware-profile-with-a-long-name'])
       for (const be of ['openssl', 'noble'])
@@ -194,9 +237,10 @@ describe('formatReport', () => {
                   threads: 1024,
                   outcome: kernel === 'patched' ? 'an-outcome-nobody-expected' : 'unsupported',
                   errno: 'EKEYREVOKED',
-                  wall_ns_median: 9.87e13,
-                  wall_rme_pct: 512.5,
+                  sim_ns_per_op_median: 9.87e13,
+                  sim_rme_pct: 512.5,
                   modelled_ns_per_op: 0.25,
+                  model_over_plain_ns_per_op: -1e12,
                   faults: 1e15,
                   pages_encrypted: 123456789,
                   clflush_lines: 999999,
@@ -206,7 +250,8 @@ describe('formatReport', () => {
               );
     const r = formatReport(meta, rows);
     assertFits(r);
-    assert.match(r, /host {5}build-host-x+…/);
+    assert.match(r, /host {5}build-host-x+~/);
+    assert.match(r, /^[\x0a\x20-\x7e]*$/, 'plain ASCII whatever the names');
     assert.ok(!r.includes('\t'));
     // every matrix shows every workload, even when they need two blocks
     assert.equal((r.match(/Capabilities on /g) ?? []).length, 3);
@@ -216,7 +261,7 @@ describe('formatReport', () => {
   it('the wrapped command gives the shell the same words', { skip: process.platform === 'win32' }, () => {
     const longPath = '/very/long/' + 'directory-name/'.repeat(10) + 'results.csv';
     const cmd = `run --out ${longPath} --note "a quoted  argument, with spaces" --x 'single quoted' ` + '--threads 1,2,4,8 '.repeat(8);
-    const r = formatReport(mkMeta({ command: cmd }), []);
+    const r = formatReport(mkMeta({ command: cmd, reproduce: cmd }), []);
     assertFits(r);
     const wrapped = r.split('\n').slice(r.split('\n').indexOf('Reproduce:') + 1).join('\n');
     const words = (script: string) => execFileSync('sh', ['-c', `set -- ${script}\nprintf '%s\\n' "$@"`], { encoding: 'utf8' });
@@ -224,7 +269,7 @@ describe('formatReport', () => {
   });
 
   it('reports a run with no rows', () => {
-    const r = formatReport(mkMeta({ command: '' }), []);
+    const r = formatReport(mkMeta({ command: '', reproduce: '' }), []);
     assertFits(r);
     assert.match(r, /No cells in this run/);
     assert.match(r, /Reproduce:\n {2}\(command not recorded\)/);
@@ -234,8 +279,8 @@ describe('formatReport', () => {
 describe('human units', () => {
   it('humanNs: 3 significant digits, unit changes after rounding', () => {
     assert.equal(humanNs(850), '850 ns');
-    assert.equal(humanNs(1234.5), '1.23 µs');
-    assert.equal(humanNs(999.7), '1.00 µs');
+    assert.equal(humanNs(1234.5), '1.23 us');
+    assert.equal(humanNs(999.7), '1.00 us');
     assert.equal(humanNs(12_345_678), '12.3 ms');
     assert.equal(humanNs(2.5e9), '2.50 s');
     assert.equal(humanNs(0), '0 ns');

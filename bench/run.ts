@@ -1,0 +1,178 @@
+// `memcrypt-bench run`: plan the matrix, decide the cost table and check the
+// output path before any cell runs, run it, then write the result set
+// (<run id>.csv, .meta.json, .samples.json, .txt) and print the report.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
+import { resolveCosts } from './costs.js';
+import { formatCsv, formatMeta, formatSamples, metaPath, samplesPath } from './csv.js';
+import { InputError, writeFileAtomic } from './io.js';
+import { formatReport } from './report.js';
+import { runMatrix, type CellPlan } from './runner.js';
+import { SCHEMA_VERSION, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
+import { getWorkload } from '../workloads/registry.js';
+import { WORKLOAD_NAMES } from '../workloads/workload.js';
+
+export interface RunArgs {
+  interface: string[];
+  hardware: string[];
+  workload: string[];
+  threads: string[];
+  kernel?: string[];
+  swap: string[];
+  backend: string[];
+  seed: number;
+  time: number;
+  samples: number;
+  warmup: number;
+  costs?: string;
+  out?: string;
+  format: string;
+  export?: string;
+}
+
+export function gitSha(root: string): string {
+  try {
+    const opts = { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] as ('ignore' | 'pipe')[] };
+    const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], opts).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], opts).toString().trim();
+    return dirty ? `${sha}-dirty` : sha;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function tinybenchVersion(root: string): string {
+  try {
+    return String(JSON.parse(readFileSync(join(root, 'node_modules/tinybench/package.json'), 'utf8')).version);
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function plan(a: RunArgs): CellPlan[] {
+  const cells: CellPlan[] = [];
+  for (const backend of a.backend)
+    for (const hardware of a.hardware)
+      for (const wname of a.workload) {
+        const workload = getWorkload(wname);
+        const kernels = (a.kernel ?? workload.kernels) as Kernel[];
+        const swaps = (workload.swap ? a.swap : ['none']) as SwapKind[];
+        for (const design of a.interface)
+          for (const kernel of kernels)
+            for (const swap of swaps)
+              for (const t of a.threads) cells.push({ backend, hardware, design, kernel, swap, workload, threads: Number(t) });
+      }
+  return cells;
+}
+
+function resolvedCommand(a: RunArgs): string {
+  return [
+    'node dist/bench/cli.js run',
+    `--interface ${a.interface.join(',')}`,
+    `--hardware ${a.hardware.join(',')}`,
+    `--workload ${a.workload.join(',')}`,
+    `--threads ${a.threads.join(',')}`,
+    ...(a.kernel ? [`--kernel ${a.kernel.join(',')}`] : []),
+    `--swap ${a.swap.join(',')}`,
+    `--backend ${a.backend.join(',')}`,
+    `--seed ${a.seed}`,
+    `--time ${a.time}`,
+    `--samples ${a.samples}`,
+    `--warmup ${a.warmup}`,
+    ...(a.costs ? [`--costs ${a.costs}`] : []),
+  ].join(' ');
+}
+
+/** Where the CSV goes; refused (one line) before any work when it cannot be written there. */
+export function checkOut(out: string, given: string | undefined): void {
+  const what = given ?? out;
+  if (!out.endsWith('.csv')) throw new InputError(what, 0, '--out: expected a file name ending in .csv');
+  if (existsSync(out) && statSync(out).isDirectory()) throw new InputError(what, 0, '--out: is a directory');
+  const dir = dirname(out);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new InputError(what, 0, `--out: ${dir} is not a directory`);
+}
+
+export interface RunIo {
+  readonly root: string;
+  readonly say: (line: string) => void;
+  readonly progress?: (done: number, total: number, r: Row) => void;
+}
+
+/** The result set of a run, written file by file (each atomically); returns the CSV path. */
+export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; report: string; csv: string; rows: Row[] }> {
+  const cells = plan(a);
+  const started = new Date();
+  const runId = `${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  const out = resolve(a.out ?? join(io.root, 'results', `${runId}.csv`));
+  checkOut(out, a.out);
+  const costs = resolveCosts(a.costs, join(io.root, CALIBRATION_FILE), CALIBRATION_FILE);
+  if (costs.note) io.say(costs.note);
+  const host = hostInfo();
+  const command = resolvedCommand(a);
+  const sha = gitSha(io.root);
+  const meta: RunMeta = {
+    schema_version: SCHEMA_VERSION,
+    run_id: runId,
+    started_at: started.toISOString(),
+    command,
+    // a tree with uncommitted changes cannot be checked out again: the command alone
+    reproduce: sha.endsWith('-dirty') || sha === 'unknown' ? command : `git checkout ${sha} && npm ci && npm run build && ${command}`,
+    seed: a.seed,
+    host: host.hostname,
+    kernel_release: host.kernel_release,
+    cpu_model: host.cpu_model,
+    nproc: host.nproc,
+    mem_bytes: host.mem_bytes,
+    node_version: process.version,
+    tinybench_version: tinybenchVersion(io.root),
+    crypto_backends: a.backend,
+    git_sha: sha,
+    load_avg_start: loadavg().map((x) => Math.round(x * 100) / 100),
+    load_avg_end: [],
+    cost_source: costs.source,
+    costs: costs.costs,
+    wall_seconds: 0,
+  };
+  const t0 = performance.now();
+  const res = await runMatrix(cells, meta, {
+    seed: a.seed,
+    timeMs: a.time,
+    minSamples: a.samples,
+    warmupMs: a.warmup,
+    tmpdir: tmpdir(),
+    costs: costs.costs,
+    costSource: costs.source,
+    ...(io.progress ? { progress: io.progress } : {}),
+  });
+  meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
+  meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
+  const ops = Object.fromEntries(WORKLOAD_NAMES.map((n) => [n, getWorkload(n).op]));
+  const report = formatReport(meta, res.rows, ops);
+  const base = out.replace(/\.csv$/, '');
+  const csv = formatCsv(res.rows);
+  // meta and samples first: a CSV that is there always has its companions
+  writeFileAtomic(metaPath(out), formatMeta(meta));
+  writeFileAtomic(samplesPath(out), formatSamples(meta.run_id, res.samples));
+  writeFileAtomic(out, csv);
+  writeFileAtomic(`${base}.txt`, report);
+  if (a.export === 'github-action-benchmark') writeFileAtomic(`${base}.github-action-benchmark.json`, exportGab(res.rows));
+  return { out, report, csv, rows: res.rows };
+}
+
+/** github-action-benchmark's customSmallerIsBetter format: the harness's speed, one entry per timed cell. */
+export function exportGab(rows: readonly Row[]): string {
+  const entries = rows
+    .filter((r) => r.sim_rounds > 0)
+    .map((r) => ({
+      name: `${r.workload}/${r.interface}/${r.kernel}/${r.swap}/t${r.threads} (${r.hardware}, ${r.crypto_backend})`,
+      unit: 'ns/op',
+      value: Math.round(r.sim_ns_per_op_median * 10) / 10,
+      range: `+-${r.sim_rme_pct.toFixed(1)}%`,
+      extra: `simulator time; outcome ${r.outcome}${r.errno ? '/' + r.errno : ''}; modelled ${r.modelled_ns_per_op.toFixed(1)} ns/op (${r.cost_source}); ${r.sim_rounds} rounds`,
+    }));
+  return JSON.stringify(entries, null, 2) + '\n';
+}
