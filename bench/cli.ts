@@ -32,9 +32,9 @@ function fail(msg: string): never {
   process.exit(2);
 }
 
-const positiveInt = (name: string, max = Number.MAX_SAFE_INTEGER) => (v: unknown) => {
+const positiveInt = (name: string, max = Number.MAX_SAFE_INTEGER, min = 1) => (v: unknown) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0 || n > max) throw new Error(`--${name}: expected an integer in [1, ${max}], got '${String(v)}'`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name}: expected an integer in [${min}, ${max}], got '${String(v)}'`);
   return n;
 };
 
@@ -172,7 +172,7 @@ async function main(argv: string[]): Promise<void> {
       `measure this host's costs with a C probe (cc) and write ${CALIBRATION_FILE}; run uses it`,
       (y) =>
         y
-          .option('reps', { type: 'number', default: 5, describe: 'repetitions of each figure (the median is kept)', coerce: positiveInt('reps', 1000) })
+          .option('reps', { type: 'number', default: 5, describe: 'repetitions of each figure, at least 5 (the median is kept, with the spread)', coerce: positiveInt('reps', 1000, 5) })
           .option('out', { alias: 'o', type: 'string', describe: `where to write the calibration (default ${CALIBRATION_FILE})` }),
       (a) => {
         const out = a.out === undefined ? join(ROOT, CALIBRATION_FILE) : resolve(a.out);

@@ -169,7 +169,8 @@ describe('memcrypt-bench run: repeatable counters', () => {
 describe('calibration', () => {
   it('calibrate writes a table run uses, and names it in every row', { skip: !has('cc') }, () => {
     const cal = join(dir, 'cal.json');
-    const c = cli(['calibrate', '--reps', '1', '--out', cal]);
+    assert.match(cli(['calibrate', '--reps', '4', '--out', cal]).stderr, /^memcrypt-bench: --reps: expected an integer in \[5, 1000\], got '4'\n$/);
+    const c = cli(['calibrate', '--out', cal]);
     assert.equal(c.status, 0, c.stderr);
     assert.match(c.stdout, /^syscall +\S+ (ns|us) +measured/m);
     const table = JSON.parse(readFileSync(cal, 'utf8')) as { costs: RunMeta['costs'] };
