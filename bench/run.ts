@@ -8,7 +8,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
 import { resolveCosts } from './costs.js';
-import { formatCsv, formatMeta, formatSamples, metaPath, samplesPath } from './csv.js';
+import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, samplesPath } from './csv.js';
 import { InputError, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runMatrix, type CellPlan } from './runner.js';
@@ -151,16 +151,19 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; re
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
   const ops = Object.fromEntries(WORKLOAD_NAMES.map((n) => [n, getWorkload(n).op]));
-  const report = formatReport(meta, res.rows, ops);
-  const base = out.replace(/\.csv$/, '');
+  // One rounding rule: the report is made from the rows as the CSV holds
+  // them, so `report FILE.csv` prints the same report, digit for digit.
   const csv = formatCsv(res.rows);
+  const rows = parseCsv(csv, out);
+  const report = formatReport(meta, rows, ops);
+  const base = out.replace(/\.csv$/, '');
   // meta and samples first: a CSV that is there always has its companions
   writeFileAtomic(metaPath(out), formatMeta(meta));
   writeFileAtomic(samplesPath(out), formatSamples(meta.run_id, res.samples));
   writeFileAtomic(out, csv);
   writeFileAtomic(`${base}.txt`, report);
-  if (a.export === 'github-action-benchmark') writeFileAtomic(`${base}.github-action-benchmark.json`, exportGab(res.rows));
-  return { out, report, csv, rows: res.rows };
+  if (a.export === 'github-action-benchmark') writeFileAtomic(`${base}.github-action-benchmark.json`, exportGab(rows));
+  return { out, report, csv, rows };
 }
 
 /** github-action-benchmark's customSmallerIsBetter format: the harness's speed, one entry per timed cell. */
