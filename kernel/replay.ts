@@ -33,6 +33,9 @@ function num(o: Json, key: string, line: number): number {
   throw new TraceError(line, `'${key}' must be an integer or a "0x..." hex string, got ${JSON.stringify(v)}`);
 }
 
+/** An optional integer field (mmap's fd and offset). */
+const opt = (o: Json, key: string, dflt: number, line: number): number => (o[key] === undefined ? dflt : num(o, key, line));
+
 function prot(o: Json, line: number): number {
   const v = o.prot;
   if (typeof v === 'number' && Number.isInteger(v)) return v;
@@ -83,7 +86,7 @@ export function replayTrace(lines: readonly string[]): string[] {
       if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TraceError(line, 'expected a JSON object');
       switch (o.op) {
         case 'mmap':
-          out.push(result(k.syscall(task, NR.mmap, num(o, 'addr', line), num(o, 'len', line), prot(o, line), flags(o, line), -1, 0), true));
+          out.push(result(k.syscall(task, NR.mmap, num(o, 'addr', line), num(o, 'len', line), prot(o, line), flags(o, line), opt(o, 'fd', -1, line), opt(o, 'offset', 0, line)), true));
           break;
         case 'munmap':
           out.push(result(k.syscall(task, NR.munmap, num(o, 'addr', line), num(o, 'len', line)), false));

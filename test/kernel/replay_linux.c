@@ -3,6 +3,7 @@
  *
  * Reads a trace on stdin, one flat JSON object per line:
  *   {"op":"mmap","addr":"0x200000000","len":"0x3000","prot":"rw-","flags":["MAP_PRIVATE",...]}
+ *     (optional "fd" and "offset" integers, default -1 and 0: the file-backed and bad-fd paths)
  *   {"op":"munmap","addr":...,"len":...}
  *   {"op":"mprotect","addr":...,"len":...,"prot":"r--"}
  *   {"op":"madvise","addr":...,"len":...,"advice":"MADV_DONTNEED"}
@@ -311,8 +312,13 @@ static uint64_t parse_advice(void)
 
 enum op { OP_MMAP, OP_MUNMAP, OP_MPROTECT, OP_MADVISE, OP_MAPS };
 
-enum field { F_ADDR, F_LEN, F_PROT, F_FLAGS, F_ADVICE, F_NR };
-static const char *const field_names[F_NR] = { "addr", "len", "prot", "flags", "advice" };
+enum field { F_ADDR, F_LEN, F_PROT, F_FLAGS, F_ADVICE, F_FD, F_OFFSET, F_NR };
+static const char *const field_names[F_NR] = { "addr", "len", "prot", "flags", "advice", "fd", "offset" };
+
+/* Fields an op may have without requiring them: mmap's fd (default -1) and offset (0). */
+static const unsigned op_optional[] = {
+	[OP_MMAP] = 1u << F_FD | 1u << F_OFFSET,
+};
 
 /* Which fields each op requires (and allows): bit per enum field. */
 static const unsigned op_fields[] = {
@@ -377,6 +383,7 @@ static void parse_line(const char *line, struct call *c)
 			case F_PROT: c->v[i] = parse_prot(); break;
 			case F_FLAGS: c->v[i] = parse_flags(); break;
 			case F_ADVICE: c->v[i] = parse_advice(); break;
+			case F_FD: case F_OFFSET: c->v[i] = parse_int(); break;
 			case F_NR: break;
 			}
 		}
@@ -399,7 +406,7 @@ static void parse_line(const char *line, struct call *c)
 	for (i = 0; i < F_NR; i++) {
 		if ((op_fields[c->op] & 1u << i) && !(c->have & 1u << i))
 			die("\"%s\" needs \"%s\"", opname, field_names[i]);
-		if (!(op_fields[c->op] & 1u << i) && (c->have & 1u << i))
+		if (!((op_fields[c->op] | op_optional[c->op]) & 1u << i) && (c->have & 1u << i))
 			die("\"%s\" does not take \"%s\"", opname, field_names[i]);
 	}
 }
@@ -575,7 +582,9 @@ int main(void)
 				guard_range(c.v[F_ADDR], c.v[F_LEN]);
 			errno = 0;
 			ret = syscall(SYS_mmap, (unsigned long)c.v[F_ADDR], (unsigned long)c.v[F_LEN],
-				      (unsigned long)c.v[F_PROT], (unsigned long)c.v[F_FLAGS], -1L, 0L);
+				      (unsigned long)c.v[F_PROT], (unsigned long)c.v[F_FLAGS],
+				      c.have & 1u << F_FD ? (long)c.v[F_FD] : -1L,
+				      (unsigned long)c.v[F_OFFSET]);
 			err = errno;
 			print_result(ret, err, 1);
 			break;

@@ -212,6 +212,22 @@ class Gen {
     return JSON.stringify({ op: 'mmap', addr, len, prot, flags });
   }
 
+  /**
+   * An mmap that names a file descriptor: a closed or negative fd without
+   * MAP_ANONYMOUS (EBADF), combined with what would be an error of its own
+   * (len 0, an unaligned offset, no MAP_SHARED/PRIVATE) so the errno order is
+   * checked, not just each errno. None of them maps anything.
+   */
+  private badFdMmap(): string {
+    const { addr, len } = this.addrLen(this.anyRange());
+    const flags: Flag[] = [this.chance(0.5) ? 'MAP_SHARED' : 'MAP_PRIVATE', this.chance(0.5) ? 'MAP_FIXED_NOREPLACE' : 'MAP_FIXED'];
+    const r = this.rnd();
+    const o: Record<string, unknown> = { op: 'mmap', addr, len: r < 0.3 ? 0 : len, prot: this.pick(PROTS), flags: r > 0.85 ? flags.slice(1) : flags };
+    o.fd = this.chance(0.5) ? 1000 + Math.floor(this.rnd() * 1000) : -1 - Math.floor(this.rnd() * 3);
+    if (this.chance(0.4)) o.offset = this.chance(0.5) ? 4096 * Math.floor(this.rnd() * 4) + 1 + Math.floor(this.rnd() * 4095) : 4096 * Math.floor(this.rnd() * 4);
+    return JSON.stringify(o);
+  }
+
   private munmap(): string {
     const range = this.chance(0.1) ? this.anyRange() : this.targetRange();
     const { addr, len, ok } = this.addrLen(range);
@@ -254,7 +270,8 @@ class Gen {
 
   call(): string {
     const r = this.rnd();
-    if (r < 0.34) return this.mmap();
+    if (r < 0.3) return this.mmap();
+    if (r < 0.34) return this.badFdMmap();
     if (r < 0.5) return this.munmap();
     if (r < 0.78) return this.mprotect();
     return this.madvise();
