@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PROFILE_NAMES } from '../../hardware/profiles.js';
 import { Machine } from '../../hardware/machine.js';
-import { SCENARIOS, runCell, scanLeaks, withLeaks, writePattern, type CellResult, type CellSpec, type Scenario } from '../../interfaces/conformance.js';
+import { SCENARIOS, observeFrames, runCell, scanLeaks, verifyPattern, withLeaks, writePattern, type CellResult, type CellSpec, type Scenario } from '../../interfaces/conformance.js';
 import { ALL_FEATURES, Kernel } from '../../kernel/kernel.js';
+import { allDesigns } from '../../interfaces/registry.js';
+import { ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE } from '../../kernel/uapi.js';
 import { DESIGN_NAMES, type DesignName } from '../../interfaces/contract.js';
@@ -182,6 +184,48 @@ describe('leak scans', () => {
     assert.equal(withLeaks('plaintext', leak), 'plaintext');
     assert.equal(withLeaks('unsupported', leak), 'unsupported');
     assert.equal(withLeaks('encrypted', { media: [], bytes: 0 }), 'encrypted');
+    k.shutdown();
+  });
+});
+
+describe('what the frames hold', () => {
+  function boot() {
+    const m = Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [64, 64], daxFrames: 0 }, nrCpus: 1 });
+    const k = new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 64 });
+    for (const d of allDesigns()) d.install(k);
+    const t = k.spawn();
+    return { m, k, t, cpu: k.localCpu(t), sys: (nr: number, ...a: (number | string)[]) => k.syscall(t, nr, ...a) };
+  }
+
+  it('a half-encrypted region is not encrypted; the whole of it is', () => {
+    const { k, t, cpu, sys } = boot();
+    const addr = sys(NR.mmap, 0, 4 * 4096, 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const serial = sys(NR.add_key, 'mktme', 'a', 'type=cpu algorithm=aes-xts-128');
+    assert.equal(sys(NR.encrypt_mprotect, addr, 2 * 4096, 3, serial), 0);
+    assert.equal(sys(NR.mprotect, addr + 2 * 4096, 2 * 4096, 3), 0);
+    const buf = new Uint8Array(4096);
+    assert.equal(writePattern(cpu, addr, 4, 5, buf), 0);
+    assert.equal(observeFrames(k, t, addr, 4, 5), 'plaintext');
+    assert.equal(observeFrames(k, t, addr, 2, 5), 'encrypted');
+    assert.equal(sys(NR.encrypt_mprotect, addr + 2 * 4096, 2 * 4096, 3, serial), 0);
+    assert.equal(writePattern(cpu, addr, 4, 5, buf), 0);
+    assert.equal(observeFrames(k, t, addr, 4, 5), 'encrypted');
+    k.shutdown();
+  });
+
+  it('the verifier counts every bad page, the first and the last included', () => {
+    const { m, k, t, cpu, sys } = boot();
+    const addr = sys(NR.mmap, 0, 6 * 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const buf = new Uint8Array(4096);
+    const got = new Uint8Array(4096);
+    assert.equal(writePattern(cpu, addr, 6, 8, buf), 0);
+    assert.equal(verifyPattern(cpu, addr, 6, 8, buf, got), 0);
+    const frame = (i: number) => ptePfn(k.pool.get(t.mm.pgd, addr + i * 4096)) * 4096;
+    m.memory.buf.u8[frame(5) + 4095] ^= 0x80;
+    assert.equal(verifyPattern(cpu, addr, 6, 8, buf, got), 1);
+    m.memory.buf.u8[frame(0)] ^= 0x80;
+    assert.equal(verifyPattern(cpu, addr, 6, 8, buf, got), 2);
+    assert.equal(verifyPattern(cpu, addr, 6, 9, buf, got), 6); // another seed: every page differs
     k.shutdown();
   });
 });

@@ -1,0 +1,86 @@
+// The statistics against reference values computed once with a trusted
+// implementation: SciPy 1.17.1, scipy.stats.mannwhitneyu(a, b,
+// alternative='two-sided', use_continuity=True, method='exact' for small
+// untied samples, 'asymptotic' otherwise), and Holm's step-down adjustment
+// (Holm 1979; p_(k) * (m - k + 1), made monotone, capped at 1) worked out by
+// hand below. Then compare's verdicts rest on the adjusted p, not the raw one.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { compareRuns, type LoadedRun } from '../../bench/compare.js';
+import { cellKey } from '../../bench/schema.js';
+import { holm, mannWhitney } from '../../bench/stats.js';
+import { mkMeta, mkRow } from './fixtures.js';
+
+const range = <T,>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
+// normalCdf is Abramowitz-Stegun 7.1.26, |error| < 1.5e-7
+const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) < 2e-7, `${what}: ${got} vs SciPy ${want}`);
+
+describe('Mann-Whitney U against SciPy', () => {
+  it('small samples with ties: the normal approximation with the tie correction', () => {
+    const r = mannWhitney([1, 2, 2, 3, 3, 3, 4], [3, 4, 4, 5, 5, 6, 7]);
+    assert.equal(r.u, 3.5);
+    close(r.p, 0.007659988586736321, 'tied, n = 7 + 7');
+  });
+
+  it('large untied samples (n1 n2 = 3600 > 2500): the normal approximation', () => {
+    const r = mannWhitney(range(60, (i) => i), range(60, (i) => i + 7.5));
+    assert.equal(r.u, 1378);
+    close(r.p, 0.02694585619564296, 'untied, n = 60 + 60');
+  });
+
+  it('large samples with ties: the tie correction matters', () => {
+    const r = mannWhitney(range(60, (i) => Math.floor(i / 3)), range(60, (i) => Math.floor(i / 3) + 2));
+    assert.equal(r.u, 1458);
+    close(r.p, 0.07274553185170458, 'tied, n = 60 + 60');
+  });
+
+  it('small untied samples: the exact distribution', () => {
+    const a = mannWhitney([1.5, 3.2, 4.1, 6.0, 7.7], [2.0, 5.5, 8.1, 9.3, 10.4, 12.0]);
+    assert.equal(a.u, 6);
+    close(a.p, 0.12554112554112554, 'exact, n = 5 + 6');
+    const b = mannWhitney(range(9, (i) => 10 + i), range(8, (i) => 14.5 + i));
+    assert.equal(b.u, 10);
+    close(b.p, 0.011106540518305223, 'exact, n = 9 + 8');
+  });
+});
+
+describe('Holm', () => {
+  it('ten cells: p_(k) x (m - k + 1), monotone, capped at 1, in the given order', () => {
+    // sorted: .001x10=.01 .0049x9=.0441 .011x8=.088 .012x7=.084->.088 .02x6=.12
+    //         .03x5=.15 .04x4=.16 .3x3=.9 .6x2=1.2->1 .9x1=.9->1
+    const got = holm([0.001, 0.011, 0.02, 0.04, 0.3, 0.0049, 0.6, 0.012, 0.03, 0.9]);
+    const want = [0.01, 0.088, 0.12, 0.16, 0.9, 0.0441, 1, 0.088, 0.15, 1];
+    got.forEach((p, i) => assert.ok(Math.abs(p - want[i]) < 1e-12, `cell ${i}: ${p} vs ${want[i]}`));
+  });
+});
+
+describe('compare decides on the Holm-adjusted p', () => {
+  function run(file: string, slow: boolean): LoadedRun {
+    const rows = range(10, (i) => mkRow({ workload: `w${i}`, sim_rounds: 5 }));
+    const samples = new Map(
+      rows.map((r, i) => [cellKey(r), i === 0 && slow ? [6, 7, 8, 9, 10] : [1, 2, 3, 4, 5]] as [string, number[]]),
+    );
+    return { file, meta: mkMeta(), rows, samples };
+  }
+
+  it('one cell 2x slower with p = 2/252 raw, 10 cells: 0.079 adjusted, so not significant', () => {
+    const r = compareRuns(run('base.csv', false), run('new.csv', true), { thresholdPct: 5, alpha: 0.05 });
+    const c = r.cells.find((x) => x.label.startsWith('w0 '))!;
+    assert.ok(Math.abs(c.p - 2 / 252) < 1e-12);
+    assert.ok(Math.abs(c.pHolm - 20 / 252) < 1e-12);
+    assert.equal(c.significant, false);
+    assert.equal(c.regression, false);
+    assert.equal(r.regressions, 0);
+  });
+
+  it('the same change alone is significant, and a regression past the threshold', () => {
+    const one = (file: string, slow: boolean): LoadedRun => {
+      const r = run(file, slow);
+      return { ...r, rows: r.rows.slice(0, 1) };
+    };
+    const r = compareRuns(one('base.csv', false), one('new.csv', true), { thresholdPct: 5, alpha: 0.05 });
+    assert.equal(r.cells[0].significant, true);
+    assert.equal(r.cells[0].regression, true);
+    assert.equal(compareRuns(one('b', false), one('n', true), { thresholdPct: 200, alpha: 0.05 }).regressions, 0);
+  });
+});
