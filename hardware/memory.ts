@@ -81,11 +81,6 @@ export class PhysicalMemory {
     return pfn as Pfn;
   }
 
-  /** Byte offset of frame pfn in buf. */
-  offset(pfn: Pfn): number {
-    return pfn * PAGE_SIZE;
-  }
-
   nodeOf(pfn: Pfn): number {
     for (const n of this.nodes) if (pfn >= n.startPfn && pfn < n.startPfn + n.nrFrames) return n.id;
     return -1; // DAX

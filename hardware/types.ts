@@ -20,12 +20,6 @@ export const CACHE_LINE = 64;
 export const LINES_PER_PAGE = PAGE_SIZE / CACHE_LINE;
 
 export const asPfn = (n: number): Pfn => n as Pfn;
-export const asPhys = (n: number): PhysAddr => n as PhysAddr;
-export const asVirt = (n: number): VirtAddr => n as VirtAddr;
-export const asKeyId = (n: number): KeyId => n as KeyId;
-
-export const pfnToPhys = (pfn: Pfn): PhysAddr => (pfn * PAGE_SIZE) as PhysAddr;
-export const physToPfn = (pa: PhysAddr): Pfn => Math.floor(pa / PAGE_SIZE) as Pfn;
 
 /** Throw a RangeError naming the argument unless n is a non-negative safe integer. */
 export function checkUint(name: string, n: unknown, max = Number.MAX_SAFE_INTEGER): number {
