@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { PROFILE_NAMES, getProfile } from '../hardware/profiles.js';
-import { BACKEND_NAMES, checkBackendName } from '../hardware/xts.js';
+import { availableBackends, backendNote, defaultBackend, getBackend } from '../hardware/xts.js';
 import { DESIGN_NAMES } from '../interfaces/contract.js';
 import { getDesign } from '../interfaces/registry.js';
 import { TraceError, replayTrace } from '../kernel/replay.js';
@@ -15,7 +15,7 @@ import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
 import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
 import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
-import { formatCore, runCoreBench } from './core.js';
+import { formatCore, opensslSpeed, runCoreBench } from './core.js';
 import { calibrateInto } from './costs.js';
 import { metaPath, parseCsv, parseMeta } from './csv.js';
 import { InputError, readInput } from './io.js';
@@ -109,7 +109,9 @@ function listAll(): void {
     const w = getWorkload(n);
     lines.push(`  ${n.padEnd(18)} ${w.description} (op = ${w.op}; kernels: ${w.kernels.join(', ')})`);
   }
-  lines.push('crypto backends:', ...BACKEND_NAMES.map((b) => `  ${b}`));
+  lines.push('crypto backends:', ...availableBackends().map((b) => `  ${b}${b === defaultBackend() ? ' (default)' : ''}`));
+  const note = backendNote();
+  if (note) lines.push(`  (${note})`);
   process.stdout.write(lines.join('\n') + '\n');
 }
 
@@ -128,7 +130,7 @@ async function main(argv: string[]): Promise<void> {
           .option('threads', { alias: 't', type: 'string', array: true, default: ['1', '2'], describe: 'worker CPUs per cell', coerce: csvList('threads', positiveInt('threads', 16)) })
           .option('kernel', { type: 'string', array: true, describe: "kernels (patched,unpatched); default: each workload's own", coerce: csvList('kernel', (s: string) => { if (s !== 'patched' && s !== 'unpatched') throw new Error(`expected patched or unpatched, got '${s}'`); }) })
           .option('swap', { type: 'string', array: true, default: ['plain', 'encrypted'], describe: 'swap devices for workloads that swap: plain, encrypted (dm-crypt)', coerce: csvList('swap', (s: string) => { if (s !== 'plain' && s !== 'encrypted') throw new Error(`expected plain or encrypted, got '${s}'`); }) })
-          .option('backend', { type: 'string', array: true, default: ['openssl'], describe: 'crypto backends', coerce: csvList('backend', (s) => checkBackendName(s)) })
+          .option('backend', { type: 'string', array: true, default: [defaultBackend()], describe: 'crypto backends: native (OpenSSL EVP in place, built by npm ci), openssl (node:crypto), noble (pure JS)', coerce: csvList('backend', (s) => getBackend(s)) })
           .option('costs', { type: 'string', describe: `cost table: a calibration file, or 'defaults' (the sourced defaults); default ${CALIBRATION_FILE}, made by calibrating this host first if missing` })
           .option('seed', { type: 'number', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
           .option('time', { type: 'number', default: 300, describe: 'minimum timing per cell, ms', coerce: positiveInt('time', 600_000) })
@@ -188,14 +190,14 @@ async function main(argv: string[]): Promise<void> {
     )
     .command(
       'core',
-      'AES-XTS throughput of each crypto backend vs the node:crypto ceiling',
+      'AES-XTS throughput of each crypto backend vs the node:crypto ceiling and openssl speed, measured in the same run',
       (y) =>
         y
           .option('time', { type: 'number', default: 1000, describe: 'minimum time per task, ms', coerce: positiveInt('time') })
           .option('frames', { type: 'number', default: 1024, describe: 'frames cycled through', coerce: positiveInt('frames', 65536) }),
       async (a) => {
         const res = await runCoreBench({ timeMs: a.time, frames: a.frames });
-        process.stdout.write(formatCore(res) + '\n');
+        process.stdout.write(formatCore(res, opensslSpeed()) + '\n');
       },
     )
     .command(

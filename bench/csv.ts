@@ -187,7 +187,7 @@ function _json(text: string, file: string, what: string): Record<string, unknown
   return doc;
 }
 
-const META_STRINGS = ['started_at', 'command', 'reproduce', 'host', 'kernel_release', 'cpu_model', 'node_version', 'tinybench_version', 'git_sha', 'cost_source'] as const;
+const META_STRINGS = ['started_at', 'command', 'reproduce', 'host', 'kernel_release', 'cpu_model', 'node_version', 'tinybench_version', 'git_sha', 'cost_source', 'crypto_note'] as const;
 const META_NUMBERS = ['seed', 'nproc', 'mem_bytes', 'wall_seconds'] as const;
 
 /** Read a meta file written by formatMeta. */

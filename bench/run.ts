@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { backendNote } from '../hardware/xts.js';
 import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
 import { resolveCosts } from './costs.js';
 import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, samplesPath } from './csv.js';
@@ -111,6 +112,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; re
   checkOut(out, a.out);
   const costs = resolveCosts(a.costs, join(io.root, CALIBRATION_FILE), CALIBRATION_FILE);
   if (costs.note) io.say(costs.note);
+  if (a.backend.includes('openssl') && backendNote()) io.say(backendNote()!);
   const host = hostInfo();
   const command = resolvedCommand(a);
   const sha = gitSha(io.root);
@@ -130,6 +132,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; re
     node_version: process.version,
     tinybench_version: tinybenchVersion(io.root),
     crypto_backends: a.backend,
+    crypto_note: a.backend.includes('openssl') ? (backendNote() ?? '') : '',
     git_sha: sha,
     load_avg_start: loadavg().map((x) => Math.round(x * 100) / 100),
     load_avg_end: [],

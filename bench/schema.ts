@@ -149,6 +149,8 @@ export interface RunMeta {
   node_version: string;
   tinybench_version: string;
   crypto_backends: string[];
+  /** '' or one line: why the native backend was not used (not built, did not load) */
+  crypto_note: string;
   git_sha: string;
   /** 1, 5, 15 minute load averages when the run started and when it ended */
   load_avg_start: number[];

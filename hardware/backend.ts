@@ -46,7 +46,8 @@ export interface XtsBackend {
   decrypt(key: XtsKey, src: DataBuf, srcOff: number, dst: DataBuf, dstOff: number, len: number, unit: number): void;
 }
 
-export const BACKEND_NAMES = ['openssl', 'noble'] as const;
+/** native: the N-API addon (OpenSSL EVP in place); openssl: node:crypto; noble: pure JS, the reference. */
+export const BACKEND_NAMES = ['native', 'openssl', 'noble'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export function checkBackendName(name: string): BackendName {

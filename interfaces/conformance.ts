@@ -73,13 +73,18 @@ const RW = PROT_READ | PROT_WRITE;
 
 /** The seeded bytes of page i (xorshift32), into buf. */
 export function patternPage(seed: number, i: number, buf: Uint8Array): void {
+  patternInto(seed, i, new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2), 0);
+}
+
+/** The same bytes into words[at, at + 1024): no allocation (hot paths keep one view). */
+export function patternInto(seed: number, i: number, words: Uint32Array, at: number): void {
   let x = (seed * 0x9e3779b1 + i * 0x85ebca6b + 1) >>> 0 || 1;
-  const w = new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2);
-  for (let j = 0; j < w.length; j++) {
+  const end = at + (PAGE_SIZE >>> 2);
+  for (let j = at; j < end; j++) {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    w[j] = x >>> 0;
+    words[j] = x >>> 0;
   }
 }
 

@@ -23,6 +23,9 @@ export type FaultFn = (va: number, write: boolean) => number;
 
 const TLB_ENTRIES = 64;
 
+/** Polls of a migration entry before this CPU sleeps on it. */
+const MIGRATION_SPIN = 1000;
+
 export class UserCpu {
   readonly cpu: number;
   readonly mmId: number;
@@ -92,10 +95,14 @@ export class UserCpu {
         return want;
       }
       if (pte & PTE_MIGRATION) {
-        // Wait for the kernel to finish moving the page, acking IPIs meanwhile.
-        while (Atomics.load(w, i) === pte) {
+        // Wait for the kernel to finish moving the page, acking IPIs
+        // meanwhile: spin (a page moves in microseconds), then sleep on our
+        // own IPI word, so that a shootdown wakes us at once; the PTE is
+        // looked at again at least every 50 us.
+        const sw = this.smp.words;
+        for (let spin = 0; Atomics.load(w, i) === pte; spin++) {
           this.pollIpi();
-          Atomics.wait(w, i, pte, 1);
+          if (spin >= MIGRATION_SPIN) Atomics.wait(sw, this.ipiWord, Atomics.load(sw, this.ackWord), 0.05);
         }
         continue;
       }

@@ -1,10 +1,11 @@
 // Page migration between NUMA nodes (mm/migrate.c, move_pages(2)).
 //
-// For each page: replace the PTE with a migration entry (CPUs that meet it
-// wait), shoot down the TLBs, copy the page through its KeyID alias (decrypt
-// at the old physical address, encrypt at the new one: the tweak is the
-// address, so a raw copy would be garbage), install the new PTE, wake the
-// waiters, free the old frame. MKTME pages stay movable this way (the MKTME
+// Per call: replace the PTE of every page that can move with a migration
+// entry (CPUs that meet it wait), shoot down the TLBs once for the batch, then
+// per page copy it through its KeyID alias (decrypt at the old physical
+// address, encrypt at the new one: the tweak is the address, so a raw copy
+// would be garbage), install the new PTE, wake the waiters, free the old
+// frame. tlb_shootdowns counts IPIs per move_pages call, not per page. MKTME pages stay movable this way (the MKTME
 // RFC allocates the destination with the source's KeyID). Pages the kernel
 // cannot read or that are pinned answer -EBUSY.
 import { asPfn } from '../hardware/types.js';
@@ -32,6 +33,10 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
   for (const n of nodes) if (!Number.isInteger(n) || n < 0 || n >= k.alloc.nrNodes) return -E.ENODEV;
   const mm = task.mm;
   const w = k.pool.words;
+  // 1. every page that can move: a destination frame and a migration entry
+  //    (CPUs that meet it wait)
+  const moving = _moving;
+  moving.length = 0;
   for (let j = 0; j < pages.length; j++) {
     const va = Math.floor(pages[j] / 4096) * 4096;
     const vma = mm.vmas.find(va);
@@ -42,13 +47,12 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
       continue;
     }
     const pfn = ptePfn(pte);
-    const keyid = pteKeyid(pte);
     const from = k.machine.memory.nodeOf(asPfn(pfn));
     if (from === nodes[j]) {
       status[j] = from;
       continue;
     }
-    const r = movable(k, pfn, keyid);
+    const r = movable(k, pfn, pteKeyid(pte));
     if (r < 0) {
       status[j] = r;
       k.count('migrate_failed');
@@ -60,19 +64,28 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
       k.count('migrate_failed');
       continue;
     }
-    // 1. migration entry, then no CPU may still use the old translation
     Atomics.store(w, i, (pte & ~PTE_PRESENT) | PTE_MIGRATION);
-    flushTlbMm(k, mm);
-    // 2. copy through the KeyID alias; the page's key reference moves with it
+    moving.push(j, i, pte, dst);
+  }
+  if (moving.length === 0) return 0;
+  // 2. one shootdown for the whole call, as Linux batches the flushes of a
+  //    migrate_pages() batch (try_to_migrate -> flush_tlb_batched_pending):
+  //    after it, no CPU may still use an old translation
+  flushTlbMm(k, mm);
+  for (let m = 0; m < moving.length; m += 4) {
+    const j = moving[m], i = moving[m + 1], pte = moving[m + 2], dst = moving[m + 3];
+    const pfn = ptePfn(pte);
+    const keyid = pteKeyid(pte);
+    // 3. copy through the KeyID alias; the page's key reference moves with it
     k.engine.copy(asPfn(pfn), keyid, asPfn(dst), keyid);
     k.alloc.flags[dst] = k.alloc.flags[pfn];
     k.alloc.keyid[dst] = keyid;
     k.alloc.ownerMm[dst] = k.alloc.ownerMm[pfn];
     k.alloc.ownerVa[dst] = k.alloc.ownerVa[pfn];
-    // 3. the new PTE; wake CPUs waiting on the migration entry
+    // 4. the new PTE; CPUs waiting on the migration entry see it
     Atomics.store(w, i, mkPte(dst, keyid, (pte & 0x7f & ~PTE_MIGRATION & ~PTE_ACCESSED) | PTE_PRESENT));
     Atomics.notify(w, i);
-    // 4. the old frame: flush its keyed lines, back to the allocator
+    // 5. the old frame: flush its keyed lines, back to the allocator
     if (keyid !== 0) k.engine.flush(asPfn(pfn));
     k.alloc.keyid[pfn] = 0;
     // the page's state (LRU, pinning) moved to dst: free the old frame as a bare one
@@ -83,3 +96,6 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
   }
   return 0;
 }
+
+/** movePages' batch, [status index, PTE index, old PTE, destination frame] per page: no allocation per call. */
+const _moving: number[] = [];

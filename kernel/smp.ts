@@ -4,13 +4,17 @@
 // The kernel runs on the boot CPU (cpu 0, the main thread). Other CPUs are
 // worker threads running user code. Protocols (all words accessed atomically):
 //
-// IPI: the kernel bumps IPI[c] to a new generation and waits until ACK[c]
-// reaches it. A CPU checks IPI at every access boundary, and in every loop in
-// which it waits (for a trap reply or a migration entry); when IPI != ACK it
-// empties its TLB and then stores ACK = IPI (seq-cst: the flush happens before
-// the kernel sees the ack, so the kernel may then reuse the frame or change its
-// KeyID). A CPU that is OFFLINE is not waited for. An access is never split by
-// an ack: translate + engine access run between two IPI checks.
+// IPI: as native_flush_tlb_multi does, the kernel first bumps IPI[c] of every
+// target to a new generation (and wakes a target that sleeps on its IPI word),
+// then waits until each ACK[c] reaches it, spinning before it sleeps. A CPU
+// checks IPI at every access boundary, and in every loop in which it waits
+// (for a trap reply or a migration entry); when IPI != ACK it empties its TLB
+// and then stores ACK = IPI (seq-cst: the flush happens before the kernel sees
+// the ack, so the kernel may then reuse the frame or change its KeyID). A CPU
+// that is OFFLINE is not waited for, and neither is one inside a trap
+// (REQ != RESP): it is blocked until the kernel answers and polls IPIs before
+// its next access (cpu.ts), like a CPU in lazy TLB mode. An access is never
+// split by an ack: translate + engine access run between two IPI checks.
 //
 // Trap: the CPU writes NR and ARGS, then bumps REQ and notifies; the kernel
 // (which waits on REQ with Atomics.waitAsync) runs the call, writes RET, sets
@@ -42,10 +46,15 @@ export interface SmpDescriptor {
   readonly nrCpus: number;
 }
 
+/** Polls of an ack before the kernel sleeps on it: an ack takes a CPU one access boundary. */
+const ACK_SPIN = 2000;
+
 export class Smp {
   readonly nrCpus: number;
   readonly words: Int32Array;
   readonly args: Float64Array;
+  /** shootdown's per-CPU generations, made once */
+  private readonly gens: Int32Array;
   private readonly sab: SharedArrayBuffer;
   private readonly argSab: SharedArrayBuffer;
 
@@ -55,6 +64,7 @@ export class Smp {
     this.argSab = d.argSab;
     this.words = new Int32Array(d.sab);
     this.args = new Float64Array(d.argSab);
+    this.gens = new Int32Array(d.nrCpus);
   }
 
   static create(nrCpus: number): Smp {
@@ -109,21 +119,30 @@ export class Smp {
   }
 
   /**
-   * Kernel side of a TLB shootdown for mm mmId: IPI every CPU that runs it and
-   * wait for each ack. Returns how many IPIs were sent (counted whether or not
-   * the CPU was online, as mm_cpumask is, so counts do not depend on timing).
+   * Kernel side of a TLB shootdown for mm mmId: IPI every CPU that runs it,
+   * then wait for the acks of those that may still use a translation. Returns
+   * how many IPIs were sent (counted whether or not the CPU was online or in a
+   * trap, as mm_cpumask is, so counts do not depend on timing).
    */
   shootdown(self: number, mmId: number): number {
     const w = this.words;
+    const gens = this.gens;
     let sent = 0;
     for (let c = 0; c < this.nrCpus; c++) {
+      gens[c] = 0;
       if (c === self || Atomics.load(w, this.w(c, W_MM)) !== mmId) continue;
       sent++;
-      const gen = Atomics.add(w, this.w(c, W_IPI), 1) + 1;
-      for (;;) {
+      gens[c] = Atomics.add(w, this.w(c, W_IPI), 1) + 1;
+      Atomics.notify(w, this.w(c, W_IPI)); // a CPU sleeping in a wait loop acks at once
+    }
+    for (let c = 0; c < this.nrCpus; c++) {
+      const gen = gens[c];
+      if (gen === 0) continue;
+      for (let spin = 0; ; spin++) {
         const ack = Atomics.load(w, this.w(c, W_ACK));
         if (ack - gen >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
-        Atomics.wait(w, this.w(c, W_ACK), ack, 1);
+        if (Atomics.load(w, this.w(c, W_REQ)) !== Atomics.load(w, this.w(c, W_RESP))) break; // in a trap
+        if (spin >= ACK_SPIN) Atomics.wait(w, this.w(c, W_ACK), ack, 0.05);
       }
     }
     return sent;

@@ -10,12 +10,7 @@ import { handleMmFault } from './memory.js';
 import { PageTablePool } from './pgtable.js';
 import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND } from './smp.js';
 
-/**
- * Polls before a waiting thread sleeps on a futex (Atomics.wait). Measured on
- * the 2-vCPU development VM, one trap round trip (worker -> kernel thread ->
- * worker): 64 us sleeping at once, 7 us after 200 polls, 10 us after 2000.
- */
-const SPIN = 500;
+import { Backoff } from './backoff.js';
 
 /** Trap number of a page fault (args: va, write); syscalls use their own numbers. */
 export const TRAP_FAULT = -1;
@@ -42,6 +37,12 @@ export class WorkerCpu {
   readonly cpu: number;
   private readonly base: number;
   private readonly argBase: number;
+  /**
+   * Polls before sleeping on the reply. Measured on the 2-vCPU development VM,
+   * one trap round trip (worker -> kernel thread -> worker): 64 us sleeping
+   * at once, 7 us after 200 polls; adaptive (backoff.ts) under load.
+   */
+  private readonly backoff = new Backoff();
 
   constructor(d: CpuDescriptor) {
     this.machine = Machine.attach(d.machine, d.cpu);
@@ -65,14 +66,22 @@ export class WorkerCpu {
     const req = Atomics.add(w, this.base + W_REQ, 1) + 1;
     Atomics.notify(w, this.base + W_REQ);
     this.smp.ring();
-    // Spin a little first: a trap is served in microseconds, and a futex
-    // sleep and wake costs tens of them on a VM.
+    // Spin first: a trap is served in microseconds, and a futex sleep and
+    // wake costs tens of them on a VM. IPIs need no ack while we wait here:
+    // the kernel does not wait for a CPU in a trap (smp.ts).
+    const bo = this.backoff;
+    let slept = false;
     for (let spin = 0; ; spin++) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;
-      this.user.pollIpi();
-      if (spin >= SPIN) Atomics.wait(w, this.base + W_RESP, resp, 1);
+      if (spin >= bo.spins) {
+        slept = true;
+        Atomics.wait(w, this.base + W_RESP, resp, 1);
+      }
     }
+    if (slept) bo.miss();
+    else bo.hit();
+    this.user.pollIpi(); // before the next access: IPIs sent while we were in the kernel
     return a[this.argBase + A_RET];
   }
 
@@ -106,6 +115,8 @@ export class TrapServer {
   private stopped = false;
   private readonly loops: Promise<void>[] = [];
   private readonly cpus: number[] = [];
+  /** polls of the doorbell before pump sleeps on it */
+  private readonly backoff = new Backoff();
 
   constructor(
     private readonly k: Kernel,
@@ -145,6 +156,7 @@ export class TrapServer {
   pump(finished: () => boolean, step: () => boolean = () => false, stallMs = 60_000): void {
     const w = this.k.smp.words;
     const bell = this.k.smp.doorbell;
+    const bo = this.backoff;
     let more = true;
     let quietSince = performance.now();
     let idle = 0;
@@ -155,11 +167,16 @@ export class TrapServer {
       if (more) more = step();
       if (finished()) return;
       if (busy || more) {
+        if (idle > 0) bo.hit(); // the spin caught the next trap
         quietSince = performance.now();
         idle = 0;
-      } else if (++idle < SPIN) continue;
-      else if (Atomics.wait(w, bell, rung, 5) !== 'timed-out') quietSince = performance.now();
-      else if (performance.now() - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
+      } else if (++idle < bo.spins) continue;
+      else {
+        bo.miss();
+        idle = 0;
+        if (Atomics.wait(w, bell, rung, 5) !== 'timed-out') quietSince = performance.now();
+        else if (performance.now() - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
+      }
     }
   }
 

@@ -5,7 +5,8 @@
 // messages, so a round costs no event-loop turn on either side.
 import { parentPort } from 'node:worker_threads';
 import { PAGE_SIZE } from '../hardware/types.js';
-import { patternPage } from '../interfaces/conformance.js';
+import { Backoff } from '../kernel/backoff.js';
+import { patternInto } from '../interfaces/conformance.js';
 import { WorkerCpu } from '../kernel/trap.js';
 import {
   FLAG_VERIFY_ONLY,
@@ -32,11 +33,31 @@ import type { FromCpu, ToCpu } from './protocol.js';
 const port = parentPort;
 if (port === null) throw new Error('cpu-worker: must run in a worker thread');
 
-/** Polls of the command word before sleeping on it (see kernel/trap.ts SPIN). */
-const SPIN = 500;
+/** Polls of the command word before sleeping on it, adapted to the load (kernel/backoff.ts). */
+const backoff = new Backoff();
 
-const buf = new Uint8Array(PAGE_SIZE);
 const got = new Uint8Array(PAGE_SIZE);
+
+/**
+ * The round's data patterns, made once per round (seed) for this CPU's pages
+ * and reused by every pass, store and check: no pattern is computed twice and
+ * nothing is allocated per page. Grown, never shrunk.
+ */
+let patterns = Buffer.alloc(0);
+let patternWords = new Uint32Array(0);
+let patternKey = '';
+
+function patternsFor(seed: number, first: number, stride: number, pages: number): Buffer {
+  const key = `${seed}/${first}/${stride}/${pages}`;
+  if (key === patternKey) return patterns;
+  if (patterns.length < pages * PAGE_SIZE) {
+    patterns = Buffer.alloc(pages * PAGE_SIZE);
+    patternWords = new Uint32Array(patterns.buffer, patterns.byteOffset, patterns.length >>> 2);
+  }
+  for (let p = first; p < pages; p += stride) patternInto(seed, p, patternWords, p * (PAGE_SIZE >>> 2));
+  patternKey = key;
+  return patterns;
+}
 
 /** One round on this CPU's pages, parameters and results on the board. */
 function round(c: WorkerCpu, b: RoundBoard): void {
@@ -46,11 +67,11 @@ function round(c: WorkerCpu, b: RoundBoard): void {
   const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
   let errors = 0, fault = 0, accesses = 0;
   const u = c.user;
+  const pat = patternsFor(seed, first, stride, pages);
   outer: for (let pass = 0; pass < passes; pass++) {
     if (!(flags & FLAG_VERIFY_ONLY))
       for (let p = first; p < pages; p += stride) {
-        patternPage(seed, p, buf);
-        const r = u.store(addr + p * PAGE_SIZE, buf);
+        const r = u.store(addr + p * PAGE_SIZE, pat, p * PAGE_SIZE);
         accesses++;
         if (r < 0) {
           fault = r;
@@ -59,14 +80,13 @@ function round(c: WorkerCpu, b: RoundBoard): void {
       }
     if (flags & FLAG_WRITE_ONLY) continue;
     for (let p = first; p < pages; p += stride) {
-      patternPage(seed, p, buf);
       const r = u.load(addr + p * PAGE_SIZE, got);
       accesses++;
       if (r < 0) {
         fault = r;
         break outer;
       }
-      if (Buffer.compare(buf, got) !== 0) errors++;
+      if (pat.compare(got, 0, PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) !== 0) errors++;
     }
   }
   f[b.f(c.cpu, O_ERRORS)] = errors;
@@ -80,7 +100,14 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
   const cmdWord = b.i(c.cpu, R_CMD);
   let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
   for (;;) {
-    for (let spin = 0; Atomics.load(w, cmdWord) === seen; spin++) if (spin >= SPIN) Atomics.wait(w, cmdWord, seen, 20);
+    let slept = false;
+    for (let spin = 0; Atomics.load(w, cmdWord) === seen; spin++)
+      if (spin >= backoff.spins) {
+        slept = true;
+        Atomics.wait(w, cmdWord, seen, 20);
+      }
+    if (slept) backoff.miss();
+    else backoff.hit();
     seen = Atomics.load(w, cmdWord);
     if (Atomics.load(w, b.i(c.cpu, R_KIND)) === KIND_PARK) {
       Atomics.store(w, b.i(c.cpu, R_DONE), seen);

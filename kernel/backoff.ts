@@ -1,0 +1,31 @@
+// Adaptive spinning before a futex sleep, for every hand-off between threads
+// (trap reply, trap service, round board). A hand-off that usually completes
+// within a few microseconds is worth polling for: a futex sleep and wake cost
+// tens of microseconds on a VM. But when the machine is busy (more runnable
+// threads than CPUs), a spinning thread takes the CPU from the very thread it
+// waits for, and a fixed spin is far worse than sleeping at once. So the
+// budget follows what happened: halved when a wait had to sleep anyway,
+// doubled when the spin was enough (like the adaptive mutexes of glibc and
+// the kernel's optimistic spinning, which give up when the owner is not running).
+export class Backoff {
+  /** polls to make before sleeping */
+  spins: number;
+
+  constructor(
+    private readonly min = 8,
+    private readonly max = 4096,
+    start = 256,
+  ) {
+    this.spins = start;
+  }
+
+  /** The wait ended within the spin: spin as long again, or longer. */
+  hit(): void {
+    if (this.spins < this.max) this.spins <<= 1;
+  }
+
+  /** The wait had to sleep: the spin was wasted, spin less next time. */
+  miss(): void {
+    if (this.spins > this.min) this.spins >>= 1;
+  }
+}
