@@ -13,6 +13,7 @@ import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, type CellSamples, type Row } 
 import { mkMeta, mkRow } from './fixtures.js';
 import { batchMedians } from '../../bench/runner.js';
 import { geomean, holm, mannWhitney } from '../../bench/stats.js';
+import { defaultBackend } from '../../hardware/xts.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'memcrypt-cmp-'));
@@ -191,7 +192,7 @@ describe('run --baseline and --export', () => {
     assert.match(r.stdout, /Result: 0 significant regressions beyond 100000%, 0 behaviour changes/);
     const gab = JSON.parse(readFileSync(join(dir, 'b1.github-action-benchmark.json'), 'utf8')) as { name: string; unit: string; value: number }[];
     assert.equal(gab.length, 1);
-    assert.equal(gab[0].name, 'fault/encrypt-mprotect/patched/none/t1 (mktme, openssl)');
+    assert.equal(gab[0].name, `fault/encrypt-mprotect/patched/none/t1 (mktme, ${defaultBackend()})`);
     assert.equal(gab[0].unit, 'ns/op');
     assert.ok(gab[0].value > 0);
   });
