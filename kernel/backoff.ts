@@ -7,14 +7,19 @@
 // budget follows what happened: halved when a wait had to sleep anyway,
 // doubled when the spin was enough (like the adaptive mutexes of glibc and
 // the kernel's optimistic spinning, which give up when the owner is not running).
+// A wait that slept but ended within NEAR_MS of going to sleep counts as a
+// near miss: a longer spin would have caught it, so the budget grows; only a
+// long sleep (the other side was not running) shrinks it. Without that, a
+// budget once shrunk would never grow again, since no short spin catches a
+// hand-off that takes a few hundred polls.
 export class Backoff {
   /** polls to make before sleeping */
   spins: number;
 
   constructor(
     private readonly min = 8,
-    private readonly max = 4096,
-    start = 256,
+    private readonly max = 4000,
+    start = 500,
   ) {
     this.spins = start;
   }
@@ -28,4 +33,13 @@ export class Backoff {
   miss(): void {
     if (this.spins > this.min) this.spins >>= 1;
   }
+
+  /** The wait slept for sleptMs after its spin: a near miss grows the budget, a long sleep shrinks it. */
+  slept(sleptMs: number): void {
+    if (sleptMs < NEAR_MS) this.hit();
+    else this.miss();
+  }
 }
+
+/** A sleep shorter than this (a futex round trip or two) was a near miss. */
+export const NEAR_MS = 0.1;

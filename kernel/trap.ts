@@ -70,16 +70,16 @@ export class WorkerCpu {
     // wake costs tens of them on a VM. IPIs need no ack while we wait here:
     // the kernel does not wait for a CPU in a trap (smp.ts).
     const bo = this.backoff;
-    let slept = false;
+    let sleptAt = -1;
     for (let spin = 0; ; spin++) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;
       if (spin >= bo.spins) {
-        slept = true;
+        if (sleptAt < 0) sleptAt = performance.now();
         Atomics.wait(w, this.base + W_RESP, resp, 1);
       }
     }
-    if (slept) bo.miss();
+    if (sleptAt >= 0) bo.slept(performance.now() - sleptAt);
     else bo.hit();
     this.user.pollIpi(); // before the next access: IPIs sent while we were in the kernel
     return a[this.argBase + A_RET];
@@ -172,10 +172,13 @@ export class TrapServer {
         idle = 0;
       } else if (++idle < bo.spins) continue;
       else {
-        bo.miss();
         idle = 0;
-        if (Atomics.wait(w, bell, rung, 5) !== 'timed-out') quietSince = performance.now();
-        else if (performance.now() - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
+        const t = performance.now();
+        const r = Atomics.wait(w, bell, rung, 5);
+        const now = performance.now();
+        bo.slept(now - t);
+        if (r !== 'timed-out') quietSince = now;
+        else if (now - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
       }
     }
   }

@@ -100,13 +100,13 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
   const cmdWord = b.i(c.cpu, R_CMD);
   let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
   for (;;) {
-    let slept = false;
+    let sleptAt = -1;
     for (let spin = 0; Atomics.load(w, cmdWord) === seen; spin++)
       if (spin >= backoff.spins) {
-        slept = true;
+        if (sleptAt < 0) sleptAt = performance.now();
         Atomics.wait(w, cmdWord, seen, 20);
       }
-    if (slept) backoff.miss();
+    if (sleptAt >= 0) backoff.slept(performance.now() - sleptAt);
     else backoff.hit();
     seen = Atomics.load(w, cmdWord);
     if (Atomics.load(w, b.i(c.cpu, R_KIND)) === KIND_PARK) {

@@ -16,5 +16,9 @@ describe('adaptive spinning', () => {
     assert.equal(b.spins, 8); // a busy machine: almost no spinning, never none
     b.hit();
     assert.equal(b.spins, 16);
+    b.slept(0.01); // woken right after going to sleep: spinning longer would have caught it
+    assert.equal(b.spins, 32);
+    b.slept(3); // the other side was not running: spin less
+    assert.equal(b.spins, 16);
   });
 });
