@@ -63,6 +63,14 @@ export function checkKey(key: Uint8Array): void {
     throw new RangeError(`key: XTS-AES-128 needs 32 bytes (Key1 || Key2), got ${key.length}`);
 }
 
+/** checkKey, and OpenSSL's own rule: XTS keys whose two halves are equal are refused ("xts duplicated keys"). */
+export function checkOpensslKey(key: Uint8Array): void {
+  checkKey(key);
+  let same = true;
+  for (let i = 0; i < 16; i++) if (key[i] !== key[i + 16]) same = false;
+  if (same) throw new RangeError('key: the two XTS key halves are equal; OpenSSL refuses such keys (use the noble backend for them)');
+}
+
 export function checkUnit(src: DataBuf, srcOff: number, dst: DataBuf, dstOff: number, len: number, unit: number): void {
   if (!Number.isInteger(len) || len < 16 || len % 16 !== 0)
     throw new RangeError(`len: expected a positive multiple of 16, got ${len}`);

@@ -7,7 +7,7 @@
 // build, `nativeStatus()` says why in one line and the registry falls back to
 // the node:crypto backend.
 import { createRequire } from 'node:module';
-import { checkKey, checkUnit, redact, type XtsBackend, type XtsKey } from './backend.js';
+import { checkOpensslKey, checkUnit, redact, type XtsBackend, type XtsKey } from './backend.js';
 
 interface Addon {
   importKey(key: Uint8Array): object;
@@ -43,10 +43,7 @@ function _addon(): Addon {
 export const nativeBackend: XtsBackend = {
   name: 'native',
   importKey(key: Uint8Array): XtsKey {
-    checkKey(key);
-    let same = true;
-    for (let i = 0; i < 16; i++) if (key[i] !== key[i + 16]) same = false;
-    if (same) throw new RangeError('key: the two XTS key halves are equal; OpenSSL refuses such keys (use the noble backend for them)');
+    checkOpensslKey(key);
     return redact<NativeKey>({ backend: 'native', h: _addon().importKey(key) }, '[native XtsKey]');
   },
   encrypt(key, src, srcOff, dst, dstOff, len, unit) {

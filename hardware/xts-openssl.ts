@@ -5,7 +5,7 @@
 // reused). OpenSSL refuses keys whose two halves are equal ("xts duplicated
 // keys"); importKey reports that up front, naming the argument.
 import { createCipheriv, createDecipheriv } from 'node:crypto';
-import { checkKey, checkUnit, redact, type XtsBackend, type XtsKey } from './backend.js';
+import { checkOpensslKey, checkUnit, redact, type XtsBackend, type XtsKey } from './backend.js';
 
 interface OpensslKey extends XtsKey {
   readonly raw: Buffer;
@@ -25,13 +25,7 @@ function _setTweak(unit: number): Buffer {
 export const opensslBackend: XtsBackend = {
   name: 'openssl',
   importKey(key: Uint8Array): XtsKey {
-    checkKey(key);
-    let same = true;
-    for (let i = 0; i < 16; i++) if (key[i] !== key[i + 16]) same = false;
-    if (same)
-      throw new RangeError(
-        'key: the two XTS key halves are equal; OpenSSL refuses such keys (use the noble backend for them)',
-      );
+    checkOpensslKey(key);
     const k: OpensslKey = { backend: 'openssl', raw: Buffer.from(key) };
     return redact(k, '[openssl XtsKey]');
   },
