@@ -165,8 +165,7 @@ async function main(argv: string[]): Promise<void> {
       (a) => {
         const rows = parseCsv(readInput(a.csv), a.csv);
         const meta = parseMeta(readInput(metaPath(a.csv)), metaPath(a.csv));
-        const ops = Object.fromEntries(WORKLOAD_NAMES.map((n) => [n, getWorkload(n).op]));
-        process.stdout.write(formatReport(meta, rows, ops) + '\n');
+        process.stdout.write(formatReport(meta, rows) + '\n');
       },
     )
     .command(

@@ -41,13 +41,10 @@ export function calibrateInto(file: string, reps: number): { ok: true; calibrati
  */
 export function resolveCosts(opt: string | undefined, auto: string, autoName = auto, reps = 5): ResolvedCosts {
   if (opt === 'defaults') return { costs: DEFAULT_COSTS, source: DEFAULTS_SOURCE, note: null };
-  if (opt !== undefined) {
-    const c = loadCalibration(readInput(opt), opt);
-    return { costs: c.costs, source: _calibrated(c, opt), note: null };
-  }
-  if (existsSync(auto)) {
-    const c = loadCalibration(readInput(auto), autoName);
-    return { costs: c.costs, source: _calibrated(c, autoName), note: null };
+  const [file, name] = opt !== undefined ? [opt, opt] : existsSync(auto) ? [auto, autoName] : [null, autoName];
+  if (file !== null) {
+    const c = loadCalibration(readInput(file), name);
+    return { costs: c.costs, source: _calibrated(c, name), note: null };
   }
   const t0 = performance.now();
   const r = calibrateInto(auto, reps);

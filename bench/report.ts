@@ -9,6 +9,7 @@ import { COST_NAMES, type CostName } from '../hardware/costs.js';
 import { formatCostTable } from './calibrate/calibrate.js';
 import { TERM_SHORT, topTerms } from './model.js';
 import { termColumn, type Row, type RunMeta } from './schema.js';
+import { allWorkloads } from '../workloads/registry.js';
 import {
   REPORT_WIDTH as W,
   clean,
@@ -344,12 +345,15 @@ function _reproduce(command: string, dirty = false): string[] {
   return out;
 }
 
+/** What one op is, per workload of the registry. */
+const WORKLOAD_OPS: Readonly<Record<string, string>> = Object.fromEntries(allWorkloads().map((w) => [w.name, w.op]));
+
 /**
  * The report of a run: machine, the modelled cost (the argument), the
  * fallback cost, the capability matrices, the cost table, the harness's
  * speed, how to reproduce. `ops` names what one op is, per workload.
  */
-export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<Record<string, string>> = {}): string {
+export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<Record<string, string>> = WORKLOAD_OPS): string {
   const ax: _Axes = {
     hws: ordered(rows.map((r) => r.hardware), HARDWARE),
     ifaces: ordered(rows.map((r) => r.interface), INTERFACES),

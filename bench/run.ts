@@ -15,7 +15,6 @@ import { formatReport } from './report.js';
 import { runMatrix, type CellPlan } from './runner.js';
 import { SCHEMA_VERSION, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 import { getWorkload } from '../workloads/registry.js';
-import { WORKLOAD_NAMES } from '../workloads/workload.js';
 
 export interface RunArgs {
   interface: string[];
@@ -153,12 +152,11 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; re
   });
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
-  const ops = Object.fromEntries(WORKLOAD_NAMES.map((n) => [n, getWorkload(n).op]));
   // One rounding rule: the report is made from the rows as the CSV holds
   // them, so `report FILE.csv` prints the same report, digit for digit.
   const csv = formatCsv(res.rows);
   const rows = parseCsv(csv, out);
-  const report = formatReport(meta, rows, ops);
+  const report = formatReport(meta, rows);
   const base = out.replace(/\.csv$/, '');
   // meta and samples first: a CSV that is there always has its companions
   writeFileAtomic(metaPath(out), formatMeta(meta));
