@@ -1,0 +1,93 @@
+// The backend registry where the native addon is missing or broken. The
+// compiled hardware/ modules are copied into a temporary tree
+// (<tmp>/dist/hardware/, <tmp>/node_modules -> the project's), so that their
+// '../../build/xts_native.node' is absent, a file that is no addon, or (a
+// symlink to) the real one. Each tree is a separate module instance in this
+// process, running the same code as dist/hardware/.
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type * as XtsModule from '../../hardware/xts.js';
+import type * as NativeModule from '../../hardware/xts-native.js';
+
+const HW = fileURLToPath(new URL('../../hardware/', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const ADDON = join(ROOT, 'build', 'xts_native.node');
+const tmp = mkdtempSync(join(tmpdir(), 'memcrypt-native-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+const NOT_BUILT = 'build/xts_native.node was not built (npm ci builds it with cc)';
+
+/** A copy of dist/hardware/ whose build/xts_native.node is absent, junk, or the real addon. */
+async function tree(name: string, addon: 'absent' | 'junk' | 'real'): Promise<{ xts: typeof XtsModule; native: typeof NativeModule }> {
+  const root = join(tmp, name);
+  mkdirSync(join(root, 'dist', 'hardware'), { recursive: true });
+  for (const f of readdirSync(HW)) if (f.endsWith('.js')) copyFileSync(join(HW, f), join(root, 'dist', 'hardware', f));
+  symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'));
+  if (addon !== 'absent') mkdirSync(join(root, 'build'));
+  if (addon === 'junk') writeFileSync(join(root, 'build', 'xts_native.node'), 'not a shared object\n');
+  if (addon === 'real') symlinkSync(ADDON, join(root, 'build', 'xts_native.node'));
+  const url = (f: string) => pathToFileURL(join(root, 'dist', 'hardware', f)).href;
+  return { xts: await import(url('xts.js')), native: await import(url('xts-native.js')) };
+}
+
+const key = Uint8Array.from({ length: 32 }, (_, i) => i);
+
+describe('native backend not built', () => {
+  it('says so in one line, and the registry falls back to openssl', async () => {
+    const { xts, native } = await tree('absent', 'absent');
+    assert.equal(native.nativeStatus(), NOT_BUILT);
+    assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
+    assert.equal(xts.defaultBackend(), 'openssl');
+    assert.equal(xts.backendNote(), `native crypto backend unavailable (${NOT_BUILT}); using node:crypto (openssl)`);
+  });
+
+  it('getBackend refuses native saying why, and still gives the others', async () => {
+    const { xts } = await tree('absent2', 'absent');
+    assert.throws(
+      () => xts.getBackend('native'),
+      (e: Error) => e instanceof RangeError && e.message === `backend: native is not available: ${NOT_BUILT}`,
+    );
+    for (const name of ['openssl', 'noble']) {
+      const be = xts.getBackend(name);
+      assert.equal(be.name, name);
+      assert.equal(be.importKey(key).backend, name);
+    }
+  });
+
+  it('the native backend object itself refuses keys saying why', async () => {
+    const { native } = await tree('absent3', 'absent');
+    assert.throws(
+      () => native.nativeBackend.importKey(key),
+      (e: Error) => e.constructor === Error && e.message === `native backend: ${NOT_BUILT}`,
+    );
+  });
+});
+
+describe('native backend built but not loadable', () => {
+  it('says the addon did not load, with the loader\'s first line of error', async () => {
+    const { xts, native } = await tree('junk', 'junk');
+    const s = native.nativeStatus();
+    assert.ok(s !== null);
+    assert.match(s, /^build\/xts_native\.node did not load: \/.*xts_native\.node: \S.+$/);
+    assert.ok(!s.includes('\n'));
+    assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
+    assert.equal(xts.backendNote(), `native crypto backend unavailable (${s}); using node:crypto (openssl)`);
+    assert.throws(() => xts.getBackend('native'), /^RangeError: backend: native is not available: build\/xts_native\.node did not load: /);
+  });
+});
+
+describe('native backend built', { skip: existsSync(ADDON) ? false : 'build/xts_native.node was not built' }, () => {
+  it('is available, the default, and named in its keys', async () => {
+    const { xts, native } = await tree('real', 'real');
+    assert.equal(native.nativeStatus(), null);
+    assert.deepEqual(xts.availableBackends(), ['native', 'openssl', 'noble']);
+    assert.equal(xts.defaultBackend(), 'native');
+    assert.equal(xts.backendNote(), null);
+    assert.equal(xts.getBackend('native').importKey(key).backend, 'native');
+    assert.equal(xts.getBackend('openssl').name, 'openssl');
+  });
+});
