@@ -4,11 +4,12 @@
 import { PerCpuCounters, type CountersDescriptor } from '../hardware/counters.js';
 import type { Machine } from '../hardware/machine.js';
 import { KeyService } from './keys.js';
-import { PageAllocator } from './page_alloc.js';
+import { PageAllocator, type PageAllocDescriptor } from './page_alloc.js';
 import { PageTablePool, PTE_MAX_KEYID, PTE_MAX_PFN, type PgtableDescriptor } from './pgtable.js';
 import { Smp, type SmpDescriptor } from './smp.js';
 import { UserCpu } from './cpu.js';
 import { daxDevice } from './dax.js';
+import { MM_FILE_PAGES, MM_NODE, MM_RSS, MmShared, mmWriteLock, mmWriteUnlock } from './fastfault.js';
 import { handleMmFault } from './memory.js';
 import { unmapRange } from './mmap.js';
 import { SwapDevice, type SwapConfig } from './swap_device.js';
@@ -113,9 +114,10 @@ export interface Device {
 /** mm_struct */
 export class MmStruct {
   readonly vmas: VmaList;
-  rss = 0;
-  /** pinned file pages (driver, secretmem) charged to this mm's limit */
-  filePages = 0;
+  /** What CPUs on other threads read and update (fastfault.ts): rss, limit, node, VMA snapshot. */
+  readonly shared: MmShared;
+  /** Nesting of the kernel's write lock on this mm (fastfault.ts). Kernel only. */
+  lockDepth = 0;
   /** Clock list of resident anonymous pages (virtual addresses), for reclaim. */
   readonly lru: number[] = [];
   clockHand = 0;
@@ -124,12 +126,35 @@ export class MmStruct {
     readonly pgd: number,
     maxMapCount: number,
     /** memory.max of its cgroup, in pages (Infinity: no limit) */
-    public memLimit: number,
+    memLimit: number,
     /** preferred NUMA node for new pages */
-    public node = 0,
+    node = 0,
     onVmaChange?: (what: 'split' | 'merge') => void,
+    nrCpus = 1,
   ) {
     this.vmas = new VmaList(maxMapCount, onVmaChange);
+    this.shared = MmShared.create(nrCpus, memLimit, node);
+  }
+
+  /** resident anonymous pages */
+  get rss(): number {
+    return Atomics.load(this.shared.i32, MM_RSS);
+  }
+  set rss(n: number) {
+    Atomics.store(this.shared.i32, MM_RSS, n);
+  }
+  /** pinned file pages (driver, secretmem) charged to this mm's limit */
+  get filePages(): number {
+    return Atomics.load(this.shared.i32, MM_FILE_PAGES);
+  }
+  set filePages(n: number) {
+    Atomics.store(this.shared.i32, MM_FILE_PAGES, n);
+  }
+  get memLimit(): number {
+    return this.shared.f64[0];
+  }
+  get node(): number {
+    return this.shared.i32[MM_NODE];
   }
 }
 
@@ -176,6 +201,8 @@ export interface KernelDescriptor {
   readonly pgtable: PgtableDescriptor;
   readonly smp: SmpDescriptor;
   readonly counters: CountersDescriptor;
+  readonly memmap: PageAllocDescriptor;
+  readonly keyPageRefs: SharedArrayBuffer;
 }
 
 export class Kernel {
@@ -213,7 +240,7 @@ export class Kernel {
     this.config = config;
     this.features = config.features;
     this.maxMapCount = config.maxMapCount ?? DEFAULT_MAX_MAP_COUNT;
-    this.alloc = new PageAllocator(machine.memory);
+    this.alloc = new PageAllocator(machine.memory, machine.nrCpus);
     this.pool = PageTablePool.create(config.pgtableSlots ?? 4096);
     this.smp = Smp.create(machine.nrCpus);
     this.counters = PerCpuCounters.create(KERNEL_COUNTERS, machine.nrCpus);
@@ -228,7 +255,13 @@ export class Kernel {
   }
 
   descriptor(): KernelDescriptor {
-    return { pgtable: this.pool.descriptor(), smp: this.smp.descriptor(), counters: this.counters.descriptor() };
+    return {
+      pgtable: this.pool.descriptor(),
+      smp: this.smp.descriptor(),
+      counters: this.counters.descriptor(),
+      memmap: this.alloc.map.descriptor(),
+      keyPageRefs: this.keys.pageRefs.buffer as SharedArrayBuffer,
+    };
   }
 
   count(c: KernelCounter, n = 1): void {
@@ -248,8 +281,14 @@ export class Kernel {
   spawn(opts: SpawnOptions = {}): Task {
     const pgd = this.pool.allocPgd();
     if (pgd < 0) throw new Error('kernel: out of page-table memory (raise pgtableSlots)');
-    const mm = new MmStruct(this.nextMmId++, pgd, this.maxMapCount, opts.memLimit ?? Infinity, opts.node ?? 0, (what) =>
-      this.count(what === 'split' ? 'vma_splits' : 'vma_merges'),
+    const mm = new MmStruct(
+      this.nextMmId++,
+      pgd,
+      this.maxMapCount,
+      opts.memLimit ?? Infinity,
+      opts.node ?? 0,
+      (what) => this.count(what === 'split' ? 'vma_splits' : 'vma_merges'),
+      this.machine.nrCpus,
     );
     const t = new Task(this.nextPid++, mm, { uid: opts.uid ?? 0, caps: new Set(opts.caps ?? [CAP_SYS_ADMIN]) });
     this.tasks.set(t.pid, t);
@@ -268,7 +307,14 @@ export class Kernel {
       this.count('enosys');
       return -E.ENOSYS;
     }
-    return fn(this, task, ...args);
+    // every syscall runs with the mm write-locked (fastfault.ts): simpler
+    // than mmap_lock's read/write split, and exact, since the kernel is one thread
+    mmWriteLock(task.mm);
+    try {
+      return fn(this, task, ...args);
+    } finally {
+      mmWriteUnlock(this, task.mm);
+    }
   }
 
   registerSyscall(nr: number, fn: SyscallFn): void {
@@ -287,15 +333,30 @@ export class Kernel {
 
   /** A user-mode CPU on this thread (the boot CPU) running task; faults are direct calls. */
   localCpu(task: Task): UserCpu {
-    const cpu = new UserCpu(this.engine, this.pool, this.smp, task.mm, (va, write) => handleMmFault(this, task, va, write));
+    const cpu = new UserCpu(this.engine, this.pool, this.smp, task.mm, (va, write) => this.fault(task, va, write));
     this.localCpus.add(cpu);
     return cpu;
+  }
+
+  /** A page fault of task at va, handled by the kernel (trap or boot CPU). 0 or -errno. */
+  fault(task: Task, va: number, write: boolean): number {
+    mmWriteLock(task.mm);
+    try {
+      return handleMmFault(this, task, va, write);
+    } finally {
+      mmWriteUnlock(this, task.mm);
+    }
   }
 
   /** exit(2): unmap everything, close every file, free the page tables. */
   exit(task: Task): void {
     if (task.exited) return;
-    unmapRange(this, task, 0, 2 ** 48);
+    mmWriteLock(task.mm);
+    try {
+      unmapRange(this, task, 0, 2 ** 48);
+    } finally {
+      mmWriteUnlock(this, task.mm);
+    }
     for (const f of task.files.values()) f.put();
     task.files.clear();
     this.pool.freeTables(task.mm.pgd);

@@ -7,6 +7,9 @@
 // a power cycle. Keys map 1:1 to KeyIDs, first free slot in 1..nr_keyids.
 // References: one for the keyring, one per encrypted VMA (taken on split and
 // dup, dropped on unmap) and one per 4 KiB page (prep/free_encrypted_page).
+// Page references are counted per KeyID in shared memory, because a CPU that
+// handles its own fault (fastfault.ts) takes one without entering the kernel;
+// it may, since the VMA it faults on holds a reference that keeps the key.
 // keyctl(KEYCTL_INVALIDATE) drops the keyring's; when the last reference goes,
 // the KeyID is cleared with PCONFIG and becomes free.
 import { KeyProgram, type MemoryEncryptionEngine } from '../hardware/engine.js';
@@ -20,7 +23,8 @@ export interface KeyOwner {
 }
 
 export class MktmeKey implements VmaKeyRef {
-  refs = 1; // the keyring's reference
+  /** references other than pages': the keyring's, VMAs', a driver's */
+  private own = 1;
   invalidated = false;
 
   constructor(
@@ -33,18 +37,38 @@ export class MktmeKey implements VmaKeyRef {
     readonly othersMayView: boolean,
   ) {}
 
+  /** All references: the keyring's, VMAs', drivers' and one per page. */
+  get refs(): number {
+    return this.own + this.service.pageRefs[this.keyid];
+  }
+
   get(): void {
     if (this.refs <= 0) throw new Error(`keys: get on dead key ${this.serial}`);
-    this.refs++;
+    this.own++;
   }
 
   put(): void {
-    if (this.refs <= 0) throw new Error(`keys: put on dead key ${this.serial}`);
-    if (--this.refs === 0) this.service.release(this);
+    if (this.own <= 0) throw new Error(`keys: put on dead key ${this.serial}`);
+    if (--this.own === 0 && this.service.pageRefs[this.keyid] === 0) this.service.release(this);
+  }
+
+  /** A page's reference (prep_encrypted_page). */
+  getPage(): void {
+    if (this.refs <= 0) throw new Error(`keys: get on dead key ${this.serial}`);
+    Atomics.add(this.service.pageRefs, this.keyid, 1);
+  }
+
+  /** A page's reference dropped (free_encrypted_page). */
+  putPage(): void {
+    const pages = this.service.pageRefs;
+    if (Atomics.load(pages, this.keyid) <= 0) throw new Error(`keys: page put on key ${this.serial} without page references`);
+    if (Atomics.sub(pages, this.keyid, 1) === 1 && this.own === 0) this.service.release(this);
   }
 }
 
 export class KeyService {
+  /** page references per KeyID, in shared memory (CPUs faulting on their own add to it) */
+  readonly pageRefs: Int32Array;
   private readonly byKeyid: (MktmeKey | null)[];
   private readonly keyring = new Map<number, MktmeKey>();
   private nextSerial = 0x1000_0001;
@@ -55,6 +79,7 @@ export class KeyService {
     onProgram: () => void = () => {},
   ) {
     this.byKeyid = new Array<MktmeKey | null>(engine.nrKeyids + 1).fill(null);
+    this.pageRefs = new Int32Array(new SharedArrayBuffer((engine.nrKeyids + 1) * 4));
     this.onProgram = onProgram;
   }
 

@@ -30,7 +30,7 @@ export function prepEncryptedPage(k: Kernel, pfn: number, key: MktmeKey | null, 
   const keyid = key === null ? 0 : key.keyid;
   if (keyid !== 0) {
     k.engine.flush(asPfn(pfn));
-    key!.get();
+    key!.getPage();
   }
   k.alloc.keyid[pfn] = keyid;
   if (zero) k.engine.zero(asPfn(pfn), keyid);
@@ -46,7 +46,7 @@ export function freeEncryptedPage(k: Kernel, pfn: number): void {
   if (keyid !== 0) {
     k.engine.flush(asPfn(pfn));
     k.alloc.keyid[pfn] = 0;
-    k.keys.keyOf(keyid)?.put();
+    k.keys.keyOf(keyid)?.putPage();
   }
 }
 

@@ -5,8 +5,10 @@
 // trap on the boot CPU's thread between other kernel work.
 import { Machine, type MachineDescriptor } from '../hardware/machine.js';
 import { UserCpu } from './cpu.js';
-import type { Kernel, KernelDescriptor, Task } from './kernel.js';
-import { handleMmFault } from './memory.js';
+import type { Kernel, KernelCounter, KernelDescriptor, Task } from './kernel.js';
+import { FastFault, MM_FAST, MmShared, enableFastFaults, type MmSharedDescriptor } from './fastfault.js';
+import { PerCpuCounters } from '../hardware/counters.js';
+import { MemMap } from './page_alloc.js';
 import { PageTablePool } from './pgtable.js';
 import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND } from './smp.js';
 
@@ -19,14 +21,22 @@ export const TRAP_FAULT = -1;
 export interface CpuDescriptor {
   readonly machine: MachineDescriptor;
   readonly kernel: KernelDescriptor;
-  readonly mm: { readonly id: number; readonly pgd: number };
+  readonly mm: { readonly id: number; readonly pgd: number; readonly shared: MmSharedDescriptor };
   readonly cpu: number;
+  /** handle private anonymous faults on this CPU (fastfault.ts); false: every fault traps */
+  readonly fastFaults: boolean;
 }
 
-export function cpuDescriptor(k: Kernel, task: Task, cpu: number): CpuDescriptor {
+/**
+ * What a worker needs to run as `cpu` of task. From now on CPUs may handle
+ * task's private anonymous faults themselves, unless fastFaults is false.
+ */
+export function cpuDescriptor(k: Kernel, task: Task, cpu: number, fastFaults = true): CpuDescriptor {
   if (!Number.isInteger(cpu) || cpu < 1 || cpu >= k.machine.nrCpus)
     throw new RangeError(`cpu: expected an integer in [1, ${k.machine.nrCpus - 1}], got ${cpu}`);
-  return { machine: k.machine.descriptor(), kernel: k.descriptor(), mm: { id: task.mm.id, pgd: task.mm.pgd }, cpu };
+  if (fastFaults) enableFastFaults(k, task.mm);
+  const mm = { id: task.mm.id, pgd: task.mm.pgd, shared: task.mm.shared.descriptor() };
+  return { machine: k.machine.descriptor(), kernel: k.descriptor(), mm, cpu, fastFaults };
 }
 
 /** A worker CPU: a user-mode CPU whose faults and syscalls trap to the kernel thread. */
@@ -35,6 +45,8 @@ export class WorkerCpu {
   readonly smp: Smp;
   readonly user: UserCpu;
   readonly cpu: number;
+  /** this CPU's own anonymous-fault handler, or null when every fault traps */
+  readonly fast: FastFault | null;
   private readonly base: number;
   private readonly argBase: number;
   /**
@@ -51,7 +63,25 @@ export class WorkerCpu {
     this.base = this.smp.w(d.cpu, 0);
     this.argBase = d.cpu * CPU_ARGS;
     const pool = PageTablePool.attach(d.kernel.pgtable);
-    this.user = new UserCpu(this.machine.engine, pool, this.smp, d.mm, (va, write) => this.trap(TRAP_FAULT, va, write ? 1 : 0));
+    if (d.fastFaults) {
+      const counters = PerCpuCounters.attach<KernelCounter>(d.kernel.counters);
+      this.fast = new FastFault({
+        cpu: d.cpu,
+        mmId: d.mm.id,
+        pgd: d.mm.pgd,
+        mm: MmShared.attach(d.mm.shared),
+        map: MemMap.attach(d.kernel.memmap),
+        pool,
+        engine: this.machine.engine,
+        keyPageRefs: new Int32Array(d.kernel.keyPageRefs),
+        counters: counters.row(d.cpu),
+        faultsIndex: counters.index.faults,
+      });
+    } else this.fast = null;
+    const fast = this.fast;
+    this.user = new UserCpu(this.machine.engine, pool, this.smp, d.mm, (va, write) =>
+      fast !== null && fast.tryFault(va, write) ? 0 : this.trap(TRAP_FAULT, va, write ? 1 : 0),
+    );
     this.smp.setOnline(d.cpu, d.mm.id);
   }
 
@@ -139,8 +169,11 @@ export class TrapServer {
     const argBase = cpu * CPU_ARGS;
     const nr = Atomics.load(w, base + W_NR);
     let ret: number;
-    if (nr === TRAP_FAULT) ret = handleMmFault(k, this.task, a[argBase], a[argBase + 1] !== 0);
-    else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
+    if (nr === TRAP_FAULT) {
+      ret = k.fault(this.task, a[argBase], a[argBase + 1] !== 0);
+      // top up the CPU's per-CPU list, so that its next faults stay on it
+      if (this.task.mm.shared.i32[MM_FAST] !== 0) k.alloc.refillPcp(cpu, this.task.mm.node);
+    } else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
     a[argBase + A_RET] = ret;
     Atomics.store(w, base + W_RESP, req);
     Atomics.notify(w, base + W_RESP);

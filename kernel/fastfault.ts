@@ -1,0 +1,311 @@
+// Anonymous faults handled on the faulting CPU, as Linux does: every CPU runs
+// the fault handler itself (mm/memory.c do_anonymous_page), and since 6.4 it
+// does so under a per-VMA read lock instead of mmap_lock (lock_vma_under_rcu,
+// "Per-VMA locks", Suren Baghdasaryan). Here the kernel thread is the only
+// writer of an address space's VMAs and page tables; a worker CPU that faults
+// on a private anonymous page it may access takes the page itself:
+//
+//   read-lock the mm  ->  find the VMA in the mm's shared snapshot  ->
+//   charge the page to the mm (rss, memory limit)  ->  take a frame from this
+//   CPU's per-CPU list (page_alloc.ts)  ->  prep_encrypted_page (flush, key
+//   reference, zero through the KeyID: the XTS work runs on this CPU)  ->
+//   fill in struct page  ->  install the PTE by compare-and-exchange from 0  ->
+//   add the page to this CPU's LRU batch (lru_add, folio_batch)  ->  unlock.
+//
+// Anything else (no VMA, no permission, a file or locked or pinned VMA, a PTE
+// that is not empty, no table for it yet, an empty per-CPU list, a full LRU
+// batch, the memory limit reached, or the kernel holding the write lock)
+// traps to the kernel, which handles the fault as before and tops up the
+// CPU's per-CPU list. Nothing here waits for the kernel.
+//
+// Locking contract (mmap_lock in miniature, one word per mm):
+// - LOCK holds the number of CPUs inside a fast fault, plus WRITER while the
+//   kernel works on the mm. A CPU enters only by CAS from a value without
+//   WRITER and never spins for it: if the kernel has the mm it traps instead.
+// - The kernel sets WRITER for every entry into the mm (syscall, trap, exit;
+//   nested entries count in mm.lockDepth), then waits until no CPU is inside.
+//   From then until it clears WRITER it is the only one touching the mm's
+//   VMAs, PTEs, rss, LRU and the per-CPU LRU batches: it first drains the
+//   batches into the mm's LRU (lru_add_drain), so single-CPU LRU order and
+//   every count are exactly those of a kernel that handled all faults itself.
+// - Before clearing WRITER the kernel republishes the VMA snapshot and bumps
+//   GEN, so a CPU can cache its last VMA lookup per generation.
+// - Between two CPUs in fast faults the only shared writes are RSS (CAS, so
+//   the memory limit is never overshot) and the PTE (CAS from 0: the loser
+//   gives its frame back to its own list and retries the access).
+import type { MemoryEncryptionEngine } from '../hardware/engine.js';
+import { PAGE_SIZE, asPfn } from '../hardware/types.js';
+import type { Kernel, MmStruct } from './kernel.js';
+import { PG_ALLOCATED, PG_ANON, type MemMap } from './page_alloc.js';
+import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, type PageTablePool } from './pgtable.js';
+import { VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
+
+// Int32 words of an mm's shared area
+export const MM_LOCK = 0;
+export const MM_GEN = 1;
+/** VMAs in the snapshot; -1 when they do not fit it (every fault traps) */
+export const MM_NVMAS = 2;
+export const MM_RSS = 3;
+export const MM_FILE_PAGES = 4;
+export const MM_NODE = 5;
+/** 1 when CPUs of other threads run this mm and may fault on their own */
+export const MM_FAST = 6;
+const MM_INTS = 8;
+export const MM_WRITER = 1 << 30;
+
+/** VMAs a snapshot holds; an mm with more faults through the kernel. */
+export const SNAP_MAX = 256;
+/** Pages a CPU's LRU batch holds before it must trap (FBATCH_SIZE is 31). */
+export const LRU_BATCH = 32;
+// Float64 slots after the ints: memory limit, snapshot entries, LRU batches
+const F_LIMIT = 0;
+const F_SNAP = 1;
+const SNAP_WORDS = 4; // start, end, vm flags | SNAP_FAST, KeyID
+const SNAP_FAST = 2 ** 32; // above every vm flag the model uses
+const batchSlots = 1 + LRU_BATCH; // count, then page addresses
+
+export interface MmSharedDescriptor {
+  readonly sab: SharedArrayBuffer;
+  readonly nrCpus: number;
+}
+
+/** The part of an mm_struct that CPUs of other threads read and update. */
+export class MmShared {
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+  readonly nrCpus: number;
+  private readonly sab: SharedArrayBuffer;
+
+  private constructor(d: MmSharedDescriptor) {
+    this.sab = d.sab;
+    this.nrCpus = d.nrCpus;
+    this.i32 = new Int32Array(d.sab, 0, MM_INTS);
+    this.f64 = new Float64Array(d.sab, MM_INTS * 4);
+  }
+
+  static create(nrCpus: number, memLimit: number, node: number): MmShared {
+    const f = 1 + SNAP_MAX * SNAP_WORDS + nrCpus * batchSlots;
+    const s = new MmShared({ sab: new SharedArrayBuffer(MM_INTS * 4 + f * 8), nrCpus });
+    s.f64[F_LIMIT] = memLimit;
+    s.i32[MM_NODE] = node;
+    return s;
+  }
+
+  static attach(d: MmSharedDescriptor): MmShared {
+    return new MmShared(d);
+  }
+
+  descriptor(): MmSharedDescriptor {
+    return { sab: this.sab, nrCpus: this.nrCpus };
+  }
+
+  batchBase(cpu: number): number {
+    return F_SNAP + SNAP_MAX * SNAP_WORDS + cpu * batchSlots;
+  }
+}
+
+// ---- kernel side ----
+
+/** Can a CPU take this VMA's pages itself? (what do_anonymous_page does without the kernel's help) */
+function fastVma(k: Kernel, flags: number, anonymous: boolean, keyid: number): boolean {
+  if (!anonymous || flags & (VM_SHARED | VM_LOCKED)) return false;
+  // keyed pages that the hardware keeps from the kernel are pinned at fault (memory.ts)
+  return keyid === 0 || k.machine.profile.swap !== 'pinned';
+}
+
+/** Republish mm's VMAs for the CPUs. Kernel only, under the write lock. */
+function publishVmas(k: Kernel, mm: MmStruct): void {
+  const s = mm.shared;
+  const v = mm.vmas.vmas;
+  if (v.length > SNAP_MAX) s.i32[MM_NVMAS] = -1;
+  else {
+    const f = s.f64;
+    for (let j = 0; j < v.length; j++) {
+      const o = F_SNAP + j * SNAP_WORDS;
+      const vma = v[j];
+      f[o] = vma.start;
+      f[o + 1] = vma.end;
+      f[o + 2] = vma.flags + (fastVma(k, vma.flags, vma.anonymous, vma.keyid) ? SNAP_FAST : 0);
+      f[o + 3] = vma.keyid;
+    }
+    s.i32[MM_NVMAS] = v.length;
+  }
+  s.i32[MM_GEN]++;
+}
+
+/** lru_add_drain for mm: move every CPU's batch to the mm's LRU. Kernel only, under the write lock. */
+function drainLruBatches(mm: MmStruct): void {
+  const f = mm.shared.f64;
+  for (let c = 0; c < mm.shared.nrCpus; c++) {
+    const b = mm.shared.batchBase(c);
+    const n = f[b];
+    for (let j = 0; j < n; j++) {
+      const va = f[b + 1 + j];
+      mm.lru.push(va);
+      const vma = mm.vmas.find(va);
+      if (vma !== null) vma.anonVma = true;
+    }
+    f[b] = 0;
+  }
+}
+
+/** Polls of the reader count before the kernel sleeps on it. */
+const WRITER_SPIN = 2000;
+
+/** mmap_write_lock: keep the CPUs out of mm's fast faults. Nests on the kernel thread. */
+export function mmWriteLock(mm: MmStruct): void {
+  if (mm.lockDepth++ > 0) return;
+  const L = mm.shared.i32;
+  let v = Atomics.or(L, MM_LOCK, MM_WRITER) | MM_WRITER;
+  // A CPU inside is at most one page of work from leaving; it wakes us if we sleep.
+  for (let spin = 0; v !== MM_WRITER; spin++) {
+    if (spin >= WRITER_SPIN) Atomics.wait(L, MM_LOCK, v, 0.05);
+    v = Atomics.load(L, MM_LOCK);
+  }
+  drainLruBatches(mm);
+}
+
+/** mmap_write_unlock: republish the VMAs if CPUs may fault on their own, then let them in. */
+export function mmWriteUnlock(k: Kernel, mm: MmStruct): void {
+  if (--mm.lockDepth > 0) return;
+  if (mm.lockDepth < 0) throw new Error(`mm ${mm.id}: write unlock without lock`);
+  if (mm.shared.i32[MM_FAST] !== 0) publishVmas(k, mm);
+  Atomics.and(mm.shared.i32, MM_LOCK, ~MM_WRITER);
+}
+
+/** Let CPUs on other threads handle their own anonymous faults of mm (they attach to it). */
+export function enableFastFaults(k: Kernel, mm: MmStruct): void {
+  mmWriteLock(mm);
+  mm.shared.i32[MM_FAST] = 1;
+  mmWriteUnlock(k, mm);
+}
+
+// ---- CPU side ----
+
+export interface FastFaultContext {
+  readonly cpu: number;
+  readonly mmId: number;
+  readonly pgd: number;
+  readonly mm: MmShared;
+  readonly map: MemMap;
+  readonly pool: PageTablePool;
+  readonly engine: MemoryEncryptionEngine;
+  /** per-KeyID page references (keys.ts) */
+  readonly keyPageRefs: Int32Array;
+  /** this CPU's kernel counter row and the index of `faults` in it */
+  readonly counters: Float64Array;
+  readonly faultsIndex: number;
+}
+
+/** A worker CPU's own fault handler for private anonymous pages. */
+export class FastFault {
+  /** faults handled here, and those passed to the kernel (this CPU's own tally, not a shared counter) */
+  handled = 0;
+  passed = 0;
+  private cacheGen = -1;
+  private cacheStart = 0;
+  private cacheEnd = 0;
+  private cacheFlags = 0;
+  private cacheKeyid = 0;
+
+  constructor(private readonly c: FastFaultContext) {}
+
+  /**
+   * Try to resolve a fault at va here. True when the access can be retried
+   * (the PTE is now there, ours or another CPU's); false when the kernel
+   * must handle it (trap).
+   */
+  tryFault(va: number, write: boolean): boolean {
+    const L = this.c.mm.i32;
+    const v = Atomics.load(L, MM_LOCK);
+    if (v & MM_WRITER || L[MM_FAST] === 0 || Atomics.compareExchange(L, MM_LOCK, v, v + 1) !== v) {
+      this.passed++;
+      return false;
+    }
+    const ok = this.locked(va, write);
+    // Leave; wake a kernel that waits for the last CPU to go.
+    if ((Atomics.sub(L, MM_LOCK, 1) - 1) === MM_WRITER) Atomics.notify(L, MM_LOCK);
+    if (ok) this.handled++;
+    else this.passed++;
+    return ok;
+  }
+
+  private lookup(va: number): boolean {
+    const s = this.c.mm;
+    const gen = s.i32[MM_GEN];
+    if (gen === this.cacheGen && va >= this.cacheStart && va < this.cacheEnd) return true;
+    const n = s.i32[MM_NVMAS];
+    const f = s.f64;
+    let lo = 0, hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (f[F_SNAP + mid * SNAP_WORDS + 1] > va) hi = mid;
+      else lo = mid + 1;
+    }
+    if (lo >= n || f[F_SNAP + lo * SNAP_WORDS] > va) return false;
+    const o = F_SNAP + lo * SNAP_WORDS;
+    this.cacheGen = gen;
+    this.cacheStart = f[o];
+    this.cacheEnd = f[o + 1];
+    this.cacheFlags = f[o + 2];
+    this.cacheKeyid = f[o + 3];
+    return true;
+  }
+
+  private locked(va: number, write: boolean): boolean {
+    const c = this.c;
+    if (!this.lookup(va)) return false;
+    const fl = this.cacheFlags;
+    if (fl < SNAP_FAST) return false;
+    // the access check: the kernel answers a denied access (SIGSEGV)
+    if (write ? !(fl & VM_WRITE) : !(fl & (VM_READ | VM_WRITE | VM_EXEC))) return false;
+    const page = va - (va % PAGE_SIZE);
+    const i = c.pool.pteIndex(c.pgd, page);
+    if (i < 0) return false; // no table yet: the kernel builds it
+    const w = c.pool.words;
+    if (Atomics.load(w, i) !== 0) return false; // swap, migration, protnone, stale: the kernel's
+    const s = c.mm;
+    const L = s.i32;
+    const b = s.batchBase(c.cpu);
+    if (s.f64[b] >= LRU_BATCH) return false;
+    // charge the mm (mem_cgroup_charge): at its limit, the kernel reclaims
+    const limit = s.f64[F_LIMIT];
+    for (;;) {
+      const rss = Atomics.load(L, MM_RSS);
+      if (rss + Atomics.load(L, MM_FILE_PAGES) >= limit) return false;
+      if (Atomics.compareExchange(L, MM_RSS, rss, rss + 1) === rss) break;
+    }
+    const pfn = c.map.pcpAlloc(c.cpu, L[MM_NODE]);
+    if (pfn < 0) {
+      Atomics.sub(L, MM_RSS, 1);
+      return false;
+    }
+    // prep_encrypted_page, on this CPU
+    const keyid = this.cacheKeyid;
+    if (keyid !== 0) {
+      c.engine.flush(asPfn(pfn));
+      Atomics.add(c.keyPageRefs, keyid, 1); // the VMA holds the key: it cannot die here
+    }
+    c.map.keyid[pfn] = keyid;
+    c.engine.zero(asPfn(pfn), keyid);
+    c.map.flags[pfn] = PG_ALLOCATED | PG_ANON;
+    c.map.ownerMm[pfn] = c.mmId;
+    c.map.ownerVa[pfn] = page;
+    const pte = mkPte(pfn, keyid, PTE_PRESENT | (fl & VM_WRITE ? PTE_WRITE : 0) | (write ? PTE_DIRTY : 0));
+    if (Atomics.compareExchange(w, i, 0, pte) !== 0) {
+      // another CPU faulted the page in first: undo, and retry the access
+      if (keyid !== 0) {
+        c.engine.flush(asPfn(pfn));
+        Atomics.sub(c.keyPageRefs, keyid, 1);
+      }
+      c.map.pcpUndo(c.cpu, pfn);
+      Atomics.sub(L, MM_RSS, 1);
+      return true;
+    }
+    const n = s.f64[b];
+    s.f64[b + 1 + n] = page;
+    s.f64[b] = n + 1;
+    c.counters[c.faultsIndex]++;
+    return true;
+  }
+}
