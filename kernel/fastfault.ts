@@ -36,7 +36,8 @@
 import type { MemoryEncryptionEngine } from '../hardware/engine.js';
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
 import type { Kernel, MmStruct } from './kernel.js';
-import { PG_ALLOCATED, PG_ANON, type MemMap } from './page_alloc.js';
+import { PCP_BATCH, PG_ALLOCATED, PG_ANON, type MemMap } from './page_alloc.js';
+import { W_MM } from './smp.js';
 import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, type PageTablePool } from './pgtable.js';
 import { VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
 
@@ -55,8 +56,13 @@ export const MM_WRITER = 1 << 30;
 
 /** VMAs a snapshot holds; an mm with more faults through the kernel. */
 export const SNAP_MAX = 256;
-/** Pages a CPU's LRU batch holds before it must trap (FBATCH_SIZE is 31). */
-export const LRU_BATCH = 32;
+/**
+ * Pages a CPU's LRU batch holds before it must trap. Linux's batch is 31
+ * pages (PAGEVEC_SIZE, then FBATCH_SIZE) and a CPU drains it itself under the
+ * LRU lock; here the LRU is the kernel thread's, so the batch is as large as
+ * a per-CPU list refill and the kernel drains it on its next entry.
+ */
+export const LRU_BATCH = 64;
 // Float64 slots after the ints: memory limit, snapshot entries, LRU batches
 const F_LIMIT = 0;
 const F_SNAP = 1;
@@ -113,24 +119,47 @@ function fastVma(k: Kernel, flags: number, anonymous: boolean, keyid: number): b
   return keyid === 0 || k.machine.profile.swap !== 'pinned';
 }
 
-/** Republish mm's VMAs for the CPUs. Kernel only, under the write lock. */
+/** Leaf tables the kernel builds ahead per publish (16: 64 MiB of address space). */
+const PREBUILD_LEAVES = 16;
+const LEAF_SPAN = PAGE_SIZE * 1024;
+
+/**
+ * Republish mm's VMAs for the CPUs, with page tables under each VMA a CPU may
+ * fault on (built at mmap: a CPU cannot allocate a table, and would trap).
+ * Kernel only, under the write lock.
+ */
 function publishVmas(k: Kernel, mm: MmStruct): void {
   const s = mm.shared;
   const v = mm.vmas.vmas;
+  let leaves = PREBUILD_LEAVES;
   if (v.length > SNAP_MAX) s.i32[MM_NVMAS] = -1;
   else {
     const f = s.f64;
     for (let j = 0; j < v.length; j++) {
       const o = F_SNAP + j * SNAP_WORDS;
       const vma = v[j];
+      const fast = fastVma(k, vma.flags, vma.anonymous, vma.keyid);
       f[o] = vma.start;
       f[o + 1] = vma.end;
-      f[o + 2] = vma.flags + (fastVma(k, vma.flags, vma.anonymous, vma.keyid) ? SNAP_FAST : 0);
+      f[o + 2] = vma.flags + (fast ? SNAP_FAST : 0);
       f[o + 3] = vma.keyid;
+      if (fast)
+        for (let a = vma.start - (vma.start % LEAF_SPAN); a < vma.end && leaves > 0; a += LEAF_SPAN)
+          if (k.pool.pteIndex(mm.pgd, a) === -1) {
+            leaves--;
+            k.pool.pteIndex(mm.pgd, a, true); // best effort: a full pool only means traps
+          }
     }
     s.i32[MM_NVMAS] = v.length;
   }
   s.i32[MM_GEN]++;
+}
+
+/** Top up the per-CPU lists of the CPUs running mm, so that their next faults need no trap. */
+function refillCpus(k: Kernel, mm: MmStruct): void {
+  const w = k.smp.words;
+  for (let c = 1; c < k.smp.nrCpus; c++)
+    if (Atomics.load(w, k.smp.w(c, W_MM)) === mm.id && k.alloc.map.pcpCount(c) < PCP_BATCH) k.alloc.refillPcp(c, mm.node);
 }
 
 /** lru_add_drain for mm: move every CPU's batch to the mm's LRU. Kernel only, under the write lock. */
@@ -169,7 +198,10 @@ export function mmWriteLock(mm: MmStruct): void {
 export function mmWriteUnlock(k: Kernel, mm: MmStruct): void {
   if (--mm.lockDepth > 0) return;
   if (mm.lockDepth < 0) throw new Error(`mm ${mm.id}: write unlock without lock`);
-  if (mm.shared.i32[MM_FAST] !== 0) publishVmas(k, mm);
+  if (mm.shared.i32[MM_FAST] !== 0) {
+    publishVmas(k, mm);
+    refillCpus(k, mm);
+  }
   Atomics.and(mm.shared.i32, MM_LOCK, ~MM_WRITER);
 }
 

@@ -24,8 +24,8 @@ export const PG_SECRET = 1 << 5; // removed from the kernel direct map (secretme
 export const PG_FILE = 1 << 6; // belongs to a file's page cache (shmem, secretmem, driver)
 
 /** Frames a per-CPU list holds at most, and takes per refill (pcp->high, pcp->batch). */
-export const PCP_HIGH = 64;
-export const PCP_BATCH = 32;
+export const PCP_HIGH = 128;
+export const PCP_BATCH = 64;
 // per-CPU list layout, Int32 words: lock, count, node, then PCP_HIGH frames
 const PCP_LOCK = 0;
 const PCP_COUNT = 1;

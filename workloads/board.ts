@@ -29,6 +29,8 @@ export const P_PAGES = 7; // below this
 export const O_ERRORS = 8;
 export const O_FAULT = 9;
 export const O_ACCESSES = 10;
+/** the seed the next round will most likely have: a CPU may make its data ahead (a hint only) */
+export const P_NEXT_SEED = 11;
 
 export const FLAG_VERIFY_ONLY = 1;
 export const FLAG_WRITE_ONLY = 2;

@@ -18,6 +18,7 @@ import {
   P_ADDR,
   P_FIRST,
   P_FLAGS,
+  P_NEXT_SEED,
   P_PAGES,
   P_PASSES,
   P_SEED,
@@ -39,24 +40,46 @@ const backoff = new Backoff();
 const got = new Uint8Array(PAGE_SIZE);
 
 /**
- * The round's data patterns, made once per round (seed) for this CPU's pages
+ * The round's data patterns for this CPU's pages, made once per round (seed)
  * and reused by every pass, store and check: no pattern is computed twice and
- * nothing is allocated per page. Grown, never shrunk.
+ * nothing is allocated per page. Two buffers: the round's, and a spare that
+ * the CPU fills for the next round (its seed is hinted on the board) while
+ * the kernel thread is between rounds, so that making data is off the
+ * round's critical path when the hint is right. Grown, never shrunk.
  */
-let patterns = Buffer.alloc(0);
-let patternWords = new Uint32Array(0);
-let patternKey = '';
+class Patterns {
+  buf = Buffer.alloc(0);
+  words = new Uint32Array(0);
+  key = '';
+
+  fill(seed: number, first: number, stride: number, pages: number): void {
+    if (this.buf.length < pages * PAGE_SIZE) {
+      this.buf = Buffer.alloc(pages * PAGE_SIZE);
+      this.words = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >>> 2);
+    }
+    for (let p = first; p < pages; p += stride) patternInto(seed, p, this.words, p * (PAGE_SIZE >>> 2));
+    this.key = `${seed}/${first}/${stride}/${pages}`;
+  }
+}
+let current = new Patterns();
+let spare = new Patterns();
 
 function patternsFor(seed: number, first: number, stride: number, pages: number): Buffer {
   const key = `${seed}/${first}/${stride}/${pages}`;
-  if (key === patternKey) return patterns;
-  if (patterns.length < pages * PAGE_SIZE) {
-    patterns = Buffer.alloc(pages * PAGE_SIZE);
-    patternWords = new Uint32Array(patterns.buffer, patterns.byteOffset, patterns.length >>> 2);
+  if (current.key !== key) {
+    if (spare.key === key) [current, spare] = [spare, current];
+    else current.fill(seed, first, stride, pages);
   }
-  for (let p = first; p < pages; p += stride) patternInto(seed, p, patternWords, p * (PAGE_SIZE >>> 2));
-  patternKey = key;
-  return patterns;
+  return current.buf;
+}
+
+/** Make the next round's data ahead, from the hint of the round just done. */
+function prefetch(c: WorkerCpu, b: RoundBoard): void {
+  const f = b.f64;
+  const at = (slot: number) => f[b.f(c.cpu, slot)];
+  const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
+  const next = at(P_NEXT_SEED);
+  if (spare.key !== `${next}/${first}/${stride}/${pages}`) spare.fill(next, first, stride, pages);
 }
 
 /** One round on this CPU's pages, parameters and results on the board. */
@@ -129,6 +152,7 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
       port!.postMessage({ type: 'fail', cpu: c.cpu, message: failure instanceof Error ? failure.message : String(failure) } satisfies FromCpu);
       return;
     }
+    prefetch(c, b);
   }
 }
 

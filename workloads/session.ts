@@ -21,6 +21,7 @@ import {
   P_ADDR,
   P_FIRST,
   P_FLAGS,
+  P_NEXT_SEED,
   P_PAGES,
   P_PASSES,
   P_ROUND,
@@ -33,7 +34,7 @@ import {
   RoundBoard,
 } from './board.js';
 import type { CpuReport, FromCpu, RoundSpec, ToCpu } from './protocol.js';
-import type { Workload } from './workload.js';
+import { roundSeed, type Workload } from './workload.js';
 
 export interface CellConfig {
   readonly design: string;
@@ -189,6 +190,7 @@ export class CellSession {
       p(P_ROUND, spec.round);
       p(P_ADDR, spec.addr);
       p(P_SEED, spec.seed);
+      p(P_NEXT_SEED, roundSeed(this.cfg.seed, spec.round + 1));
       p(P_PASSES, spec.passes);
       p(P_FLAGS, flags);
       p(P_FIRST, c - 1);

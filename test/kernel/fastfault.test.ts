@@ -78,6 +78,7 @@ function state(k: Kernel, t: Task, pages: number) {
 
 /** The invariants of a settled address space whose `pages` pages were all touched. */
 function checkOwnership(k: Kernel, t: Task, pages: number, keyid: number): void {
+  settle(k, t);
   const owner = new Map<number, number>();
   for (let p = 0; p < pages; p++) {
     const va = BASE + p * PAGE;
@@ -97,7 +98,7 @@ function checkOwnership(k: Kernel, t: Task, pages: number, keyid: number): void 
   assert.equal(allocated, pages, 'frames allocated but not mapped');
   assert.equal(t.mm.rss, pages);
   const lru = [...t.mm.lru].sort((a, b) => a - b);
-  assert.deepEqual(lru, Array.from({ length: pages }, (_, p) => BASE + p * PAGE), 'LRU: each resident page once');
+  assert.deepEqual(lru, Array.from({ length: pages }, (_, p) => BASE + p * PAGE), `LRU: each resident page once (${lru.length} entries)`);
   assert.equal(t.mm.vmas.find(BASE)!.anonVma, true);
 }
 
