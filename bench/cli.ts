@@ -18,6 +18,7 @@ import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResu
 import { formatCore, opensslSpeed, runCoreBench } from './core.js';
 import { calibrateInto } from './costs.js';
 import { metaPath, parseCsv, parseMeta } from './csv.js';
+import { EXPORTS, EXPORT_NAMES, exportFile } from './export.js';
 import { InputError, readInput } from './io.js';
 import { formatReport } from './report.js';
 import { runBench, type RunArgs } from './run.js';
@@ -92,7 +93,7 @@ async function run(a: RunArgs & { baseline?: string; threshold: number }): Promi
   if (a.format === 'text') process.stdout.write(res.report + '\n');
   else if (a.format === 'csv') process.stdout.write(res.csv);
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt${a.export ? ', .' + a.export + '.json' : ''}) in ${secs} s\n`);
+  process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt${a.export ? ', ' + EXPORTS[a.export].suffix : ''}) in ${secs} s\n`);
   if (baseline !== undefined) {
     process.stdout.write('\n');
     process.exitCode = gate(baseline, res.out, { threshold: a.threshold, 'fail-on': 'any' }, 'text');
@@ -140,7 +141,7 @@ async function main(argv: string[]): Promise<void> {
           .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' })
           .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })
           .option('threshold', { type: 'number', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
-          .option('export', { choices: ['github-action-benchmark'], describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter)' }),
+          .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' }),
       (a) => run(a as unknown as RunArgs & { baseline?: string; threshold: number }),
     )
     .command(
@@ -155,6 +156,18 @@ async function main(argv: string[]): Promise<void> {
           .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text' }),
       (a) => {
         process.exitCode = gate(a.base, a.new, a as unknown as GateArgs, a.format);
+      },
+    )
+    .command(
+      'export <csv>',
+      'write an existing results CSV for a tracker: github-action-benchmark (customSmallerIsBetter) or bencher (BMF JSON); every cell keeps an outcome code, beside its modelled cost and simulator time where it has them',
+      (y) =>
+        y
+          .positional('csv', { type: 'string', demandOption: true })
+          .option('to', { choices: EXPORT_NAMES, demandOption: true, describe: 'the tracker' })
+          .option('out', { alias: 'o', type: 'string', describe: 'where to write (default: the CSV with .csv replaced by .github-action-benchmark.json or .bmf.json)' }),
+      (a) => {
+        process.stdout.write(exportFile(a.csv, a.to, a.out) + '\n');
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())

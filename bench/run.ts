@@ -1,6 +1,7 @@
 // `memcrypt-bench run`: plan the matrix, decide the cost table and check the
 // output path before any cell runs, run it, then write the result set
-// (<run id>.csv, .meta.json, .samples.json, .txt) and print the report.
+// (<run id>.csv, .meta.json, .samples.json, .txt, and an export if asked:
+// bench/export.ts) and print the report.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { backendNote } from '../hardware/xts.js';
 import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
 import { resolveCosts } from './costs.js';
 import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, samplesPath } from './csv.js';
+import { EXPORTS, exportPath, type ExportName } from './export.js';
 import { InputError, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runMatrix, type CellPlan } from './runner.js';
@@ -31,7 +33,7 @@ export interface RunArgs {
   costs?: string;
   out?: string;
   format: string;
-  export?: string;
+  export?: ExportName;
 }
 
 export function gitSha(root: string): string {
@@ -163,20 +165,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; re
   writeFileAtomic(samplesPath(out), formatSamples(meta.run_id, res.samples));
   writeFileAtomic(out, csv);
   writeFileAtomic(`${base}.txt`, report);
-  if (a.export === 'github-action-benchmark') writeFileAtomic(`${base}.github-action-benchmark.json`, exportGab(rows));
+  // last: an export is derived from the CSV, never the other way round
+  if (a.export !== undefined) writeFileAtomic(exportPath(out, a.export), EXPORTS[a.export].format(rows));
   return { out, report, csv, rows };
-}
-
-/** github-action-benchmark's customSmallerIsBetter format: the harness's speed, one entry per timed cell. */
-export function exportGab(rows: readonly Row[]): string {
-  const entries = rows
-    .filter((r) => r.sim_rounds > 0)
-    .map((r) => ({
-      name: `${r.workload}/${r.interface}/${r.kernel}/${r.swap}/t${r.threads} (${r.hardware}, ${r.crypto_backend})`,
-      unit: 'ns/op',
-      value: Math.round(r.sim_ns_per_op_median * 10) / 10,
-      range: `+-${r.sim_rme_pct.toFixed(1)}%`,
-      extra: `simulator time; outcome ${r.outcome}${r.errno ? '/' + r.errno : ''}; modelled ${r.modelled_ns_per_op.toFixed(1)} ns/op (${r.cost_source}); ${r.sim_rounds} rounds`,
-    }));
-  return JSON.stringify(entries, null, 2) + '\n';
 }
