@@ -19,11 +19,13 @@ import { formatCore, opensslSpeed, runCoreBench } from './core.js';
 import { calibrateInto } from './costs.js';
 import { metaPath, parseCsv, parseMeta } from './csv.js';
 import { EXPORTS, EXPORT_NAMES, exportFile } from './export.js';
+import { HISTORY_FILE, readHistory } from './history.js';
 import { InputError, readInput } from './io.js';
 import { formatReport } from './report.js';
 import { runBench, type RunArgs } from './run.js';
 import { WARMUP_MS } from './runner.js';
 import type { Row } from './schema.js';
+import { formatHistory, historyTrend } from './trend.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -42,6 +44,12 @@ const positiveInt = (name: string, max = Number.MAX_SAFE_INTEGER, min = 1) => (v
 const nonNegative = (name: string) => (v: unknown) => {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number >= 0, got '${String(v)}'`);
+  return n;
+};
+
+const probability = (name: string) => (v: unknown) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new Error(`--${name}: expected a number in (0, 1), got '${String(v)}'`);
   return n;
 };
 
@@ -94,6 +102,7 @@ async function run(a: RunArgs & { baseline?: string; threshold: number }): Promi
   else if (a.format === 'csv') process.stdout.write(res.csv);
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt${a.export ? ', ' + EXPORTS[a.export].suffix : ''}) in ${secs} s\n`);
+  if (res.history) process.stderr.write(`appended ${res.history.records} record${res.history.records === 1 ? '' : 's'} to ${res.history.file}\n`);
   if (baseline !== undefined) {
     process.stdout.write('\n');
     process.exitCode = gate(baseline, res.out, { threshold: a.threshold, 'fail-on': 'any' }, 'text');
@@ -141,7 +150,8 @@ async function main(argv: string[]): Promise<void> {
           .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' })
           .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })
           .option('threshold', { type: 'number', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
-          .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' }),
+          .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' })
+          .option('history', { type: 'string', describe: `append one record per cell to this history store (default ${HISTORY_FILE} beside the CSV); --no-history: none` }),
       (a) => run(a as unknown as RunArgs & { baseline?: string; threshold: number }),
     )
     .command(
@@ -168,6 +178,23 @@ async function main(argv: string[]): Promise<void> {
           .option('out', { alias: 'o', type: 'string', describe: 'where to write (default: the CSV with .csv replaced by .github-action-benchmark.json or .bmf.json)' }),
       (a) => {
         process.stdout.write(exportFile(a.csv, a.to, a.out) + '\n');
+      },
+    )
+    .command(
+      'history',
+      'the trend of every cell over the last N commits of the history store (appended by run), with its change points',
+      (y) =>
+        y
+          .option('file', { type: 'string', describe: `the history store (JSON lines); default results/${HISTORY_FILE} of this checkout` })
+          .option('last', { type: 'number', default: 10, describe: 'the last N commits', coerce: positiveInt('last', 10_000) })
+          .option('threshold', { type: 'number', default: 5, describe: 'a significant change beyond this % is a change point', coerce: nonNegative('threshold') })
+          .option('alpha', { type: 'number', default: 0.05, describe: 'significance level, after Holm', coerce: probability('alpha') }),
+      (a) => {
+        const file = a.file === undefined ? join(ROOT, 'results', HISTORY_FILE) : resolve(a.file);
+        const { records, warnings } = readHistory(file);
+        for (const w of warnings) process.stderr.write(`memcrypt-bench: ${w}\n`);
+        if (records.length === 0) process.stderr.write(`memcrypt-bench: ${file}: no history records (run appends them)\n`);
+        process.stdout.write(formatHistory(historyTrend(records, { last: a.last, thresholdPct: a.threshold, alpha: a.alpha })) + '\n');
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())

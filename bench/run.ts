@@ -12,6 +12,7 @@ import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
 import { resolveCosts } from './costs.js';
 import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, samplesPath } from './csv.js';
 import { EXPORTS, exportPath, type ExportName } from './export.js';
+import { HISTORY_FILE, appendHistory, checkHistoryPath } from './history.js';
 import { InputError, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runMatrix, type CellPlan } from './runner.js';
@@ -34,6 +35,8 @@ export interface RunArgs {
   out?: string;
   format: string;
   export?: ExportName;
+  /** the history store: a path, '' or undefined for history.jsonl beside the CSV, false (--no-history) for none */
+  history?: string | false;
 }
 
 export function gitSha(root: string): string {
@@ -104,13 +107,34 @@ export interface RunIo {
   readonly progress?: (done: number, total: number, r: Row) => void;
 }
 
-/** The result set of a run, written file by file (each atomically); returns the CSV path. */
-export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; report: string; csv: string; rows: Row[] }> {
+/**
+ * The history store of a run. Beside the result set by default, so the
+ * default run appends to results/history.jsonl while a run --out elsewhere
+ * (a test's temp dir) leaves the checkout's history alone.
+ */
+export function historyPath(a: Pick<RunArgs, 'history'>, out: string): string | null {
+  if (a.history === false) return null;
+  return resolve(a.history ? a.history : join(dirname(out), HISTORY_FILE));
+}
+
+export interface RunResult {
+  out: string;
+  report: string;
+  csv: string;
+  rows: Row[];
+  /** where the run's records were appended and how many; null with --no-history */
+  history: { file: string; records: number } | null;
+}
+
+/** The result set of a run, written file by file (each atomically), then its history records appended. */
+export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
   const cells = plan(a);
   const started = new Date();
   const runId = `${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
   const out = resolve(a.out ?? join(io.root, 'results', `${runId}.csv`));
   checkOut(out, a.out);
+  const historyFile = historyPath(a, out);
+  if (historyFile !== null) checkHistoryPath(historyFile);
   const costs = resolveCosts(a.costs, join(io.root, CALIBRATION_FILE), CALIBRATION_FILE);
   if (costs.note) io.say(costs.note);
   if (a.backend.includes('openssl') && backendNote()) io.say(backendNote()!);
@@ -167,5 +191,14 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<{ out: string; re
   writeFileAtomic(`${base}.txt`, report);
   // last: an export is derived from the CSV, never the other way round
   if (a.export !== undefined) writeFileAtomic(exportPath(out, a.export), EXPORTS[a.export].format(rows));
-  return { out, report, csv, rows };
+  // last: the history holds runs whose result set was written. A store that
+  // cannot be appended to costs a line on stderr, not the run's report.
+  let history: RunResult['history'] = null;
+  if (historyFile !== null)
+    try {
+      history = { file: historyFile, records: appendHistory(historyFile, meta, rows, res.samples) };
+    } catch (e) {
+      io.say(`${historyFile}: cannot append the history: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  return { out, report, csv, rows, history };
 }
