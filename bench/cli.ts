@@ -22,8 +22,9 @@ import { EXPORTS, EXPORT_NAMES, exportFile } from './export.js';
 import { HISTORY_FILE, readHistory } from './history.js';
 import { InputError, readInput } from './io.js';
 import { formatReport } from './report.js';
-import { runBench, type RunArgs } from './run.js';
-import { WARMUP_MS } from './runner.js';
+import { runCellsJob } from './repeat.js';
+import { plan, runBench, type RunArgs } from './run.js';
+import { REPEAT, TIME_MS, WARMUP_MS } from './runner.js';
 import type { Row } from './schema.js';
 import { formatHistory, historyTrend } from './trend.js';
 
@@ -71,18 +72,35 @@ const csvList =
 
 interface GateArgs {
   threshold: number;
+  alpha: number;
   'fail-on': string;
 }
 
-/** Compare and print; the exit code CI gates on: 1 for a regression (or a behaviour change with --fail-on any). */
+/**
+ * Compare and print; the exit code CI gates on: 1 for a regression (or also
+ * a behaviour change with --fail-on any; never with none).
+ */
 function gate(base: string, now: string, a: GateArgs, format: string): number {
-  const r: CompareResult = compareRuns(loadRun(base), loadRun(now), { thresholdPct: a.threshold, alpha: 0.05 });
+  const r: CompareResult = compareRuns(loadRun(base), loadRun(now), { thresholdPct: a.threshold, alpha: a.alpha });
   process.stdout.write(format === 'csv' ? formatCompareCsv(r) : formatCompare(r) + '\n');
+  if (a['fail-on'] === 'none') return 0;
   const failed = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0);
   return failed ? 1 : 0;
 }
 
-async function run(a: RunArgs & { baseline?: string; threshold: number }): Promise<void> {
+const alphaOption = {
+  type: 'number',
+  default: 0.05,
+  describe: 'significance level of the U test, after Holm',
+  coerce: (v: unknown) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new Error(`--alpha: expected a number in (0, 1), got '${String(v)}'`);
+    return n;
+  },
+} as const;
+const failOnOption = { choices: ['regression', 'any', 'none'], default: 'any', describe: 'exit 1 on a regression only, also on any behaviour change, or never' } as const;
+
+async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void> {
   // the baseline must be readable before an hour of work, not after
   const baseline = a.baseline === undefined ? undefined : resolve(a.baseline === '' ? join(ROOT, 'results', 'baseline.csv') : a.baseline);
   if (baseline !== undefined) loadRun(baseline);
@@ -105,7 +123,7 @@ async function run(a: RunArgs & { baseline?: string; threshold: number }): Promi
   if (res.history) process.stderr.write(`appended ${res.history.records} record${res.history.records === 1 ? '' : 's'} to ${res.history.file}\n`);
   if (baseline !== undefined) {
     process.stdout.write('\n');
-    process.exitCode = gate(baseline, res.out, { threshold: a.threshold, 'fail-on': 'any' }, 'text');
+    process.exitCode = gate(baseline, res.out, a, 'text');
   }
 }
 
@@ -143,16 +161,20 @@ async function main(argv: string[]): Promise<void> {
           .option('backend', { type: 'string', array: true, default: [defaultBackend()], describe: 'crypto backends: native (OpenSSL EVP in place, built by npm ci), openssl (node:crypto), noble (pure JS)', coerce: csvList('backend', (s) => getBackend(s)) })
           .option('costs', { type: 'string', describe: `cost table: a calibration file, or 'defaults' (the sourced defaults); default ${CALIBRATION_FILE}, made by calibrating this host first if missing` })
           .option('seed', { type: 'number', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
-          .option('time', { type: 'number', default: 300, describe: 'minimum timing per cell, ms', coerce: positiveInt('time', 600_000) })
-          .option('samples', { type: 'number', default: 10, describe: 'minimum timed rounds per cell', coerce: positiveInt('samples', 100_000) })
-          .option('warmup', { type: 'number', default: WARMUP_MS, describe: 'warm-up per timed cell, ms (the JIT keeps speeding rounds up for ~0.5 s)', coerce: positiveInt('warmup', 600_000) })
+          .option('time', { type: 'number', default: TIME_MS, describe: 'minimum timing per cell and process, ms', coerce: positiveInt('time', 600_000) })
+          .option('samples', { type: 'number', default: 10, describe: 'minimum timed rounds per cell and process', coerce: positiveInt('samples', 100_000) })
+          .option('warmup', { type: 'number', default: WARMUP_MS, describe: 'warm-up per timed cell and process, ms', coerce: positiveInt('warmup', 600_000) })
+          .option('repeat', { type: 'number', default: REPEAT, describe: 'fresh processes that time every timed cell, each in its own shuffled order (compare tests their medians)', coerce: positiveInt('repeat', 100) })
+          .option('order-seed', { type: 'number', describe: 'seed of the shuffled cell orders (default: random; recorded in the meta file)', coerce: positiveInt('order-seed', 2 ** 31, 0) })
           .option('out', { alias: 'o', type: 'string', describe: 'CSV path (default results/<run id>.csv)' })
           .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' })
           .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })
           .option('threshold', { type: 'number', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
+          .option('alpha', alphaOption)
+          .option('fail-on', failOnOption)
           .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' })
           .option('history', { type: 'string', describe: `append one record per cell to this history store (default ${HISTORY_FILE} beside the CSV); --no-history: none` }),
-      (a) => run(a as unknown as RunArgs & { baseline?: string; threshold: number }),
+      (a) => run({ ...(a as unknown as RunArgs & GateArgs & { baseline?: string }), orderSeed: a['order-seed'] }),
     )
     .command(
       'compare <base> <new>',
@@ -162,7 +184,8 @@ async function main(argv: string[]): Promise<void> {
           .positional('base', { type: 'string', demandOption: true })
           .positional('new', { type: 'string', demandOption: true })
           .option('threshold', { type: 'number', default: 5, describe: 'a significant slowdown above this % is a regression', coerce: nonNegative('threshold') })
-          .option('fail-on', { choices: ['regression', 'any'], default: 'any', describe: 'exit 1 on a regression only, or also on any behaviour change' })
+          .option('alpha', alphaOption)
+          .option('fail-on', failOnOption)
           .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text' }),
       (a) => {
         process.exitCode = gate(a.base, a.new, a as unknown as GateArgs, a.format);
@@ -198,6 +221,18 @@ async function main(argv: string[]): Promise<void> {
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())
+    // run --repeat's child: one process's share of the cells (bench/repeat.ts); not for people
+    .command(
+      '_cells <job>',
+      false,
+      (y) => y.positional('job', { type: 'string', demandOption: true }),
+      async (a) => {
+        const tty = process.stderr.isTTY;
+        await runCellsJob(a.job, plan, (done, total, r: Row) => {
+          if (tty) process.stderr.write(`\r\x1b[K  [${done}/${total}] ${r.workload} ${r.interface} t${r.threads}${done === total ? '\n' : ''}`);
+        });
+      },
+    )
     .command(
       'report <csv>',
       'print the text report of a results CSV (with its .meta.json)',

@@ -8,7 +8,7 @@ import { metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.
 import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
-import { geomean, holm, mannWhitney, median } from './stats.js';
+import { geomean, holm, mannWhitney, median, minExactP, normalQuantile } from './stats.js';
 
 export interface LoadedRun {
   readonly file: string;
@@ -57,6 +57,12 @@ export interface CellComparison {
   pHolm: number;
   significant: boolean;
   regression: boolean;
+  /** either run marked the cell noisy: shown, not tested */
+  readonly noisy: boolean;
+  /** The smallest change this cell's samples could show, % (see mde); Infinity when n is too small. */
+  mdePct: number;
+  /** not significant, and a change of the threshold's size could not have been seen either */
+  insufficient: boolean;
   /** outcome or exact counters that differ (single-thread cells only for counters) */
   readonly changes: CounterChange[];
 }
@@ -76,6 +82,8 @@ export interface CompareResult {
   readonly regressions: number;
   readonly behaviourChanges: number;
   readonly timedCells: number;
+  /** cells in one run only: not run in the other (not a behaviour change) */
+  readonly notRun: number;
   readonly notes: string[];
   readonly opts: CompareOptions;
 }
@@ -87,8 +95,38 @@ function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
   return parts.join(' ');
 }
 
+/** Settings that change what a time means: a mismatch is said, since it can make or hide a change. */
+const SETTINGS: readonly (keyof RunMeta)[] = ['repeat', 'time_ms', 'warmup_ms', 'min_samples', 'node_version', 'tinybench_version', 'crypto_backends', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
+
+function settingsNotes(b: RunMeta, n: RunMeta): string[] {
+  const diff = SETTINGS.filter((k) => JSON.stringify(b[k]) !== JSON.stringify(n[k])).map((k) => `${k} ${String(b[k])} vs ${String(n[k])}`);
+  return diff.length ? [`settings differ (${diff.join('; ')}): times may not be comparable`] : [];
+}
+
+/**
+ * The smallest change a cell's samples could show, % of the base median: 0
+ * or more as the shift the U test finds half the time (50% power) at alpha
+ * divided over the compared cells (Holm's worst case), from the normal
+ * approximation: z * s * sqrt(1/n1 + 1/n2) * sqrt(pi/3), with s the pooled
+ * standard deviation and sqrt(pi/3) the U test's efficiency against the
+ * t test on normal data (3/pi). Infinity when even complete separation
+ * cannot reach alpha at these sample sizes (the exact test's floor,
+ * minExactP), which is the case of one process per side.
+ */
+function mde(bs: readonly number[], ns: readonly number[], family: number, alpha: number): number {
+  const n1 = bs.length, n2 = ns.length;
+  if (n1 === 0 || n2 === 0 || minExactP(n1, n2) * family >= alpha) return Infinity;
+  const ss = (xs: readonly number[]) => {
+    const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+    return xs.reduce((a, x) => a + (x - m) ** 2, 0);
+  };
+  const s = Math.sqrt((ss(bs) + ss(ns)) / Math.max(1, n1 + n2 - 2));
+  const z = normalQuantile(1 - alpha / family / 2);
+  return ((z * s * Math.sqrt(1 / n1 + 1 / n2) * Math.sqrt(Math.PI / 3)) / median(bs)) * 100;
+}
+
 export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOptions): CompareResult {
-  const notes: string[] = [];
+  const notes: string[] = settingsNotes(base.meta, now.meta);
   const sameSeed = base.meta.seed === now.meta.seed;
   if (!sameSeed) notes.push(`seeds differ (${base.meta.seed} vs ${now.meta.seed}): counters not compared`);
   const bmap = new Map(base.rows.map((r) => [cellKey(r), r]));
@@ -114,7 +152,8 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
     const baseMedian = median(bs);
     const newMedian = median(ns);
     const timed = bs.length > 0 && ns.length > 0;
-    const p = timed ? mannWhitney(bs, ns).p : NaN;
+    const noisy = [b, n].some((r) => r !== null && r.stability.split('+').includes('noisy'));
+    const p = timed && !noisy ? mannWhitney(bs, ns).p : NaN;
     return {
       key,
       label: label((n ?? b)!, multiHw, multiBackend),
@@ -127,14 +166,21 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
       pHolm: NaN,
       significant: false,
       regression: false,
+      noisy: timed && noisy,
+      mdePct: NaN,
+      insufficient: false,
       changes,
     };
   });
   const adjusted = holm(cells.map((c) => c.p));
+  const family = cells.filter((c) => !Number.isNaN(c.p)).length;
   cells.forEach((c, i) => {
     c.pHolm = adjusted[i];
     c.significant = adjusted[i] < opts.alpha;
     c.regression = c.significant && c.changePct > opts.thresholdPct;
+    if (Number.isNaN(c.p)) return;
+    c.mdePct = mde(base.samples.get(c.key)!, now.samples.get(c.key)!, family, opts.alpha);
+    c.insufficient = !c.significant && c.mdePct > opts.thresholdPct;
   });
   const timedCells = cells.filter((c) => !Number.isNaN(c.p));
   if (base.meta.host !== now.meta.host) notes.push(`hosts differ (${base.meta.host} vs ${now.meta.host}): times may not be comparable`);
@@ -144,8 +190,9 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
     cells,
     geomeanRatio: geomean(timedCells.map((c) => c.newMedian / c.baseMedian)),
     regressions: cells.filter((c) => c.regression).length,
-    behaviourChanges: cells.filter((c) => c.changes.length > 0 || !c.base || !c.now).length,
+    behaviourChanges: cells.filter((c) => c.changes.length > 0).length,
     timedCells: timedCells.length,
+    notRun: cells.filter((c) => !c.base || !c.now).length,
     notes,
     opts,
   };
@@ -158,12 +205,25 @@ const pval = (p: number): string => (p < 0.001 ? 'p<0.001' : `p=${p.toFixed(3)}`
 export function formatCompare(r: CompareResult): string {
   const W = 72;
   const out: string[] = [];
-  const who = (run: LoadedRun) => `${run.file} (${run.meta.git_sha ?? '?'}, ${run.meta.started_at ?? '?'})`;
-  out.push(...wrapWords(`memcrypt-bench compare: ${who(r.base)} -> ${who(r.now)}`, '', '  ', W));
+  // an LKP-style head: what ran where, with which settings
+  const m = r.now.meta;
+  out.push(...wrapWords(`memcrypt-bench compare ${r.base.meta.git_sha}...${m.git_sha}`, '', '  ', W));
+  out.push(...wrapWords(`base: ${r.base.meta.git_sha} ${r.base.meta.started_at} ${r.base.file}`, '', '  ', W));
+  out.push(...wrapWords(`new: ${m.git_sha} ${m.started_at} ${r.now.file}`, '', '  ', W));
+  out.push(...wrapWords(`machine: ${m.host}, ${m.cpu_model}, ${m.nproc} CPUs, ${(m.mem_bytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel_release}, node ${m.node_version}`, '', '  ', W));
   out.push(
     ...wrapWords(
-      `Time: Mann-Whitney U per cell, Holm-corrected over ${r.timedCells} cells, alpha ${r.opts.alpha}; ` +
-        `~ = no significant change; regression = significant and slower by more than ${r.opts.thresholdPct}%.`,
+      `settings: repeat ${m.repeat}, warm-up ${m.warmup_ms} ms, time ${m.time_ms} ms, >= ${m.min_samples} rounds, backend ${m.crypto_backends.join(',')}, costs ${m.cost_source}`,
+      '',
+      '  ',
+      W,
+    ),
+  );
+  out.push(
+    ...wrapWords(
+      `Time: Mann-Whitney U per cell on per-process medians, Holm-corrected over ${r.timedCells} cells, alpha ${r.opts.alpha}; ` +
+        `~ = no significant change; regression = significant and slower by more than ${r.opts.thresholdPct}%; ` +
+        `insufficient = not significant, and too few or too spread samples to see a ${r.opts.thresholdPct}% change (mde: smallest detectable).`,
       '',
       '  ',
       W,
@@ -175,9 +235,13 @@ export function formatCompare(r: CompareResult): string {
   out.push(head);
   for (const c of r.cells) {
     if (!c.base || !c.now) continue;
+    if (c.noisy) {
+      out.push(fit(`${fit(c.label, 25).padEnd(26)}${humanNs(c.baseMedian).padStart(8)}${humanNs(c.newMedian).padStart(8)}${'?'.padStart(8)}  noisy: not tested`, W));
+      continue;
+    }
     if (Number.isNaN(c.p)) continue;
-    const change = c.significant ? pct(c.changePct) : '~';
-    const tail = c.significant ? `  ${pval(c.pHolm)}${c.regression ? ' REGRESSION' : ''}` : '';
+    const change = c.significant ? pct(c.changePct) : c.insufficient ? '?' : '~';
+    const tail = c.significant ? `  ${pval(c.pHolm)}${c.regression ? ' REGRESSION' : ''}` : c.insufficient ? '  insufficient samples' : '';
     out.push(fit(`${fit(c.label, 25).padEnd(26)}${humanNs(c.baseMedian).padStart(8)}${humanNs(c.newMedian).padStart(8)}${change.padStart(8)}${tail}`, W));
   }
   const g = r.geomeanRatio;
@@ -191,15 +255,34 @@ export function formatCompare(r: CompareResult): string {
     }
   }
   const only = (side: 'base' | 'now') => r.cells.filter((c) => (side === 'base' ? c.base && !c.now : c.now && !c.base)).map((c) => c.label);
-  for (const [side, name] of [['base', r.base.file], ['now', r.now.file]] as const) {
+  for (const [side, name] of [['base', r.now.file], ['now', r.base.file]] as const) {
     const cells = only(side);
-    if (cells.length > 0) out.push('', ...wrapWords(`Only in ${name}: ${cells.join(', ')}`, '', '  ', W));
+    if (cells.length > 0) out.push('', ...wrapWords(`Not run in ${name}: ${cells.join(', ')}`, '', '  ', W));
   }
+  const insufficient = r.cells.filter((c) => c.insufficient).length;
+  const noisy = r.cells.filter((c) => c.noisy).length;
+  if (insufficient > 0) {
+    const mdes = r.cells.filter((c) => c.insufficient).map((c) => c.mdePct);
+    const finite = mdes.filter((x) => Number.isFinite(x));
+    const why = finite.length < mdes.length ? `${mdes.length - finite.length} have too few samples for the U test to reach alpha after Holm` : '';
+    const spread = finite.length ? `${finite.length} are too spread (smallest detectable change ${[...new Set([Math.min(...finite), Math.max(...finite)].map((x) => x.toFixed(0)))].join('-')}%)` : '';
+    out.push(
+      '',
+      ...wrapWords(
+        `Warning: ${insufficient} of ${r.timedCells} timed cells cannot show a ${r.opts.thresholdPct}% change: ${[why, spread].filter(Boolean).join('; ')}. Run both sides with more --repeat.`,
+        '',
+        '  ',
+        W,
+      ),
+    );
+  }
+  if (noisy > 0) out.push('', ...wrapWords(`Warning: ${noisy} cells were timed while other processes loaded the machine (noisy): left out of the test.`, '', '  ', W));
   out.push(
     '',
     ...wrapWords(
       `Result: ${r.regressions} significant regression${r.regressions === 1 ? '' : 's'} beyond ${r.opts.thresholdPct}%, ` +
-        `${r.behaviourChanges} behaviour change${r.behaviourChanges === 1 ? '' : 's'}.`,
+        `${r.behaviourChanges} behaviour change${r.behaviourChanges === 1 ? '' : 's'}` +
+        (r.notRun > 0 ? `, ${r.notRun} cell${r.notRun === 1 ? '' : 's'} not run on one side.` : '.'),
       '',
       '  ',
       W,
@@ -219,8 +302,20 @@ export const COMPARE_COLUMNS = [
   'p_holm',
   'significant',
   'regression',
+  'mde_pct',
+  'verdict',
   'behaviour_changes',
 ];
+
+/** One word per cell: regression, faster, slower (within the threshold), same, insufficient, noisy, not-run, untimed. */
+function verdict(c: CellComparison): string {
+  if (!c.base || !c.now) return 'not-run';
+  if (c.noisy) return 'noisy';
+  if (Number.isNaN(c.p)) return 'untimed';
+  if (c.regression) return 'regression';
+  if (c.significant) return c.changePct < 0 ? 'faster' : 'slower';
+  return c.insufficient ? 'insufficient' : 'same';
+}
 
 const num = (x: number): string => (Number.isFinite(x) ? String(Math.round(x * 1000) / 1000) : '');
 
@@ -238,6 +333,8 @@ export function formatCompareCsv(r: CompareResult): string {
       num(c.pHolm),
       String(c.significant),
       String(c.regression),
+      num(c.mdePct),
+      verdict(c),
       c.changes.map((x) => `${x.column}:${x.base}->${x.now}`).join(' '),
     ];
   });

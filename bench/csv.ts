@@ -188,7 +188,7 @@ function _json(text: string, file: string, what: string): Record<string, unknown
 }
 
 const META_STRINGS = ['started_at', 'command', 'reproduce', 'host', 'kernel_release', 'cpu_model', 'node_version', 'tinybench_version', 'git_sha', 'cost_source', 'crypto_note'] as const;
-const META_NUMBERS = ['seed', 'nproc', 'mem_bytes', 'wall_seconds'] as const;
+const META_NUMBERS = ['seed', 'nproc', 'mem_bytes', 'wall_seconds', 'repeat', 'time_ms', 'warmup_ms', 'min_samples', 'order_seed'] as const;
 
 /** Read a meta file written by formatMeta. */
 export function parseMeta(text: string, file: string): RunMeta {
@@ -209,14 +209,17 @@ export function parseMeta(text: string, file: string): RunMeta {
 
 /**
  * The samples companion file, one cell per line so diffs stay readable:
- * { "schema_version": 2, "run_id": ..., "cells": [{ "key": ..., "samples": [...] }] }
+ * { "schema_version": 3, "run_id": ..., "cells": [{ "key": ..., "samples": [...], "batches": [[...], ...] }] }
  */
 export function formatSamples(runId: string, cells: readonly CellSamples[]): string {
   const lines = cells.map((c, i) => {
     // JSON would write NaN as null, which parseSamples refuses: fail here, where the bug is.
     const bad = c.samples.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) throw new RangeError(`formatSamples: cells[${i}] (${c.key}): samples[${bad}] is ${c.samples[bad]}`);
-    return `    { "key": ${JSON.stringify(c.key)}, "samples": [${c.samples.join(', ')}] }`;
+    const bb = (c.batches ?? []).findIndex((b) => b.some((v) => !Number.isFinite(v)));
+    if (bb >= 0) throw new RangeError(`formatSamples: cells[${i}] (${c.key}): batches[${bb}] holds a non-finite number`);
+    const batches = c.batches ? `, "batches": [${c.batches.map((b) => `[${b.join(', ')}]`).join(', ')}]` : '';
+    return `    { "key": ${JSON.stringify(c.key)}, "samples": [${c.samples.join(', ')}]${batches} }`;
   });
   return (
     `{\n  "schema_version": ${SCHEMA_VERSION},\n  "run_id": ${JSON.stringify(runId)},\n  "cells": [` +
@@ -237,7 +240,10 @@ export function parseSamples(text: string, file: string): { runId: string; cells
     seen.add(c.key);
     const bad = c.samples.findIndex((v: unknown) => typeof v !== 'number' || !Number.isFinite(v));
     if (bad >= 0) throw new InputError(file, 0, `cells[${i}] (${c.key}): samples[${bad}]: expected a finite number, got ${JSON.stringify(c.samples[bad])}`);
-    return { key: c.key, samples: c.samples as number[] };
+    if (c.batches === undefined) return { key: c.key, samples: c.samples as number[] };
+    const ok = Array.isArray(c.batches) && c.batches.every((b) => Array.isArray(b) && b.every((v) => typeof v === 'number' && Number.isFinite(v)));
+    if (!ok) throw new InputError(file, 0, `cells[${i}] (${c.key}): batches: expected arrays of finite numbers`);
+    return { key: c.key, samples: c.samples as number[], batches: c.batches as number[][] };
   });
   return { runId: doc.run_id as string, cells };
 }

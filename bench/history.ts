@@ -70,11 +70,8 @@ export interface HistoryRecord {
 
 const _nul = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
-/** A `noisy` field on a row, if the runner sets one: boolean, or as a CSV reader may hand it over. */
-function _noisy(r: Row): boolean {
-  const v = (r as unknown as Record<string, unknown>).noisy;
-  return v === true || v === 'true' || v === 1 || v === '1';
-}
+/** Was the cell timed while other processes loaded the machine (its stability flags, bench/stability.ts)? */
+const _noisy = (r: Row): boolean => r.stability.split('+').includes('noisy');
 
 /** The records of a run, in row order: what appendHistory writes. */
 export function historyRecords(meta: RunMeta, rows: readonly Row[], samples: readonly CellSamples[]): HistoryRecord[] {

@@ -19,7 +19,6 @@ import {
   humanNs,
   len,
   ordered,
-  rme,
   shortInterface,
   shortOutcome,
   shortWorkload,
@@ -254,16 +253,18 @@ function _harness(rows: readonly Row[], ax: _Axes): string[] {
     "Harness speed (not the argument)",
     ...wrapWords(
       'Simulator time per op: the real AES-XTS work plus the model\'s own ' +
-        'overhead in JavaScript, median over timed rounds with its relative ' +
-        'margin of error. It tracks the harness and its crypto core across ' +
-        'commits (compare, --baseline); it does not rank the designs.',
+        'overhead in JavaScript: the median over fresh processes (procs) of ' +
+        'each process\'s median round, with the spread between processes (cv) ' +
+        'and the largest CPU share other processes took meanwhile (load). It ' +
+        'tracks the harness and its crypto core across commits (compare, ' +
+        '--baseline); it does not rank the designs.',
       '  ',
     ),
   ];
   if (!timed.length) return [...out, '', '  No cell was timed.'];
   const multiHw = ax.hws.length > 1;
   const multiBe = new Set(rows.map((r) => r.crypto_backend)).size > 1;
-  const head = ['workload', 'interface', 'k', 'thr', ...(multiHw ? ['hw'] : []), ...(multiBe ? ['crypto'] : []), 'sim/op', 'rme', 'rounds'];
+  const head = ['workload', 'interface', 'k', 'thr', ...(multiHw ? ['hw'] : []), ...(multiBe ? ['crypto'] : []), 'sim/op', 'cv', 'procs', 'load'];
   const body = timed.map((r) => [
     shortWorkload(r.workload, r.swap),
     shortInterface(r.interface),
@@ -272,13 +273,33 @@ function _harness(rows: readonly Row[], ax: _Axes): string[] {
     ...(multiHw ? [fit(clean(r.hardware), 6)] : []),
     ...(multiBe ? [fit(clean(r.crypto_backend), 7)] : []),
     humanNs(r.sim_ns_per_op_median),
-    rme(r.sim_rme_pct),
-    String(r.sim_rounds),
+    Number.isFinite(r.sim_cv_pct) ? `${r.sim_cv_pct.toFixed(1)}%` : '-',
+    String(r.sim_processes),
+    Number.isFinite(r.other_cpu_pct) ? `${r.other_cpu_pct.toFixed(0)}%` : '-',
   ]);
   const nText = 4 + (multiHw ? 1 : 0) + (multiBe ? 1 : 0);
   const align: Align[] = head.map((_, i) => (i < nText && i !== 3 ? 'l' : 'r'));
   out.push('', ...table(head, body, align, [0, 1]));
+  out.push(..._stability(timed));
   return out;
+}
+
+/** Stability warnings: cells whose time should not be trusted, and why. */
+function _stability(timed: readonly Row[]): string[] {
+  const flagged = (f: string) => timed.filter((r) => r.stability.split('+').includes(f));
+  const name = (r: Row) => `${shortWorkload(r.workload, r.swap)} ${shortInterface(r.interface)} t${r.threads}`;
+  const why: Record<string, string> = {
+    noisy: 'timed while other processes took more than 10% of the machine, after retries; left out of compare\'s test',
+    drift: 'rounds kept getting faster or slower within a process (|Spearman rho| > 0.6 over batch medians)',
+    bimodal: 'two clusters of times (bimodality coefficient > 5/9)',
+    'unstable-counters': 'processes disagreed on exact counters: a model bug',
+  };
+  const out: string[] = [];
+  for (const f of Object.keys(why)) {
+    const cells = flagged(f);
+    if (cells.length) out.push(...wrapWords(`${f} (${cells.length}): ${why[f]}: ${cells.map(name).join(', ')}`, '  ', '    '));
+  }
+  return out.length ? ['', 'Stability warnings:', ...out] : ['', 'Stability: no warnings.'];
 }
 
 /** Shell words of a command line, quotes kept, so it is only ever wrapped between words. */

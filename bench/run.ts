@@ -15,7 +15,8 @@ import { EXPORTS, exportPath, type ExportName } from './export.js';
 import { HISTORY_FILE, appendHistory, checkHistoryPath } from './history.js';
 import { InputError, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
-import { runMatrix, type CellPlan } from './runner.js';
+import { inOrder, runRepeated, shuffledOrder } from './repeat.js';
+import { runMatrix, type CellPlan, type RunOptions } from './runner.js';
 import { SCHEMA_VERSION, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 import { getWorkload } from '../workloads/registry.js';
 
@@ -37,6 +38,10 @@ export interface RunArgs {
   export?: ExportName;
   /** the history store: a path, '' or undefined for history.jsonl beside the CSV, false (--no-history) for none */
   history?: string | false;
+  /** fresh processes per timed cell (1: this process times every cell) */
+  repeat: number;
+  /** seed of the shuffled cell orders (default: random, recorded in the meta) */
+  orderSeed?: number;
 }
 
 export function gitSha(root: string): string {
@@ -88,6 +93,8 @@ function resolvedCommand(a: RunArgs): string {
     `--time ${a.time}`,
     `--samples ${a.samples}`,
     `--warmup ${a.warmup}`,
+    `--repeat ${a.repeat}`,
+    `--order-seed ${a.orderSeed}`,
     ...(a.costs ? [`--costs ${a.costs}`] : []),
   ].join(' ');
 }
@@ -129,6 +136,7 @@ export interface RunResult {
 /** The result set of a run, written file by file (each atomically), then its history records appended. */
 export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
   const cells = plan(a);
+  a = { ...a, orderSeed: a.orderSeed ?? randomBytes(4).readUInt32LE(0) % 1_000_000_007 };
   const started = new Date();
   const runId = `${started.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
   const out = resolve(a.out ?? join(io.root, 'results', `${runId}.csv`));
@@ -164,9 +172,14 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     cost_source: costs.source,
     costs: costs.costs,
     wall_seconds: 0,
+    repeat: a.repeat,
+    time_ms: a.time,
+    warmup_ms: a.warmup,
+    min_samples: a.samples,
+    order_seed: a.orderSeed!,
   };
   const t0 = performance.now();
-  const res = await runMatrix(cells, meta, {
+  const opts: RunOptions = {
     seed: a.seed,
     timeMs: a.time,
     minSamples: a.samples,
@@ -175,7 +188,11 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     costs: costs.costs,
     costSource: costs.source,
     ...(io.progress ? { progress: io.progress } : {}),
-  });
+  };
+  const res =
+    a.repeat <= 1
+      ? inOrder(cells, await runMatrix(cells, meta, { ...opts, order: shuffledOrder(cells.length, meta.order_seed) }))
+      : await runRepeated(a, cells, meta, opts, io);
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
   // One rounding rule: the report is made from the rows as the CSV holds

@@ -6,10 +6,13 @@
 // not know.
 //
 // Version history: 1 = `# key: value` comment lines before the header,
-// wall_ns_* time columns, no itemised model. 2 = this.
+// wall_ns_* time columns, no itemised model. 2 = the itemised model, one
+// process. 3 = this: timings are medians over --repeat fresh processes
+// (sim_processes, sim_cv_pct), with the CPU share other processes took
+// (other_cpu_pct) and stability flags; samples are per-process medians.
 import { COST_NAMES, type CostName, type CostTable } from '../hardware/costs.js';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const IDENTITY_COLUMNS = [
   'schema_version',
@@ -36,7 +39,23 @@ export const termColumn = (c: CostName): TermColumn => `model_${c}_ns_per_op`;
 export const TERM_COLUMNS: readonly TermColumn[] = COST_NAMES.map(termColumn);
 
 export const MODEL_COLUMNS = ['modelled_ns_per_op', ...TERM_COLUMNS, 'model_over_plain_ns_per_op', 'cost_source'] as const;
-export const SIM_COLUMNS = ['ops', 'sim_ns_per_op_median', 'sim_ns_per_op_p99', 'sim_rme_pct', 'sim_rounds'] as const;
+export const SIM_COLUMNS = [
+  'ops',
+  'sim_ns_per_op_median',
+  'sim_ns_per_op_p99',
+  'sim_rme_pct',
+  'sim_rounds',
+  /** fresh processes that timed the cell (--repeat) */
+  'sim_processes',
+  /** spread of the per-process medians: standard deviation / mean, % */
+  'sim_cv_pct',
+  /** the largest share of the machine's CPU time other processes used while the cell was timed, % */
+  'other_cpu_pct',
+  /** '' or flags joined with '+': noisy, drift, bimodal, unstable-counters (bench/stability.ts) */
+  'stability',
+] as const;
+/** Sim columns that hold text. */
+const SIM_TEXT: ReadonlySet<string> = new Set(['stability']);
 export const COUNTER_COLUMNS = [
   'syscalls',
   'enosys',
@@ -73,7 +92,7 @@ export const NUMERIC_COLUMNS: ReadonlySet<Column> = new Set<Column>([
   'threads',
   'leak_bytes',
   ...MODEL_COLUMNS.filter((c) => c !== 'cost_source'),
-  ...SIM_COLUMNS,
+  ...SIM_COLUMNS.filter((c) => !SIM_TEXT.has(c)),
   ...COUNTER_COLUMNS,
 ]);
 
@@ -85,6 +104,8 @@ export const MAY_BE_EMPTY: ReadonlySet<Column> = new Set<Column>([
   'sim_ns_per_op_median',
   'sim_ns_per_op_p99',
   'sim_rme_pct',
+  'sim_cv_pct',
+  'other_cpu_pct',
 ]);
 
 /** The columns that identify a cell across runs (for compare). */
@@ -128,6 +149,10 @@ export type Row = {
   sim_ns_per_op_p99: number;
   sim_rme_pct: number;
   sim_rounds: number;
+  sim_processes: number;
+  sim_cv_pct: number;
+  other_cpu_pct: number;
+  stability: string;
 } & Record<TermColumn, number> &
   Record<CounterColumn, number>;
 
@@ -158,13 +183,23 @@ export interface RunMeta {
   cost_source: string;
   costs: CostTable;
   wall_seconds: number;
+  /** timing settings: fresh processes per timed cell, ms of timing and warm-up, minimum rounds */
+  repeat: number;
+  time_ms: number;
+  warmup_ms: number;
+  min_samples: number;
+  /** seed of the shuffled cell order of each process (process p uses order_seed + p) */
+  order_seed: number;
 }
 
 /** Per-cell timing samples (ns per op), kept for statistical comparison. */
 export interface CellSamples {
   /** CELL_KEY values joined with '|' */
   key: string;
+  /** one per fresh process: its median ns per op (what compare tests) */
   samples: number[];
+  /** per process, the medians of consecutive batches of rounds in time order (drift, bimodality) */
+  batches?: number[][];
 }
 
 export const cellKey = (r: Pick<Row, (typeof CELL_KEY)[number]>): string => CELL_KEY.map((c) => String(r[c])).join('|');

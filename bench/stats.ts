@@ -95,3 +95,96 @@ export function geomean(xs: readonly number[]): number {
   if (ok.length === 0) return NaN;
   return Math.exp(ok.reduce((s, x) => s + Math.log(x), 0) / ok.length);
 }
+
+/**
+ * The smallest two-sided p the exact U test can give for samples of n1 and
+ * n2 without ties: both orderings of complete separation, 2 / C(n1+n2, n1).
+ * With 5 + 5 samples that is 0.0079, so Holm over 8 cells can never reach 0.05.
+ */
+export function minExactP(n1: number, n2: number): number {
+  if (n1 < 1 || n2 < 1) return 1;
+  let c = 1; // C(n1+n2, n1), built up as a product (exact while it fits a double)
+  for (let i = 1; i <= n1; i++) c = (c * (n2 + i)) / i;
+  return Math.min(1, 2 / c);
+}
+
+/** Ranks 1..n with ties sharing their mean rank. */
+function ranks(xs: readonly number[]): number[] {
+  const idx = xs.map((_, i) => i).sort((a, b) => xs[a] - xs[b]);
+  const r = new Array<number>(xs.length);
+  for (let i = 0; i < idx.length; ) {
+    let j = i;
+    while (j + 1 < idx.length && xs[idx[j + 1]] === xs[idx[i]]) j++;
+    for (let k = i; k <= j; k++) r[idx[k]] = (i + j) / 2 + 1;
+    i = j + 1;
+  }
+  return r;
+}
+
+/**
+ * Spearman's rank correlation of xs with their order (a monotone trend in a
+ * time series): +1 rising, -1 falling, NaN for fewer than 3 values or a
+ * constant series.
+ */
+export function spearmanTrend(xs: readonly number[]): number {
+  const n = xs.length;
+  if (n < 3) return NaN;
+  const rx = ranks(xs);
+  const mean = (n + 1) / 2;
+  let sxy = 0, sxx = 0, syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = rx[i] - mean, dy = i + 1 - mean;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
+  }
+  return sxx === 0 ? NaN : sxy / Math.sqrt(sxx * syy);
+}
+
+/**
+ * Sarle's bimodality coefficient (g^2 + 1) / (k + 3(n-1)^2 / ((n-2)(n-3))),
+ * with the sample skewness g and excess kurtosis k. Above 5/9 (0.555, the
+ * value of a uniform distribution) a sample is taken as bimodal. NaN below
+ * 4 values.
+ */
+export function bimodalityCoefficient(xs: readonly number[]): number {
+  const n = xs.length;
+  if (n < 4) return NaN;
+  const m = xs.reduce((a, b) => a + b, 0) / n;
+  let m2 = 0, m3 = 0, m4 = 0;
+  for (const x of xs) {
+    const d = x - m;
+    m2 += d * d;
+    m3 += d * d * d;
+    m4 += d * d * d * d;
+  }
+  m2 /= n;
+  m3 /= n;
+  m4 /= n;
+  if (m2 === 0) return NaN;
+  // bias-corrected sample skewness and excess kurtosis (as SAS and scipy's bias=False)
+  const g = (Math.sqrt(n * (n - 1)) / (n - 2)) * (m3 / m2 ** 1.5);
+  const k = ((n - 1) / ((n - 2) * (n - 3))) * ((n + 1) * (m4 / (m2 * m2) - 3) + 6);
+  return (g * g + 1) / (k + (3 * (n - 1) ** 2) / ((n - 2) * (n - 3)));
+}
+
+/** Coefficient of variation, %: sample standard deviation over the mean. NaN below 2 values. */
+export function cvPct(xs: readonly number[]): number {
+  const n = xs.length;
+  if (n < 2) return NaN;
+  const m = xs.reduce((a, b) => a + b, 0) / n;
+  const v = xs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1);
+  return (Math.sqrt(v) / m) * 100;
+}
+
+/** The standard normal quantile: z with normalCdf(z) = p (bisection on normalCdf; p in (0, 1)). */
+export function normalQuantile(p: number): number {
+  if (!(p > 0 && p < 1)) return NaN;
+  let lo = -40, hi = 40;
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (normalCdf(mid) < p) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
+}

@@ -21,7 +21,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 180_000, env });
-const FAST = ['--threads', '1', '--time', '1', '--samples', '2', '--warmup', '1'];
+const FAST = ['--threads', '1', '--time', '1', '--samples', '2', '--warmup', '1', '--repeat', '1'];
 const has = (cmd: string) => spawnSync(cmd, ['--version'], { encoding: 'utf8' }).status === 0;
 
 describe('memcrypt-bench run: the whole matrix, one CPU', () => {
@@ -31,7 +31,8 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
   let meta: RunMeta;
   let report: string;
   before(() => {
-    r = cli(['run', ...FAST, '--costs', 'defaults', '--out', out]);
+    // two fresh processes: the whole matrix through run --repeat's children
+    r = cli(['run', ...FAST.slice(0, -2), '--repeat', '2', '--order-seed', '7', '--costs', 'defaults', '--out', out]);
     assert.equal(r.status, 0, r.stderr);
     rows = parseCsv(readFileSync(out, 'utf8'), out);
     meta = parseMeta(readFileSync(join(dir, 'all.meta.json'), 'utf8'), 'all.meta.json');
@@ -49,10 +50,17 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     assert.ok(meta.nproc >= 1 && meta.mem_bytes > 0 && meta.kernel_release !== '' && meta.load_avg_end.length === 3);
     for (const row of rows) assert.notEqual(row.outcome, 'data-loss');
     const timed = rows.filter((row) => row.sim_rounds > 0);
-    assert.ok(timed.length > 0 && timed.every((row) => row.sim_ns_per_op_median > 0 && row.sim_rounds >= 2));
+    assert.ok(timed.length > 0 && timed.every((row) => row.sim_ns_per_op_median > 0 && row.sim_rounds >= 4 && row.sim_processes === 2));
+    assert.deepEqual([meta.repeat, meta.order_seed, meta.time_ms, meta.warmup_ms, meta.min_samples], [2, 7, 1, 1, 2]);
+    // exact counters: the two processes agreed on every single-CPU cell
+    assert.ok(rows.every((row) => !row.stability.includes('unstable-counters')), rows.map((x) => x.stability).join(' '));
     const samples = parseSamples(readFileSync(join(dir, 'all.samples.json'), 'utf8'), 'all.samples.json');
     assert.equal(samples.runId, meta.run_id);
     assert.deepEqual(samples.cells.map((s) => s.key), rows.map(cellKey));
+    // per timed cell: one median per process that ran it clean (compare's samples), batches per process
+    for (const [i, c] of samples.cells.entries())
+      if (rows[i].sim_rounds > 0) assert.ok(c.samples.length >= 1 && c.samples.length <= 2 && c.batches!.length === 2, c.key);
+      else assert.deepEqual(c.samples, []);
     assert.equal(r.stdout, report + '\n');
     assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp')), []);
     const again = cli(['report', out]);

@@ -239,7 +239,7 @@ describe('compareRuns', () => {
     assert.deepEqual(compareRuns(one, one, OPTS).cells.map((c) => c.label), ['fault enc-mprot p t1', 'fault enc-mprot u t4']);
   });
 
-  it('cells on one side only: behaviour changes, untimed, labelled from the side they are on', () => {
+  it('cells on one side only: not run (no behaviour change), untimed, labelled from the side they are on', () => {
     const { base, now } = scenario();
     const r = compareRuns(base, now, OPTS);
     const one = r.cells.filter((c) => !c.base || !c.now);
@@ -250,7 +250,8 @@ describe('compareRuns', () => {
     ]);
     for (const c of one) assert.ok(Number.isNaN(c.p) && Number.isNaN(c.pHolm) && Number.isNaN(c.changePct) && !c.significant);
     assert.equal(r.timedCells, 4); // both sides timed: not the untimed cells, not the one-sided ones
-    assert.equal(r.behaviourChanges, 7); // 4 changed cells + 3 on one side
+    assert.equal(r.behaviourChanges, 4); // the 4 changed cells; the 3 on one side are not run there
+    assert.equal(r.notRun, 3);
     assert.equal(r.regressions, 1);
   });
 });
@@ -262,11 +263,18 @@ describe('formatCompare', () => {
     assert.equal(
       text,
       [
-        'memcrypt-bench compare: results/baseline-2025-11-25.csv (abc1234,',
-        '  2025-11-25T11:00:00Z) -> new.csv (abc1234, 2025-11-25T11:00:00Z)',
-        'Time: Mann-Whitney U per cell, Holm-corrected over 4 cells, alpha 0.05;',
-        '  ~ = no significant change; regression = significant and slower by more',
-        '  than 5%.',
+        'memcrypt-bench compare abc1234...abc1234',
+        'base: abc1234 2025-11-25T11:00:00Z results/baseline-2025-11-25.csv',
+        'new: abc1234 2025-11-25T11:00:00Z new.csv',
+        'machine: build-server-with-a-rather-long-host-name, Test CPU @ 3.0GHz, 2',
+        '  CPUs, 24 GiB, Linux 6.18.44, node v20.20.2',
+        'settings: repeat 1, warm-up 500 ms, time 300 ms, >= 10 rounds, backend',
+        '  openssl, costs sourced defaults',
+        'Time: Mann-Whitney U per cell on per-process medians, Holm-corrected',
+        '  over 4 cells, alpha 0.05; ~ = no significant change; regression =',
+        '  significant and slower by more than 5%; insufficient = not',
+        '  significant, and too few or too spread samples to see a 5% change',
+        '  (mde: smallest detectable).',
         'Note: hosts differ (testhost vs',
         '  build-server-with-a-rather-long-host-name): times may not be',
         '  comparable',
@@ -285,12 +293,12 @@ describe('formatCompare', () => {
         '  enosys dev-mktme u t1: outcome plaintext-fallback/ENOSYS -> encrypted',
         '  fault memfd-sec p t1: outcome unsupported/ENOSYS -> unsupported/EPERM',
         '',
-        'Only in results/baseline-2025-11-25.csv: dax memfd-sec p t1, swap',
-        '  plain-mmap p t1',
+        'Not run in new.csv: dax memfd-sec p t1, swap plain-mmap p t1',
         '',
-        'Only in new.csv: fault enc-mprot u t1',
+        'Not run in results/baseline-2025-11-25.csv: fault enc-mprot u t1',
         '',
-        'Result: 1 significant regression beyond 5%, 7 behaviour changes.',
+        'Result: 1 significant regression beyond 5%, 4 behaviour changes, 3 cells',
+        '  not run on one side.',
       ].join('\n'),
     );
     for (const l of text.split('\n')) assert.ok(l.length <= 72, l);
@@ -301,11 +309,18 @@ describe('formatCompare', () => {
     assert.equal(
       formatCompare(compareRuns(run, run, OPTS)),
       [
-        'memcrypt-bench compare: a.csv (abc1234, 2025-11-25T11:00:00Z) -> a.csv',
-        '  (abc1234, 2025-11-25T11:00:00Z)',
-        'Time: Mann-Whitney U per cell, Holm-corrected over 2 cells, alpha 0.05;',
-        '  ~ = no significant change; regression = significant and slower by more',
-        '  than 5%.',
+        'memcrypt-bench compare abc1234...abc1234',
+        'base: abc1234 2025-11-25T11:00:00Z a.csv',
+        'new: abc1234 2025-11-25T11:00:00Z a.csv',
+        'machine: testhost, Test CPU @ 3.0GHz, 2 CPUs, 24 GiB, Linux 6.18.44,',
+        '  node v20.20.2',
+        'settings: repeat 1, warm-up 500 ms, time 300 ms, >= 10 rounds, backend',
+        '  openssl, costs sourced defaults',
+        'Time: Mann-Whitney U per cell on per-process medians, Holm-corrected',
+        '  over 2 cells, alpha 0.05; ~ = no significant change; regression =',
+        '  significant and slower by more than 5%; insufficient = not',
+        '  significant, and too few or too spread samples to see a 5% change',
+        '  (mde: smallest detectable).',
         '',
         'cell                          base     new  change  p (Holm)',
         'fault enc-mprot p t1        100 ns  100 ns       ~',
@@ -323,11 +338,18 @@ describe('formatCompare', () => {
     assert.equal(
       formatCompare(r),
       [
-        'memcrypt-bench compare: b.csv (abc1234, 2025-11-25T11:00:00Z) -> n.csv',
-        '  (abc1234, 2025-11-25T11:00:00Z)',
-        'Time: Mann-Whitney U per cell, Holm-corrected over 0 cells, alpha 0.01;',
-        '  ~ = no significant change; regression = significant and slower by more',
-        '  than 12.345678901234567%.',
+        'memcrypt-bench compare abc1234...abc1234',
+        'base: abc1234 2025-11-25T11:00:00Z b.csv',
+        'new: abc1234 2025-11-25T11:00:00Z n.csv',
+        'machine: testhost, Test CPU @ 3.0GHz, 2 CPUs, 24 GiB, Linux 6.18.44,',
+        '  node v20.20.2',
+        'settings: repeat 1, warm-up 500 ms, time 300 ms, >= 10 rounds, backend',
+        '  openssl, costs sourced defaults',
+        'Time: Mann-Whitney U per cell on per-process medians, Holm-corrected',
+        '  over 0 cells, alpha 0.01; ~ = no significant change; regression =',
+        '  significant and slower by more than 12.345678901234567%; insufficient',
+        '  = not significant, and too few or too spread samples to see a',
+        '  12.345678901234567% change (mde: smallest detectable).',
         '',
         'cell                          base     new  change  p (Holm)',
         'geomean                                          -',
@@ -348,19 +370,63 @@ describe('formatCompareCsv', () => {
     assert.equal(
       formatCompareCsv(compareRuns(base, now, OPTS)),
       [
-        'crypto_backend,hardware,interface,kernel,swap,workload,threads,in,base_median_ns,new_median_ns,change_pct,p_value,p_holm,significant,regression,behaviour_changes',
-        'openssl,mktme,encrypt-mprotect,patched,none,fault,1,both,100,120,20,0,0,true,true,',
-        'openssl,mktme,dev-mktme,patched,none,fault,1,both,100,100.5,0.5,0.73,1,false,false,faults:64->65 pages_encrypted:64->66 crypto_bytes:262144->270336',
-        'openssl,mktme,encrypt-mprotect,patched,encrypted,swap,1,both,10200,9180,-10,0.008,0.024,true,false,',
-        'openssl,mktme,madvise-encrypt,patched,none,migration,1,both,,,,,,false,false,outcome:encrypted->data-loss',
-        'openssl,mktme,encrypt-mprotect,patched,none,fault,2,both,100,100,0,1,1,false,false,',
-        'openssl,mktme,dev-mktme,unpatched,none,enosys-fallback,1,both,,,,,,false,false,outcome:plaintext-fallback/ENOSYS->encrypted',
-        'openssl,mktme,memfd-secret,patched,none,fault,1,both,,,,,,false,false,outcome:unsupported/ENOSYS->unsupported/EPERM',
-        'openssl,mktme,memfd-secret,patched,none,dax-stacking,1,base,100,,,,,false,false,',
-        'openssl,mktme,plain-mmap,patched,plain,swap,1,base,100,,,,,false,false,',
-        'openssl,mktme,encrypt-mprotect,unpatched,none,fault,1,new,,100,,,,false,false,',
+        'crypto_backend,hardware,interface,kernel,swap,workload,threads,in,base_median_ns,new_median_ns,change_pct,p_value,p_holm,significant,regression,mde_pct,verdict,behaviour_changes',
+        'openssl,mktme,encrypt-mprotect,patched,none,fault,1,both,100,120,20,0,0,true,true,3.645,regression,',
+        'openssl,mktme,dev-mktme,patched,none,fault,1,both,100,100.5,0.5,0.73,1,false,false,3.3,same,faults:64->65 pages_encrypted:64->66 crypto_bytes:262144->270336',
+        'openssl,mktme,encrypt-mprotect,patched,encrypted,swap,1,both,10200,9180,-10,0.008,0.024,true,false,2.384,faster,',
+        'openssl,mktme,madvise-encrypt,patched,none,migration,1,both,,,,,,false,false,,untimed,outcome:encrypted->data-loss',
+        'openssl,mktme,encrypt-mprotect,patched,none,fault,2,both,100,100,0,1,1,false,false,3.3,same,',
+        'openssl,mktme,dev-mktme,unpatched,none,enosys-fallback,1,both,,,,,,false,false,,untimed,outcome:plaintext-fallback/ENOSYS->encrypted',
+        'openssl,mktme,memfd-secret,patched,none,fault,1,both,,,,,,false,false,,untimed,outcome:unsupported/ENOSYS->unsupported/EPERM',
+        'openssl,mktme,memfd-secret,patched,none,dax-stacking,1,base,100,,,,,false,false,,not-run,',
+        'openssl,mktme,plain-mmap,patched,plain,swap,1,base,100,,,,,false,false,,not-run,',
+        'openssl,mktme,encrypt-mprotect,unpatched,none,fault,1,new,,100,,,,false,false,,not-run,',
         '',
       ].join('\n'),
     );
+  });
+});
+
+describe('compare knows its limits', () => {
+  it('one process a side cannot show any change: insufficient samples, never ~', () => {
+    const c = cell({ workload: 'fault' });
+    const r = compareRuns(mem('b.csv', [c], [[100]]), mem('n.csv', [c], [[150]]), OPTS);
+    assert.equal(r.cells[0].mdePct, Infinity);
+    assert.deepEqual([r.cells[0].insufficient, r.cells[0].significant, r.regressions], [true, false, 0]);
+    const text = formatCompare(r);
+    assert.match(text, /^fault enc-mprot p t1 +100 ns +150 ns +\? +insufficient samples$/m);
+    assert.match(text, /Warning: 1 of 1 timed cells cannot show a 5% change: 1 have too\s+few\s+samples/);
+    assert.match(formatCompareCsv(r), /,insufficient,\n$/);
+  });
+
+  it('seven processes a side with a 1% spread see 5%; the smallest detectable change shrinks with n', () => {
+    const c = cell({ workload: 'fault' });
+    const s7 = [99, 99.5, 100, 100, 100.5, 101, 100.2];
+    const r7 = compareRuns(mem('b.csv', [c], [s7]), mem('n.csv', [c], [s7]), OPTS).cells[0];
+    assert.ok(r7.mdePct > 0 && r7.mdePct < 5 && !r7.insufficient, String(r7.mdePct));
+    const s14 = [...s7, ...s7];
+    const r14 = compareRuns(mem('b.csv', [c], [s14]), mem('n.csv', [c], [s14]), OPTS).cells[0];
+    assert.ok(r14.mdePct < r7.mdePct);
+    // 10% slower in every process: flagged
+    const slow = compareRuns(mem('b.csv', [c], [s7]), mem('n.csv', [c], [s7.map((x) => x * 1.1)]), OPTS);
+    assert.equal(slow.regressions, 1);
+  });
+
+  it('a cell timed under load (noisy) on either side is shown but left out of the test and of Holm', () => {
+    const quiet = cell({ workload: 'fault' });
+    const loud = cell({ workload: 'dax-stacking', interface: 'memfd-secret' });
+    const base = mem('b.csv', [quiet, loud], [S9, S9]);
+    const now = mem('n.csv', [quiet, { ...loud, stability: 'noisy' }], [S9, S9.map((x) => x * 2)]);
+    const r = compareRuns(base, now, OPTS);
+    const n = r.cells.find((c) => c.key === cellKey(loud))!;
+    assert.deepEqual([n.noisy, Number.isNaN(n.p), n.regression, r.regressions, r.timedCells], [true, true, false, 0, 1]);
+    assert.match(formatCompare(r), /^dax memfd-sec p t1 .* noisy: not tested$/m);
+    assert.match(formatCompareCsv(r), /dax-stacking,1,both,.*,noisy,/);
+  });
+
+  it('says when the runs were timed with other settings', () => {
+    const c = cell({ workload: 'fault' });
+    const r = compareRuns(mem('b.csv', [c], [S9]), mem('n.csv', [c], [S9], { repeat: 7, time_ms: 150, node_version: 'v22.1.0' }), OPTS);
+    assert.match(r.notes.join('\n'), /settings differ \(repeat 1 vs 7; time_ms 300 vs 150; node_version v20\.20\.2 vs v22\.1\.0\)/);
   });
 });

@@ -136,7 +136,7 @@ describe('memcrypt-bench compare', () => {
     const good = run('good');
     const bad = join(dir, 'bad.csv');
     const text = readFileSync(good, 'utf8').split('\n');
-    const at = text.findIndex((l) => l.startsWith('2,'));
+    const at = text.findIndex((l) => l.startsWith(`${SCHEMA_VERSION},`));
     text[at + 1] = text[at + 1].replace(',encrypted,', ',encrypted,x,');
     writeFileSync(bad, text.join('\n'));
     copyFileSync(join(dir, 'good.samples.json'), join(dir, 'bad.samples.json'));
@@ -182,7 +182,7 @@ describe('memcrypt-bench compare', () => {
 
 describe('run --baseline and --export', () => {
   it('compares against a baseline in one step and writes the github-action-benchmark JSON', () => {
-    const small = ['--workload', 'fault', '--interface', 'encrypt-mprotect', '--threads', '1', '--time', '1', '--samples', '3', '--warmup', '1', '--format', 'none', '--costs', 'defaults'];
+    const small = ['--workload', 'fault', '--interface', 'encrypt-mprotect', '--threads', '1', '--time', '1', '--samples', '3', '--warmup', '1', '--repeat', '1', '--format', 'none', '--costs', 'defaults'];
     const basePath = join(dir, 'b0.csv');
     assert.equal(cli('run', ...small, '--out', basePath).status, 0);
     const out = join(dir, 'b1.csv');

@@ -64,6 +64,10 @@ export function mkRow(over: Partial<Row> = {}): Row {
     sim_ns_per_op_p99: 2000,
     sim_rme_pct: 1.25,
     sim_rounds: 64,
+    sim_processes: 1,
+    sim_cv_pct: NaN,
+    other_cpu_pct: 0,
+    stability: '',
     ...counters,
     ...over,
   } as Row;
@@ -92,12 +96,17 @@ export function mkMeta(over: Partial<RunMeta> = {}): RunMeta {
     cost_source: 'sourced defaults',
     costs: DEFAULT_COSTS,
     wall_seconds: 12.5,
+    repeat: 1,
+    time_ms: 300,
+    warmup_ms: 500,
+    min_samples: 10,
+    order_seed: 42,
     ...over,
   };
 }
 
 /** A cell that was not timed but ran its scenario (samples 0, NaN times). */
-export const untimed = { sim_rounds: 0, sim_ns_per_op_median: NaN, sim_ns_per_op_p99: NaN, sim_rme_pct: NaN } as const;
+export const untimed = { sim_rounds: 0, sim_ns_per_op_median: NaN, sim_ns_per_op_p99: NaN, sim_rme_pct: NaN, sim_processes: 0, other_cpu_pct: NaN } as const;
 
 /** A cell that did not run its scenario (unsupported, crashed): no model, no times. */
 export const notRun = {

@@ -27,8 +27,7 @@ describe('the history store', () => {
     const file = join(dir, 'sub', 'dir', 'h.jsonl'); // the directory is made
     const meta = mkMeta({ run_id: 'r1', git_sha: 'abc1234abcd' });
     const rows = [mkRow(), mkRow({ threads: 2, sim_ns_per_op_median: 99.5 }), mkRow({ interface: 'dev-mktme', outcome: 'unsupported', errno: 'ENOSYS', ...notRun })];
-    const noisy = mkRow({ workload: 'swap', swap: 'plain' });
-    (noisy as Row & { noisy: boolean }).noisy = true;
+    const noisy = mkRow({ workload: 'swap', swap: 'plain', stability: 'noisy' });
     rows.push(noisy);
     const samples: CellSamples[] = [{ key: cellKey(rows[0]), samples: [1, 2.5, 3] }, { key: cellKey(rows[1]), samples: [4] }];
     assert.equal(appendHistory(file, meta, rows, samples), 4);
@@ -42,7 +41,7 @@ describe('the history store', () => {
       git_sha: 'abc1234abcd',
       started_at: meta.started_at,
       host: meta.host,
-      settings: { command: meta.command, seed: 42, crypto_backends: ['openssl'], cost_source: meta.cost_source },
+      settings: { command: meta.command, seed: 42, crypto_backends: ['openssl'], cost_source: meta.cost_source, time_ms: 300, warmup_ms: 500, min_samples: 10, repeat: 1, order_seed: 42 },
       env: {
         nproc: meta.nproc,
         mem_bytes: meta.mem_bytes,
@@ -151,7 +150,7 @@ function run(sha: string, n: number, over: { slow?: string[]; noisy?: string; un
     mkRow({ interface: 'memfd-secret', threads: 2, ...common }),
     mkRow({ workload: 'swap', swap: 'plain', ...common }),
   ];
-  for (const r of rows) if (`${r.workload}/${r.interface}` === over.noisy) (r as Row & { noisy: boolean }).noisy = true;
+  for (const r of rows) if (`${r.workload}/${r.interface}` === over.noisy) r.stability = 'noisy';
   const samples = rows.map((r, i) => ({ key: cellKey(r), samples: r.sim_rounds === 0 ? [] : around(over.slow?.includes(`${r.workload}/${r.interface}`) ? 1200 : 1000, 8, n + i) }));
   const file = join(dir, `trend-${++files}.jsonl`);
   appendHistory(file, meta, rows, samples);

@@ -1,0 +1,185 @@
+// `run --repeat N`: every timed cell is timed in N fresh processes, each
+// running the cells in its own shuffled order, so that drift (JIT, heap
+// growth, a tenant that comes and goes) spreads over all cells instead of
+// hitting the few that ran at the wrong time. Rounds within one process are
+// not independent (autocorrelated: JIT tiers, GC phases), processes are: a
+// cell's samples are its per-process medians, and compare tests those.
+//
+// Process 1 runs every cell (the counting round gives outcome and counters);
+// processes 2..N run only the cells process 1 could time. Each child is this
+// CLI's hidden `_cells` command with a job file; it writes its rows (CSV) and
+// samples beside the job, and this process merges them.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CostTable } from '../hardware/costs.js';
+import { formatCsv, formatSamples, parseCsv, parseSamples } from './csv.js';
+import { InputError } from './io.js';
+import type { RunArgs, RunIo } from './run.js';
+import { overPlain, runMatrix, type CellPlan, type RunOptions, type RunResult } from './runner.js';
+import { COUNTER_COLUMNS, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
+import { stabilityFlags } from './stability.js';
+import { cvPct, median } from './stats.js';
+
+const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
+
+/** A permutation of 0..n-1 from a seed (Fisher-Yates over mulberry32). */
+export function shuffledOrder(n: number, seed: number): number[] {
+  let x = seed >>> 0;
+  const rand = (): number => {
+    x = (x + 0x6d2b79f5) >>> 0;
+    let t = x;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+const planKey = (p: CellPlan): string =>
+  cellKey({ crypto_backend: p.backend, hardware: p.hardware, interface: p.design, kernel: p.kernel, swap: p.swap, workload: p.workload.name, threads: p.threads });
+
+/** A run's rows and samples put back in plan order (reports and CSVs read in plan order). */
+export function inOrder(plan: readonly CellPlan[], r: RunResult): RunResult {
+  const at = new Map(plan.map((p, i) => [planKey(p), i]));
+  const idx = (key: string): number => at.get(key) ?? Number.MAX_SAFE_INTEGER;
+  return {
+    rows: [...r.rows].sort((a, b) => idx(cellKey(a)) - idx(cellKey(b))),
+    samples: [...r.samples].sort((a, b) => idx(a.key) - idx(b.key)),
+  };
+}
+
+/** What a `_cells` child is asked to do. */
+export interface CellsJob {
+  readonly args: RunArgs;
+  readonly order: number[];
+  /** plan indices to run; null: all */
+  readonly only: number[] | null;
+  readonly seed: number;
+  readonly timeMs: number;
+  readonly minSamples: number;
+  readonly warmupMs: number;
+  readonly costs: CostTable;
+  readonly costSource: string;
+  readonly meta: RunMeta;
+  /** where to write the rows (CSV) and the samples */
+  readonly csv: string;
+  readonly samples: string;
+}
+
+/** The `_cells` child: run the job's cells, write rows and samples. `plan` re-plans from the job's arguments. */
+export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan[], progress?: RunOptions['progress']): Promise<void> {
+  const job = JSON.parse(readFileSync(file, 'utf8')) as CellsJob;
+  const cells = planOf(job.args);
+  const res = await runMatrix(cells, job.meta, {
+    seed: job.seed,
+    timeMs: job.timeMs,
+    minSamples: job.minSamples,
+    warmupMs: job.warmupMs,
+    tmpdir: tmpdir(),
+    costs: job.costs,
+    costSource: job.costSource,
+    order: job.order,
+    ...(job.only ? { only: new Set(job.only) } : {}),
+    ...(progress ? { progress } : {}),
+  });
+  writeFileSync(job.samples, formatSamples(job.meta.run_id, res.samples));
+  writeFileSync(job.csv, formatCsv(res.rows));
+}
+
+/** Do two rows of one cell agree on everything a single-CPU cell must repeat exactly? */
+const sameBehaviour = (a: Row, b: Row): boolean =>
+  a.outcome === b.outcome && a.errno === b.errno && a.leak_medium === b.leak_medium && COUNTER_COLUMNS.every((c) => a[c] === b[c]);
+
+/** Merge one cell's rows from the processes that ran it (the first ran it first, untimed ones included). */
+function mergeCell(rows: readonly Row[], samples: readonly CellSamples[]): { row: Row; samples: CellSamples } {
+  const base = { ...rows[0] };
+  const key = cellKey(base);
+  const timed = rows.map((r, i) => ({ r, s: samples[i] })).filter((x) => x.r.sim_rounds > 0);
+  if (timed.length === 0) return { row: base, samples: { key, samples: [] } };
+  const noisyProc = timed.map((x) => x.r.stability.split('+').includes('noisy'));
+  const clean = timed.filter((_, i) => !noisyProc[i]);
+  // the medians compare tests: the clean processes', unless fewer than two ran clean
+  const kept = clean.length >= 2 ? clean : timed;
+  const medians = kept.map((x) => x.r.sim_ns_per_op_median);
+  const batches = timed.flatMap((x) => x.s.batches ?? []);
+  const flags = stabilityFlags(noisyProc.some(Boolean) && clean.length < 2, batches);
+  // single-CPU counters are exact: any difference between processes is a bug worth a flag
+  if (base.threads === 1 && rows.some((r) => !sameBehaviour(r, base))) flags.push('unstable-counters');
+  base.sim_ns_per_op_median = median(medians);
+  base.sim_ns_per_op_p99 = median(kept.map((x) => x.r.sim_ns_per_op_p99));
+  base.sim_rme_pct = median(kept.map((x) => x.r.sim_rme_pct));
+  base.sim_rounds = timed.reduce((a, x) => a + x.r.sim_rounds, 0);
+  base.sim_processes = timed.length;
+  base.sim_cv_pct = cvPct(timed.map((x) => x.r.sim_ns_per_op_median));
+  const shares = timed.map((x) => x.r.other_cpu_pct).filter((v) => Number.isFinite(v));
+  base.other_cpu_pct = shares.length ? Math.max(...shares) : NaN;
+  base.stability = flags.join('+');
+  return { row: base, samples: { key, samples: medians, batches } };
+}
+
+/** run --repeat N (N >= 2): N child processes, merged cell by cell into one result set. */
+export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: RunMeta, o: RunOptions, io: RunIo): Promise<RunResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'memcrypt-repeat-'));
+  const perCell = new Map<string, { rows: Row[]; samples: CellSamples[] }>();
+  try {
+    let only: number[] | null = null;
+    for (let p = 1; p <= a.repeat; p++) {
+      const job: CellsJob = {
+        args: { ...a, repeat: 1 },
+        order: shuffledOrder(cells.length, meta.order_seed + p),
+        only,
+        seed: o.seed,
+        timeMs: o.timeMs,
+        minSamples: o.minSamples,
+        warmupMs: o.warmupMs,
+        costs: o.costs,
+        costSource: o.costSource,
+        meta,
+        csv: join(dir, `p${p}.csv`),
+        samples: join(dir, `p${p}.samples.json`),
+      };
+      const jobFile = join(dir, `p${p}.job.json`);
+      writeFileSync(jobFile, JSON.stringify(job));
+      io.say(`process ${p} of ${a.repeat}: ${only === null ? cells.length : only.length} cells`);
+      const r = spawnSync(process.execPath, [CLI, '_cells', jobFile], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+      if (r.status !== 0) {
+        const why = (r.stderr ?? '').trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status ?? r.signal}`;
+        throw new Error(`process ${p} of ${a.repeat} failed: ${why}`);
+      }
+      const rows = parseCsv(readFileSync(job.csv, 'utf8'), job.csv);
+      const { cells: samples } = parseSamples(readFileSync(job.samples, 'utf8'), job.samples);
+      const byKey = new Map(samples.map((s) => [s.key, s]));
+      for (const row of rows) {
+        const key = cellKey(row);
+        const s = byKey.get(key);
+        if (s === undefined) throw new InputError(job.samples, 0, `process ${p}: no samples for ${key}`);
+        const e = perCell.get(key) ?? { rows: [], samples: [] };
+        e.rows.push(row);
+        e.samples.push(s);
+        perCell.set(key, e);
+      }
+      if (only === null) only = cells.map((c, i) => ({ c, i })).filter(({ c }) => (perCell.get(planKey(c))?.rows[0].sim_rounds ?? 0) > 0).map(({ i }) => i);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const rows: Row[] = [];
+  const samples: CellSamples[] = [];
+  for (const c of cells) {
+    const e = perCell.get(planKey(c));
+    if (e === undefined) continue;
+    const m = mergeCell(e.rows, e.samples);
+    rows.push(m.row);
+    samples.push(m.samples);
+  }
+  overPlain(rows);
+  return { rows, samples };
+}

@@ -1,0 +1,70 @@
+// Is a timing trustworthy: the statistics behind the stability flags and
+// compare's smallest detectable change, against reference values, and the
+// shuffled orders of run --repeat.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { shuffledOrder } from '../../bench/repeat.js';
+import { LoadMeter, stabilityFlags } from '../../bench/stability.js';
+import { bimodalityCoefficient, cvPct, minExactP, normalQuantile, spearmanTrend } from '../../bench/stats.js';
+
+const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
+
+describe('statistics for stability', () => {
+  it('the exact U test floor: 2 / C(n1+n2, n1)', () => {
+    close(minExactP(5, 5), 2 / 252);
+    close(minExactP(7, 7), 2 / 3432);
+    close(minExactP(1, 1), 1);
+    assert.equal(minExactP(0, 5), 1);
+    // why --repeat defaults to 7: Holm over 52 cells needs p < 0.05 / 52
+    assert.ok(minExactP(6, 6) > 0.05 / 52 && minExactP(7, 7) < 0.05 / 52);
+  });
+
+  it('Spearman trend and the bimodality coefficient match SciPy 1.17 (spearmanr; skew and kurtosis with bias=False)', () => {
+    // scipy.stats.spearmanr([5,3,4,8,9,9,12], range(7)).statistic
+    close(spearmanTrend([5, 3, 4, 8, 9, 9, 12]), 0.8829187134416479, 1e-12);
+    close(spearmanTrend([3, 2, 1]), -1);
+    assert.ok(Number.isNaN(spearmanTrend([1, 1, 1])) && Number.isNaN(spearmanTrend([1, 2])));
+    // (g^2+1)/(k+3(n-1)^2/((n-2)(n-3))) with scipy.stats.skew/kurtosis(bias=False)
+    close(bimodalityCoefficient([1, 2, 2, 3, 10, 11, 12, 12, 13]), 0.4743358740061306, 1e-12);
+    assert.ok(Number.isNaN(bimodalityCoefficient([1, 2, 3])));
+  });
+
+  it('normal quantile and CV', () => {
+    close(normalQuantile(0.975), 1.959963984540054, 1e-5); // normalCdf is Abramowitz-Stegun 7.1.26 (error < 1.5e-7)
+    close(normalQuantile(0.5), 0, 1e-9);
+    assert.ok(Number.isNaN(normalQuantile(1)));
+    close(cvPct([9, 10, 11]), 10);
+    assert.ok(Number.isNaN(cvPct([5])));
+  });
+});
+
+describe('stability flags', () => {
+  it('noisy, drift within processes, two clusters', () => {
+    assert.deepEqual(stabilityFlags(true, []), ['noisy']);
+    const flat = [100, 101, 99, 100, 102, 98, 100, 101, 99, 100];
+    assert.deepEqual(stabilityFlags(false, [flat]), []);
+    const rising = [90, 92, 95, 97, 100, 104, 108, 111, 115, 120];
+    assert.deepEqual(stabilityFlags(false, [rising, rising.map((x) => x + 1)]), ['drift']);
+    const twoLevels = [[100, 101, 100, 99, 100, 101], [150, 151, 149, 150, 151, 150]];
+    assert.ok(stabilityFlags(false, twoLevels).includes('bimodal'));
+  });
+
+  it('the load meter gives a share in [0, 100], or NaN where /proc/stat is missing', () => {
+    const m = new LoadMeter();
+    m.start();
+    let x = 0;
+    for (let i = 0; i < 1e6; i++) x += i;
+    const share = m.stop();
+    assert.ok(Number.isNaN(share) || (share >= 0 && share <= 100), String(share + x * 0));
+  });
+});
+
+describe('run --repeat: shuffled orders', () => {
+  it('a permutation, the same for the same seed, different for another', () => {
+    const a = shuffledOrder(52, 7);
+    assert.deepEqual([...a].sort((x, y) => x - y), Array.from({ length: 52 }, (_, i) => i));
+    assert.deepEqual(shuffledOrder(52, 7), a);
+    assert.notDeepEqual(shuffledOrder(52, 8), a);
+    assert.deepEqual(shuffledOrder(0, 1), []);
+  });
+});
