@@ -6,7 +6,7 @@
 import { Machine, type MachineDescriptor } from '../hardware/machine.js';
 import { UserCpu } from './cpu.js';
 import type { Kernel, KernelCounter, KernelDescriptor, Task } from './kernel.js';
-import { FastFault, MM_FAST, MmShared, enableFastFaults, type MmSharedDescriptor } from './fastfault.js';
+import { FastFault, MmShared, enableFastFaults, type MmSharedDescriptor } from './fastfault.js';
 import { PerCpuCounters } from '../hardware/counters.js';
 import { MemMap } from './page_alloc.js';
 import { PageTablePool } from './pgtable.js';
@@ -169,11 +169,9 @@ export class TrapServer {
     const argBase = cpu * CPU_ARGS;
     const nr = Atomics.load(w, base + W_NR);
     let ret: number;
-    if (nr === TRAP_FAULT) {
-      ret = k.fault(this.task, a[argBase], a[argBase + 1] !== 0);
-      // top up the CPU's per-CPU list, so that its next faults stay on it
-      if (this.task.mm.shared.i32[MM_FAST] !== 0) k.alloc.refillPcp(cpu, this.task.mm.node);
-    } else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
+    // (leaving the mm, the kernel tops up the per-CPU lists of its CPUs: fastfault.ts)
+    if (nr === TRAP_FAULT) ret = k.fault(this.task, a[argBase], a[argBase + 1] !== 0);
+    else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
     a[argBase + A_RET] = ret;
     Atomics.store(w, base + W_RESP, req);
     Atomics.notify(w, base + W_RESP);
