@@ -63,8 +63,8 @@ export interface RunResult {
  * every fresh process, so it no longer reads as a change between runs.
  */
 export const REPEAT = 7;
-export const WARMUP_MS = 150;
-export const TIME_MS = 150;
+export const WARMUP_MS = 120;
+export const TIME_MS = 120;
 
 /**
  * Samples kept per cell for compare: the medians of up to BATCHES runs of
