@@ -8,6 +8,7 @@ import { metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.
 import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
+import { hasFlag } from './stability.js';
 import { geomean, holm, mannWhitney, median, minExactP, normalQuantile } from './stats.js';
 
 export interface LoadedRun {
@@ -152,7 +153,7 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
     const baseMedian = median(bs);
     const newMedian = median(ns);
     const timed = bs.length > 0 && ns.length > 0;
-    const noisy = [b, n].some((r) => r !== null && r.stability.split('+').includes('noisy'));
+    const noisy = [b, n].some((r) => r !== null && hasFlag(r, 'noisy'));
     const p = timed && !noisy ? mannWhitney(bs, ns).p : NaN;
     return {
       key,

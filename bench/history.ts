@@ -11,6 +11,7 @@ import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readS
 import { dirname } from 'node:path';
 import { InputError, readInput } from './io.js';
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
+import { hasFlag } from './stability.js';
 
 /** The version of a history record; readHistory skips any other (with a warning). */
 export const HISTORY_VERSION = 1;
@@ -71,7 +72,7 @@ export interface HistoryRecord {
 const _nul = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
 /** Was the cell timed while other processes loaded the machine (its stability flags, bench/stability.ts)? */
-const _noisy = (r: Row): boolean => r.stability.split('+').includes('noisy');
+const _noisy = (r: Row): boolean => hasFlag(r, 'noisy');
 
 /** The records of a run, in row order: what appendHistory writes. */
 export function historyRecords(meta: RunMeta, rows: readonly Row[], samples: readonly CellSamples[]): HistoryRecord[] {

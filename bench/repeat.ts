@@ -20,7 +20,7 @@ import { InputError } from './io.js';
 import type { RunArgs, RunIo } from './run.js';
 import { overPlain, runMatrix, type CellPlan, type RunOptions, type RunResult } from './runner.js';
 import { COUNTER_COLUMNS, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
-import { stabilityFlags } from './stability.js';
+import { hasFlag, stabilityFlags } from './stability.js';
 import { cvPct, median } from './stats.js';
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
@@ -104,7 +104,7 @@ function mergeCell(rows: readonly Row[], samples: readonly CellSamples[]): { row
   const key = cellKey(base);
   const timed = rows.map((r, i) => ({ r, s: samples[i] })).filter((x) => x.r.sim_rounds > 0);
   if (timed.length === 0) return { row: base, samples: { key, samples: [] } };
-  const noisyProc = timed.map((x) => x.r.stability.split('+').includes('noisy'));
+  const noisyProc = timed.map((x) => hasFlag(x.r, 'noisy'));
   const clean = timed.filter((_, i) => !noisyProc[i]);
   // the medians compare tests: the clean processes', unless fewer than two ran clean
   const kept = clean.length >= 2 ? clean : timed;

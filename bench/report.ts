@@ -9,6 +9,7 @@ import { COST_NAMES, type CostName } from '../hardware/costs.js';
 import { formatCostTable } from './calibrate/calibrate.js';
 import { TERM_SHORT, topTerms } from './model.js';
 import { termColumn, type Row, type RunMeta } from './schema.js';
+import { DRIFT_RHO, NOISY_SHARE_PCT, hasFlag } from './stability.js';
 import { allWorkloads } from '../workloads/registry.js';
 import {
   REPORT_WIDTH as W,
@@ -286,12 +287,12 @@ function _harness(rows: readonly Row[], ax: _Axes): string[] {
 
 /** Stability warnings: cells whose time should not be trusted, and why. */
 function _stability(timed: readonly Row[]): string[] {
-  const flagged = (f: string) => timed.filter((r) => r.stability.split('+').includes(f));
+  const flagged = (f: string) => timed.filter((r) => hasFlag(r, f));
   const name = (r: Row) => `${shortWorkload(r.workload, r.swap)} ${shortInterface(r.interface)} t${r.threads}`;
   const why: Record<string, string> = {
-    noisy: 'timed while other processes took more than 10% of the machine, after retries; left out of compare\'s test',
-    drift: 'rounds kept getting faster or slower within a process (|Spearman rho| > 0.6 over batch medians)',
-    bimodal: 'two clusters of times (bimodality coefficient > 5/9)',
+    noisy: `timed while other processes took more than ${NOISY_SHARE_PCT}% of the machine, after retries; left out of compare's test`,
+    drift: `rounds kept getting faster or slower within a process (|Spearman rho| > ${DRIFT_RHO} over batch medians)`,
+    bimodal: 'two clusters of times (bimodality coefficient > 5/9)', // BIMODAL_BC
     'unstable-counters': 'processes disagreed on exact counters: a model bug',
   };
   const out: string[] = [];

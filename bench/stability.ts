@@ -67,6 +67,9 @@ export class LoadMeter {
 
 export const isNoisy = (otherPct: number): boolean => otherPct > NOISY_SHARE_PCT;
 
+/** Does a row's `stability` column ('' or flags joined with '+') carry this flag? */
+export const hasFlag = (r: { readonly stability: string }, flag: string): boolean => r.stability.split('+').includes(flag);
+
 /**
  * A cell's stability flags from its per-process series: `noisy` if any
  * process never timed it clean; `drift` if the batch medians trend within
