@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as XtsModule from '../../hardware/xts.js';
@@ -16,6 +16,15 @@ import type * as NativeModule from '../../hardware/xts-native.js';
 const HW = fileURLToPath(new URL('../../hardware/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ADDON = join(ROOT, 'build', 'xts_native.node');
+// The node_modules the project resolves its packages from: usually ROOT's own,
+// but a tree nested below the project (Stryker's sandbox) has none of its own
+// and resolves through a parent directory's, as node does.
+const NODE_MODULES = ((): string => {
+  for (let dir = ROOT; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'node_modules', '@noble', 'ciphers'))) return join(dir, 'node_modules');
+    if (dirname(dir) === dir) throw new Error(`no node_modules with @noble/ciphers above ${ROOT}`);
+  }
+})();
 const tmp = mkdtempSync(join(tmpdir(), 'memcrypt-native-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -26,7 +35,7 @@ async function tree(name: string, addon: 'absent' | 'junk' | 'real'): Promise<{ 
   const root = join(tmp, name);
   mkdirSync(join(root, 'dist', 'hardware'), { recursive: true });
   for (const f of readdirSync(HW)) if (f.endsWith('.js')) copyFileSync(join(HW, f), join(root, 'dist', 'hardware', f));
-  symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'));
+  symlinkSync(NODE_MODULES, join(root, 'node_modules'));
   if (addon !== 'absent') mkdirSync(join(root, 'build'));
   if (addon === 'junk') writeFileSync(join(root, 'build', 'xts_native.node'), 'not a shared object\n');
   if (addon === 'real') symlinkSync(ADDON, join(root, 'build', 'xts_native.node'));
