@@ -16,10 +16,10 @@
 //   exercise code that way are not run against its mutants. The mutants
 //   themselves are active in workers and children anyway: they read the active
 //   mutant from the __STRYKER_ACTIVE_MUTANT__ env variable.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { getEnvironmentData, isMainThread, setEnvironmentData } from 'node:worker_threads';
 
@@ -58,7 +58,7 @@ const config = {
   dryRunTimeoutMinutes: 15,
   incremental: true,
   incrementalFile: 'results/mutation/stryker-incremental.json',
-  reporters: ['clear-text', 'progress', 'html', 'json'],
+  reporters: ['clear-text', 'progress', 'html', 'json', 'live-log'],
   htmlReporter: { fileName: 'results/mutation/index.html' },
   jsonReporter: { fileName: 'results/mutation/mutation.json' },
   clearTextReporter: { allowColor: false, logTests: false },
@@ -104,7 +104,29 @@ function createOrderedTap(injector) {
   return runner;
 }
 createOrderedTap.inject = ['$injector'];
-export const strykerPlugins = [{ kind: 'TestRunner', name: 'tap-ordered', factory: createOrderedTap }];
+
+// A reporter that appends every tested mutant to LIVE_LOG as it finishes (one
+// JSON line: file, line, mutator, replacement, status, killing test). A full
+// run takes hours and Stryker writes its reports only at the end; with this
+// the survivors can be reviewed while it is still running, and a stopped run
+// leaves what it got through.
+const LIVE_LOG = 'results/mutation/live.jsonl';
+function createLiveLog() {
+  mkdirSync(dirname(LIVE_LOG), { recursive: true });
+  writeFileSync(LIVE_LOG, '');
+  return {
+    onMutantTested(m) {
+      const at = m.location.start;
+      const rec = { id: m.id, file: m.fileName, line: at.line + 1, column: at.column + 1, mutator: m.mutatorName, replacement: m.replacement, status: m.status, killedBy: m.killedBy, statusReason: m.statusReason };
+      appendFileSync(LIVE_LOG, `${JSON.stringify(rec)}\n`);
+    },
+  };
+}
+createLiveLog.inject = [];
+export const strykerPlugins = [
+  { kind: 'TestRunner', name: 'tap-ordered', factory: createOrderedTap },
+  { kind: 'Reporter', name: 'live-log', factory: createLiveLog },
+];
 
 if (process.env.STRYKER_DRY_RUN === 'true' && process.env.STRYKER_NAMESPACE !== undefined) forwardCoverage();
 
