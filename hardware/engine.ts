@@ -9,7 +9,10 @@
 // generation, a scratch page, and the CPU's counter row.
 //
 // Plaintext never sits in a shared frame of a keyed page: the CPU decrypts into
-// its own scratch page and encrypts there before copying ciphertext back.
+// its own memory (the caller's buffer for a whole page, else its scratch page)
+// and encrypts from there, so only ciphertext is written to the frame. A whole
+// page goes straight between the frame and the caller's buffer, with no copy
+// through the scratch page and no view made per access.
 import { randomFillSync } from 'node:crypto';
 import { dataBuf, redact, type DataBuf, type XtsBackend, type XtsKey } from './backend.js';
 import { PerCpuCounters, type CountersDescriptor } from './counters.js';
@@ -17,6 +20,9 @@ import { PhysicalMemory, type MemoryDescriptor } from './memory.js';
 import { getProfile, type HardwareProfile } from './profiles.js';
 import { LINES_PER_PAGE, PAGE_SIZE, checkUint, type KeyId, type Pfn } from './types.js';
 import { getBackend, type BackendName } from './xts.js';
+
+/** The zeros that clear_page stores: read by every CPU, written by none. */
+const ZERO_PAGE: DataBuf = dataBuf(new Uint8Array(PAGE_SIZE));
 
 /** PCONFIG MKTME_KEY_PROGRAM commands (Intel MKTME spec names). */
 export const KeyProgram = {
@@ -68,6 +74,9 @@ export class MemoryEncryptionEngine {
   private readonly frameOwner: Int32Array;
   private readonly row: Float64Array;
   private readonly scratch: DataBuf;
+  /** the last caller buffer a whole page went straight to or from (_direct) */
+  private lastU8: Uint8Array | null = null;
+  private lastBuf: DataBuf | null = null;
   private readonly keyCache: (XtsKey | null)[];
   private readonly keyCacheGen: Int32Array;
 
@@ -199,40 +208,51 @@ export class MemoryEncryptionEngine {
     if (cached !== 0 && cached !== keyid + 1 && !this.profile.aliasCoherent) this.row[C_ALIAS]++;
   }
 
-  /** Decrypt frame pfn through keyid into the CPU's scratch page; false on a MAC fault. */
-  private _load(pfn: number, keyid: number): boolean {
+  /**
+   * The caller's buffer as a DataBuf, when a whole page can go straight to or
+   * from it at off (16-byte aligned, as the backends need); else null. One
+   * entry is kept: a CPU's loop reads into and writes from the same buffers.
+   */
+  private _direct(u8: Uint8Array, off: number): DataBuf | null {
+    if (u8 === this.lastU8) return off % 16 === 0 ? this.lastBuf : null;
+    if (off % 16 !== 0 || u8.byteOffset % 4 !== 0 || u8.byteLength % 4 !== 0) return null;
+    this.lastU8 = u8;
+    this.lastBuf = dataBuf(u8);
+    return this.lastBuf;
+  }
+
+  /** Decrypt frame pfn through keyid into s at sOff (the scratch page by default); false on a MAC fault. */
+  private _load(pfn: number, keyid: number, s: DataBuf = this.scratch, sOff = 0): boolean {
     this._touch(pfn, keyid);
     const off = pfn * PAGE_SIZE;
-    const s = this.scratch;
     if (this.profile.integrity === 'mac') {
       const owner = Atomics.load(this.frameOwner, pfn);
       if (owner !== 0 && owner !== keyid + 1) {
         // TDX: the MAC/owner check fails; the load returns poison (zeros here).
         this.row[C_MAC]++;
-        s.u8.fill(0);
+        s.u8.fill(0, sOff, sOff + PAGE_SIZE);
         return false;
       }
     }
     const k = this._key(keyid);
     if (k === null) {
-      s.u8.set(this.memory.buf.u8.subarray(off, off + PAGE_SIZE));
+      s.u8.set(this.memory.buf.u8.subarray(off, off + PAGE_SIZE), sOff);
     } else {
-      this.backend.decrypt(k, this.memory.buf, off, s, 0, PAGE_SIZE, off);
+      this.backend.decrypt(k, this.memory.buf, off, s, sOff, PAGE_SIZE, off);
       this.row[C_DEC]++;
       this.row[C_BYTES] += PAGE_SIZE;
     }
     return true;
   }
 
-  /** Encrypt the scratch page through keyid and store it in frame pfn. */
-  private _store(pfn: number, keyid: number): void {
+  /** Encrypt the page at s[sOff] (the scratch page by default) through keyid and store it in frame pfn. */
+  private _store(pfn: number, keyid: number, s: DataBuf = this.scratch, sOff = 0): void {
     const off = pfn * PAGE_SIZE;
-    const s = this.scratch;
     const k = this._key(keyid);
     if (k === null) {
-      this.memory.buf.u8.set(s.u8, off);
+      this.memory.buf.u8.set(s === this.scratch || s === ZERO_PAGE ? s.u8 : s.u8.subarray(sOff, sOff + PAGE_SIZE), off);
     } else {
-      this.backend.encrypt(k, s, 0, this.memory.buf, off, PAGE_SIZE, off);
+      this.backend.encrypt(k, s, sOff, this.memory.buf, off, PAGE_SIZE, off);
       this.row[C_ENC]++;
       this.row[C_BYTES] += PAGE_SIZE;
     }
@@ -252,6 +272,8 @@ export class MemoryEncryptionEngine {
    */
   read(pfn: Pfn, keyid: number, dst: Uint8Array, dstOff = 0, pageOff = 0, len = PAGE_SIZE): boolean {
     this._check(pfn, keyid, pageOff, len);
+    const direct = len === PAGE_SIZE ? this._direct(dst, dstOff) : null;
+    if (direct !== null) return this._load(pfn, keyid, direct, dstOff);
     const ok = this._load(pfn, keyid);
     dst.set(this.scratch.u8.subarray(pageOff, pageOff + len), dstOff);
     return ok;
@@ -260,6 +282,12 @@ export class MemoryEncryptionEngine {
   /** Store src[srcOff, srcOff+len) at pageOff of frame pfn through keyid (read-modify-write for a part page). */
   write(pfn: Pfn, keyid: number, src: Uint8Array, srcOff = 0, pageOff = 0, len = PAGE_SIZE): void {
     this._check(pfn, keyid, pageOff, len);
+    const direct = len === PAGE_SIZE ? this._direct(src, srcOff) : null;
+    if (direct !== null) {
+      this._touch(pfn, keyid);
+      this._store(pfn, keyid, direct, srcOff);
+      return;
+    }
     if (len !== PAGE_SIZE) this._load(pfn, keyid);
     else this._touch(pfn, keyid);
     this.scratch.u8.set(src.subarray(srcOff, srcOff + len), pageOff);
@@ -270,8 +298,7 @@ export class MemoryEncryptionEngine {
   zero(pfn: Pfn, keyid: number): void {
     this._check(pfn, keyid, 0, PAGE_SIZE);
     this._touch(pfn, keyid);
-    this.scratch.u8.fill(0);
-    this._store(pfn, keyid);
+    this._store(pfn, keyid, ZERO_PAGE);
   }
 
   /**
