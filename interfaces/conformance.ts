@@ -71,20 +71,42 @@ export interface CellResult {
 
 const RW = PROT_READ | PROT_WRITE;
 
-/** The seeded bytes of page i (xorshift32), into buf. */
+/**
+ * The seeded bytes of page i, into buf. A seed's pages are windows of one
+ * stream of 32-bit words: page i is words 4i .. 4i+1023 of it (see
+ * streamInto), so a page starts 16 bytes (an XTS block) after the previous one.
+ */
 export function patternPage(seed: number, i: number, buf: Uint8Array): void {
   patternInto(seed, i, new Uint32Array(buf.buffer, buf.byteOffset, buf.byteLength >>> 2), 0);
 }
 
 /** The same bytes into words[at, at + 1024): no allocation (hot paths keep one view). */
 export function patternInto(seed: number, i: number, words: Uint32Array, at: number): void {
-  let x = (seed * 0x9e3779b1 + i * 0x85ebca6b + 1) >>> 0 || 1;
-  const end = at + (PAGE_SIZE >>> 2);
-  for (let j = at; j < end; j++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    words[j] = x >>> 0;
+  streamInto(seed, i * PAGE_STEP_WORDS, PAGE_SIZE >>> 2, words, at);
+}
+
+/**
+ * Words first .. first+n-1 of seed's pattern stream, into words[at, at + n).
+ * Word k is murmur3's fmix32 of (h ^ (k+1)·0x85ebca6b), h from the seed: a
+ * bijection of k, so within a seed no word repeats, no two pages are equal
+ * and none is all zeros; and every word is computed on its own (no chain from
+ * the previous one), so a round's pages for all CPUs are one stream of
+ * 4·pages + 1020 words, made once per round, and page p of it is the 4 KiB
+ * at byte 16p (cpu-worker.ts): no page is generated twice.
+ */
+/** Words from one page's start to the next's in a pattern stream: 16 bytes, so a page is 16-byte aligned in it. */
+export const PAGE_STEP_WORDS = 4;
+
+export function streamInto(seed: number, first: number, n: number, words: Uint32Array, at: number): void {
+  const h = (seed * 0x9e3779b1 + 1) >>> 0;
+  for (let j = 0; j < n; j++) {
+    let x = h ^ Math.imul(first + j + 1, 0x85ebca6b);
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x85ebca6b);
+    x ^= x >>> 13;
+    x = Math.imul(x, 0xc2b2ae35);
+    x ^= x >>> 16;
+    words[at + j] = x;
   }
 }
 

@@ -61,6 +61,8 @@ export interface KernelConfig {
   readonly maxMapCount?: number;
   readonly swap?: SwapConfig | null;
   readonly pgtableSlots?: number;
+  /** host CPUs the simulator's threads share (smp.ts): how far hand-offs may spin */
+  readonly hostCpus?: number;
 }
 
 /** struct file: an open file or device, with its page cache where it has one. */
@@ -242,7 +244,7 @@ export class Kernel {
     this.maxMapCount = config.maxMapCount ?? DEFAULT_MAX_MAP_COUNT;
     this.alloc = new PageAllocator(machine.memory, machine.nrCpus);
     this.pool = PageTablePool.create(config.pgtableSlots ?? 4096);
-    this.smp = Smp.create(machine.nrCpus);
+    this.smp = Smp.create(machine.nrCpus, config.hostCpus);
     this.counters = PerCpuCounters.create(KERNEL_COUNTERS, machine.nrCpus);
     this.row = this.counters.row(0);
     this.keys = new KeyService(machine.engine);

@@ -24,6 +24,14 @@
 // Doorbell: one word after the per-CPU blocks. A CPU bumps it (and notifies)
 // whenever it wants the kernel's attention (a trap, a finished round), so a
 // kernel thread that has nothing else to do can sleep on one word.
+//
+// On-CPU count: the word after the doorbell counts the simulator's threads
+// that are awake (the kernel thread from boot, a worker CPU while it serves
+// rounds), less those in a futex sleep; the next word holds the host CPUs
+// they share. Hand-offs spin only while the first is at most the second
+// (backoff.ts).
+
+import { Spinner } from './backoff.js';
 
 export const CPU_WORDS = 16;
 export const W_ONLINE = 0;
@@ -65,16 +73,25 @@ export class Smp {
     this.words = new Int32Array(d.sab);
     this.args = new Float64Array(d.argSab);
     this.gens = new Int32Array(d.nrCpus);
+    this.waker = new Spinner(this.words, this.doorbell + 1, 1);
   }
 
-  static create(nrCpus: number): Smp {
+  /**
+   * @param hostCpus the host CPUs the simulator's threads share (spinning
+   * stops when more threads than that are awake); by default one per
+   * simulated CPU
+   */
+  static create(nrCpus: number, hostCpus = nrCpus): Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
+    if (!Number.isInteger(hostCpus) || hostCpus < 1) throw new RangeError(`hostCpus: expected >= 1, got ${hostCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 1) * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 3) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
     });
     Atomics.store(s.words, W_ONLINE, 1); // the boot CPU
+    Atomics.store(s.words, s.doorbell + 1, 1); // the kernel thread is awake
+    Atomics.store(s.words, s.doorbell + 2, hostCpus);
     return s;
   }
 
@@ -95,9 +112,27 @@ export class Smp {
     return this.nrCpus * CPU_WORDS;
   }
 
+  /** wakes threads that sleep through a Spinner, crediting the on-CPU count */
+  private readonly waker: Spinner;
+
+  /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts). */
+  spinner(): Spinner {
+    return new Spinner(this.words, this.doorbell + 1, Atomics.load(this.words, this.doorbell + 2));
+  }
+
+  /** Wake the threads that sleep on w[index] (default: this Smp's words) through a Spinner (backoff.ts). */
+  wake(index: number, w: Int32Array = this.words): void {
+    this.waker.wake(w, index);
+  }
+
+  /** Threads of the simulator awake now (on a host CPU or wanting one). */
+  get onCpu(): number {
+    return Atomics.load(this.words, this.doorbell + 1);
+  }
+
   ring(): void {
     Atomics.add(this.words, this.doorbell, 1);
-    Atomics.notify(this.words, this.doorbell);
+    this.waker.wake(this.words, this.doorbell);
   }
 
   setOnline(cpu: number, mmId: number): void {

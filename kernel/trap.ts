@@ -12,7 +12,7 @@ import { MemMap } from './page_alloc.js';
 import { PageTablePool } from './pgtable.js';
 import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND } from './smp.js';
 
-import { Backoff } from './backoff.js';
+import type { Spinner } from './backoff.js';
 
 /** Trap number of a page fault (args: va, write); syscalls use their own numbers. */
 export const TRAP_FAULT = -1;
@@ -50,11 +50,11 @@ export class WorkerCpu {
   private readonly base: number;
   private readonly argBase: number;
   /**
-   * Polls before sleeping on the reply. Measured on the 2-vCPU development VM,
-   * one trap round trip (worker -> kernel thread -> worker): 64 us sleeping
-   * at once, 7 us after 200 polls; adaptive (backoff.ts) under load.
+   * Spin, then sleep, on the reply (backoff.ts). Measured on the 2-vCPU
+   * development VM, one trap round trip (worker -> kernel thread -> worker):
+   * 64 us sleeping at once, 7 us after 200 polls.
    */
-  private readonly backoff = new Backoff();
+  readonly spinner: Spinner;
 
   constructor(d: CpuDescriptor) {
     this.machine = Machine.attach(d.machine, d.cpu);
@@ -62,6 +62,7 @@ export class WorkerCpu {
     this.cpu = d.cpu;
     this.base = this.smp.w(d.cpu, 0);
     this.argBase = d.cpu * CPU_ARGS;
+    this.spinner = this.smp.spinner();
     const pool = PageTablePool.attach(d.kernel.pgtable);
     if (d.fastFaults) {
       const counters = PerCpuCounters.attach<KernelCounter>(d.kernel.counters);
@@ -99,18 +100,13 @@ export class WorkerCpu {
     // Spin first: a trap is served in microseconds, and a futex sleep and
     // wake costs tens of them on a VM. IPIs need no ack while we wait here:
     // the kernel does not wait for a CPU in a trap (smp.ts).
-    const bo = this.backoff;
-    let sleptAt = -1;
-    for (let spin = 0; ; spin++) {
+    const sp = this.spinner;
+    sp.start();
+    for (;;) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;
-      if (spin >= bo.spins) {
-        if (sleptAt < 0) sleptAt = performance.now();
-        Atomics.wait(w, this.base + W_RESP, resp, 1);
-      }
+      if (!sp.spin()) sp.sleep(w, this.base + W_RESP, resp, 1);
     }
-    if (sleptAt >= 0) bo.slept(performance.now() - sleptAt);
-    else bo.hit();
     this.user.pollIpi(); // before the next access: IPIs sent while we were in the kernel
     return a[this.argBase + A_RET];
   }
@@ -145,13 +141,15 @@ export class TrapServer {
   private stopped = false;
   private readonly loops: Promise<void>[] = [];
   private readonly cpus: number[] = [];
-  /** polls of the doorbell before pump sleeps on it */
-  private readonly backoff = new Backoff();
+  /** spin, then sleep, on the doorbell (backoff.ts) */
+  private readonly spinner: Spinner;
 
   constructor(
     private readonly k: Kernel,
     private readonly task: Task,
-  ) {}
+  ) {
+    this.spinner = k.smp.spinner();
+  }
 
   serve(cpu: number): void {
     this.cpus.push(cpu);
@@ -174,7 +172,7 @@ export class TrapServer {
     else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
     a[argBase + A_RET] = ret;
     Atomics.store(w, base + W_RESP, req);
-    Atomics.notify(w, base + W_RESP);
+    k.smp.wake(base + W_RESP);
     return true;
   }
 
@@ -187,10 +185,10 @@ export class TrapServer {
   pump(finished: () => boolean, step: () => boolean = () => false, stallMs = 60_000): void {
     const w = this.k.smp.words;
     const bell = this.k.smp.doorbell;
-    const bo = this.backoff;
+    const sp = this.spinner;
     let more = true;
     let quietSince = performance.now();
-    let idle = 0;
+    sp.start();
     for (;;) {
       const rung = Atomics.load(w, bell);
       let busy = false;
@@ -198,16 +196,11 @@ export class TrapServer {
       if (more) more = step();
       if (finished()) return;
       if (busy || more) {
-        if (idle > 0) bo.hit(); // the spin caught the next trap
         quietSince = performance.now();
-        idle = 0;
-      } else if (++idle < bo.spins) continue;
-      else {
-        idle = 0;
-        const t = performance.now();
-        const r = Atomics.wait(w, bell, rung, 5);
+        sp.start();
+      } else if (!sp.spin()) {
+        const r = sp.sleep(w, bell, rung, 5);
         const now = performance.now();
-        bo.slept(now - t);
         if (r !== 'timed-out') quietSince = now;
         else if (now - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
       }

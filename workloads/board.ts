@@ -17,7 +17,7 @@ export const R_FAILED = 3; // 1: the last round threw (the CPU sent a 'fail' mes
 export const KIND_ROUND = 1;
 export const KIND_PARK = 2; // leave the board loop, back to the message loop
 
-export const F64_SLOTS = 12;
+export const F64_SLOTS = 11;
 export const P_ROUND = 0;
 export const P_ADDR = 1;
 export const P_SEED = 2;
@@ -29,8 +29,6 @@ export const P_PAGES = 7; // below this
 export const O_ERRORS = 8;
 export const O_FAULT = 9;
 export const O_ACCESSES = 10;
-/** the seed the next round will most likely have: a CPU may make its data ahead (a hint only) */
-export const P_NEXT_SEED = 11;
 
 export const FLAG_VERIFY_ONLY = 1;
 export const FLAG_WRITE_ONLY = 2;

@@ -5,8 +5,7 @@
 // messages, so a round costs no event-loop turn on either side.
 import { parentPort } from 'node:worker_threads';
 import { PAGE_SIZE } from '../hardware/types.js';
-import { Backoff } from '../kernel/backoff.js';
-import { patternInto } from '../interfaces/conformance.js';
+import { PAGE_STEP_WORDS, streamInto } from '../interfaces/conformance.js';
 import { WorkerCpu } from '../kernel/trap.js';
 import {
   FLAG_VERIFY_ONLY,
@@ -18,7 +17,6 @@ import {
   P_ADDR,
   P_FIRST,
   P_FLAGS,
-  P_NEXT_SEED,
   P_PAGES,
   P_PASSES,
   P_SEED,
@@ -34,52 +32,33 @@ import type { FromCpu, ToCpu } from './protocol.js';
 const port = parentPort;
 if (port === null) throw new Error('cpu-worker: must run in a worker thread');
 
-/** Polls of the command word before sleeping on it, adapted to the load (kernel/backoff.ts). */
-const backoff = new Backoff();
-
 const got = new Uint8Array(PAGE_SIZE);
 
 /**
- * The round's data patterns for this CPU's pages, made once per round (seed)
- * and reused by every pass, store and check: no pattern is computed twice and
- * nothing is allocated per page. Two buffers: the round's, and a spare that
- * the CPU fills for the next round (its seed is hinted on the board) while
- * the kernel thread is between rounds, so that making data is off the
- * round's critical path when the hint is right. Grown, never shrunk.
+ * The round's data: the seed's pattern stream, 4·pages + 1020 words, made
+ * once per round (a few microseconds) and reused by every pass, store and
+ * check. Page p's pattern is the 4 KiB at byte 16p of it (conformance.ts
+ * streamInto), so nothing is generated or allocated per page. Grown, never shrunk.
  */
-class Patterns {
-  buf = Buffer.alloc(0);
-  words = new Uint32Array(0);
-  key = '';
+const WORDS_PER_PAGE = PAGE_SIZE >>> 2;
+/** bytes from one page's pattern to the next's in the stream */
+const STEP = PAGE_STEP_WORDS * 4;
+let patBuf = Buffer.alloc(0);
+let patWords = new Uint32Array(0);
+let patKey = '';
 
-  fill(seed: number, first: number, stride: number, pages: number): void {
-    if (this.buf.length < pages * PAGE_SIZE) {
-      this.buf = Buffer.alloc(pages * PAGE_SIZE);
-      this.words = new Uint32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >>> 2);
+function patternsFor(seed: number, pages: number): Buffer {
+  const key = `${seed}/${pages}`;
+  if (patKey !== key) {
+    const n = pages * PAGE_STEP_WORDS + WORDS_PER_PAGE - PAGE_STEP_WORDS;
+    if (patWords.length < n) {
+      patBuf = Buffer.alloc(n * 4);
+      patWords = new Uint32Array(patBuf.buffer, patBuf.byteOffset, n);
     }
-    for (let p = first; p < pages; p += stride) patternInto(seed, p, this.words, p * (PAGE_SIZE >>> 2));
-    this.key = `${seed}/${first}/${stride}/${pages}`;
+    streamInto(seed, 0, n, patWords, 0);
+    patKey = key;
   }
-}
-let current = new Patterns();
-let spare = new Patterns();
-
-function patternsFor(seed: number, first: number, stride: number, pages: number): Buffer {
-  const key = `${seed}/${first}/${stride}/${pages}`;
-  if (current.key !== key) {
-    if (spare.key === key) [current, spare] = [spare, current];
-    else current.fill(seed, first, stride, pages);
-  }
-  return current.buf;
-}
-
-/** Make the next round's data ahead, from the hint of the round just done. */
-function prefetch(c: WorkerCpu, b: RoundBoard): void {
-  const f = b.f64;
-  const at = (slot: number) => f[b.f(c.cpu, slot)];
-  const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
-  const next = at(P_NEXT_SEED);
-  if (spare.key !== `${next}/${first}/${stride}/${pages}`) spare.fill(next, first, stride, pages);
+  return patBuf;
 }
 
 /** One round on this CPU's pages, parameters and results on the board. */
@@ -90,11 +69,11 @@ function round(c: WorkerCpu, b: RoundBoard): void {
   const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
   let errors = 0, fault = 0, accesses = 0;
   const u = c.user;
-  const pat = patternsFor(seed, first, stride, pages);
+  const pat = patternsFor(seed, pages);
   outer: for (let pass = 0; pass < passes; pass++) {
     if (!(flags & FLAG_VERIFY_ONLY))
       for (let p = first; p < pages; p += stride) {
-        const r = u.store(addr + p * PAGE_SIZE, pat, p * PAGE_SIZE);
+        const r = u.store(addr + p * PAGE_SIZE, pat, p * STEP);
         accesses++;
         if (r < 0) {
           fault = r;
@@ -109,7 +88,7 @@ function round(c: WorkerCpu, b: RoundBoard): void {
         fault = r;
         break outer;
       }
-      if (pat.compare(got, 0, PAGE_SIZE, p * PAGE_SIZE, (p + 1) * PAGE_SIZE) !== 0) errors++;
+      if (pat.compare(got, 0, PAGE_SIZE, p * STEP, p * STEP + PAGE_SIZE) !== 0) errors++;
     }
   }
   f[b.f(c.cpu, O_ERRORS)] = errors;
@@ -117,20 +96,29 @@ function round(c: WorkerCpu, b: RoundBoard): void {
   f[b.f(c.cpu, O_ACCESSES)] = accesses;
 }
 
-/** Run rounds from the board until the kernel parks us. */
+/**
+ * Run rounds from the board until the kernel parks us. Awake all along (on
+ * the simulator's on-CPU count, kernel/backoff.ts) but while sleeping on the
+ * command word.
+ */
 function serveBoard(c: WorkerCpu, b: RoundBoard): void {
+  const sp = c.spinner;
+  sp.enter();
+  try {
+    serveRounds(c, b);
+  } finally {
+    sp.leave();
+  }
+}
+
+function serveRounds(c: WorkerCpu, b: RoundBoard): void {
   const w = b.i32;
+  const sp = c.spinner;
   const cmdWord = b.i(c.cpu, R_CMD);
   let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
   for (;;) {
-    let sleptAt = -1;
-    for (let spin = 0; Atomics.load(w, cmdWord) === seen; spin++)
-      if (spin >= backoff.spins) {
-        if (sleptAt < 0) sleptAt = performance.now();
-        Atomics.wait(w, cmdWord, seen, 20);
-      }
-    if (sleptAt >= 0) backoff.slept(performance.now() - sleptAt);
-    else backoff.hit();
+    sp.start();
+    while (Atomics.load(w, cmdWord) === seen) if (!sp.spin()) sp.sleep(w, cmdWord, seen, 20);
     seen = Atomics.load(w, cmdWord);
     if (Atomics.load(w, b.i(c.cpu, R_KIND)) === KIND_PARK) {
       Atomics.store(w, b.i(c.cpu, R_DONE), seen);
@@ -152,7 +140,6 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
       port!.postMessage({ type: 'fail', cpu: c.cpu, message: failure instanceof Error ? failure.message : String(failure) } satisfies FromCpu);
       return;
     }
-    prefetch(c, b);
   }
 }
 

@@ -2,6 +2,7 @@
 // kernel's CPU (cpu 0): it serves the workers' traps between its own work and
 // runs the process's control path (the design's userspace helper: add_key,
 // mmap, ...). Worker CPUs 1..threads run the data path on their share of pages.
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Machine } from '../hardware/machine.js';
 import { CPU_KEY, type Allocation, type EncryptionDesign, type UserEnv } from '../interfaces/contract.js';
@@ -21,7 +22,6 @@ import {
   P_ADDR,
   P_FIRST,
   P_FLAGS,
-  P_NEXT_SEED,
   P_PAGES,
   P_PASSES,
   P_ROUND,
@@ -34,7 +34,7 @@ import {
   RoundBoard,
 } from './board.js';
 import type { CpuReport, FromCpu, RoundSpec, ToCpu } from './protocol.js';
-import { roundSeed, type Workload } from './workload.js';
+import type { Workload } from './workload.js';
 
 export interface CellConfig {
   readonly design: string;
@@ -49,6 +49,8 @@ export interface CellConfig {
   readonly workdir: string;
   /** the swap device encrypts what it stores (swap over dm-crypt); for workloads that swap */
   readonly encryptedSwap?: boolean;
+  /** host CPUs the simulator's threads share (kernel/backoff.ts); by default os.availableParallelism() */
+  readonly hostCpus?: number;
 }
 
 /** Two kernels' values of one counter: high-water marks take the max, event counts add. */
@@ -117,6 +119,7 @@ export class CellSession {
       features: cfg.kernel === 'patched' ? ALL_FEATURES : NO_FEATURES,
       swap,
       pgtableSlots: 256,
+      hostCpus: cfg.hostCpus ?? availableParallelism(),
     });
     this.design.install(this.k);
     this.task = this.k.spawn({ memLimit: wl.memLimit(this.pages) });
@@ -168,7 +171,7 @@ export class CellSession {
     const b = this.board;
     Atomics.store(b.i32, b.i(c, R_KIND), kind);
     const cmd = Atomics.add(b.i32, b.i(c, R_CMD), 1) + 1; // publishes KIND and the parameters
-    Atomics.notify(b.i32, b.i(c, R_CMD));
+    this.k.smp.wake(b.i(c, R_CMD), b.i32); // a CPU sleeping on it counts as on a CPU from now (kernel/backoff.ts)
     return cmd;
   }
 
@@ -190,7 +193,6 @@ export class CellSession {
       p(P_ROUND, spec.round);
       p(P_ADDR, spec.addr);
       p(P_SEED, spec.seed);
-      p(P_NEXT_SEED, roundSeed(this.cfg.seed, spec.round + 1));
       p(P_PASSES, spec.passes);
       p(P_FLAGS, flags);
       p(P_FIRST, c - 1);
