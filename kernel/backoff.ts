@@ -5,25 +5,30 @@
 // when the simulator has more threads awake than the host has CPUs, it takes
 // that CPU from the very thread it waits for.
 //
-// So a thread spins only while the simulator's threads that are on a CPU
-// (awake: working or spinning) are no more than the host's CPUs, as the
-// kernel's optimistic spinning (kernel/locking/osq_lock.c, mutex_spin_on_owner)
-// spins only while the lock owner runs and stops when this CPU is needed
-// (need_resched). The count is one shared word (smp.ts): a thread leaves it
-// when it goes to sleep, and is put back by whoever wakes it, at the moment
-// of the wake-up (Spinner.wake: Atomics.notify says how many it woke), not
-// when the woken thread gets to run. Otherwise a thread just woken, but not
-// yet given a CPU, would not count, and the threads spinning on both CPUs
-// would keep it off them for a whole time slice. A thread that wakes by
-// timeout puts itself back. A spin is also capped in time, so a thread whose
-// partner has gone idle for longer (the kernel thread between cells) sleeps
-// instead of burning a CPU.
+// So a thread spins only when the simulator has a host CPU for every one of
+// its threads (the kernel thread and each worker CPU), as the kernel's
+// optimistic spinning (kernel/locking/mutex.c, mutex_spin_on_owner) spins
+// only while the owner runs on another CPU. With more threads than host CPUs
+// every hand-off sleeps at once. Within that, a thread also stops spinning
+// when more of the simulator's threads are awake than there are host CPUs:
+// a shared count (smp.ts) that a thread leaves for the length of a futex
+// sleep, and is put back on by whoever wakes it, at the moment of the wake-up
+// (Spinner.wake: Atomics.notify says how many it woke), not when the woken
+// thread gets to run. A thread that wakes by timeout puts itself back. A spin
+// is also capped in time, so a thread whose partner has gone idle for longer
+// (the kernel thread between cells) sleeps instead of burning a CPU.
+//
+// Measured (fault, 2 worker CPUs on this 2-vCPU VM, medians of 25 rounds):
+// with spinning allowed whenever the awake count fitted, the first thousand
+// rounds had stretches of 2-4 ms rounds (a spinner holding the CPU the woken
+// thread needed, for a time slice) against 0.3 ms once settled; with no
+// spinning at 3 threads on 2 CPUs, 0.22-0.31 ms and no such stretches.
 //
 // This replaced an adaptive spin budget (halved after a wait that slept,
 // doubled after one the spin caught). That budget flipped between a spinning
 // and a sleeping regime within a process and between processes: the same
 // cell's per-process medians spread by 17-22%, the fault op by 5.0-8.0 us
-// within one process. The rule here has no state to flip: 4.9 +- 0.2 us.
+// within one process. The rule here has no state to flip.
 
 /** Longest spin of one wait, in ms: longer than a round of the default workloads. */
 export const SPIN_CAP_MS = 2;
@@ -40,11 +45,13 @@ export class Spinner {
    * @param words the shared word array that holds the count
    * @param onCpu index of the count of the simulator's threads on a CPU
    * @param hostCpus the host CPUs those threads share
+   * @param allowed false: never spin (more threads than host CPUs)
    */
   constructor(
     private readonly words: Int32Array,
     private readonly onCpu: number,
     private readonly hostCpus: number,
+    private readonly allowed = true,
     private readonly capMs = SPIN_CAP_MS,
   ) {}
 
@@ -57,7 +64,7 @@ export class Spinner {
 
   /** A poll found nothing: may the thread poll again (true), or must it sleep (false)? */
   spin(): boolean {
-    if (this.over || Atomics.load(this.words, this.onCpu) > this.hostCpus) return false;
+    if (!this.allowed || this.over || Atomics.load(this.words, this.onCpu) > this.hostCpus) return false;
     if (++this.polls % CLOCK_EVERY !== 0) return true;
     this.over = performance.now() - this.since >= this.capMs;
     return !this.over;

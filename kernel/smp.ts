@@ -28,7 +28,8 @@
 // On-CPU count: the word after the doorbell counts the simulator's threads
 // that are awake (the kernel thread from boot, a worker CPU while it serves
 // rounds), less those in a futex sleep; the next word holds the host CPUs
-// they share. Hand-offs spin only while the first is at most the second
+// they share. Hand-offs spin only if the simulated CPUs (one thread each) fit
+// the host CPUs, and then only while the first is at most the second
 // (backoff.ts).
 
 import { Spinner } from './backoff.js';
@@ -117,7 +118,8 @@ export class Smp {
 
   /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts). */
   spinner(): Spinner {
-    return new Spinner(this.words, this.doorbell + 1, Atomics.load(this.words, this.doorbell + 2));
+    const host = Atomics.load(this.words, this.doorbell + 2);
+    return new Spinner(this.words, this.doorbell + 1, host, this.nrCpus <= host);
   }
 
   /** Wake the threads that sleep on w[index] (default: this Smp's words) through a Spinner (backoff.ts). */

@@ -7,7 +7,7 @@ import { Smp } from '../../kernel/smp.js';
 describe('spinning before a futex sleep', () => {
   it('spins while the threads on a CPU are no more than the host CPUs, and not when they are more', () => {
     const words = new Int32Array(new SharedArrayBuffer(8));
-    const sp = new Spinner(words, 0, 2, 1e9);
+    const sp = new Spinner(words, 0, 2, true, 1e9);
     words[0] = 2;
     sp.start();
     for (let i = 0; i < 1000; i++) assert.equal(sp.spin(), true);
@@ -19,7 +19,7 @@ describe('spinning before a futex sleep', () => {
 
   it('gives up a spin after its time cap, and a new wait spins again', () => {
     const words = new Int32Array(new SharedArrayBuffer(8));
-    const sp = new Spinner(words, 0, 4, 5);
+    const sp = new Spinner(words, 0, 4, true, 5);
     words[0] = 1;
     sp.start();
     const t0 = performance.now();
@@ -80,6 +80,21 @@ describe('spinning before a futex sleep', () => {
     smp.wake(flag);
     await new Promise((r) => t.on('exit', r));
     assert.equal(smp.onCpu, 1, 'left: the wake credited it and it did not count itself again');
+  });
+
+  it('never spins when the simulated CPUs outnumber the host CPUs', () => {
+    const words = new Int32Array(new SharedArrayBuffer(8));
+    words[0] = 1;
+    const no = new Spinner(words, 0, 2, false, 1e9);
+    no.start();
+    assert.equal(no.spin(), false);
+    // Smp decides it from its CPUs (the kernel thread and the workers) and the host's
+    const three = Smp.create(3, 2).spinner();
+    three.start();
+    assert.equal(three.spin(), false, '3 threads, 2 host CPUs');
+    const two = Smp.create(2, 2).spinner();
+    two.start();
+    assert.equal(two.spin(), true, '2 threads, 2 host CPUs');
   });
 
   it('the kernel gets the host CPU count it is told, and refuses a bad one', () => {
