@@ -5,30 +5,32 @@
 // when the simulator has more threads awake than the host has CPUs, it takes
 // that CPU from the very thread it waits for.
 //
-// So a thread spins only when the simulator has a host CPU for every one of
-// its threads (the kernel thread and each worker CPU), as the kernel's
-// optimistic spinning (kernel/locking/mutex.c, mutex_spin_on_owner) spins
-// only while the owner runs on another CPU. With more threads than host CPUs
-// every hand-off sleeps at once. Within that, a thread also stops spinning
-// when more of the simulator's threads are awake than there are host CPUs:
-// a shared count (smp.ts) that a thread leaves for the length of a futex
-// sleep, and is put back on by whoever wakes it, at the moment of the wake-up
-// (Spinner.wake: Atomics.notify says how many it woke), not when the woken
-// thread gets to run. A thread that wakes by timeout puts itself back. A spin
-// is also capped in time, so a thread whose partner has gone idle for longer
-// (the kernel thread between cells) sleeps instead of burning a CPU.
+// Two regimes, chosen by whether the simulator has a host CPU for each of
+// its threads (the kernel thread and every worker CPU):
 //
-// Measured (fault, 2 worker CPUs on this 2-vCPU VM, medians of 25 rounds):
-// with spinning allowed whenever the awake count fitted, the first thousand
-// rounds had stretches of 2-4 ms rounds (a spinner holding the CPU the woken
-// thread needed, for a time slice) against 0.3 ms once settled; with no
-// spinning at 3 threads on 2 CPUs, 0.22-0.31 ms and no such stretches.
+// - They fit: spin until the hand-off, while the simulator's threads that
+//   are awake are no more than the host CPUs (as the kernel's optimistic
+//   spinning, kernel/locking/mutex.c mutex_spin_on_owner, spins only while
+//   the owner runs on another CPU), capped in time so that a thread whose
+//   partner has gone idle (the kernel thread between cells) sleeps instead
+//   of burning a CPU. The awake count is a shared word (smp.ts) that a thread
+//   leaves for the length of a futex sleep, and is put back on by whoever
+//   wakes it, at the moment of the wake-up (Spinner.wake: Atomics.notify
+//   says how many it woke), not when the woken thread gets to run; a thread
+//   that wakes by timeout puts itself back.
+// - They do not fit (2 worker CPUs and the kernel thread on 2 host CPUs): an
+//   adaptive budget of polls, as glibc's adaptive mutexes do: doubled after a
+//   wait the spin caught or that slept less than NEAR_MS (a near miss),
+//   halved after a longer sleep (the other side was not running).
 //
-// This replaced an adaptive spin budget (halved after a wait that slept,
-// doubled after one the spin caught). That budget flipped between a spinning
-// and a sleeping regime within a process and between processes: the same
-// cell's per-process medians spread by 17-22%, the fault op by 5.0-8.0 us
-// within one process. The rule here has no state to flip.
+// Measured on this 2-vCPU VM: with 1 worker CPU the adaptive budget alone
+// flipped between a spinning and a sleeping regime, within a process and
+// between processes (fault per-process medians 17-22% apart, 5.0-8.0 us per
+// op within one process), where the first regime gives 3.3-3.6 us. With 2
+// worker CPUs the first regime had stretches of 2-4 ms rounds (a spinner
+// holding the CPU a just-woken thread needed, for a time slice), and never
+// spinning made swap ops take milliseconds (every trap two futex wake-ups):
+// there the adaptive budget does best (swap t2 12-183 us per op).
 
 /** Longest spin of one wait, in ms: longer than a round of the default workloads. */
 export const SPIN_CAP_MS = 2;
@@ -36,16 +38,27 @@ export const SPIN_CAP_MS = 2;
 /** Polls between two looks at the clock. */
 const CLOCK_EVERY = 128;
 
+/** Adaptive budget (threads outnumber CPUs): bounds and start, in polls. */
+const MIN_POLLS = 8;
+const MAX_POLLS = 4000;
+const START_POLLS = 500;
+/** A sleep shorter than this (a futex round trip or two) was a near miss. */
+export const NEAR_MS = 0.1;
+
 export class Spinner {
   private polls = 0;
   private since = 0;
   private over = false;
+  /** adaptive regime: polls before sleeping, and how the last wait went */
+  budget = START_POLLS;
+  private waited = false;
+  private sleptMs = -1;
 
   /**
    * @param words the shared word array that holds the count
    * @param onCpu index of the count of the simulator's threads on a CPU
    * @param hostCpus the host CPUs those threads share
-   * @param allowed false: never spin (more threads than host CPUs)
+   * @param allowed false: more threads than host CPUs (the adaptive regime)
    */
   constructor(
     private readonly words: Int32Array,
@@ -55,16 +68,28 @@ export class Spinner {
     private readonly capMs = SPIN_CAP_MS,
   ) {}
 
-  /** A wait begins. */
+  /** A wait begins (and the previous one, if any, is over). */
   start(): void {
     this.polls = 0;
-    this.since = performance.now();
     this.over = false;
+    if (this.allowed) this.since = performance.now();
+    else {
+      if (this.waited) this.adapt();
+      this.waited = true;
+      this.sleptMs = -1;
+    }
+  }
+
+  /** Adaptive regime: the budget after a wait that slept sleptMs (-1: the spin caught it). */
+  private adapt(): void {
+    if (this.sleptMs < NEAR_MS) this.budget = Math.min(MAX_POLLS, this.budget * 2);
+    else this.budget = Math.max(MIN_POLLS, this.budget >> 1);
   }
 
   /** A poll found nothing: may the thread poll again (true), or must it sleep (false)? */
   spin(): boolean {
-    if (!this.allowed || this.over || Atomics.load(this.words, this.onCpu) > this.hostCpus) return false;
+    if (!this.allowed) return ++this.polls < this.budget;
+    if (this.over || Atomics.load(this.words, this.onCpu) > this.hostCpus) return false;
     if (++this.polls % CLOCK_EVERY !== 0) return true;
     this.over = performance.now() - this.since >= this.capMs;
     return !this.over;
@@ -78,11 +103,13 @@ export class Spinner {
   sleep(w: Int32Array, index: number, value: number, ms: number): 'ok' | 'not-equal' | 'timed-out' {
     Atomics.sub(this.words, this.onCpu, 1);
     let r: 'ok' | 'not-equal' | 'timed-out' = 'timed-out';
+    const t = this.allowed ? 0 : performance.now();
     try {
       r = Atomics.wait(w, index, value, ms);
     } finally {
       if (r !== 'ok') Atomics.add(this.words, this.onCpu, 1); // woken by wake(): already counted
     }
+    if (!this.allowed) this.sleptMs = Math.max(this.sleptMs, 0) + performance.now() - t;
     return r;
   }
 

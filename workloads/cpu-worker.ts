@@ -113,7 +113,7 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
 
 function serveRounds(c: WorkerCpu, b: RoundBoard): void {
   const w = b.i32;
-  const sp = c.spinner;
+  const sp = c.smp.spinner(); // its own: the trap reply's (c.spinner) adapts to other waits
   const cmdWord = b.i(c.cpu, R_CMD);
   let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
   for (;;) {

@@ -82,19 +82,39 @@ describe('spinning before a futex sleep', () => {
     assert.equal(smp.onCpu, 1, 'left: the wake credited it and it did not count itself again');
   });
 
-  it('never spins when the simulated CPUs outnumber the host CPUs', () => {
+  it('with more simulated CPUs than host CPUs: an adaptive budget, doubled after a caught wait, halved after a long sleep', () => {
     const words = new Int32Array(new SharedArrayBuffer(8));
     words[0] = 1;
-    const no = new Spinner(words, 0, 2, false, 1e9);
-    no.start();
-    assert.equal(no.spin(), false);
-    // Smp decides it from its CPUs (the kernel thread and the workers) and the host's
+    const sp = new Spinner(words, 0, 2, false, 1e9);
+    const polls = () => {
+      sp.start();
+      let n = 0;
+      while (sp.spin()) n++;
+      return n;
+    };
+    assert.equal(polls(), 499, 'the first budget: 500 polls, the last of which gives up');
+    // that wait gave up without sleeping: it counts as caught (the caller would sleep; here it did not)
+    assert.equal(polls(), 999);
+    sp.sleep(words, 1, 7, 1); // not-equal: returns at once, a near miss
+    assert.equal(polls(), 1999);
+    sp.sleep(words, 1, 7, 5); // again at once
+    sp.start();
+    assert.equal(sp.budget, 4000);
+    sp.sleep(words, 1, 0, 3); // a real sleep of 3 ms: the other side was not running
+    sp.start();
+    assert.equal(sp.budget, 2000);
+    for (let i = 0; i < 20; i++) {
+      sp.sleep(words, 1, 0, 0.5);
+      sp.start();
+    }
+    assert.equal(sp.budget, 8, 'never below 8');
+    // Smp picks the regime from its CPUs (the kernel thread and the workers) and the host's
     const three = Smp.create(3, 2).spinner();
     three.start();
-    assert.equal(three.spin(), false, '3 threads, 2 host CPUs');
+    assert.equal(three.budget, 500);
     const two = Smp.create(2, 2).spinner();
     two.start();
-    assert.equal(two.spin(), true, '2 threads, 2 host CPUs');
+    for (let i = 0; i < 5000; i++) assert.equal(two.spin(), true, '2 threads, 2 host CPUs: spins until the cap');
   });
 
   it('the kernel gets the host CPU count it is told, and refuses a bad one', () => {
