@@ -8,16 +8,11 @@
 // Two regimes, chosen by whether the simulator has a host CPU for each of
 // its threads (the kernel thread and every worker CPU):
 //
-// - They fit: spin until the hand-off, while the simulator's threads that
-//   are awake are no more than the host CPUs (as the kernel's optimistic
-//   spinning, kernel/locking/mutex.c mutex_spin_on_owner, spins only while
-//   the owner runs on another CPU), capped in time so that a thread whose
-//   partner has gone idle (the kernel thread between cells) sleeps instead
-//   of burning a CPU. The awake count is a shared word (smp.ts) that a thread
-//   leaves for the length of a futex sleep, and is put back on by whoever
-//   wakes it, at the moment of the wake-up (Spinner.wake: Atomics.notify
-//   says how many it woke), not when the woken thread gets to run; a thread
-//   that wakes by timeout puts itself back.
+// - They fit: spin until the hand-off (the thread waited for has a CPU of
+//   its own, as the kernel's optimistic spinning, kernel/locking/mutex.c
+//   mutex_spin_on_owner, spins only while the owner runs on another CPU),
+//   capped in time so that a thread whose partner has gone idle (the kernel
+//   thread between cells) sleeps instead of burning a CPU.
 // - They do not fit (2 worker CPUs and the kernel thread on 2 host CPUs): an
 //   adaptive budget of polls, as glibc's adaptive mutexes do: doubled after a
 //   wait the spin caught or that slept less than NEAR_MS (a near miss),
@@ -27,10 +22,11 @@
 // flipped between a spinning and a sleeping regime, within a process and
 // between processes (fault per-process medians 17-22% apart, 5.0-8.0 us per
 // op within one process), where the first regime gives 3.3-3.6 us. With 2
-// worker CPUs the first regime had stretches of 2-4 ms rounds (a spinner
-// holding the CPU a just-woken thread needed, for a time slice), and never
-// spinning made swap ops take milliseconds (every trap two futex wake-ups):
-// there the adaptive budget does best (swap t2 12-183 us per op).
+// worker CPUs, spinning while the threads awake fitted the CPUs had
+// stretches of 2-4 ms rounds (a spinner holding the CPU a just-woken thread
+// needed, for a time slice), and never spinning made swap ops take
+// milliseconds (every trap two futex wake-ups): there the adaptive budget
+// does best (swap t2 12-183 us per op).
 
 /** Longest spin of one wait, in ms: longer than a round of the default workloads. */
 export const SPIN_CAP_MS = 2;
@@ -55,16 +51,11 @@ export class Spinner {
   private sleptMs = -1;
 
   /**
-   * @param words the shared word array that holds the count
-   * @param onCpu index of the count of the simulator's threads on a CPU
-   * @param hostCpus the host CPUs those threads share
-   * @param allowed false: more threads than host CPUs (the adaptive regime)
+   * @param allowed true when the simulated CPUs fit the host CPUs (spin to
+   * the cap); false for the adaptive regime
    */
   constructor(
-    private readonly words: Int32Array,
-    private readonly onCpu: number,
-    private readonly hostCpus: number,
-    private readonly allowed = true,
+    private readonly allowed: boolean,
     private readonly capMs = SPIN_CAP_MS,
   ) {}
 
@@ -89,46 +80,18 @@ export class Spinner {
   /** A poll found nothing: may the thread poll again (true), or must it sleep (false)? */
   spin(): boolean {
     if (!this.allowed) return ++this.polls < this.budget;
-    if (this.over || Atomics.load(this.words, this.onCpu) > this.hostCpus) return false;
+    if (this.over) return false;
     if (++this.polls % CLOCK_EVERY !== 0) return true;
     this.over = performance.now() - this.since >= this.capMs;
     return !this.over;
   }
 
-  /**
-   * Futex-sleep on w[index] while it holds value, at most ms, off the count
-   * of threads on a CPU. Only threads that sleep here may wait on w[index],
-   * and only wake() may wake them: a wake credits the count for them.
-   */
+  /** Futex-sleep on w[index] while it holds value, at most ms. */
   sleep(w: Int32Array, index: number, value: number, ms: number): 'ok' | 'not-equal' | 'timed-out' {
-    Atomics.sub(this.words, this.onCpu, 1);
-    let r: 'ok' | 'not-equal' | 'timed-out' = 'timed-out';
-    const t = this.allowed ? 0 : performance.now();
-    try {
-      r = Atomics.wait(w, index, value, ms);
-    } finally {
-      if (r !== 'ok') Atomics.add(this.words, this.onCpu, 1); // woken by wake(): already counted
-    }
-    if (!this.allowed) this.sleptMs = Math.max(this.sleptMs, 0) + performance.now() - t;
+    if (this.allowed) return Atomics.wait(w, index, value, ms);
+    const t = performance.now();
+    const r = Atomics.wait(w, index, value, ms);
+    this.sleptMs = Math.max(this.sleptMs, 0) + performance.now() - t;
     return r;
-  }
-
-  /** Wake the threads sleeping on w[index] (sleep()), and count them as on a CPU from now. */
-  wake(w: Int32Array, index: number): number {
-    // (a woken thread that runs and sleeps again before the add leaves the
-    // count one low for that moment: at worst a spin that should have slept)
-    const n = Atomics.notify(w, index);
-    if (n > 0) Atomics.add(this.words, this.onCpu, n);
-    return n;
-  }
-
-  /** This thread starts running simulated work (a worker CPU entering its round loop). */
-  enter(): void {
-    Atomics.add(this.words, this.onCpu, 1);
-  }
-
-  /** This thread stops running simulated work. */
-  leave(): void {
-    Atomics.sub(this.words, this.onCpu, 1);
   }
 }

@@ -25,12 +25,9 @@
 // whenever it wants the kernel's attention (a trap, a finished round), so a
 // kernel thread that has nothing else to do can sleep on one word.
 //
-// On-CPU count: the word after the doorbell counts the simulator's threads
-// that are awake (the kernel thread from boot, a worker CPU while it serves
-// rounds), less those in a futex sleep; the next word holds the host CPUs
-// they share. Hand-offs spin only if the simulated CPUs (one thread each) fit
-// the host CPUs, and then only while the first is at most the second
-// (backoff.ts).
+// Host CPUs: the word after the doorbell holds how many host CPUs the
+// simulator's threads share; hand-offs spin freely only if the simulated CPUs
+// (one thread each) fit them (backoff.ts).
 
 import { Spinner } from './backoff.js';
 
@@ -74,7 +71,6 @@ export class Smp {
     this.words = new Int32Array(d.sab);
     this.args = new Float64Array(d.argSab);
     this.gens = new Int32Array(d.nrCpus);
-    this.waker = new Spinner(this.words, this.doorbell + 1, 1);
   }
 
   /**
@@ -86,13 +82,12 @@ export class Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
     if (!Number.isInteger(hostCpus) || hostCpus < 1) throw new RangeError(`hostCpus: expected >= 1, got ${hostCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 3) * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 2) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
     });
     Atomics.store(s.words, W_ONLINE, 1); // the boot CPU
-    Atomics.store(s.words, s.doorbell + 1, 1); // the kernel thread is awake
-    Atomics.store(s.words, s.doorbell + 2, hostCpus);
+    Atomics.store(s.words, s.doorbell + 1, hostCpus);
     return s;
   }
 
@@ -113,28 +108,19 @@ export class Smp {
     return this.nrCpus * CPU_WORDS;
   }
 
-  /** wakes threads that sleep through a Spinner, crediting the on-CPU count */
-  private readonly waker: Spinner;
-
   /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts). */
   spinner(): Spinner {
-    const host = Atomics.load(this.words, this.doorbell + 2);
-    return new Spinner(this.words, this.doorbell + 1, host, this.nrCpus <= host);
+    return new Spinner(this.nrCpus <= this.hostCpus);
   }
 
-  /** Wake the threads that sleep on w[index] (default: this Smp's words) through a Spinner (backoff.ts). */
-  wake(index: number, w: Int32Array = this.words): void {
-    this.waker.wake(w, index);
-  }
-
-  /** Threads of the simulator awake now (on a host CPU or wanting one). */
-  get onCpu(): number {
+  /** Host CPUs the simulator's threads share. */
+  get hostCpus(): number {
     return Atomics.load(this.words, this.doorbell + 1);
   }
 
   ring(): void {
     Atomics.add(this.words, this.doorbell, 1);
-    this.waker.wake(this.words, this.doorbell);
+    Atomics.notify(this.words, this.doorbell);
   }
 
   setOnline(cpu: number, mmId: number): void {

@@ -54,7 +54,7 @@ export class WorkerCpu {
    * development VM, one trap round trip (worker -> kernel thread -> worker):
    * 64 us sleeping at once, 7 us after 200 polls.
    */
-  readonly spinner: Spinner;
+  private readonly spinner: Spinner;
 
   constructor(d: CpuDescriptor) {
     this.machine = Machine.attach(d.machine, d.cpu);
@@ -172,7 +172,7 @@ export class TrapServer {
     else ret = k.syscall(this.task, nr, a[argBase], a[argBase + 1], a[argBase + 2], a[argBase + 3], a[argBase + 4], a[argBase + 5]);
     a[argBase + A_RET] = ret;
     Atomics.store(w, base + W_RESP, req);
-    k.smp.wake(base + W_RESP);
+    Atomics.notify(w, base + W_RESP);
     return true;
   }
 

@@ -96,22 +96,8 @@ function round(c: WorkerCpu, b: RoundBoard): void {
   f[b.f(c.cpu, O_ACCESSES)] = accesses;
 }
 
-/**
- * Run rounds from the board until the kernel parks us. Awake all along (on
- * the simulator's on-CPU count, kernel/backoff.ts) but while sleeping on the
- * command word.
- */
+/** Run rounds from the board until the kernel parks us. */
 function serveBoard(c: WorkerCpu, b: RoundBoard): void {
-  const sp = c.spinner;
-  sp.enter();
-  try {
-    serveRounds(c, b);
-  } finally {
-    sp.leave();
-  }
-}
-
-function serveRounds(c: WorkerCpu, b: RoundBoard): void {
   const w = b.i32;
   const sp = c.smp.spinner(); // its own: the trap reply's (c.spinner) adapts to other waits
   const cmdWord = b.i(c.cpu, R_CMD);

@@ -171,7 +171,7 @@ export class CellSession {
     const b = this.board;
     Atomics.store(b.i32, b.i(c, R_KIND), kind);
     const cmd = Atomics.add(b.i32, b.i(c, R_CMD), 1) + 1; // publishes KIND and the parameters
-    this.k.smp.wake(b.i(c, R_CMD), b.i32); // a CPU sleeping on it counts as on a CPU from now (kernel/backoff.ts)
+    Atomics.notify(b.i32, b.i(c, R_CMD));
     return cmd;
   }
 
