@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // memcrypt-bench command line. The only layer that touches process, the
 // terminal and report files.
-import { readFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { createReadStream, openSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
@@ -10,7 +12,7 @@ import { PROFILE_NAMES, getProfile } from '../hardware/profiles.js';
 import { availableBackends, backendNote, defaultBackend, getBackend } from '../hardware/xts.js';
 import { DESIGN_NAMES } from '../interfaces/contract.js';
 import { getDesign } from '../interfaces/registry.js';
-import { TraceError, replayTrace } from '../kernel/replay.js';
+import { Replayer, TraceError } from '../kernel/replay.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
 import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
@@ -278,21 +280,41 @@ async function main(argv: string[]): Promise<void> {
       'replay <file>',
       'run a JSON-lines trace of mmap/munmap/mprotect/madvise calls in one process ({"op":"maps"} prints /proc/self/maps)',
       (y) => y.positional('file', { type: 'string', demandOption: true, describe: "trace file, '-' for stdin" }),
-      (a) => {
+      async (a) => {
         // yargs hands '-' over as ''
         const stdin = a.file === '-' || a.file === '';
         const name = stdin ? 'stdin' : a.file;
-        let text: string;
+        let input: NodeJS.ReadableStream;
         try {
-          text = readFileSync(stdin ? 0 : a.file, 'utf8');
+          input = stdin ? process.stdin : createReadStream('', { fd: openSync(a.file, 'r'), encoding: 'utf8' });
         } catch (e) {
           fail(`${name}: ${(e as NodeJS.ErrnoException).code ?? 'cannot read'}`);
         }
+        // One line in, its results out at once (respecting the pipe's
+        // backpressure): a long trace never sits in memory, and an error
+        // comes after every line before it has been printed.
+        let pending = '';
+        const flush = async (): Promise<void> => {
+          if (pending === '') return;
+          const chunk = pending;
+          pending = '';
+          if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
+        };
+        const r = new Replayer((l) => (pending += l + '\n'));
         try {
-          process.stdout.write(replayTrace(text.split('\n')).join('\n') + '\n');
+          for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+            r.line(text);
+            if (pending.length >= 1 << 16) await flush();
+          }
+          await flush();
         } catch (e) {
+          await flush();
           if (e instanceof TraceError) fail(`${name}: ${e.message}`);
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code !== undefined) fail(`${name}: ${code}`);
           throw e;
+        } finally {
+          r.close();
         }
       },
     )

@@ -50,7 +50,7 @@ function flags(o: Json, line: number): number {
   if (!Array.isArray(v)) throw new TraceError(line, `'flags' must be a list of MAP_* names`);
   let f = 0;
   for (const name of v) {
-    const bit = typeof name === 'string' ? MAP_FLAG_NAMES[name] : undefined;
+    const bit = typeof name === 'string' && Object.hasOwn(MAP_FLAG_NAMES, name) ? MAP_FLAG_NAMES[name] : undefined;
     if (bit === undefined) throw new TraceError(line, `unknown flag ${JSON.stringify(name)}`);
     f |= bit;
   }
@@ -67,47 +67,74 @@ function advice(o: Json, line: number): number {
 const result = (ret: number, asAddr: boolean): string =>
   JSON.stringify({ ret: ret < 0 ? -1 : asAddr ? '0x' + ret.toString(16) : ret, errno: errnoName(ret) });
 
-/** Run the trace; returns the output lines. Throws TraceError on a malformed line. */
-export function replayTrace(lines: readonly string[]): string[] {
-  const machine = Machine.create({ profile: 'none', backend: 'openssl', memory: { nodeFrames: [256] }, nrCpus: 1 });
-  const k = new Kernel(machine, { features: NO_FEATURES, pgtableSlots: 64 });
-  const task = k.spawn();
-  const out: string[] = [];
-  try {
-    lines.forEach((text, idx) => {
-      const line = idx + 1;
-      if (text.trim() === '') return;
-      let o: Json;
-      try {
-        o = JSON.parse(text) as Json;
-      } catch {
-        throw new TraceError(line, 'not valid JSON');
-      }
-      if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TraceError(line, 'expected a JSON object');
-      switch (o.op) {
-        case 'mmap':
-          out.push(result(k.syscall(task, NR.mmap, num(o, 'addr', line), num(o, 'len', line), prot(o, line), flags(o, line), opt(o, 'fd', -1, line), opt(o, 'offset', 0, line)), true));
-          break;
-        case 'munmap':
-          out.push(result(k.syscall(task, NR.munmap, num(o, 'addr', line), num(o, 'len', line)), false));
-          break;
-        case 'mprotect':
-          out.push(result(k.syscall(task, NR.mprotect, num(o, 'addr', line), num(o, 'len', line), prot(o, line)), false));
-          break;
-        case 'madvise':
-          out.push(result(k.syscall(task, NR.madvise, num(o, 'addr', line), num(o, 'len', line), advice(o, line)), false));
-          break;
-        case 'maps': {
-          const maps = task.mm.vmas.maps().map((l) => l.trimEnd());
-          out.push(...maps, JSON.stringify({ maps: maps.length }));
-          break;
+/**
+ * A trace run line by line: each call's result goes to emit as soon as the
+ * call is made, so a malformed line (TraceError) comes after everything
+ * before it, and no output is held in memory.
+ */
+export class Replayer {
+  private readonly k: Kernel;
+  private readonly task: ReturnType<Kernel['spawn']>;
+  private n = 0;
+
+  constructor(private readonly emit: (line: string) => void) {
+    const machine = Machine.create({ profile: 'none', backend: 'openssl', memory: { nodeFrames: [256] }, nrCpus: 1 });
+    this.k = new Kernel(machine, { features: NO_FEATURES, pgtableSlots: 64 });
+    this.task = this.k.spawn();
+  }
+
+  /** The next line of the trace. Throws TraceError when it is malformed. */
+  line(text: string): void {
+    const line = ++this.n;
+    if (text.trim() === '') return;
+    let o: Json;
+    try {
+      o = JSON.parse(text) as Json;
+    } catch {
+      throw new TraceError(line, 'not valid JSON');
+    }
+    if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new TraceError(line, 'expected a JSON object');
+    const { k, task, emit } = this;
+    switch (o.op) {
+      case 'mmap':
+        emit(result(k.syscall(task, NR.mmap, num(o, 'addr', line), num(o, 'len', line), prot(o, line), flags(o, line), opt(o, 'fd', -1, line), opt(o, 'offset', 0, line)), true));
+        break;
+      case 'munmap':
+        emit(result(k.syscall(task, NR.munmap, num(o, 'addr', line), num(o, 'len', line)), false));
+        break;
+      case 'mprotect':
+        emit(result(k.syscall(task, NR.mprotect, num(o, 'addr', line), num(o, 'len', line), prot(o, line)), false));
+        break;
+      case 'madvise':
+        emit(result(k.syscall(task, NR.madvise, num(o, 'addr', line), num(o, 'len', line), advice(o, line)), false));
+        break;
+      case 'maps': {
+        let n = 0;
+        for (const l of task.mm.vmas.maps()) {
+          emit(l.trimEnd());
+          n++;
         }
-        default:
-          throw new TraceError(line, `unknown op ${JSON.stringify(o.op)} (expected mmap, munmap, mprotect, madvise or maps)`);
+        emit(JSON.stringify({ maps: n }));
+        break;
       }
-    });
+      default:
+        throw new TraceError(line, `unknown op ${JSON.stringify(o.op)} (expected mmap, munmap, mprotect, madvise or maps)`);
+    }
+  }
+
+  close(): void {
+    this.k.shutdown();
+  }
+}
+
+/** Run a whole trace; returns the output lines. Throws TraceError on a malformed line. */
+export function replayTrace(lines: readonly string[]): string[] {
+  const out: string[] = [];
+  const r = new Replayer((l) => out.push(l));
+  try {
+    for (const text of lines) r.line(text);
   } finally {
-    k.shutdown();
+    r.close();
   }
   return out;
 }

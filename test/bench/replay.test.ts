@@ -1,0 +1,81 @@
+// replay streams: each call's result is out before the next line is read,
+// a malformed line is one error after everything before it, and no input
+// (a prototype key as a flag name, a directory, a missing file) makes it end
+// otherwise.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Replayer, TraceError, replayTrace } from '../../kernel/replay.js';
+
+const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'memcrypt-replay-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const mmap = (addr: number, pages: number, prot = 'rw-') =>
+  JSON.stringify({ op: 'mmap', addr: '0x' + addr.toString(16), len: pages * 4096, prot, flags: ['MAP_PRIVATE', 'MAP_ANONYMOUS', 'MAP_FIXED_NOREPLACE'] });
+const replay = (file: string, input?: string) => spawnSync(process.execPath, [CLI, 'replay', file], { encoding: 'utf8', input, maxBuffer: 1 << 26 });
+
+describe('replay, line by line', () => {
+  it('emits each result before it reads the next line, and a bad line after all before it', () => {
+    const out: string[] = [];
+    const r = new Replayer((l) => out.push(l));
+    r.line(mmap(0x200000000, 2));
+    assert.deepEqual(out, ['{"ret":"0x200000000","errno":null}']);
+    r.line('{"op":"maps"}');
+    assert.equal(out.length, 3);
+    assert.throws(() => r.line('{"op":"mmap","addr":0,"len":4096,"prot":"rw-","flags":["toString"]}'), (e: unknown) => e instanceof TraceError && e.message === 'line 3: unknown flag "toString"');
+    r.close();
+    assert.equal(out.length, 3, 'nothing emitted for the bad line');
+  });
+
+  it('the CLI prints every result before the bad line, then one error line naming it, exit 2', () => {
+    const f = join(dir, 'bad.jsonl');
+    writeFileSync(f, [mmap(0x200000000, 1), mmap(0x200002000, 1), '{"op":"maps"}', '{"op":"munmap","addr":"0x200000000"}', mmap(0x300000000, 1)].join('\n') + '\n');
+    const r = replay(f);
+    assert.equal(r.status, 2);
+    assert.deepEqual(r.stdout.trimEnd().split('\n'), [
+      '{"ret":"0x200000000","errno":null}',
+      '{"ret":"0x200002000","errno":null}',
+      '200000000-200001000 rw-p 00000000 00:00 0',
+      '200002000-200003000 rw-p 00000000 00:00 0',
+      '{"maps":2}',
+    ]);
+    assert.equal(r.stderr, `memcrypt-bench: ${f}: line 4: 'len' must be an integer or a "0x..." hex string, got undefined\n`);
+  });
+
+  it('a directory, a missing file: one line naming it, exit 2', () => {
+    for (const [file, code] of [[dir, 'EISDIR'], [join(dir, 'none.jsonl'), 'ENOENT']]) {
+      const r = replay(file);
+      assert.equal(r.status, 2);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, `memcrypt-bench: ${file}: ${code}\n`);
+    }
+  });
+
+  it('a long trace with many maps dumps streams through, the same as replayTrace gives', () => {
+    const lines: string[] = [];
+    // 3000 one-page VMAs that cannot merge (every other page), a maps dump every 150 calls
+    for (let i = 0; i < 3000; i++) {
+      lines.push(mmap(0x200000000 + i * 2 * 4096, 1, i % 2 === 0 ? 'rw-' : 'r--'));
+      if (i % 150 === 149) lines.push('{"op":"maps"}');
+    }
+    const f = join(dir, 'long.jsonl');
+    writeFileSync(f, lines.join('\n') + '\n');
+    const r = replay(f);
+    assert.equal(r.status, 0, r.stderr);
+    const want = replayTrace(lines);
+    assert.equal(r.stdout, want.join('\n') + '\n');
+    assert.equal(want.filter((l) => l.startsWith('{"maps":')).length, 20);
+    assert.ok(want.includes('{"maps":3000}'));
+  });
+
+  it('reads stdin with -', () => {
+    const r = replay('-', mmap(0x200000000, 1) + '\n{"op":"maps"}\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '{"ret":"0x200000000","errno":null}\n200000000-200001000 rw-p 00000000 00:00 0\n{"maps":1}\n');
+  });
+});
