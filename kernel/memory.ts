@@ -74,7 +74,7 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
   for (let va = start; va < end; va += PAGE_SIZE) {
     const i = k.pool.pteIndex(mm.pgd, va);
     if (i < 0) {
-      va = Math.floor(va / (PAGE_SIZE * 1024)) * PAGE_SIZE * 1024 + PAGE_SIZE * 1023; // skip a missing leaf table
+      va = k.pool.nextSlot(mm.pgd, va) - PAGE_SIZE; // past the missing table
       continue;
     }
     const pte = Atomics.exchange(w, i, 0);

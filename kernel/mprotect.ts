@@ -38,7 +38,10 @@ export function changeProtection(k: Kernel, task: Task, vma: Vma, start: number,
   let changed = false;
   for (let va = start; va < end; va += PAGE_SIZE) {
     const i = k.pool.pteIndex(task.mm.pgd, va);
-    if (i < 0) continue;
+    if (i < 0) {
+      va = k.pool.nextSlot(task.mm.pgd, va) - PAGE_SIZE; // past the missing table
+      continue;
+    }
     const pte = Atomics.load(w, i);
     if (pte === 0 || pte & (PTE_SWAP | PTE_MIGRATION)) continue;
     let npte = access ? pte | PTE_PRESENT : pte & ~PTE_PRESENT;

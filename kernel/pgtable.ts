@@ -130,6 +130,19 @@ export class PageTablePool {
     return leaf * ENTRIES + (vpn & (ENTRIES - 1));
   }
 
+  /**
+   * For a va with no PTE slot (pteIndex -1): the first address after it that
+   * may have one, skipping a missing middle table's 4 GiB whole and a missing
+   * leaf's 4 MiB, as the kernel's walkers skip empty levels
+   * (pmd_none_or_clear_bad). Walks over sparse ranges cost O(tables).
+   */
+  nextSlot(pgd: number, va: number): number {
+    const vpn = Math.floor(va / 4096);
+    const top = Math.floor(vpn / TOP_SHIFT);
+    if (Atomics.load(this.words, pgd * ENTRIES + top) === 0) return (top + 1) * TOP_SHIFT * 4096;
+    return (Math.floor(vpn / ENTRIES) + 1) * ENTRIES * 4096;
+  }
+
   /** The PTE for va (0 when no table). */
   get(pgd: number, va: number): number {
     const i = this.pteIndex(pgd, va);

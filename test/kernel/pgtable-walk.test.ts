@@ -1,0 +1,52 @@
+// Walks over sparse ranges skip missing tables whole (O(tables), not
+// O(pages)), and still reach every PTE that is there: the first and last page
+// of a table, pages in tables 4 GiB apart.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { PTE_PRESENT, PTE_WRITE } from '../../kernel/pgtable.js';
+import { NR } from '../../kernel/syscalls.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_NONE, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import { boot } from './util.js';
+
+const P = 4096;
+const LEAF = 1024 * P; // 4 MiB: one leaf table
+const MID = 1024 * LEAF; // 4 GiB: one middle table
+
+describe('sparse page-table walks', () => {
+  it('nextSlot skips a missing middle table to the next 4 GiB, a missing leaf to the next 4 MiB', () => {
+    const { k, done } = boot();
+    const pool = k.pool;
+    const pgd = k.spawn().mm.pgd;
+    const base = 8 * MID;
+    assert.equal(pool.nextSlot(pgd, base + 5 * P), base + MID, 'no middle table: the whole 4 GiB');
+    assert.ok(pool.pteIndex(pgd, base + 3 * LEAF + 7 * P, true) >= 0);
+    assert.equal(pool.nextSlot(pgd, base + 5 * P), base + LEAF, 'a middle table but no leaf: the next 4 MiB');
+    assert.ok(pool.pteIndex(pgd, base + 3 * LEAF) >= 0, 'the leaf made covers its whole 4 MiB');
+    assert.equal(pool.pteIndex(pgd, base + 4 * LEAF), -1);
+    done();
+  });
+
+  it('mprotect and munmap over 64 GiB reach exactly the pages faulted in, in tables far apart', () => {
+    const { k, done } = boot({ nodeFrames: [64, 64] });
+    const t = k.spawn();
+    const sys = (nr: number, ...a: (number | string)[]) => k.syscall(t, nr, ...a);
+    const start = 16 * MID;
+    const len = 16 * MID; // 64 GiB, PROT_NONE: nothing charged
+    assert.equal(sys(NR.mmap, start, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), start);
+    assert.equal(sys(NR.mprotect, start, len, PROT_READ | PROT_WRITE), 0);
+    const cpu = k.localCpu(t);
+    const pages = [start, start + LEAF - P, start + LEAF, start + 5 * MID + 17 * P, start + len - P];
+    for (const va of pages) assert.equal(cpu.store(va, new Uint8Array(P).fill(1), 0), 0);
+    assert.equal(sys(NR.mprotect, start, len, PROT_READ), 0);
+    for (const va of pages) {
+      const pte = k.pool.get(t.mm.pgd, va);
+      assert.equal(pte & PTE_PRESENT, PTE_PRESENT, `0x${va.toString(16)} still mapped`);
+      assert.equal(pte & PTE_WRITE, 0, `0x${va.toString(16)} write-protected`);
+    }
+    const zapped = k.counters.snapshot().pages_zapped;
+    assert.equal(sys(NR.munmap, start, len), 0);
+    assert.equal(k.counters.snapshot().pages_zapped - zapped, pages.length);
+    for (const va of pages) assert.equal(k.pool.get(t.mm.pgd, va), 0);
+    done();
+  });
+});
