@@ -117,7 +117,7 @@ function createLiveLog() {
   return {
     onMutantTested(m) {
       const at = m.location.start;
-      const rec = { id: m.id, file: m.fileName, line: at.line + 1, column: at.column + 1, mutator: m.mutatorName, replacement: m.replacement, status: m.status, killedBy: m.killedBy, statusReason: m.statusReason };
+      const rec = { id: m.id, file: m.fileName, line: at.line, column: at.column, mutator: m.mutatorName, replacement: m.replacement, status: m.status, killedBy: m.killedBy, statusReason: m.statusReason };
       appendFileSync(LIVE_LOG, `${JSON.stringify(rec)}\n`);
     },
   };
