@@ -74,9 +74,9 @@ export class Smp {
   }
 
   /**
-   * @param hostCpus the host CPUs the simulator's threads share (spinning
-   * stops when more threads than that are awake); by default one per
-   * simulated CPU
+   * @param hostCpus the host CPUs the simulator's threads share: hand-offs
+   * spin freely only when the simulated CPUs fit them (backoff.ts); by
+   * default one per simulated CPU
    */
   static create(nrCpus: number, hostCpus = nrCpus): Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
