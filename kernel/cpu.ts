@@ -69,7 +69,10 @@ export class UserCpu {
     }
   }
 
-  /** The PTE allowing this access to va, or -errno. */
+  /**
+   * The PTE allowing this access to va, as an unsigned 32-bit value (a PTE
+   * with frame 0x8000 or above is a negative int32), or -errno.
+   */
   translate(va: number, write: boolean): number {
     const vpn = Math.floor(va / PAGE_SIZE);
     const slot = vpn & (TLB_ENTRIES - 1);
@@ -77,7 +80,7 @@ export class UserCpu {
       const pte = this.tlbPte[slot];
       if (!write || pte & PTE_DIRTY) {
         this.tlbHits++;
-        return pte;
+        return pte >>> 0;
       }
     }
     this.tlbMisses++;
@@ -92,7 +95,7 @@ export class UserCpu {
         if (want !== pte && Atomics.compareExchange(w, i, pte, want) !== pte) continue;
         this.tlbTag[slot] = vpn;
         this.tlbPte[slot] = want;
-        return want;
+        return want >>> 0;
       }
       if (pte & PTE_MIGRATION) {
         // Wait for the kernel to finish moving the page, acking IPIs
@@ -116,7 +119,7 @@ export class UserCpu {
   load(va: number, dst: Uint8Array, dstOff = 0, len = PAGE_SIZE - (va % PAGE_SIZE)): number {
     this.pollIpi();
     const pte = this.translate(va, false);
-    if (pte < 0 && pte >= -4095) return pte;
+    if (pte < 0) return pte;
     const ok = this.engine.read(asPfn(ptePfn(pte)), pteKeyid(pte), dst, dstOff, va % PAGE_SIZE, len);
     return ok ? 0 : -E.EIO;
   }
@@ -125,7 +128,7 @@ export class UserCpu {
   store(va: number, src: Uint8Array, srcOff = 0, len = PAGE_SIZE - (va % PAGE_SIZE)): number {
     this.pollIpi();
     const pte = this.translate(va, true);
-    if (pte < 0 && pte >= -4095) return pte;
+    if (pte < 0) return pte;
     this.engine.write(asPfn(ptePfn(pte)), pteKeyid(pte), src, srcOff, va % PAGE_SIZE, len);
     return 0;
   }
