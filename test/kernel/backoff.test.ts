@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import { SPIN_CAP_MS, Spinner } from '../../kernel/backoff.js';
 import { Smp } from '../../kernel/smp.js';
 
@@ -19,30 +19,47 @@ describe('spinning before a futex sleep', () => {
   });
 
   it('where they do not fit: an adaptive budget, doubled after a caught wait or a near miss, halved after a long sleep', () => {
-    const words = new Int32Array(new SharedArrayBuffer(8));
-    const sp = new Spinner(false);
-    const polls = () => {
+    // the sleeps' lengths come from a clock the test sets: no real timing
+    let now = 0;
+    mock.method(performance, 'now', () => now);
+    try {
+      const words = new Int32Array(new SharedArrayBuffer(8));
+      const sp = new Spinner(false);
+      const polls = () => {
+        sp.start();
+        let n = 0;
+        while (sp.spin()) n++;
+        return n;
+      };
+      const sleepFor = (ms: number) => {
+        const t = now;
+        mock.method(Atomics, 'wait', () => {
+          now = t + ms;
+          return 'timed-out';
+        });
+        sp.sleep(words, 0, 0, 1);
+        mock.restoreAll();
+        mock.method(performance, 'now', () => now);
+      };
+      assert.equal(polls(), 499, 'the first budget: 500 polls, the last of which gives up');
+      // that wait ended without sleeping: the spin caught it
+      assert.equal(polls(), 999);
+      sleepFor(0.05); // a near miss: woken within NEAR_MS
+      assert.equal(polls(), 1999);
+      sleepFor(0.05);
       sp.start();
-      let n = 0;
-      while (sp.spin()) n++;
-      return n;
-    };
-    assert.equal(polls(), 499, 'the first budget: 500 polls, the last of which gives up');
-    // that wait ended without sleeping: the spin caught it
-    assert.equal(polls(), 999);
-    assert.equal(sp.sleep(words, 0, 7, 1), 'not-equal'); // returns at once: a near miss
-    assert.equal(polls(), 1999);
-    sp.sleep(words, 0, 7, 5);
-    sp.start();
-    assert.equal(sp.budget, 4000, 'never above 4000');
-    assert.equal(sp.sleep(words, 0, 0, 3), 'timed-out'); // a real sleep: the other side was not running
-    sp.start();
-    assert.equal(sp.budget, 2000);
-    for (let i = 0; i < 20; i++) {
-      sp.sleep(words, 0, 0, 0.5);
+      assert.equal(sp.budget, 4000, 'never above 4000');
+      sleepFor(3); // a long sleep: the other side was not running
       sp.start();
+      assert.equal(sp.budget, 2000);
+      for (let i = 0; i < 20; i++) {
+        sleepFor(0.5);
+        sp.start();
+      }
+      assert.equal(sp.budget, 8, 'never below 8');
+    } finally {
+      mock.restoreAll();
     }
-    assert.equal(sp.budget, 8, 'never below 8');
   });
 
   it('Smp picks the regime from its CPUs (the kernel thread and the workers) and the host CPUs', () => {
