@@ -5,17 +5,25 @@ import { Smp } from '../../kernel/smp.js';
 
 describe('spinning before a futex sleep', () => {
   it('where the simulated CPUs fit the host: spins until the time cap, and a new wait spins again', () => {
-    const sp = new Spinner(true, 5);
-    sp.start();
-    const t0 = performance.now();
-    let polls = 0;
-    while (sp.spin()) polls++;
-    const ms = performance.now() - t0;
-    assert.ok(ms >= 5, `stopped after ${ms} ms`);
-    assert.ok(polls >= 127, 'the clock is read every 128 polls, not before');
-    assert.equal(sp.spin(), false, 'still over the cap');
-    sp.start();
-    assert.equal(sp.spin(), true);
+    let now = 100;
+    mock.method(performance, 'now', () => now);
+    try {
+      const sp = new Spinner(true, 5);
+      sp.start();
+      // the clock is read every 128 polls: up to then the spin goes on whatever the time
+      now = 200;
+      for (let i = 1; i < 128; i++) assert.equal(sp.spin(), true, `poll ${i}`);
+      now = 104.9; // at the 128th poll, 4.9 ms after the start: still under the cap
+      assert.equal(sp.spin(), true);
+      for (let i = 129; i < 256; i++) assert.equal(sp.spin(), true, `poll ${i}`);
+      now = 105; // at the 256th, 5 ms: the cap
+      assert.equal(sp.spin(), false);
+      assert.equal(sp.spin(), false, 'still over the cap');
+      sp.start();
+      assert.equal(sp.spin(), true, 'a new wait spins again');
+    } finally {
+      mock.restoreAll();
+    }
   });
 
   it('where they do not fit: an adaptive budget, doubled after a caught wait or a near miss, halved after a long sleep', () => {
