@@ -1,0 +1,484 @@
+// Fast faults (kernel/fastfault.ts) driven on this thread: a FastFault made
+// from the kernel's own shared objects, as a worker CPU makes it, so that every
+// outcome is exact (no race between threads). tryFault's result is the
+// contract: true when the CPU installed the page (or found it installed), false
+// when the fault must trap to the kernel. Races are set up by hand: a hook in
+// the CPU's engine runs "the other CPU" or "the kernel" at the point where the
+// real one could come in.
+import assert from 'node:assert/strict';
+import { afterEach, describe, it, mock } from 'node:test';
+import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
+import { getDesign } from '../../interfaces/registry.js';
+import {
+  FastFault,
+  LRU_BATCH,
+  MM_LOCK,
+  MM_WRITER,
+  SNAP_MAX,
+  enableFastFaults,
+  mmWriteLock,
+  mmWriteUnlock,
+  type FastFaultContext,
+} from '../../kernel/fastfault.js';
+import type { Kernel, Task } from '../../kernel/kernel.js';
+import type { MktmeKey } from '../../kernel/keys.js';
+import { doMprotect } from '../../kernel/mprotect.js';
+import { PCP_BATCH } from '../../kernel/page_alloc.js';
+import { PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '../../kernel/pgtable.js';
+import { NR } from '../../kernel/syscalls.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import { VM_LOCKED } from '../../kernel/vma.js';
+import { BASE, PAGE, boot } from './util.js';
+
+const RW = PROT_READ | PROT_WRITE;
+const LEAF_SPAN = 1024 * PAGE; // one leaf table: 4 MiB
+
+function mmapAt(k: Kernel, t: Task, addr: number, len: number, prot = RW, flags = MAP_PRIVATE | MAP_ANONYMOUS): void {
+  assert.equal(k.syscall(t, NR.mmap, addr, len, prot, flags | MAP_FIXED, -1, 0), addr);
+}
+
+/** CPU `cpu` now runs t (without being online: the kernel then waits for no IPI ack from it). */
+function runOn(k: Kernel, t: Task, cpu: number): void {
+  k.smp.setOnline(cpu, t.mm.id);
+  k.smp.setOffline(cpu);
+}
+
+/** The fast-fault handler of CPU `cpu` running t, on this thread; `engine` may wrap the real one. */
+function fastCpu(k: Kernel, t: Task, cpu = 1, engine: MemoryEncryptionEngine = k.machine.engine): FastFault {
+  runOn(k, t, cpu);
+  enableFastFaults(k, t.mm);
+  const ctx: FastFaultContext = {
+    cpu,
+    mmId: t.mm.id,
+    pgd: t.mm.pgd,
+    mm: t.mm.shared,
+    map: k.alloc.map,
+    pool: k.pool,
+    engine,
+    keyPageRefs: k.keys.pageRefs,
+    counters: k.counters.row(cpu),
+    faultsIndex: k.counters.index.faults,
+  };
+  return new FastFault(ctx);
+}
+
+/** The kernel enters t's mm and leaves it (any syscall): LRU batches drained, VMAs republished. */
+function settle(k: Kernel, t: Task): void {
+  mmWriteLock(t.mm);
+  mmWriteUnlock(k, t.mm);
+}
+
+const present = (k: Kernel, t: Task, va: number): boolean => (k.pool.get(t.mm.pgd, va) & PTE_PRESENT) !== 0;
+
+describe('fast faults: the VMA snapshot and its lookup', () => {
+  // V0 [BASE, +2P) rw, a hole [+2P, +3P), V1 [+3P, +4P) read-only, V2 [+4P, +6P) rw right after V1
+  function threeVmas() {
+    const b = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = b.k.spawn();
+    mmapAt(b.k, t, BASE, 2 * PAGE);
+    mmapAt(b.k, t, BASE + 3 * PAGE, PAGE, PROT_READ);
+    mmapAt(b.k, t, BASE + 4 * PAGE, 2 * PAGE);
+    assert.equal(t.mm.vmas.vmas.length, 3);
+    const ff = fastCpu(b.k, t);
+    return { ...b, t, ff };
+  }
+
+  it('a fault at the first byte of each of three VMAs is handled on the CPU, with the VMA of that address', () => {
+    const { k, t, ff, done } = threeVmas();
+    assert.equal(ff.tryFault(BASE + 3 * PAGE, false), true, 'read of V1 (read-only, second in the snapshot)');
+    assert.equal(k.pool.get(t.mm.pgd, BASE + 3 * PAGE) & PTE_WRITE, 0, 'a read-only VMA gets a read-only PTE');
+    assert.equal(ff.tryFault(BASE + 4 * PAGE, true), true, 'write at V2 start = V1 end');
+    assert.equal(ff.tryFault(BASE, true), true, 'write at V0 start');
+    assert.equal(ff.tryFault(BASE + 5 * PAGE + 100, true), true, 'write inside the last page of V2');
+    assert.deepEqual([ff.handled, ff.passed], [4, 0]);
+    assert.equal(k.counters.get('faults'), 4);
+    for (const p of [0, 3, 4, 5]) assert.ok(present(k, t, BASE + p * PAGE), `page ${p}`);
+    settle(k, t);
+    assert.deepEqual(t.mm.lru, [BASE + 3 * PAGE, BASE + 4 * PAGE, BASE, BASE + 5 * PAGE]);
+    assert.equal(t.mm.rss, 4);
+    done();
+  });
+
+  it('a write to the read-only VMA between two writable ones traps (the kernel answers SIGSEGV)', () => {
+    const { k, t, ff, done } = threeVmas();
+    assert.equal(ff.tryFault(BASE + 3 * PAGE, true), false, 'write of V1, first lookup');
+    assert.equal(ff.tryFault(BASE + 4 * PAGE, true), true, 'V2 is now the cached VMA');
+    assert.equal(ff.tryFault(BASE + 3 * PAGE, true), false, 'write of V1, below the cached VMA');
+    assert.equal(ff.tryFault(BASE + PAGE, true), true, 'V0 is now the cached VMA');
+    assert.equal(ff.tryFault(BASE + 3 * PAGE + 16, true), false, 'write of V1, above the cached VMA');
+    assert.equal(ff.tryFault(BASE + 3 * PAGE + 8, false), true, 'a read of V1 is fine');
+    assert.deepEqual([ff.handled, ff.passed], [3, 3]);
+    assert.ok(!present(k, t, BASE + 4 * PAGE + PAGE) && present(k, t, BASE + 3 * PAGE));
+    done();
+  });
+
+  it('an address in no VMA traps: in the hole, below the first, at the end of the last', () => {
+    const { k, t, ff, done } = threeVmas();
+    // reads: the VMA after the hole is readable
+    assert.equal(ff.tryFault(BASE + 2 * PAGE, false), false, 'hole, nothing cached');
+    assert.equal(ff.tryFault(BASE + 4 * PAGE, true), true);
+    assert.equal(ff.tryFault(BASE + 2 * PAGE + 4, false), false, 'hole, V2 cached');
+    assert.equal(ff.tryFault(BASE - PAGE, false), false, 'below V0');
+    assert.equal(ff.tryFault(BASE + 6 * PAGE, true), false, 'V2 end');
+    assert.deepEqual([ff.handled, ff.passed], [1, 4]);
+    for (const va of [BASE + 2 * PAGE, BASE - PAGE, BASE + 6 * PAGE]) assert.equal(k.pool.get(t.mm.pgd, va), 0);
+    assert.equal(k.counters.get('faults'), 1);
+    done();
+  });
+
+  it('a page whose PTE is not empty is the kernel\'s, even in a fast VMA', () => {
+    const { k, t, ff, done } = threeVmas();
+    assert.equal(ff.tryFault(BASE, false), true);
+    const pte = k.pool.get(t.mm.pgd, BASE);
+    const free = k.alloc.map.pcpCount(1);
+    assert.equal(ff.tryFault(BASE, true), false);
+    assert.equal(k.pool.get(t.mm.pgd, BASE), pte);
+    assert.equal(k.alloc.map.pcpCount(1), free);
+    assert.deepEqual([ff.handled, ff.passed], [1, 1]);
+    done();
+  });
+
+  it('the cached VMA is dropped when the kernel republishes: a VMA turned read-only takes no write', () => {
+    const { k, t, ff, done } = threeVmas();
+    assert.equal(ff.tryFault(BASE, true), true); // V0 cached, writable
+    assert.equal(k.syscall(t, NR.mprotect, BASE, 2 * PAGE, PROT_READ), 0);
+    assert.equal(t.mm.vmas.find(BASE)!.start, BASE);
+    assert.equal(ff.tryFault(BASE + PAGE, true), false, 'write to V0 after mprotect(PROT_READ)');
+    assert.equal(ff.tryFault(BASE + PAGE, false), true, 'a read is still the CPU\'s');
+    assert.equal(k.pool.get(t.mm.pgd, BASE + PAGE) & PTE_WRITE, 0);
+    done();
+  });
+
+  it('a VMA unmapped since the last publish is gone for the CPU, though its old entry is still in the snapshot', () => {
+    const { k, t, ff, done } = threeVmas();
+    assert.equal(k.syscall(t, NR.munmap, BASE + 4 * PAGE, 2 * PAGE), 0);
+    assert.equal(ff.tryFault(BASE + 4 * PAGE, true), false);
+    assert.equal(ff.tryFault(BASE + 5 * PAGE, false), false);
+    assert.equal(k.pool.get(t.mm.pgd, BASE + 4 * PAGE), 0);
+    assert.equal(ff.tryFault(BASE + PAGE, true), true);
+    done();
+  });
+});
+
+describe('fast faults: the snapshot holds SNAP_MAX VMAs, and the LRU batches lie after it', () => {
+  it(`with ${SNAP_MAX} VMAs every one is the CPU's; with one more, every fault traps`, () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const at = (j: number) => BASE + 2 * j * PAGE; // one page each, a hole between: no merging
+    for (let j = 0; j < SNAP_MAX; j++) mmapAt(k, t, at(j), PAGE);
+    assert.equal(t.mm.vmas.vmas.length, SNAP_MAX);
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(at(SNAP_MAX - 1), true), true, 'the last VMA');
+    assert.equal(ff.tryFault(at(240), true), true, 'VMA 240');
+    assert.equal(ff.tryFault(at(239), true), true, 'VMA 239');
+    assert.equal(ff.tryFault(at(32), true), true, 'VMA 32');
+    assert.equal(ff.tryFault(at(1), true), true, 'VMA 1');
+    settle(k, t);
+    assert.deepEqual(t.mm.lru, [at(SNAP_MAX - 1), at(240), at(239), at(32), at(1)]);
+    for (const j of [SNAP_MAX - 1, 240, 239, 32, 1]) assert.equal(k.alloc.keyid[ptePfn(k.pool.get(t.mm.pgd, at(j)))], 0);
+    mmapAt(k, t, at(SNAP_MAX), PAGE);
+    assert.equal(t.mm.vmas.vmas.length, SNAP_MAX + 1);
+    assert.equal(ff.tryFault(at(0), true), false, 'VMA 0 of 257');
+    assert.equal(ff.tryFault(at(SNAP_MAX), true), false, 'VMA 256 of 257');
+    assert.deepEqual([ff.handled, ff.passed], [5, 2]);
+    assert.equal(k.syscall(t, NR.munmap, at(SNAP_MAX), PAGE), 0);
+    assert.equal(ff.tryFault(at(0), true), true, 'back to 256');
+    k.exit(t);
+    done();
+  });
+});
+
+describe('fast faults: page tables built ahead at publish', () => {
+  it('the first fault in a VMA mapped while fast faults are on is the CPU\'s: its table is there', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const ff = fastCpu(k, t);
+    mmapAt(k, t, BASE, 4 * PAGE);
+    assert.equal(ff.tryFault(BASE + 2 * PAGE, true), true);
+    assert.deepEqual([ff.handled, ff.passed], [1, 0]);
+    done();
+  });
+
+  it('a VMA that starts in the middle of a leaf span gets the table of that span and of the next', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const ff = fastCpu(k, t);
+    const start = BASE + 3 * (LEAF_SPAN / 4); // 3 MiB into a span
+    mmapAt(k, t, start, LEAF_SPAN / 2);
+    assert.equal(ff.tryFault(start, true), true, 'first page, first span');
+    assert.equal(ff.tryFault(BASE + LEAF_SPAN, true), true, 'first page of the next span');
+    done();
+  });
+
+  it('at most 16 leaf tables per publish: the 17th span traps until the next kernel entry builds it', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const ff = fastCpu(k, t);
+    const used = k.pool.used;
+    mmapAt(k, t, BASE, 20 * LEAF_SPAN);
+    assert.equal(k.pool.used - used, 1 + 16, 'one middle table, 16 leaves');
+    assert.equal(ff.tryFault(BASE + 15 * LEAF_SPAN, true), true, 'span 15');
+    assert.equal(ff.tryFault(BASE + 16 * LEAF_SPAN, true), false, 'span 16: no table yet');
+    assert.equal(k.pool.get(t.mm.pgd, BASE + 16 * LEAF_SPAN), 0);
+    settle(k, t);
+    assert.equal(k.pool.used - used, 1 + 20);
+    assert.equal(ff.tryFault(BASE + 16 * LEAF_SPAN, true), true, 'span 16 after the next publish');
+    assert.equal(ff.tryFault(BASE + 19 * LEAF_SPAN, true), true, 'span 19');
+    done();
+  });
+
+  it('no table is built ahead under a VMA the CPUs do not fault on (shared anonymous memory)', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const ff = fastCpu(k, t);
+    const used = k.pool.used;
+    mmapAt(k, t, BASE, 4 * LEAF_SPAN, RW, MAP_SHARED | MAP_ANONYMOUS);
+    assert.equal(k.pool.used, used);
+    assert.equal(ff.tryFault(BASE, true), false);
+    done();
+  });
+
+  it('an mm without fast faults gets no tables ahead and its CPUs no per-CPU frames', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    runOn(k, t, 1); // a worker CPU whose faults all trap (fastFaults false)
+    const used = k.pool.used;
+    const free = k.alloc.freeFrames();
+    mmapAt(k, t, BASE, 4 * LEAF_SPAN);
+    assert.equal(k.pool.used, used);
+    assert.equal(k.alloc.map.pcpCount(1), 0);
+    assert.equal(k.alloc.freeFrames(), free);
+    done();
+  });
+});
+
+describe('fast faults: which VMAs a CPU may fault on', () => {
+  it('a locked VMA (VM_LOCKED: its pages are pinned at fault) is the kernel\'s', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    t.mm.vmas.find(BASE)!.flags |= VM_LOCKED; // as mlock would (no syscall of the model sets it)
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(BASE, true), false);
+    assert.equal(k.fault(t, BASE, true), 0);
+    assert.equal(k.alloc.nrPinned, 1);
+    done();
+  });
+
+  for (const profile of ['sev', 'tdx']) {
+    it(`${profile} (pinned swap): a keyed VMA is the kernel's (pinned at fault), a plain one the CPU's`, () => {
+      const { k, done } = boot({ profile, nrCpus: 2, nodeFrames: [160, 64] });
+      const t = k.spawn();
+      mmapAt(k, t, BASE, 4 * PAGE);
+      mmapAt(k, t, BASE + LEAF_SPAN, 4 * PAGE);
+      const serial = k.syscall(t, NR.add_key, 'mktme', 'ff', 'type=cpu algorithm=aes-xts-128');
+      const key = k.keys.lookup(serial, t.creds) as MktmeKey;
+      assert.ok(key, 'a key on this profile');
+      assert.equal(doMprotect(k, t, BASE + LEAF_SPAN, 4 * PAGE, RW, key), 0);
+      const ff = fastCpu(k, t);
+      assert.equal(ff.tryFault(BASE, true), true, 'KeyID 0');
+      assert.equal(ff.tryFault(BASE + LEAF_SPAN, true), false, 'keyed');
+      assert.equal(k.fault(t, BASE + LEAF_SPAN, true), 0);
+      assert.equal(k.alloc.nrPinned, 1);
+      done();
+    });
+  }
+  it('mktme (swap re-encrypts): a keyed VMA is the CPU\'s', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const serial = k.syscall(t, NR.add_key, 'mktme', 'ff', 'type=cpu algorithm=aes-xts-128');
+    const key = k.keys.lookup(serial, t.creds) as MktmeKey;
+    assert.equal(doMprotect(k, t, BASE, 4 * PAGE, RW, key), 0);
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.equal(k.alloc.keyid[ptePfn(k.pool.get(t.mm.pgd, BASE))], key.keyid);
+    done();
+  });
+});
+
+describe('fast faults: per-CPU frames and LRU batches', () => {
+  it('leaving an mm, the kernel tops up the lists of the CPUs running it, not those of other mms', () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [300, 64] });
+    const a = k.spawn();
+    const b = k.spawn();
+    runOn(k, b, 2);
+    fastCpu(k, a, 1);
+    mmapAt(k, a, BASE, PAGE);
+    assert.equal(k.alloc.map.pcpCount(1), PCP_BATCH);
+    assert.equal(k.alloc.map.pcpCount(2), 0);
+    done();
+  });
+
+  it('a VMA whose first page was faulted on a CPU has its anon_vma once the kernel drains the batch', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const ff = fastCpu(k, t);
+    mmapAt(k, t, BASE, 4 * PAGE);
+    mmapAt(k, t, BASE + 8 * PAGE, 4 * PAGE);
+    assert.equal(ff.tryFault(BASE + 8 * PAGE, true), true);
+    settle(k, t);
+    assert.equal(t.mm.vmas.find(BASE + 8 * PAGE)!.anonVma, true);
+    assert.equal(t.mm.vmas.find(BASE)!.anonVma, false);
+    assert.deepEqual(t.mm.lru, [BASE + 8 * PAGE]);
+    done();
+  });
+
+  it(`a CPU's LRU batch holds ${LRU_BATCH} pages, even when its list holds more frames`, () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [300, 64] });
+    const a = k.spawn();
+    const b = k.spawn();
+    mmapAt(k, a, BASE, PAGE);
+    mmapAt(k, b, BASE, (LRU_BATCH + 2) * PAGE);
+    const fb = fastCpu(k, b, 1); // CPU 1 runs b: its list is topped up
+    assert.equal(fb.tryFault(BASE, true), true);
+    fastCpu(k, a, 1); // switched to a: the kernel tops its list up again
+    runOn(k, b, 1); // and back to b, which the kernel has not entered meanwhile
+    assert.equal(k.alloc.map.pcpCount(1), PCP_BATCH);
+    for (let p = 1; p < LRU_BATCH; p++) assert.equal(fb.tryFault(BASE + p * PAGE, true), true, `page ${p}`);
+    assert.ok(k.alloc.map.pcpCount(1) > 0);
+    assert.equal(fb.tryFault(BASE + LRU_BATCH * PAGE, true), false, 'batch full');
+    settle(k, b);
+    assert.equal(b.mm.lru.length, LRU_BATCH);
+    assert.equal(fb.tryFault(BASE + LRU_BATCH * PAGE, true), true, 'after the drain');
+    done();
+  });
+
+  it('pinned file pages count against the memory limit of fast faults too', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    getDesign('memfd-secret').install(k); // memfd_secret(2): pinned pages charged to the mm
+    const t = k.spawn({ memLimit: 4 });
+    const fd = k.syscall(t, NR.memfd_secret, 0);
+    assert.ok(fd >= 0, `memfd_secret: ${fd}`);
+    assert.equal(k.syscall(t, NR.ftruncate, fd, 2 * PAGE), 0);
+    const s = k.syscall(t, NR.mmap, 0, 2 * PAGE, RW, MAP_SHARED, fd, 0);
+    assert.ok(s > 0);
+    assert.equal(k.fault(t, s, true), 0);
+    assert.equal(k.fault(t, s + PAGE, true), 0);
+    assert.equal(t.mm.filePages, 2);
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.equal(ff.tryFault(BASE + PAGE, true), true);
+    assert.equal(ff.tryFault(BASE + 2 * PAGE, true), false, 'rss 2 + file pages 2 = limit 4');
+    assert.equal(t.mm.rss, 2);
+    done();
+  });
+
+  it('a page another CPU installs first: the frame goes back to the list, nothing is flushed, the access is retried', () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const real = k.machine.engine;
+    let theirs = -1;
+    // the other CPU wins between our PTE check and our compare-and-exchange (during our zeroing)
+    const engine = {
+      flush: (pfn: never) => real.flush(pfn),
+      zero: (pfn: never, keyid: number) => {
+        real.zero(pfn, keyid);
+        theirs = k.alloc.alloc(0);
+        Atomics.store(k.pool.words, k.pool.pteIndex(t.mm.pgd, BASE), mkPte(theirs, 0, PTE_PRESENT | PTE_WRITE));
+      },
+    } as unknown as MemoryEncryptionEngine;
+    const ff = fastCpu(k, t, 1, engine);
+    const list = k.alloc.map.pcpCount(1);
+    const flushed = real.counters.get('clflush_lines');
+    const refs0 = k.keys.pageRefs[0];
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.equal(ptePfn(k.pool.get(t.mm.pgd, BASE)), theirs);
+    assert.equal(k.alloc.map.pcpCount(1), list);
+    assert.equal(real.counters.get('clflush_lines'), flushed);
+    assert.equal(k.keys.pageRefs[0], refs0);
+    assert.equal(t.mm.rss, 0);
+    assert.deepEqual([ff.handled, ff.passed], [1, 0]);
+    assert.equal(k.counters.get('faults'), 0);
+    done();
+  });
+});
+
+describe('fast faults: the tallies and the mm lock word', () => {
+  afterEach(() => mock.restoreAll());
+
+  it('a fault while the kernel holds the mm, and one outside every VMA, count as passed, not handled', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const ff = fastCpu(k, t);
+    mmWriteLock(t.mm);
+    assert.equal(ff.tryFault(BASE, true), false);
+    assert.deepEqual([ff.handled, ff.passed], [0, 1]);
+    mmWriteUnlock(k, t.mm);
+    assert.equal(ff.tryFault(BASE + LEAF_SPAN, true), false);
+    assert.deepEqual([ff.handled, ff.passed], [0, 2]);
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.deepEqual([ff.handled, ff.passed], [1, 2]);
+    done();
+  });
+
+  it('the kernel polls the lock word 2000 times for a CPU inside, then sleeps on it until the CPU leaves', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const L = t.mm.shared.i32;
+    const realLoad = Atomics.load;
+    const realSub = Atomics.sub;
+    let polls = 0;
+    const sleeps: number[] = [];
+    Atomics.add(L, MM_LOCK, 1); // a CPU is inside a fast fault
+    mock.method(Atomics, 'load', (a: Int32Array, i: number) => {
+      if (a === L && i === MM_LOCK) polls++;
+      return realLoad(a, i);
+    });
+    mock.method(Atomics, 'wait', (a: Int32Array, i: number, v: number) => {
+      assert.ok(a === L && i === MM_LOCK && v === MM_WRITER + 1);
+      sleeps.push(polls);
+      realSub(L, MM_LOCK, 1); // the CPU leaves while the kernel sleeps
+      return 'ok';
+    });
+    mmWriteLock(t.mm);
+    mock.restoreAll();
+    assert.deepEqual(sleeps, [2000]);
+    assert.equal(realLoad(L, MM_LOCK), MM_WRITER);
+    mmWriteUnlock(k, t.mm);
+    done();
+  });
+
+  it('a CPU that leaves while the kernel waits wakes it; one that leaves an unlocked mm wakes nobody', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const L = t.mm.shared.i32;
+    let kernelArrives = false;
+    const real = k.machine.engine;
+    const engine = {
+      flush: (pfn: never) => real.flush(pfn),
+      zero: (pfn: never, keyid: number) => {
+        real.zero(pfn, keyid);
+        if (kernelArrives) Atomics.or(L, MM_LOCK, MM_WRITER); // the kernel takes the mm while we are inside
+      },
+    } as unknown as MemoryEncryptionEngine;
+    const ff = fastCpu(k, t, 1, engine);
+    const wakes: number[] = [];
+    const realNotify = Atomics.notify;
+    mock.method(Atomics, 'notify', (a: Int32Array, i: number, n?: number) => {
+      if (a === L) wakes.push(i);
+      return realNotify(a, i, n);
+    });
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.deepEqual(wakes, []);
+    kernelArrives = true;
+    assert.equal(ff.tryFault(BASE + PAGE, true), true);
+    assert.deepEqual(wakes, [MM_LOCK]);
+    mock.restoreAll();
+    assert.equal(Atomics.load(L, MM_LOCK), MM_WRITER);
+    Atomics.and(L, MM_LOCK, ~MM_WRITER);
+    done();
+  });
+
+  it('a write unlock without the lock is a kernel bug: it throws', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    assert.throws(() => mmWriteUnlock(k, t.mm), new RegExp(`mm ${t.mm.id}: write unlock without lock`));
+    t.mm.lockDepth = 0;
+    done();
+  });
+});
