@@ -49,6 +49,8 @@ export class PageTablePool {
   private readonly sab: SharedArrayBuffer;
   private next = 1;
   private readonly free: number[] = [];
+  /** top-level tables of exited tasks, zeroed (TOP_SLOTS slots each) */
+  private readonly freePgds: number[] = [];
 
   private constructor(sab: SharedArrayBuffer, slots: number) {
     this.sab = sab;
@@ -83,12 +85,12 @@ export class PageTablePool {
     return s;
   }
 
-  /** A new top-level table (pgd); -1 when out of table memory. */
+  /** A new top-level table (pgd), an exited task's if there is one; -1 when out of table memory. */
   allocPgd(): number {
-    return this.alloc(TOP_SLOTS);
+    return this.freePgds.pop() ?? this.alloc(TOP_SLOTS);
   }
 
-  /** Free every table of pgd (after all its PTEs are cleared). Top-level slots are kept for reuse by slot. */
+  /** Free every table of pgd (after all its PTEs are cleared), pgd itself included: its top-level slots, zeroed, go to the next allocPgd. */
   freeTables(pgd: number): void {
     const w = this.words;
     for (let i = 0; i < TOP_SLOTS * ENTRIES; i++) {
@@ -101,6 +103,7 @@ export class PageTablePool {
       this.free.push(mid);
       w[pgd * ENTRIES + i] = 0;
     }
+    this.freePgds.push(pgd);
   }
 
   /**
@@ -151,6 +154,6 @@ export class PageTablePool {
 
   /** Slots in use, for accounting. */
   get used(): number {
-    return this.next - 1 - this.free.length;
+    return this.next - 1 - this.free.length - this.freePgds.length * TOP_SLOTS;
   }
 }

@@ -50,3 +50,18 @@ describe('sparse page-table walks', () => {
     done();
   });
 });
+
+describe('page-table memory across tasks', () => {
+  it('an exited task\'s top-level table goes to the next task: spawn and exit without end in a small pool', () => {
+    const { k, done } = boot();
+    const used = k.pool.used;
+    for (let i = 0; i < 200; i++) {
+      const t = k.spawn();
+      assert.equal(k.syscall(t, NR.mmap, 0x200000000, 2 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), 0x200000000);
+      assert.equal(k.localCpu(t).store(0x200000000, new Uint8Array(P).fill(i), 0), 0);
+      k.exit(t);
+      assert.equal(k.pool.used, used, `after task ${i}: no table kept`);
+    }
+    done();
+  });
+});
