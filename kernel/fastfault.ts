@@ -159,7 +159,7 @@ function publishVmas(k: Kernel, mm: MmStruct): void {
 function refillCpus(k: Kernel, mm: MmStruct): void {
   const w = k.smp.words;
   for (let c = 1; c < k.smp.nrCpus; c++)
-    if (Atomics.load(w, k.smp.w(c, W_MM)) === mm.id && k.alloc.map.pcpCount(c) < PCP_BATCH) k.alloc.refillPcp(c, mm.node);
+    if (Atomics.load(w, k.smp.w(c, W_MM)) === mm.id && k.alloc.map.pcpCountOf(c, mm.node) < PCP_BATCH) k.alloc.refillPcp(c, mm.node); // (another node's list is drained first)
 }
 
 /** lru_add_drain for mm: move every CPU's batch to the mm's LRU. Kernel only, under the write lock. */

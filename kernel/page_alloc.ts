@@ -94,6 +94,11 @@ export class MemMap {
     return this.pcp[cpu * PCP_WORDS + PCP_COUNT];
   }
 
+  /** Frames on cpu's list that are of `node`: all of them or none (a list holds one node's frames). */
+  pcpCountOf(cpu: number, node: number): number {
+    return this.pcp[cpu * PCP_WORDS + PCP_NODE] === node ? this.pcpCount(cpu) : 0;
+  }
+
   /**
    * The CPU's side: pop a free frame of `node` from its own list and mark it
    * allocated; -1 when the list is empty or holds another node's frames.

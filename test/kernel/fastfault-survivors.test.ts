@@ -482,3 +482,24 @@ describe('fast faults: the tallies and the mm lock word', () => {
     done();
   });
 });
+
+describe('per-CPU lists across memory nodes', () => {
+  it('a CPU that ran a node-1 mm and then runs a node-0 mm gets node-0 frames, and its faults stay on the fast path', () => {
+    const { k, done } = boot({ nodeFrames: [160, 160], nrCpus: 2 });
+    const t1 = k.spawn({ node: 1 });
+    mmapAt(k, t1, BASE, 8 * PAGE);
+    const f1 = fastCpu(k, t1, 1);
+    for (let i = 0; i < 8; i++) assert.equal(f1.tryFault(BASE + i * PAGE, true), true);
+    settle(k, t1);
+    assert.equal(k.alloc.map.pcpCountOf(1, 1), PCP_BATCH, 'a full list of node-1 frames');
+    const t0 = k.spawn({ node: 0 });
+    mmapAt(k, t0, BASE, 8 * PAGE); // the kernel leaves t0's mm: CPU 1 (running it from here) is refilled
+    const f0 = fastCpu(k, t0, 1);
+    settle(k, t0);
+    assert.equal(k.alloc.map.pcpCountOf(1, 0), PCP_BATCH, 'the node-1 list was drained and refilled from node 0');
+    for (let i = 0; i < 8; i++) assert.equal(f0.tryFault(BASE + i * PAGE, true), true, `fault ${i} handled on the CPU`);
+    assert.equal(f0.handled, 8);
+    assert.equal(f0.passed, 0);
+    done();
+  });
+});
