@@ -111,19 +111,26 @@ function _row(rec: _Record, file: string): Row {
 
 /** csv-parse's records with the physical line each starts on (1-based). */
 function _records(text: string, file: string): _Record[] {
-  let parsed: { record: string[]; info: { lines: number } }[];
+  let parsed: { record: string[]; info: { bytes: number } }[];
   try {
     parsed = parse(text, { info: true, skip_empty_lines: true, relax_column_count: true, bom: true }) as unknown as typeof parsed;
   } catch (e) {
     const err = e as Error & { lines?: number };
     throw new InputError(file, err.lines ?? 0, `not a valid CSV: ${err.message.replace(/ on line \d+$/, '')}`);
   }
+  // Lines are counted by LF only, as editors and sed count them: csv-parse's
+  // own info.lines also counts a lone CR inside a quoted field. info.bytes is
+  // the UTF-8 offset just past the record (and its line feed, if any).
+  const bytes = Buffer.from(text, 'utf8');
   let prevEnd = 0;
+  let pos = 0;
+  let line = 1;
   return parsed.map(({ record, info }) => {
-    // info.lines is the line the record ends on; a quoted newline makes a record span lines
+    for (const end = info.bytes - 1; pos < end; pos++) if (bytes[pos] === 10) line++;
+    // `line` is the line the record ends on; a quoted newline makes a record span lines
     const nl = record.reduce((a, f) => a + (f.match(/\n/g)?.length ?? 0), 0);
-    const rec = { line: Math.max(prevEnd + 1, info.lines - nl), fields: record };
-    prevEnd = info.lines;
+    const rec = { line: Math.max(prevEnd + 1, line - nl), fields: record };
+    prevEnd = line;
     return rec;
   });
 }

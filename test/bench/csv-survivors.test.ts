@@ -235,3 +235,19 @@ describe('formatSamples / parseSamples with batches', () => {
     refuses(() => parseSamples(cell('["x", 1]'), S), 0, `${S}: cells[0] (k): samples[0]: expected a finite number, got "x"`);
   });
 });
+
+describe('parseCsv: line numbers count line feeds only', () => {
+  it('a lone CR inside a quoted field does not shift the line of that record or of any later one', () => {
+    // a text field holding "x\ry" is quoted by formatCsv; the kernel field of
+    // the next record is bad, so the error names that record's line
+    const text = formatCsv([mkRow({ run_id: 'x\ry' }), mkRow({ kernel: 'vanilla' as never })]);
+    assert.equal(text.split('\n')[2].includes('vanilla'), true, 'the bad record is on line 3 by line feeds');
+    refuses(() => parseCsv(text, 'f.csv'), 3, "f.csv:3: kernel: expected 'patched' or 'unpatched', got 'vanilla'");
+    refuses(() => parseCsv(formatCsv([mkRow({ run_id: 'x\ry', kernel: 'vanilla' as never })]), 'f.csv'), 2, "f.csv:2: kernel: expected 'patched' or 'unpatched', got 'vanilla'");
+  });
+
+  it('non-ASCII text before a record does not shift its line either (csv-parse counts UTF-8 bytes)', () => {
+    const text = formatCsv([mkRow({ cpu_model: 'Xeon® ünïcödé 🙂' }), mkRow({ threads: 2 }), mkRow({ kernel: 'vanilla' as never, threads: 4 })]);
+    refuses(() => parseCsv(text, 'f.csv'), 4, "f.csv:4: kernel: expected 'patched' or 'unpatched', got 'vanilla'");
+  });
+});
