@@ -11,7 +11,7 @@ import type { Kernel, Task } from '../../kernel/kernel.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MADV_DONTNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE } from '../../kernel/uapi.js';
 import { VM_LOCKED, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, type Vma } from '../../kernel/vma.js';
-import { BASE, PAGE, boot } from './util.js';
+import { BASE, boot, PAGE, read, touch } from './util.js';
 
 const RW = 3;
 
@@ -21,16 +21,6 @@ function mapAnon(k: Kernel, t: Task, pages: number, at = BASE): void {
 
 /** [start page, end page, flags] of every VMA, pages counted from BASE. */
 const layout = (t: Task) => t.mm.vmas.vmas.map((v: Vma) => [(v.start - BASE) / PAGE, (v.end - BASE) / PAGE, v.flags]);
-
-function touch(k: Kernel, t: Task, va: number, byte: number): void {
-  assert.equal(k.localCpu(t).store(va, new Uint8Array(8).fill(byte), 0, 8), 0);
-}
-
-function read(k: Kernel, t: Task, va: number): number {
-  const out = new Uint8Array(8);
-  assert.equal(k.localCpu(t).load(va, out, 0, 8), 0);
-  return out[0];
-}
 
 describe('madvise (madvise.ts)', () => {
   it('MADV_RANDOM, MADV_SEQUENTIAL and MADV_NORMAL set and clear VM_RAND_READ / VM_SEQ_READ on just the range', () => {

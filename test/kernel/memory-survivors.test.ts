@@ -17,7 +17,7 @@ import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_WRITE, ptePfn } from '../../
 import { NR } from '../../kernel/syscalls.js';
 import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
-import { BASE, PAGE, boot } from './util.js';
+import { BASE, boot, PAGE, read } from './util.js';
 
 const RW = 3;
 
@@ -32,12 +32,6 @@ function addKey(k: Kernel, t: Task): MktmeKey {
 }
 
 const buf = (b: number) => new Uint8Array(8).fill(b);
-
-function read(k: Kernel, t: Task, va: number): number {
-  const out = new Uint8Array(8);
-  assert.equal(k.localCpu(t).load(va, out, 0, 8), 0);
-  return out[0];
-}
 
 /** Take every free frame; give them back with the returned function. */
 function hogFrames(k: Kernel): () => void {

@@ -13,7 +13,7 @@ import { doMprotect } from '../../kernel/mprotect.js';
 import { ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE } from '../../kernel/uapi.js';
-import { BASE, PAGE, boot } from './util.js';
+import { BASE, boot, PAGE, read, touch } from './util.js';
 
 const RW = 3;
 
@@ -25,16 +25,6 @@ function addKey(k: Kernel, t: Task): MktmeKey {
   const serial = k.syscall(t, NR.add_key, 'mktme', 'test', 'type=cpu algorithm=aes-xts-128');
   assert.ok(serial > 0, `add_key: ${serial}`);
   return k.keys.lookup(serial, t.creds) as MktmeKey;
-}
-
-function touch(k: Kernel, t: Task, va: number, byte: number): void {
-  assert.equal(k.localCpu(t).store(va, new Uint8Array(8).fill(byte), 0, 8), 0);
-}
-
-function read(k: Kernel, t: Task, va: number): number {
-  const out = new Uint8Array(8);
-  assert.equal(k.localCpu(t).load(va, out, 0, 8), 0);
-  return out[0];
 }
 
 const nodeOfPage = (k: Kernel, t: Task, va: number) => k.machine.memory.nodeOf(asPfn(ptePfn(k.pool.get(t.mm.pgd, va))));
