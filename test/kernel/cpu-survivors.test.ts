@@ -9,22 +9,17 @@ import { asPfn } from '../../hardware/types.js';
 import { UserCpu } from '../../kernel/cpu.js';
 import { DAX_PATH } from '../../kernel/dax.js';
 import { E } from '../../kernel/errno.js';
-import type { Kernel, Task } from '../../kernel/kernel.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_ACCESSED, PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, ptePfn } from '../../kernel/pgtable.js';
 import { W_IPI } from '../../kernel/smp.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED } from '../../kernel/uapi.js';
-import { BASE, PAGE, boot } from './util.js';
+import { MAP_SHARED } from '../../kernel/uapi.js';
+import { BASE, boot, mapAnon, PAGE } from './util.js';
 
 const RW = 3;
 const fill = (v: number, n = PAGE) => new Uint8Array(n).fill(v);
 const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 255);
-
-function mapAnon(k: Kernel, t: Task, pages: number, at = BASE): void {
-  assert.equal(k.syscall(t, NR.mmap, at, pages * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
-}
 
 describe('the user CPU', () => {
   it('TLB: a second access to a page hits, a write to a clean entry misses once, and 64 slots by page number', () => {

@@ -7,19 +7,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Machine } from '../../hardware/machine.js';
 import { MM_LOCK } from '../../kernel/fastfault.js';
-import { ALL_FEATURES, Kernel, OpenFile, type FileOps, type Task } from '../../kernel/kernel.js';
+import { ALL_FEATURES, Kernel, OpenFile, type FileOps } from '../../kernel/kernel.js';
 import { PTE_MAX_KEYID, PTE_MAX_PFN, ptePfn } from '../../kernel/pgtable.js';
 import { DAX_PATH } from '../../kernel/dax.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
-import { CAP_SYS_ADMIN, CAP_SYS_RESOURCE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED } from '../../kernel/uapi.js';
-import { BASE, PAGE, boot } from './util.js';
+import { CAP_SYS_ADMIN, CAP_SYS_RESOURCE, MAP_SHARED } from '../../kernel/uapi.js';
+import { BASE, boot, mapAnon, PAGE } from './util.js';
 
 const RW = 3;
 const R = 1;
-
-function mapAnon(k: Kernel, t: Task, pages: number, at = BASE, flags = MAP_PRIVATE): void {
-  assert.equal(k.syscall(t, NR.mmap, at, pages * PAGE, RW, flags | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
-}
 
 const smallMachine = (nrCpus = 1) =>
   Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [16] }, nrCpus });

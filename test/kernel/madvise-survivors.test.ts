@@ -7,17 +7,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { E } from '../../kernel/errno.js';
-import type { Kernel, Task } from '../../kernel/kernel.js';
+import type { Task } from '../../kernel/kernel.js';
 import { NR } from '../../kernel/syscalls.js';
-import { MADV_DONTNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE } from '../../kernel/uapi.js';
+import { MADV_DONTNEED, MADV_NORMAL, MADV_RANDOM, MADV_SEQUENTIAL, MADV_WILLNEED } from '../../kernel/uapi.js';
 import { VM_LOCKED, VM_PFNMAP, VM_RAND_READ, VM_SEQ_READ, type Vma } from '../../kernel/vma.js';
-import { BASE, boot, PAGE, read, touch } from './util.js';
+import { BASE, boot, mapAnon, PAGE, read, touch } from './util.js';
 
-const RW = 3;
-
-function mapAnon(k: Kernel, t: Task, pages: number, at = BASE): void {
-  assert.equal(k.syscall(t, NR.mmap, at, pages * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
-}
 
 /** [start page, end page, flags] of every VMA, pages counted from BASE. */
 const layout = (t: Task) => t.mm.vmas.vmas.map((v: Vma) => [(v.start - BASE) / PAGE, (v.end - BASE) / PAGE, v.flags]);

@@ -10,26 +10,15 @@ import { asPfn } from '../../hardware/types.js';
 import { Machine } from '../../hardware/machine.js';
 import { E } from '../../kernel/errno.js';
 import { ALL_FEATURES, Kernel, OpenFile, type FileOps, type Task } from '../../kernel/kernel.js';
-import type { MktmeKey } from '../../kernel/keys.js';
 import { allocFilePage, freeFilePages } from '../../kernel/memory.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_WRITE, ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
-import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED } from '../../kernel/uapi.js';
+import { MADV_DONTNEED, MAP_SHARED } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
-import { BASE, boot, PAGE, read } from './util.js';
+import { addKey, BASE, boot, mapAnon, PAGE, read } from './util.js';
 
 const RW = 3;
-
-function mapAnon(k: Kernel, t: Task, pages: number, at = BASE, flags = MAP_PRIVATE): void {
-  assert.equal(k.syscall(t, NR.mmap, at, pages * PAGE, RW, flags | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
-}
-
-function addKey(k: Kernel, t: Task): MktmeKey {
-  const serial = k.syscall(t, NR.add_key, 'mktme', 'test', 'type=cpu algorithm=aes-xts-128');
-  assert.ok(serial > 0, `add_key: ${serial}`);
-  return k.keys.lookup(serial, t.creds) as MktmeKey;
-}
 
 const buf = (b: number) => new Uint8Array(8).fill(b);
 

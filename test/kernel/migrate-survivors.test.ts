@@ -8,24 +8,12 @@ import { describe, it } from 'node:test';
 import { asPfn } from '../../hardware/types.js';
 import { E } from '../../kernel/errno.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
-import type { MktmeKey } from '../../kernel/keys.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE } from '../../kernel/uapi.js';
-import { BASE, boot, PAGE, read, touch } from './util.js';
+import { addKey, BASE, boot, mapAnon, PAGE, read, touch } from './util.js';
 
 const RW = 3;
-
-function mapAnon(k: Kernel, t: Task, pages: number, at = BASE): void {
-  assert.equal(k.syscall(t, NR.mmap, at, pages * PAGE, RW, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
-}
-
-function addKey(k: Kernel, t: Task): MktmeKey {
-  const serial = k.syscall(t, NR.add_key, 'mktme', 'test', 'type=cpu algorithm=aes-xts-128');
-  assert.ok(serial > 0, `add_key: ${serial}`);
-  return k.keys.lookup(serial, t.creds) as MktmeKey;
-}
 
 const nodeOfPage = (k: Kernel, t: Task, va: number) => k.machine.memory.nodeOf(asPfn(ptePfn(k.pool.get(t.mm.pgd, va))));
 

@@ -13,7 +13,7 @@ import { PG_ANON } from '../../kernel/page_alloc.js';
 import { PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
 import { AT_FDCWD, KEYCTL_INVALIDATE, NR } from '../../kernel/syscalls.js';
 import { CAP_SYS_RESOURCE, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED } from '../../kernel/uapi.js';
-import { BASE, PAGE, boot } from './util.js';
+import { addKey, BASE, boot, PAGE } from './util.js';
 
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
 const RW = 3;
@@ -23,12 +23,6 @@ function mapAnon(k: Kernel, t: Task, pages: number, prot = RW, at = BASE): numbe
   const a = k.syscall(t, NR.mmap, at, pages * PAGE, prot, ANON | MAP_FIXED, -1, 0);
   assert.equal(a, at);
   return a;
-}
-
-function addKey(k: Kernel, t: Task, payload = 'type=cpu algorithm=aes-xts-128'): MktmeKey {
-  const serial = k.syscall(t, NR.add_key, 'mktme', 'test', payload);
-  assert.ok(serial > 0, `add_key: ${serial}`);
-  return k.keys.lookup(serial, t.creds) as MktmeKey;
 }
 
 describe('faults and prep_encrypted_page', () => {

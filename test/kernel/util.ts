@@ -5,7 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Machine } from '../../hardware/machine.js';
 import { ALL_FEATURES, Kernel, type KernelConfig, type KernelFeatures, type Task } from '../../kernel/kernel.js';
+import type { MktmeKey } from '../../kernel/keys.js';
 import type { SwapConfig } from '../../kernel/swap_device.js';
+import { NR } from '../../kernel/syscalls.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 
 export interface BootOptions {
   profile?: string;
@@ -65,4 +68,16 @@ export function read(k: Kernel, t: Task, va: number): number {
   const out = new Uint8Array(8);
   assert.equal(k.localCpu(t).load(va, out, 0, 8), 0);
   return out[0];
+}
+
+/** Map `pages` read-write anonymous pages at `at` (MAP_FIXED, private unless `flags` says otherwise); asserts it succeeds. */
+export function mapAnon(k: Kernel, t: Task, pages: number, at = BASE, flags = MAP_PRIVATE): void {
+  assert.equal(k.syscall(t, NR.mmap, at, pages * PAGE, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS | MAP_FIXED, -1, 0), at);
+}
+
+/** add_key an MKTME CPU key for t; asserts it succeeds and returns the key. */
+export function addKey(k: Kernel, t: Task, payload = 'type=cpu algorithm=aes-xts-128'): MktmeKey {
+  const serial = k.syscall(t, NR.add_key, 'mktme', 'test', payload);
+  assert.ok(serial > 0, `add_key: ${serial}`);
+  return k.keys.lookup(serial, t.creds) as MktmeKey;
 }
