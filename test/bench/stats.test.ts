@@ -8,12 +8,38 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compareRuns, type LoadedRun } from '../../bench/compare.js';
 import { cellKey } from '../../bench/schema.js';
-import { holm, mannWhitney } from '../../bench/stats.js';
+import { erfc, holm, mannWhitney, normalCdf } from '../../bench/stats.js';
 import { mkMeta, mkRow } from './fixtures.js';
 
 const range = <T,>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
-// normalCdf is Abramowitz-Stegun 7.1.26, |error| < 1.5e-7
-const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) < 2e-7, `${what}: ${got} vs SciPy ${want}`);
+// erfc (and so the normal approximation's p) is good to about 1e-13 relative
+const close = (got: number, want: number, what: string) => assert.ok(Math.abs(got - want) <= 1e-12 * Math.max(1e-3, Math.abs(want)), `${what}: ${got} vs SciPy ${want}`);
+
+describe('erfc and the normal CDF against SciPy', () => {
+  it('erfc across both methods (series below 2.5, continued fraction above) and the tails', () => {
+    // scipy.special.erfc(x), SciPy 1.17.1
+    const ref: [number, number][] = [
+      [0, 1], [0.1, 0.8875370839817152], [0.5, 0.4795001221869535], [1, 0.15729920705028516],
+      [2, 0.004677734981047266], [2.49, 0.00042928786773391303], [2.5, 0.00040695201744495886],
+      [3, 2.2090496998585445e-5], [5, 1.5374597944280347e-12], [10, 2.0884875837625446e-45],
+    ];
+    for (const [x, want] of ref) {
+      assert.ok(Math.abs(erfc(x) - want) <= 1e-12 * want, `erfc(${x}) = ${erfc(x)} vs SciPy ${want}`);
+      assert.ok(Math.abs(erfc(-x) - (2 - want)) <= 1e-15 * 2, `erfc(${-x})`);
+    }
+    assert.equal(erfc(Infinity), 0);
+    assert.ok(Number.isNaN(erfc(NaN)));
+  });
+
+  it('normalCdf(0) is exactly one half, so U at its mean with ties gives p = 1 exactly', () => {
+    assert.equal(normalCdf(0), 0.5);
+    // scipy.stats.norm.cdf(-1.5) = 0.06680720126885807, norm.cdf(2) = 0.9772498680518208
+    close(normalCdf(-1.5), 0.06680720126885807, 'normalCdf(-1.5)');
+    close(normalCdf(2), 0.9772498680518208, 'normalCdf(2)');
+    // scipy.stats.mannwhitneyu([1,2,3], [1,2,3], method='asymptotic').pvalue = 1.0
+    assert.deepEqual(mannWhitney([1, 2, 3], [1, 2, 3]), { u: 4.5, p: 1 });
+  });
+});
 
 describe('Mann-Whitney U against SciPy', () => {
   it('small samples with ties: the normal approximation with the tie correction', () => {
