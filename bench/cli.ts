@@ -278,8 +278,17 @@ async function main(argv: string[]): Promise<void> {
     )
     .command(
       'replay <file>',
-      'run a JSON-lines trace of mmap/munmap/mprotect/madvise calls in one process ({"op":"maps"} prints /proc/self/maps)',
-      (y) => y.positional('file', { type: 'string', demandOption: true, describe: "trace file, '-' for stdin" }),
+      'run a JSON-lines trace of mmap/munmap/mprotect/madvise calls in one process ({"op":"maps"} prints /proc/self/maps); the model answers as Linux 6.18 on x86-64 does',
+      (y) =>
+        y
+          .positional('file', { type: 'string', demandOption: true, describe: "trace file, '-' for stdin" })
+          .option('mmap-min-addr', {
+            type: 'string',
+            default: '65536',
+            describe: "vm.mmap_min_addr of the machine to compare with (this host's: /proc/sys/vm/mmap_min_addr)",
+            coerce: positiveInt('mmap-min-addr', 2 ** 47, 0),
+          })
+          .option('rawio', { type: 'boolean', default: false, describe: 'the process has CAP_SYS_RAWIO (as root has): MAP_FIXED below mmap_min_addr is allowed' }),
       async (a) => {
         // yargs hands '-' over as ''
         const stdin = a.file === '-' || a.file === '';
@@ -300,7 +309,7 @@ async function main(argv: string[]): Promise<void> {
           pending = '';
           if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
         };
-        const r = new Replayer((l) => (pending += l + '\n'));
+        const r = new Replayer((l) => (pending += l + '\n'), { mmapMinAddr: a['mmap-min-addr'], rawio: a.rawio });
         try {
           for await (const text of createInterface({ input, crlfDelay: Infinity })) {
             r.line(text);

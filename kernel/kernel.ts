@@ -13,7 +13,7 @@ import { MM_FILE_PAGES, MM_NODE, MM_RSS, MmShared, mmWriteLock, mmWriteUnlock } 
 import { handleMmFault } from './memory.js';
 import { unmapRange } from './mmap.js';
 import { SwapDevice, type SwapConfig } from './swap_device.js';
-import { CAP_SYS_ADMIN, DEFAULT_MAX_MAP_COUNT } from './uapi.js';
+import { CAP_SYS_ADMIN, DEFAULT_MAX_MAP_COUNT, MMAP_MIN_ADDR, TASK_SIZE } from './uapi.js';
 import { E } from './errno.js';
 import type { MadviseHook } from './madvise.js';
 import { CORE_SYSCALLS, type SysArg, type SyscallFn } from './syscalls.js';
@@ -63,6 +63,18 @@ export interface KernelConfig {
   readonly pgtableSlots?: number;
   /** host CPUs the simulator's threads share (smp.ts): how far hand-offs may spin */
   readonly hostCpus?: number;
+  /**
+   * vm.mmap_min_addr: MAP_FIXED below it is EPERM without CAP_SYS_RAWIO
+   * (security/commoncap.c:cap_mmap_addr). Default MMAP_MIN_ADDR (65536, most
+   * distributions' CONFIG_DEFAULT_MMAP_MIN_ADDR); a host's own value is in
+   * /proc/sys/vm/mmap_min_addr.
+   */
+  readonly mmapMinAddr?: number;
+  /**
+   * Whether the CPU has 1 GiB pages (pdpe1gb), so that MAP_HUGETLB with
+   * MAP_HUGE_1GB names a huge page size the kernel knows.
+   */
+  readonly gigantic?: boolean;
 }
 
 /** struct file: an open file or device, with its page cache where it has one. */
@@ -228,6 +240,8 @@ export class Kernel {
   /** madvise advice added by designs under test (MADV_ENCRYPT). */
   readonly madviseHooks = new Map<number, MadviseHook>();
   maxMapCount: number;
+  /** vm.mmap_min_addr (KernelConfig.mmapMinAddr) */
+  readonly mmapMinAddr: number;
   private nextPid = 100;
   private nextMmId = 1;
   private nextIno = 1000;
@@ -242,6 +256,9 @@ export class Kernel {
     this.config = config;
     this.features = config.features;
     this.maxMapCount = config.maxMapCount ?? DEFAULT_MAX_MAP_COUNT;
+    this.mmapMinAddr = config.mmapMinAddr ?? MMAP_MIN_ADDR;
+    if (!Number.isSafeInteger(this.mmapMinAddr) || this.mmapMinAddr < 0 || this.mmapMinAddr > TASK_SIZE)
+      throw new RangeError(`mmapMinAddr: expected an integer in [0, ${TASK_SIZE}], got ${config.mmapMinAddr}`);
     this.alloc = new PageAllocator(machine.memory, machine.nrCpus);
     this.pool = PageTablePool.create(config.pgtableSlots ?? 4096);
     this.smp = Smp.create(machine.nrCpus, config.hostCpus);

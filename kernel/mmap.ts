@@ -4,17 +4,29 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { E } from './errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from './kernel.js';
 import { allocFilePage, freeFilePages, handleMmFault, zapRange } from './memory.js';
+import { offsetInPageReg, PAGE_OFFSET_MASK, pageAlignReg, type RegArg, regUint, toReg, U64_MAX } from './regs.js';
 import {
+  CAP_SYS_RAWIO,
+  LEGACY_MAP_MASK,
   MAP_ANONYMOUS,
+  MAP_DROPPABLE,
   MAP_FIXED,
   MAP_FIXED_NOREPLACE,
+  MAP_GROWSDOWN,
+  MAP_HUGE_MASK,
+  MAP_HUGE_SHIFT,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NONBLOCK,
+  MAP_NORESERVE,
   MAP_POPULATE,
   MAP_PRIVATE,
   MAP_SHARED,
   MAP_SHARED_VALIDATE,
+  MAP_STACK,
+  MAP_SYNC,
   MAP_TYPE,
   MMAP_BASE,
-  MMAP_MIN_ADDR,
   PROT_EXEC,
   PROT_READ,
   PROT_WRITE,
@@ -22,14 +34,21 @@ import {
 } from './uapi.js';
 import {
   VM_ACCOUNT,
+  VM_DONTDUMP,
+  VM_DROPPABLE,
   VM_EXEC,
+  VM_GROWSDOWN,
+  VM_LOCKED,
   VM_MAYEXEC,
   VM_MAYREAD,
   VM_MAYSHARE,
   VM_MAYWRITE,
+  VM_NOHUGEPAGE,
   VM_NORESERVE,
   VM_READ,
   VM_SHARED,
+  VM_SYNC,
+  VM_WIPEONFORK,
   VM_WRITE,
   Vma,
 } from './vma.js';
@@ -52,22 +71,24 @@ const shmemOps: FileOps = {
   release: (k, file) => freeFilePages(k, file),
 };
 
-/** get_unmapped_area: a free range of len bytes, the hint first, else top-down. */
-function getUnmappedArea(task: Task, hint: number, len: number, fixed: boolean): number {
-  if (len > TASK_SIZE - MMAP_MIN_ADDR) return -E.ENOMEM;
+/**
+ * get_unmapped_area for a non-fixed mapping: the hint if the range is free,
+ * else the highest free gap below MMAP_BASE (top-down). len <= TASK_SIZE.
+ */
+function getUnmappedArea(k: Kernel, task: Task, hint: bigint, len: number): number {
   const vmas = task.mm.vmas;
-  if (fixed) {
-    if (hint > TASK_SIZE - len) return -E.ENOMEM;
-    if (offsetInPage(hint)) return -E.EINVAL;
-    return hint;
+  const floor = Math.max(k.mmapMinAddr, PAGE_SIZE);
+  // mmap_address_hint_valid: TASK_SIZE - len >= addr
+  if (hint !== 0n && hint <= BigInt(TASK_SIZE - len)) {
+    const h = Number(hint);
+    if (vmas.intersection(h, h + len) === null) return h;
   }
-  if (hint !== 0 && hint <= TASK_SIZE - len && vmas.intersection(hint, hint + len) === null) return hint;
   // top-down: the highest gap below MMAP_BASE that fits
   const v = vmas.vmas;
   const i = vmas.findIndex(MMAP_BASE); // first VMA ending above MMAP_BASE
   let top = i < v.length && v[i].start < MMAP_BASE ? v[i].start : MMAP_BASE;
   for (let j = i - 1; ; j--) {
-    const below = j >= 0 ? v[j].end : MMAP_MIN_ADDR;
+    const below = Math.max(j >= 0 ? v[j].end : 0, floor);
     if (top - below >= len) return top - len;
     if (j < 0) break;
     top = v[j].start;
@@ -75,56 +96,126 @@ function getUnmappedArea(task: Task, hint: number, len: number, fixed: boolean):
   return -E.ENOMEM;
 }
 
+/** hstate_sizelog: the huge page size MAP_HUGETLB names, or 0 for none the kernel has. */
+function hugePageSize(k: Kernel, flags: number): number {
+  const log = (flags >>> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+  if (log === 0 || log === 21) return 2 ** 21;
+  if (log === 30 && k.config.gigantic === true) return 2 ** 30;
+  return 0;
+}
+
 /**
- * do_mmap + mmap_region. Returns the address, or -errno. `file` is the open
- * file for fd (null for MAP_ANONYMOUS); `writable` its FMODE_WRITE.
+ * sys_mmap -> ksys_mmap_pgoff -> do_mmap -> mmap_region (Linux 6.18,
+ * x86-64), every argument a u64 register (regs.ts). Returns the address, or
+ * -errno. The checks come in Linux's order; the notes with the source lines
+ * are in test/kernel/linux-argchecks.md section 2.
  */
-export function doMmap(
-  k: Kernel,
-  task: Task,
-  addr: number,
-  len: number,
-  prot: number,
-  flags: number,
-  fd: number,
-  offset: number,
-): number {
+export function doMmap(k: Kernel, task: Task, addrA: RegArg, lenA: RegArg, protA: RegArg, flagsA: RegArg, fdA: RegArg, offA: RegArg): number {
   const mm = task.mm;
-  // sys_mmap (x86): the offset must be page aligned
-  if (offsetInPage(offset)) return -E.EINVAL;
+  let addrR = toReg(addrA), lenR = toReg(lenA);
+  const protR = toReg(protA), flagsR = toReg(flagsA), fdR = toReg(fdA), offR = toReg(offA);
+  // sys_mmap (arch/x86/kernel/sys_x86_64.c): the offset must be page aligned
+  if (offsetInPageReg(offR)) return -E.EINVAL;
+  let pgoff = Number(offR >> 12n); // < 2^52: exact
+  // flags is an unsigned long: bits 32-63 only matter to MAP_SHARED_VALIDATE
+  let flags = Number(flagsR & 0xffff_ffffn);
+  const highFlags = flagsR >> 32n !== 0n;
+  const prot = Number(protR & 7n); // calc_vm_prot_bits: mmap never validates prot
   let file: OpenFile | null = null;
+  let huge = 0; // huge page size of a MAP_HUGETLB mapping
   if (!(flags & MAP_ANONYMOUS)) {
-    file = task.files.get(fd) ?? null;
+    // fget(unsigned int fd)
+    file = task.files.get(regUint(fdR)) ?? null;
     if (file === null) return -E.EBADF;
+    if (flags & MAP_HUGETLB) return -E.EINVAL; // not a hugetlbfs file
+  } else if (flags & MAP_HUGETLB) {
+    huge = hugePageSize(k, flags);
+    if (huge === 0) return -E.EINVAL;
+    // len = ALIGN(len, huge page size), in u64; from here on it is a hugetlbfs file
+    lenR = BigInt.asUintN(64, lenR + BigInt(huge - 1)) & ~BigInt(huge - 1);
   }
-  if (!len) return -E.EINVAL;
+  // do_mmap
+  if (lenR === 0n) return -E.EINVAL;
   if (flags & MAP_FIXED_NOREPLACE) flags |= MAP_FIXED;
-  if (!(flags & MAP_FIXED)) {
-    addr = Math.floor(addr / PAGE_SIZE) * PAGE_SIZE; // round_hint_to_min
-    if (addr !== 0 && addr < MMAP_MIN_ADDR) addr = MMAP_MIN_ADDR;
+  const fixed = (flags & MAP_FIXED) !== 0;
+  if (!fixed) {
+    // round_hint_to_min
+    addrR &= ~PAGE_OFFSET_MASK;
+    if (addrR !== 0n && addrR < BigInt(k.mmapMinAddr)) addrR = pageAlignReg(BigInt(k.mmapMinAddr));
   }
-  len = pageAlign(len);
-  if (len > TASK_SIZE) return -E.ENOMEM;
-  let pgoff = offset / PAGE_SIZE;
+  lenR = pageAlignReg(lenR);
+  if (lenR === 0n) return -E.ENOMEM;
   if (mm.vmas.mapCount > mm.vmas.maxMapCount) return -E.ENOMEM;
-  addr = getUnmappedArea(task, addr, len, (flags & MAP_FIXED) !== 0);
-  if (addr < 0) return addr;
+  let vmFlags = protToVm(prot) | calcVmFlagBits(flags) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+  // __get_unmapped_area
+  if (lenR > BigInt(TASK_SIZE)) return -E.ENOMEM;
+  const len = Number(lenR);
+  let addr: number;
+  if (fixed) {
+    // get_area hands a fixed address back as it is, and __get_unmapped_area
+    // then takes one in the last 4095 values of the address space for an
+    // error (IS_ERR_VALUE): MAP_FIXED at -1 is EPERM, at -22 EINVAL
+    if (addrR > U64_MAX - 4095n && huge === 0) return -Number(U64_MAX + 1n - addrR);
+    // hugetlb_get_unmapped_area: a fixed address must be huge-page aligned
+    if (huge !== 0 && addrR & BigInt(huge - 1)) return -E.EINVAL;
+    if (addrR > BigInt(TASK_SIZE - len)) return -E.ENOMEM;
+    addr = Number(addrR);
+    if (offsetInPage(addr)) return -E.EINVAL;
+    // security_mmap_addr -> cap_mmap_addr
+    if (addr < k.mmapMinAddr && !task.caps.has(CAP_SYS_RAWIO)) return -E.EPERM;
+  } else {
+    addr = getUnmappedArea(k, task, addrR, len);
+    if (addr < 0) return addr;
+  }
   if (flags & MAP_FIXED_NOREPLACE && mm.vmas.intersection(addr, addr + len) !== null) return -E.EEXIST;
-  let vmFlags = protToVm(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
   const type = flags & MAP_TYPE;
-  if (file !== null) {
+  if (file !== null || huge !== 0) {
+    // a file mapping (anonymous MAP_HUGETLB is a hugetlbfs file by now)
     if (type === MAP_SHARED || type === MAP_SHARED_VALIDATE) {
-      if (prot & PROT_WRITE && !file.writable) return -E.EACCES;
+      if (type === MAP_SHARED_VALIDATE && (highFlags || flags & ~LEGACY_MAP_MASK)) return -E.EOPNOTSUPP;
+      if (file !== null && prot & PROT_WRITE && !file.writable) return -E.EACCES;
       vmFlags |= VM_SHARED | VM_MAYSHARE;
-      if (!file.writable) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
+      if (file !== null && !file.writable) vmFlags &= ~(VM_MAYWRITE | VM_SHARED);
     } else if (type !== MAP_PRIVATE) return -E.EINVAL;
-  } else if (type === MAP_SHARED || type === MAP_SHARED_VALIDATE) {
+    // (MAP_SHARED falls through to MAP_PRIVATE's checks)
+    if (vmFlags & VM_GROWSDOWN) return -E.EINVAL;
+  } else if (type === MAP_SHARED) {
+    if (vmFlags & VM_GROWSDOWN) return -E.EINVAL;
     pgoff = 0;
     vmFlags |= VM_SHARED | VM_MAYSHARE;
-  } else if (type === MAP_PRIVATE) {
+  } else if (type === MAP_PRIVATE || type === MAP_DROPPABLE) {
+    if (type === MAP_DROPPABLE) {
+      if (flags & MAP_LOCKED || vmFlags & VM_GROWSDOWN) return -E.EINVAL;
+      vmFlags |= VM_DROPPABLE | VM_NORESERVE | VM_WIPEONFORK | VM_DONTDUMP;
+    }
     pgoff = addr / PAGE_SIZE;
-  } else return -E.EINVAL;
-  return mmapRegion(k, task, file, addr, len, vmFlags, pgoff, (flags & MAP_POPULATE) !== 0);
+  } else return -E.EINVAL; // including MAP_SHARED_VALIDATE: no anonymous case for it
+  // overcommit_memory is never OVERCOMMIT_NEVER here
+  if (flags & MAP_NORESERVE) vmFlags |= VM_NORESERVE;
+  if (huge !== 0) {
+    // hugetlbfs_file_mmap reserves the pages; this machine has no huge page
+    // pool (vm.nr_hugepages = 0), so the reservation fails. The range was
+    // already cleared for a MAP_FIXED mapping (__mmap_prepare zaps the old
+    // PTEs before f_op->mmap), and the old mappings stay gone.
+    // MAP_NORESERVE hugetlb mappings (no reservation) are not modelled.
+    if (fixed) {
+      const old = unmapRange(k, task, addr, addr + len);
+      if (old < 0) return old;
+    }
+    return -E.ENOMEM;
+  }
+  const populate = (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE || (vmFlags & VM_LOCKED) !== 0;
+  return mmapRegion(k, task, file, addr, len, vmFlags, pgoff, populate);
+}
+
+/** calc_vm_flag_bits (include/linux/mman.h) */
+function calcVmFlagBits(flags: number): number {
+  return (
+    (flags & MAP_GROWSDOWN ? VM_GROWSDOWN : 0) |
+    (flags & MAP_LOCKED ? VM_LOCKED : 0) |
+    (flags & MAP_SYNC ? VM_SYNC : 0) |
+    (flags & MAP_STACK ? VM_NOHUGEPAGE : 0)
+  );
 }
 
 function mmapRegion(
@@ -184,10 +275,13 @@ export function unmapRange(k: Kernel, task: Task, start: number, end: number): n
   return 0;
 }
 
-/** munmap(2) */
-export function doMunmap(k: Kernel, task: Task, start: number, len: number): number {
-  if (offsetInPage(start) || start > TASK_SIZE || len > TASK_SIZE - start) return -E.EINVAL;
-  len = pageAlign(len);
+/** munmap(2): do_vmi_munmap's checks on the u64 start and len, then the unmap. */
+export function doMunmap(k: Kernel, task: Task, startA: RegArg, lenA: RegArg): number {
+  const startR = toReg(startA), lenR = toReg(lenA);
+  const TS = BigInt(TASK_SIZE);
+  if (offsetInPageReg(startR) || startR > TS || lenR > TS - startR) return -E.EINVAL;
+  const start = Number(startR);
+  const len = pageAlign(Number(lenR));
   if (len === 0) return -E.EINVAL;
   return unmapRange(k, task, start, start + len);
 }

@@ -7,13 +7,15 @@ import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
 import type { MktmeKey } from './keys.js';
 import { zapRange } from './memory.js';
-import { offsetInPage, pageAlign, protToVm } from './mmap.js';
+import { protToVm } from './mmap.js';
+import { addReg, offsetInPageReg, pageAlignReg, type Reg, type RegArg, toReg } from './regs.js';
 import { PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 import { PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from './uapi.js';
 import {
   VM_ACCESS_FLAGS,
   VM_ACCOUNT,
+  VM_GROWSDOWN,
   VM_NORESERVE,
   VM_SHARED,
   VM_WRITE,
@@ -88,33 +90,46 @@ function mprotectFixup(
   return r;
 }
 
+/** Above every mapping (TASK_SIZE < 2^47): where u64 addresses beyond it are clamped. */
+const BEYOND = 2 ** 48;
+const clamp = (r: Reg): number => (r > BigInt(BEYOND) ? BEYOND : Number(r));
+
 /**
- * do_mprotect_pkey. With `newKey` given (encrypt_mprotect), the range also
- * moves to that key (null: back to KeyID 0).
+ * do_mprotect_pkey, on the u64 registers (regs.ts). With `newKey` given
+ * (encrypt_mprotect), the range also moves to that key (null: back to KeyID 0).
  */
-export function doMprotect(
-  k: Kernel,
-  task: Task,
-  start: number,
-  len: number,
-  prot: number,
-  newKey?: MktmeKey | null,
-): number {
-  const grows = prot & (PROT_GROWSDOWN | PROT_GROWSUP);
-  prot &= ~grows;
+export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, protA: RegArg, newKey?: MktmeKey | null): number {
+  const startR = toReg(startA), lenR = toReg(lenA);
+  let protR = toReg(protA);
+  const GROWS = BigInt(PROT_GROWSDOWN | PROT_GROWSUP);
+  const grows = Number(protR & GROWS);
+  protR &= ~GROWS;
   if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return -E.EINVAL;
-  if (offsetInPage(start)) return -E.EINVAL;
-  if (!len) return 0;
-  len = pageAlign(len);
-  const end = start + len;
-  if (end <= start) return -E.ENOMEM;
-  if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) return -E.EINVAL;
+  if (offsetInPageReg(startR)) return -E.EINVAL;
+  if (lenR === 0n) return 0;
+  const endR = addReg(startR, pageAlignReg(lenR));
+  if (endR <= startR) return -E.ENOMEM; // PAGE_ALIGN wrapped, or start + len did
+  // arch_validate_prot (generic): all 64 bits
+  if (protR & ~BigInt(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) return -E.EINVAL;
+  const prot = Number(protR);
+  // nothing is mapped at or above TASK_SIZE, so clamping keeps every answer
+  let start = clamp(startR);
+  let end = clamp(endR);
   const vmas = task.mm.vmas;
   let i = vmas.findIndex(start);
   const first = vmas.vmas[i];
   if (first === undefined || first.start >= end) return -E.ENOMEM;
-  if (grows & PROT_GROWSDOWN) return -E.EINVAL; // no VM_GROWSDOWN VMAs in this model
-  if (first.start > start) return -E.ENOMEM;
+  if (grows & PROT_GROWSDOWN) {
+    // the change reaches down to the start of a VM_GROWSDOWN VMA
+    start = first.start;
+    if (!(first.flags & VM_GROWSDOWN)) return -E.EINVAL;
+  } else {
+    if (first.start > start) return -E.ENOMEM;
+    if (grows & PROT_GROWSUP) {
+      end = first.end;
+      return -E.EINVAL; // VM_GROWSUP is 0 on x86: no VMA grows up
+    }
+  }
   let nstart = start;
   let tmp = first.start;
   let error = 0;

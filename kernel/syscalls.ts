@@ -8,6 +8,7 @@ import { doMadvise } from './madvise.js';
 import { movePages } from './migrate.js';
 import { doMmap, doMunmap } from './mmap.js';
 import { doMprotect } from './mprotect.js';
+import type { RegArg } from './regs.js';
 
 export const NR = {
   close: 3,
@@ -27,22 +28,28 @@ export const NR = {
 } as const;
 export type SyscallName = keyof typeof NR;
 
-/** Arguments as registers would carry them; strings and arrays stand for user pointers. */
-export type SysArg = number | string | readonly number[] | number[];
+/**
+ * Arguments as registers would carry them: a number or bigint is the
+ * register's value (regs.ts toReg: mod 2^64); strings and arrays stand for
+ * user pointers.
+ */
+export type SysArg = number | bigint | string | readonly number[] | number[];
 export type SyscallFn = (k: Kernel, task: Task, ...args: SysArg[]) => number;
 
 export const KEYCTL_INVALIDATE = 21;
 export const AT_FDCWD = -100;
 
-const n = (a: SysArg | undefined): number => (typeof a === 'number' ? a : NaN);
+const n = (a: SysArg | undefined): number => (typeof a === 'number' ? a : typeof a === 'bigint' ? Number(BigInt.asIntN(64, a)) : NaN);
+/** A register argument of the mm calls, kept whole (they convert it themselves: regs.ts). */
+const r = (a: SysArg | undefined): RegArg => (typeof a === 'number' || typeof a === 'bigint' ? a : NaN);
 const s = (a: SysArg | undefined): string => (typeof a === 'string' ? a : '');
 
 /** The calls every kernel has. */
 export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
-  [NR.mmap, (k, t, a, l, p, f, fd, o) => doMmap(k, t, n(a), n(l), n(p), n(f), n(fd ?? -1), n(o ?? 0))],
-  [NR.munmap, (k, t, a, l) => doMunmap(k, t, n(a), n(l))],
-  [NR.mprotect, (k, t, a, l, p) => doMprotect(k, t, n(a), n(l), n(p))],
-  [NR.madvise, (k, t, a, l, adv, arg) => doMadvise(k, t, n(a), n(l), n(adv), n(arg ?? 0))],
+  [NR.mmap, (k, t, a, l, p, f, fd, o) => doMmap(k, t, r(a), r(l), r(p), r(f), r(fd ?? -1), r(o ?? 0))],
+  [NR.munmap, (k, t, a, l) => doMunmap(k, t, r(a), r(l))],
+  [NR.mprotect, (k, t, a, l, p) => doMprotect(k, t, r(a), r(l), r(p))],
+  [NR.madvise, (k, t, a, l, adv, arg) => doMadvise(k, t, r(a), r(l), r(adv), n(arg ?? 0))],
   [
     NR.openat,
     (k, t, _dirfd, path, flags) => {

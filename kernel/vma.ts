@@ -12,6 +12,7 @@ export const VM_MAYREAD = 0x10;
 export const VM_MAYWRITE = 0x20;
 export const VM_MAYEXEC = 0x40;
 export const VM_MAYSHARE = 0x80;
+export const VM_GROWSDOWN = 0x100;
 export const VM_PFNMAP = 0x400;
 export const VM_LOCKED = 0x2000;
 export const VM_IO = 0x4000;
@@ -21,7 +22,23 @@ export const VM_DONTCOPY = 0x20000;
 export const VM_DONTEXPAND = 0x40000;
 export const VM_ACCOUNT = 0x100000;
 export const VM_NORESERVE = 0x200000;
+export const VM_SYNC = 0x800000;
+/**
+ * VM_DROPPABLE is bit 40 in Linux (include/linux/mm.h). The model's flag word
+ * is 32 bits, so it takes VM_ARCH_1's bit (0x1000000), which x86 leaves unused;
+ * only equality (merging) and membership are ever asked of it.
+ */
+export const VM_DROPPABLE = 0x1000000;
+export const VM_WIPEONFORK = 0x2000000;
+export const VM_DONTDUMP = 0x4000000;
 export const VM_MIXEDMAP = 0x10000000;
+export const VM_HUGEPAGE = 0x20000000;
+/**
+ * VM_MERGEABLE is bit 31 in Linux; here it takes 0x800 (unused on MMU
+ * kernels) so that flag words stay positive 31-bit integers.
+ */
+export const VM_MERGEABLE = 0x800;
+export const VM_NOHUGEPAGE = 0x40000000;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 /** Flags that forbid merging (VM_SPECIAL). */
 export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -76,21 +77,30 @@ struct name_val {
 	unsigned long val;
 };
 
+/* Values from include/uapi (asm-generic/mman-common.h, mman.h, linux/mman.h), spelled out so
+ * that an older libc's headers do not matter. */
 static const struct name_val map_flag_names[] = {
-	{ "MAP_SHARED", MAP_SHARED },
-	{ "MAP_PRIVATE", MAP_PRIVATE },
-	{ "MAP_ANONYMOUS", MAP_ANONYMOUS },
-	{ "MAP_FIXED", MAP_FIXED },
-	{ "MAP_FIXED_NOREPLACE", MAP_FIXED_NOREPLACE },
+	{ "MAP_SHARED", 0x01 }, { "MAP_PRIVATE", 0x02 }, { "MAP_SHARED_VALIDATE", 0x03 },
+	{ "MAP_DROPPABLE", 0x08 }, { "MAP_FIXED", 0x10 }, { "MAP_ANONYMOUS", 0x20 },
+	{ "MAP_ANON", 0x20 }, { "MAP_32BIT", 0x40 }, { "MAP_ABOVE4G", 0x80 },
+	{ "MAP_GROWSDOWN", 0x100 }, { "MAP_DENYWRITE", 0x800 }, { "MAP_EXECUTABLE", 0x1000 },
+	{ "MAP_LOCKED", 0x2000 }, { "MAP_NORESERVE", 0x4000 }, { "MAP_POPULATE", 0x8000 },
+	{ "MAP_NONBLOCK", 0x10000 }, { "MAP_STACK", 0x20000 }, { "MAP_HUGETLB", 0x40000 },
+	{ "MAP_SYNC", 0x80000 }, { "MAP_FIXED_NOREPLACE", 0x100000 },
+	{ "MAP_UNINITIALIZED", 0x4000000 },
 	{ NULL, 0 }
 };
 
 static const struct name_val advice_names[] = {
-	{ "MADV_NORMAL", MADV_NORMAL },
-	{ "MADV_RANDOM", MADV_RANDOM },
-	{ "MADV_SEQUENTIAL", MADV_SEQUENTIAL },
-	{ "MADV_WILLNEED", MADV_WILLNEED },
-	{ "MADV_DONTNEED", MADV_DONTNEED },
+	{ "MADV_NORMAL", 0 }, { "MADV_RANDOM", 1 }, { "MADV_SEQUENTIAL", 2 },
+	{ "MADV_WILLNEED", 3 }, { "MADV_DONTNEED", 4 }, { "MADV_FREE", 8 }, { "MADV_REMOVE", 9 },
+	{ "MADV_DONTFORK", 10 }, { "MADV_DOFORK", 11 }, { "MADV_MERGEABLE", 12 },
+	{ "MADV_UNMERGEABLE", 13 }, { "MADV_HUGEPAGE", 14 }, { "MADV_NOHUGEPAGE", 15 },
+	{ "MADV_DONTDUMP", 16 }, { "MADV_DODUMP", 17 }, { "MADV_WIPEONFORK", 18 },
+	{ "MADV_KEEPONFORK", 19 }, { "MADV_COLD", 20 }, { "MADV_PAGEOUT", 21 },
+	{ "MADV_POPULATE_READ", 22 }, { "MADV_POPULATE_WRITE", 23 },
+	{ "MADV_DONTNEED_LOCKED", 24 }, { "MADV_COLLAPSE", 25 }, { "MADV_HWPOISON", 100 },
+	{ "MADV_SOFT_OFFLINE", 101 }, { "MADV_GUARD_INSTALL", 102 }, { "MADV_GUARD_REMOVE", 103 },
 	{ NULL, 0 }
 };
 
@@ -214,44 +224,69 @@ static int peek_is_string(void)
 	return *p == '"';
 }
 
-/* addr / len: "0x..." or integer */
-static uint64_t parse_addr(const char *key)
+/*
+ * A register value written as a string: "0x..." hex or decimal digits, optionally after '-'
+ * (two's complement). Within 64 bits: unsigned, or down to -2^63.
+ */
+static uint64_t reg_from_string(const char *key, const char *s)
 {
-	char s[64];
+	const char *q = s;
+	int neg = 0, hex = 0;
 	uint64_t v = 0;
-	const char *q;
 
-	if (!peek_is_string())
-		return parse_int();
-	parse_string(s, sizeof(s));
-	if (s[0] != '0' || (s[1] != 'x' && s[1] != 'X') || s[2] == '\0')
-		die("\"%s\": expected a \"0x...\" hex string, got \"%s\"", key, s);
-	for (q = s + 2; *q; q++) {
+	if (*q == '-') {
+		neg = 1;
+		q++;
+	}
+	if (q[0] == '0' && (q[1] == 'x' || q[1] == 'X')) {
+		hex = 1;
+		q += 2;
+	}
+	if (!*q)
+		die("\"%s\": expected a \"0x...\" hex or decimal string, got \"%s\"", key, s);
+	for (; *q; q++) {
 		unsigned d;
 
 		if (*q >= '0' && *q <= '9')
 			d = (unsigned)(*q - '0');
-		else if (*q >= 'a' && *q <= 'f')
+		else if (hex && *q >= 'a' && *q <= 'f')
 			d = (unsigned)(*q - 'a' + 10);
-		else if (*q >= 'A' && *q <= 'F')
+		else if (hex && *q >= 'A' && *q <= 'F')
 			d = (unsigned)(*q - 'A' + 10);
 		else
-			die("\"%s\": bad hex digit in \"%s\"", key, s);
-		if (v >> 60)
+			die("\"%s\": bad digit in \"%s\"", key, s);
+		if (hex ? v >> 60 != 0 : v > (UINT64_MAX - d) / 10)
 			die("\"%s\": \"%s\" is out of 64-bit range", key, s);
-		v = v << 4 | d;
+		v = hex ? v << 4 | d : v * 10 + d;
 	}
-	return v;
+	if (neg && v > (uint64_t)INT64_MAX + 1)
+		die("\"%s\": \"%s\" is out of 64-bit range", key, s);
+	return neg ? (uint64_t)0 - v : v;
+}
+
+/* Any register field: a JSON integer or a string as above. */
+static uint64_t parse_reg(const char *key)
+{
+	char s[64];
+
+	if (!peek_is_string())
+		return parse_int();
+	parse_string(s, sizeof(s));
+	return reg_from_string(key, s);
 }
 
 static uint64_t parse_prot(void)
 {
-	char s[16];
+	char s[64];
 	uint64_t v = 0;
 
 	if (!peek_is_string())
 		return parse_int();
 	parse_string(s, sizeof(s));
+	if (s[0] == '-' && s[1] >= '0' && s[1] <= '9')
+		return reg_from_string("prot", s);
+	if (s[0] >= '0' && s[0] <= '9')
+		return reg_from_string("prot", s);
 	if (strlen(s) != 3 || (s[0] != 'r' && s[0] != '-') || (s[1] != 'w' && s[1] != '-') ||
 	    (s[2] != 'x' && s[2] != '-'))
 		die("\"prot\": expected \"rwx\"-style string or a number, got \"%s\"", s);
@@ -272,7 +307,7 @@ static uint64_t parse_flags(void)
 
 	skip_ws();
 	if (*p != '[')
-		return parse_int();
+		return parse_reg("flags");
 	p++;
 	skip_ws();
 	if (*p == ']') {
@@ -305,6 +340,8 @@ static uint64_t parse_advice(void)
 	if (!peek_is_string())
 		return parse_int();
 	parse_string(s, sizeof(s));
+	if ((s[0] >= '0' && s[0] <= '9') || s[0] == '-')
+		return reg_from_string("advice", s);
 	if (lookup(advice_names, s, &v))
 		die("\"advice\": unknown advice name \"%s\" (use a number for raw values)", s);
 	return v;
@@ -379,11 +416,11 @@ static void parse_line(const char *line, struct call *c)
 				die("duplicate key \"%s\"", key);
 			c->have |= 1u << i;
 			switch ((enum field)i) {
-			case F_ADDR: case F_LEN: c->v[i] = parse_addr(key); break;
+			case F_ADDR: case F_LEN: c->v[i] = parse_reg(key); break;
 			case F_PROT: c->v[i] = parse_prot(); break;
 			case F_FLAGS: c->v[i] = parse_flags(); break;
 			case F_ADVICE: c->v[i] = parse_advice(); break;
-			case F_FD: case F_OFFSET: c->v[i] = parse_int(); break;
+			case F_FD: case F_OFFSET: c->v[i] = parse_reg(key); break;
 			case F_NR: break;
 			}
 		}
@@ -536,6 +573,56 @@ static void guard_range(uint64_t addr, uint64_t len)
 		    "[0x%lx, 0x%lx)", r.start, r.end, REGION_START, REGION_END);
 }
 
+/*
+ * Run without CAP_SYS_RAWIO, as an ordinary process would (root has it): then MAP_FIXED below
+ * vm.mmap_min_addr is EPERM whoever runs the test, and the model is told the same. Also
+ * refuses MADV_HWPOISON / MADV_SOFT_OFFLINE for a process that could really inject them.
+ */
+static void drop_rawio(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		die("capget: %s", strerror(errno));
+	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].effective &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
+	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].permitted &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
+	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].inheritable &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
+	if (syscall(SYS_capset, &hdr, data))
+		die("capset: %s", strerror(errno));
+}
+
+static int has_sys_admin(void)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct data[2];
+
+	if (syscall(SYS_capget, &hdr, data))
+		die("capget: %s", strerror(errno));
+	return !!(data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective & CAP_TO_MASK(CAP_SYS_ADMIN));
+}
+
+/*
+ * Ranges the kernel refuses from their numbers alone, before it looks at any VMA, so the guard
+ * need not (and must not: the test wants the kernel's answer) look at them.
+ * x86-64 with 4-level paging: TASK_SIZE = 2^47 - 4096.
+ */
+#define TASK_SZ 0x7ffffffff000UL
+
+/* do_mmap: PAGE_ALIGN(len) wraps to 0 or passes TASK_SIZE; __get_unmapped_area: addr > TASK_SIZE - len. */
+static int mmap_range_rejected(uint64_t addr, uint64_t len)
+{
+	uint64_t alen = (len + PAGE_SZ - 1) & ~(PAGE_SZ - 1);
+
+	return len == 0 || alen == 0 || alen > TASK_SZ || addr > TASK_SZ - alen;
+}
+
+/* do_vmi_munmap: start > TASK_SIZE or len > TASK_SIZE - start. */
+static int munmap_range_rejected(uint64_t addr, uint64_t len)
+{
+	return addr > TASK_SZ || len > TASK_SZ - addr;
+}
+
 /* ---------------------------------------------------------------- main */
 
 static void print_result(long ret, int err, int is_mmap)
@@ -561,6 +648,7 @@ int main(void)
 		die("page size is %ld, the trace format assumes %lu", sysconf(_SC_PAGESIZE), PAGE_SZ);
 	if (for_each_vma(in_region, NULL))
 		die("the test region [0x%lx, 0x%lx) is not empty at startup", REGION_START, REGION_END);
+	drop_rawio();
 
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		const char *q;
@@ -578,18 +666,20 @@ int main(void)
 		err = 0;
 		switch (c.op) {
 		case OP_MMAP:
-			if (c.v[F_FLAGS] & (MAP_FIXED | MAP_FIXED_NOREPLACE))
+			if ((c.v[F_FLAGS] & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+			    !mmap_range_rejected(c.v[F_ADDR], c.v[F_LEN]))
 				guard_range(c.v[F_ADDR], c.v[F_LEN]);
 			errno = 0;
 			ret = syscall(SYS_mmap, (unsigned long)c.v[F_ADDR], (unsigned long)c.v[F_LEN],
 				      (unsigned long)c.v[F_PROT], (unsigned long)c.v[F_FLAGS],
-				      c.have & 1u << F_FD ? (long)c.v[F_FD] : -1L,
+				      c.have & 1u << F_FD ? (unsigned long)c.v[F_FD] : ~0UL,
 				      (unsigned long)c.v[F_OFFSET]);
 			err = errno;
 			print_result(ret, err, 1);
 			break;
 		case OP_MUNMAP:
-			guard_range(c.v[F_ADDR], c.v[F_LEN]);
+			if (!munmap_range_rejected(c.v[F_ADDR], c.v[F_LEN]))
+				guard_range(c.v[F_ADDR], c.v[F_LEN]);
 			errno = 0;
 			ret = syscall(SYS_munmap, (unsigned long)c.v[F_ADDR], (unsigned long)c.v[F_LEN]);
 			err = errno;
@@ -604,10 +694,13 @@ int main(void)
 			print_result(ret, err, 0);
 			break;
 		case OP_MADVISE:
+			if (((int)c.v[F_ADVICE] == 100 || (int)c.v[F_ADVICE] == 101) && has_sys_admin())
+				die("refusing MADV_HWPOISON/MADV_SOFT_OFFLINE with CAP_SYS_ADMIN: it would "
+				    "poison real memory");
 			guard_range(c.v[F_ADDR], c.v[F_LEN]);
 			errno = 0;
 			ret = syscall(SYS_madvise, (unsigned long)c.v[F_ADDR], (unsigned long)c.v[F_LEN],
-				      (long)(int)c.v[F_ADVICE]);
+				      (unsigned long)c.v[F_ADVICE]); /* the kernel takes the low 32 bits */
 			err = errno;
 			print_result(ret, err, 0);
 			break;

@@ -36,7 +36,17 @@ export function mulberry32(seed: number): () => number {
 }
 
 type Prot = string; // "rw-" style
-type Flag = 'MAP_SHARED' | 'MAP_PRIVATE' | 'MAP_ANONYMOUS' | 'MAP_FIXED' | 'MAP_FIXED_NOREPLACE';
+type Flag = string; // a MAP_* name replay.ts and replay_linux.c both know
+
+/**
+ * What the edge classes need to know of the machine the trace runs on: a MAP_FIXED at 0 is
+ * EPERM only when vm.mmap_min_addr is above 0 (and the process lacks CAP_SYS_RAWIO).
+ */
+export interface TraceOptions {
+  /** add the edge-input classes (64-bit registers, all advice, mmap flags, PROT_GROWS*) */
+  readonly edges?: boolean;
+  readonly mmapMinAddr?: number;
+}
 
 /** A page range inside the region: pages [page, page + npages). */
 interface Range {
@@ -54,6 +64,17 @@ const UNKNOWN_ADVICE: readonly number[] = [12345, 255];
 const INVALID_PROT = 0x10;
 
 const hex = (n: number): string => '0x' + n.toString(16);
+const protString = (bits: number): string => (bits & 1 ? 'r' : '-') + (bits & 2 ? 'w' : '-') + (bits & 4 ? 'x' : '-');
+
+// Every advice of Linux 6.18 on x86-64 but MADV_HWPOISON and MADV_SOFT_OFFLINE (they would
+// poison the test machine's memory when run with CAP_SYS_ADMIN).
+const ALL_ADVICE: readonly string[] = [
+  'MADV_NORMAL', 'MADV_RANDOM', 'MADV_SEQUENTIAL', 'MADV_WILLNEED', 'MADV_DONTNEED', 'MADV_FREE', 'MADV_REMOVE',
+  'MADV_DONTFORK', 'MADV_DOFORK', 'MADV_MERGEABLE', 'MADV_UNMERGEABLE', 'MADV_HUGEPAGE', 'MADV_NOHUGEPAGE',
+  'MADV_DONTDUMP', 'MADV_DODUMP', 'MADV_WIPEONFORK', 'MADV_KEEPONFORK', 'MADV_COLD', 'MADV_PAGEOUT',
+  'MADV_POPULATE_READ', 'MADV_POPULATE_WRITE', 'MADV_DONTNEED_LOCKED', 'MADV_COLLAPSE', 'MADV_GUARD_INSTALL',
+  'MADV_GUARD_REMOVE',
+];
 
 function protBits(p: Prot): number {
   return (p[0] === 'r' ? 1 : 0) | (p[1] === 'w' ? 2 : 0) | (p[2] === 'x' ? 4 : 0);
@@ -65,7 +86,10 @@ class Gen {
   private readonly cur: Prot[] = new Array<Prot>(REGION_PAGES).fill('');
   private readonly orig: Prot[] = new Array<Prot>(REGION_PAGES).fill('');
 
-  constructor(seed: number) {
+  constructor(
+    seed: number,
+    private readonly opts: TraceOptions = {},
+  ) {
     this.rnd = mulberry32(seed);
   }
 
@@ -268,7 +292,128 @@ class Gen {
     return Array.from({ length: r.npages }, (_, i) => r.page + i);
   }
 
+  // ---- edge classes (opts.edges). Every edge call either fails on Linux or changes only the
+  // test region: a register value that reaches outside it always makes the call fail.
+
+  /** A range in the region (no invalid-addr/len noise), as numbers. */
+  private regionRange(): { addr: number; len: number; range: Range } {
+    const range = this.targetRange();
+    return { addr: REGION_START + range.page * PAGE_SIZE, len: range.npages * PAGE_SIZE, range };
+  }
+
+  /** 64-bit register values that make each call fail in a different check. */
+  private edgeRegisters(): string {
+    const { addr, len } = this.regionRange();
+    const op = this.pick(['mmap', 'munmap', 'mprotect', 'madvise'] as const);
+    const anyLen = this.pick([hex(len), String(len)]);
+    // addresses no call may succeed at (above TASK_SIZE, or too close to it for the length)
+    // (a MAP_FIXED address in the last 4095 is taken for an error number by the kernel itself)
+    const badAddr = this.pick(['-4096', '0xfffffffffffff000', '0x800000000000', '0x7ffffffff000', '-1', '-12', '-22', '-4095', '-100', '0x8000000000000000', '0x1000000000000000']);
+    // lens that wrap in PAGE_ALIGN or in start + len: no call gets past them
+    const wrapLen = '0x' + ((1n << 64n) - BigInt(addr) + BigInt(this.int(0, 3) * PAGE_SIZE)).toString(16);
+    const wrapping = ['-1', '-4096', '0xfffffffffffff001', '0xfffffffffffff000', wrapLen];
+    // for mmap also lens past TASK_SIZE (ENOMEM before any VMA is looked at)
+    const badLen = this.pick(op === 'mmap' ? [...wrapping, '0x800000000000', '0x8000000000000000', '0x7fffffffffff'] : wrapping);
+    const useBadAddr = this.chance(0.5);
+    const a = useBadAddr ? badAddr : hex(addr);
+    const l = useBadAddr ? (this.chance(0.5) ? anyLen : badLen) : badLen;
+    switch (op) {
+      case 'mmap': {
+        const flags: Flag[] = [this.chance(0.8) ? 'MAP_PRIVATE' : 'MAP_SHARED', 'MAP_ANONYMOUS', this.chance(0.5) ? 'MAP_FIXED' : 'MAP_FIXED_NOREPLACE'];
+        // a fixed address of 0: EPERM below vm.mmap_min_addr (only bad lens with it)
+        if (this.chance(0.15) && (this.opts.mmapMinAddr ?? 0) > 0) return JSON.stringify({ op, addr: '0', len: hex(len), prot: this.pick(PROTS), flags });
+        return JSON.stringify({ op, addr: a, len: l, prot: this.pick(PROTS), flags });
+      }
+      case 'munmap':
+        return JSON.stringify({ op, addr: a, len: l });
+      case 'mprotect':
+        return JSON.stringify({ op, addr: a, len: l, prot: this.pick(PROTS) });
+      case 'madvise':
+        return JSON.stringify({ op, addr: a, len: l, advice: this.pick(['MADV_NORMAL', 'MADV_DONTNEED', 'MADV_DONTDUMP', 'MADV_COLD']) });
+    }
+  }
+
+  /** mmap with the MAP_* flags that change checks or VM flags, in the region. */
+  private edgeMmap(): string {
+    const r = this.rnd();
+    const range = r < 0.4 ? this.adjacent() : r < 0.6 ? this.overMapping() : this.anyRange();
+    let addr = REGION_START + range.page * PAGE_SIZE;
+    const len = range.npages * PAGE_SIZE;
+    const fixed = this.chance(0.5) ? 'MAP_FIXED' : 'MAP_FIXED_NOREPLACE';
+    const v = this.rnd();
+    let flags: Flag[] | string;
+    let prot: string | number = this.pick(PROTS);
+    let maps = true; // the call maps the range if it gets past the EEXIST check
+    if (v < 0.1) {
+      flags = ['MAP_SHARED_VALIDATE', 'MAP_ANONYMOUS', fixed]; // EINVAL: no anonymous case
+      maps = false;
+    } else if (v < 0.16) {
+      flags = ['MAP_ANONYMOUS', fixed]; // type 0: EINVAL
+      maps = false;
+    } else if (v < 0.24) {
+      flags = ['MAP_DROPPABLE', 'MAP_ANONYMOUS', fixed];
+      if (this.chance(0.4)) {
+        flags.push(this.pick(['MAP_LOCKED', 'MAP_GROWSDOWN'])); // EINVAL
+        maps = false;
+      }
+    } else if (v < 0.32) {
+      const shared = this.chance(0.4);
+      flags = [shared ? 'MAP_SHARED' : 'MAP_PRIVATE', 'MAP_ANONYMOUS', 'MAP_GROWSDOWN', fixed];
+      if (shared) maps = false; // GROWSDOWN|SHARED: EINVAL
+    } else if (v < 0.5) {
+      flags = ['MAP_PRIVATE', 'MAP_ANONYMOUS', fixed, this.pick(['MAP_NORESERVE', 'MAP_STACK', 'MAP_SYNC', 'MAP_32BIT', 'MAP_DENYWRITE', 'MAP_EXECUTABLE', 'MAP_UNINITIALIZED', 'MAP_NONBLOCK', 'MAP_ABOVE4G'])];
+    } else if (v < 0.58) {
+      // MAP_HUGETLB with no huge page pool: EINVAL off a 2 MiB boundary or for an unknown size,
+      // else ENOMEM after the old mappings in the 2 MiB range are gone (MAP_FIXED)
+      const sizeLog = this.pick([0, 0, 21, 25]);
+      if (this.chance(0.6)) addr = REGION_START; // 2 MiB aligned
+      const bits = 0x02 | 0x20 | 0x40000 | (fixed === 'MAP_FIXED' ? 0x10 : 0x100000) | (sizeLog << 26);
+      flags = hex(bits);
+      maps = false;
+      if (addr === REGION_START && fixed === 'MAP_FIXED' && sizeLog !== 25) for (let p = 0; p < REGION_PAGES; p++) this.cur[p] = this.orig[p] = '';
+    } else if (v < 0.7) {
+      // bits above 31: ignored for MAP_PRIVATE, EOPNOTSUPP... no, EINVAL for anonymous VALIDATE
+      flags = hex(0x1_0000_0000 * this.int(1, 0xff) + (0x02 | 0x20 | (fixed === 'MAP_FIXED' ? 0x10 : 0x100000)));
+    } else if (v < 0.85) {
+      // prot bits mmap ignores (PROT_SEM, PROT_GROWS*, bits above 31)
+      flags = ['MAP_PRIVATE', 'MAP_ANONYMOUS', fixed];
+      prot = this.pick(['0xffffffff', '0x100000003', '0x1000001', '0x2000003', '0xffffffffffffffff', '8']);
+    } else {
+      flags = ['MAP_PRIVATE', 'MAP_ANONYMOUS', fixed, 'MAP_LOCKED'];
+      prot = this.pick(['r--', '---']); // read-only locked: faulted read-only (no anon_vma)
+    }
+    const pages = this.pages(range);
+    const shown = typeof prot === 'string' && prot.length === 3 ? prot : protString(Number(BigInt(prot) & 7n));
+    if (maps && (fixed === 'MAP_FIXED' || pages.every((p) => this.cur[p] === ''))) for (const p of pages) this.cur[p] = this.orig[p] = shown;
+    return JSON.stringify({ op: 'mmap', addr: hex(addr), len: hex(len), prot, flags });
+  }
+
+  /** mprotect with PROT_GROWSDOWN/UP, PROT_SEM and prot bits above 31. */
+  private edgeMprotect(): string {
+    const { addr, len } = this.regionRange();
+    const prot = this.pick(['0x1000001', '0x1000003', '0x2000001', '0x3000001', '0x100000001', '0x8000000000000001', '8', '0x9', '0x10']);
+    return JSON.stringify({ op: 'mprotect', addr: hex(addr), len: hex(len), prot });
+  }
+
+  /** Every advice Linux 6.18 knows (but the memory-failure ones), and ints that truncate. */
+  private edgeMadvise(): string {
+    const { addr, len } = this.regionRange();
+    const v = this.rnd();
+    let advice: string | number;
+    if (v < 0.75) advice = this.pick(ALL_ADVICE);
+    else if (v < 0.85) advice = this.pick(['0x100000004', '0x10000000e', '0xffffffff00000010', '0x100000012']);
+    else advice = this.pick(['-1', '0x80000000', '26', '99', '104', '5', '0xffffffff']);
+    return JSON.stringify({ op: 'madvise', addr: hex(addr), len: hex(len), advice });
+  }
+
   call(): string {
+    if (this.opts.edges && this.chance(0.45)) {
+      const e = this.rnd();
+      if (e < 0.3) return this.edgeRegisters();
+      if (e < 0.6) return this.edgeMmap();
+      if (e < 0.75) return this.edgeMprotect();
+      return this.edgeMadvise();
+    }
     const r = this.rnd();
     if (r < 0.3) return this.mmap();
     if (r < 0.34) return this.badFdMmap();
@@ -287,10 +432,10 @@ class Gen {
  * A deterministic random trace of n lines (n >= 1) for the given seed: syscalls confined to the
  * test region with a {"op":"maps"} about every 5 calls and always as the last line.
  */
-export function randomTrace(seed: number, n: number): string[] {
+export function randomTrace(seed: number, n: number, opts: TraceOptions = {}): string[] {
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`randomTrace: n must be an integer >= 1, got ${n}`);
   if (!Number.isInteger(seed)) throw new RangeError(`randomTrace: seed must be an integer, got ${seed}`);
-  const g = new Gen(seed);
+  const g = new Gen(seed, opts);
   const out: string[] = [];
   const maps = JSON.stringify({ op: 'maps' });
   let untilMaps = g.gap();
