@@ -138,7 +138,7 @@ function publishVmas(k: Kernel, mm: MmStruct): void {
     for (let j = 0; j < v.length; j++) {
       const o = F_SNAP + j * SNAP_WORDS;
       const vma = v[j];
-      const fast = fastVma(k, vma.flags, vma.anonymous, vma.keyid);
+      const fast = fastVma(k, vma.flags, vma.anonymous, vma.keyid) && mm.guards.size === 0;
       f[o] = vma.start;
       f[o + 1] = vma.end;
       f[o + 2] = vma.flags + (fast ? SNAP_FAST : 0);
@@ -171,8 +171,8 @@ function drainLruBatches(mm: MmStruct): void {
     for (let j = 0; j < n; j++) {
       const va = f[b + 1 + j];
       mm.lru.push(va);
-      const vma = mm.vmas.find(va);
-      if (vma !== null) vma.anonVma = true;
+      // a CPU's own faults are taken as writes: the VMA gets its anon_vma now
+      if (mm.vmas.find(va) !== null) mm.vmas.anonVmaPrepare(mm.vmas.findIndex(va));
     }
     f[b] = 0;
   }

@@ -135,6 +135,12 @@ export class MmStruct {
   /** Clock list of resident anonymous pages (virtual addresses), for reclaim. */
   readonly lru: number[] = [];
   clockHand = 0;
+  /**
+   * Pages under a guard marker (MADV_GUARD_INSTALL): a fault there is
+   * SIGSEGV. MADV_DONTNEED leaves them; munmap and MADV_GUARD_REMOVE take
+   * them away. While there are any, every fault of the mm traps (fastfault.ts).
+   */
+  readonly guards = new Set<number>();
   constructor(
     readonly id: number,
     readonly pgd: number,

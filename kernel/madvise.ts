@@ -152,12 +152,15 @@ function madviseVma(k: Kernel, task: Task, vma: Vma, start: number, end: number,
     }
     case MADV_GUARD_INSTALL:
       if (f & (VM_SPECIAL | VM_LOCKED)) return -E.EINVAL;
-      vma.anonVma = true; // anon_vma_prepare
-      // guard markers (SIGSEGV on access) are not modelled: the range is zapped
+      task.mm.vmas.anonVmaPrepare(task.mm.vmas.findIndex(start));
+      // the pages go, and a marker takes each one's place (SIGSEGV on access)
       zapRange(k, task.mm, start, end);
+      for (let va = start; va < end; va += PAGE_SIZE) task.mm.guards.add(va);
       return 0;
     case MADV_GUARD_REMOVE:
-      return f & VM_SPECIAL ? -E.EINVAL : 0;
+      if (f & VM_SPECIAL) return -E.EINVAL;
+      for (let va = start; va < end; va += PAGE_SIZE) task.mm.guards.delete(va);
+      return 0;
     default:
       return k.madviseHooks.get(advice)!(k, task, vma, start, end, arg);
   }

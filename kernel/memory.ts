@@ -194,7 +194,11 @@ export function handleMmFault(k: Kernel, task: Task, va: number, write: boolean)
   k.count('faults');
   const vma = mm.vmas.find(va);
   // x86 has no write-only pages: any access right lets a read through.
-  if (vma === null || (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC)))) {
+  if (
+    vma === null ||
+    (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) ||
+    (mm.guards.size > 0 && mm.guards.has(Math.floor(va / PAGE_SIZE) * PAGE_SIZE))
+  ) {
     k.count('segv');
     return -E.EFAULT;
   }
@@ -203,10 +207,19 @@ export function handleMmFault(k: Kernel, task: Task, va: number, write: boolean)
   if (i < 0) return -E.ENOMEM;
   const w = k.pool.words;
   const pte = Atomics.load(w, i);
+  // Private anonymous memory with no key: a read fault maps what Linux maps
+  // the shared zero page for (do_anonymous_page), read-only and with no
+  // anon_vma; the first write then faults again, as the zero page's COW
+  // does, and that gives the VMA its anon_vma (the model keeps the zeroed
+  // frame rather than copying it).
+  const privAnon = vma.file === null && vma.keyid === 0;
   if (pte & PTE_PRESENT) {
-    // Present but not writable while the VMA is: the PTE is stale after an
-    // mprotect upgrade; make it writable.
-    if (write && !(pte & PTE_WRITE)) Atomics.or(w, i, PTE_WRITE | PTE_DIRTY);
+    // Present but not writable while the VMA is: a zero-page mapping, or a
+    // PTE left stale by an mprotect upgrade; make it writable.
+    if (write && !(pte & PTE_WRITE)) {
+      if (vma.file === null) mm.vmas.anonVmaPrepare(mm.vmas.findIndex(page));
+      Atomics.or(w, i, PTE_WRITE | PTE_DIRTY);
+    }
     return 0;
   }
   if (pte & PTE_MIGRATION) return 0; // the CPU waits on the entry and retries
@@ -223,10 +236,11 @@ export function handleMmFault(k: Kernel, task: Task, va: number, write: boolean)
     pfn = f.ops.fault(k, f, vma, vma.pgoff + (page - vma.start) / PAGE_SIZE, task);
   } else {
     pfn = allocAnonPage(k, mm, vma, page);
-    vma.anonVma = true;
+    if (write || !privAnon) mm.vmas.anonVmaPrepare(mm.vmas.findIndex(page));
   }
   if (pfn < 0) return pfn;
   const pinned = k.alloc.flags[pfn] & PG_UNEVICTABLE ? PTE_PINNED : 0;
-  Atomics.store(w, i, mkPte(pfn, vma.keyid, vmaPteFlags(vma) | pinned | (write ? PTE_DIRTY : 0)));
+  const flags = privAnon && !write ? vmaPteFlags(vma) & ~PTE_WRITE : vmaPteFlags(vma);
+  Atomics.store(w, i, mkPte(pfn, vma.keyid, flags | pinned | (write ? PTE_DIRTY : 0)));
   return 0;
 }

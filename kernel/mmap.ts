@@ -256,7 +256,8 @@ function mmapRegion(
   mm.vmas.insert(vma);
   k.gauge('vma_count_max', mm.vmas.mapCount);
   if (populate) {
-    const write = (vmFlags & VM_WRITE) !== 0;
+    // populate_vma_page_range: write faults for private writable memory only
+    const write = (vmFlags & (VM_WRITE | VM_SHARED)) === VM_WRITE;
     for (let va = addr; va < addr + len; va += PAGE_SIZE) {
       if (handleMmFault(k, task, va, write) < 0) break; // like mm_populate: best effort
     }
@@ -268,6 +269,8 @@ function mmapRegion(
 export function unmapRange(k: Kernel, task: Task, start: number, end: number): number {
   const detached = task.mm.vmas.detach(start, end);
   if (typeof detached === 'number') return detached;
+  const guards = task.mm.guards;
+  if (guards.size > 0) for (const g of guards) if (g >= start && g < end) guards.delete(g);
   for (const v of detached) {
     zapRange(k, task.mm, v.start, v.end);
     v.release();

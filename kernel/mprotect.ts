@@ -6,16 +6,17 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
 import type { MktmeKey } from './keys.js';
-import { zapRange } from './memory.js';
+import { handleMmFault, zapRange } from './memory.js';
 import { protToVm } from './mmap.js';
 import { addReg, offsetInPageReg, pageAlignReg, type Reg, type RegArg, toReg } from './regs.js';
-import { PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
+import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 import { PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from './uapi.js';
 import {
   VM_ACCESS_FLAGS,
   VM_ACCOUNT,
   VM_GROWSDOWN,
+  VM_LOCKED,
   VM_NORESERVE,
   VM_SHARED,
   VM_WRITE,
@@ -37,6 +38,10 @@ export function changeProtection(k: Kernel, task: Task, vma: Vma, start: number,
   const w = k.pool.words;
   const access = (vma.flags & VM_ACCESS_FLAGS) !== 0;
   const write = (vma.flags & VM_WRITE) !== 0;
+  // A clean page of private anonymous memory stands for the zero page, which
+  // change_protection never makes writable (can_change_pte_writable): its
+  // first write faults and breaks COW (memory.ts).
+  const zeroPages = vma.file === null && vma.keyid === 0;
   let changed = false;
   for (let va = start; va < end; va += PAGE_SIZE) {
     const i = k.pool.pteIndex(task.mm.pgd, va);
@@ -47,7 +52,7 @@ export function changeProtection(k: Kernel, task: Task, vma: Vma, start: number,
     const pte = Atomics.load(w, i);
     if (pte === 0 || pte & (PTE_SWAP | PTE_MIGRATION)) continue;
     let npte = access ? pte | PTE_PRESENT : pte & ~PTE_PRESENT;
-    npte = write ? npte | PTE_WRITE : npte & ~PTE_WRITE;
+    npte = write && !(zeroPages && !(pte & PTE_DIRTY)) ? npte | PTE_WRITE : npte & ~PTE_WRITE;
     if (npte !== pte) {
       Atomics.store(w, i, npte);
       changed = true;
@@ -87,6 +92,10 @@ function mprotectFixup(
   if (r < 0) return r;
   if (keyChange) zapRange(k, task.mm, start, end);
   if (target !== null) changeProtection(k, task, target, start, end);
+  // A private VM_LOCKED VMA becoming writable is populated with write faults
+  // now, to break COW ahead of access (mprotect_fixup)
+  if ((oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED)) === VM_LOCKED && newflags & VM_WRITE)
+    for (let va = start; va < end; va += PAGE_SIZE) if (handleMmFault(k, task, va, true) < 0) break;
   return r;
 }
 

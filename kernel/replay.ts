@@ -29,6 +29,8 @@ type Json = Record<string, unknown>;
 export interface ReplayHost {
   readonly mmapMinAddr?: number;
   readonly rawio?: boolean;
+  /** the CPU has 1 GiB pages (pdpe1gb): MAP_HUGE_1GB names a known size */
+  readonly gigantic?: boolean;
 }
 
 const U64_LIMIT = 1n << 64n;
@@ -116,7 +118,7 @@ export class Replayer {
     host: ReplayHost = {},
   ) {
     const machine = Machine.create({ profile: 'none', backend: 'openssl', memory: { nodeFrames: [256] }, nrCpus: 1 });
-    this.k = new Kernel(machine, { features: NO_FEATURES, pgtableSlots: 64, mmapMinAddr: host.mmapMinAddr });
+    this.k = new Kernel(machine, { features: NO_FEATURES, pgtableSlots: 64, mmapMinAddr: host.mmapMinAddr, gigantic: host.gigantic });
     this.task = this.k.spawn({ caps: host.rawio === true ? [CAP_SYS_ADMIN, CAP_SYS_RAWIO] : [CAP_SYS_ADMIN] });
   }
 

@@ -69,8 +69,14 @@ export class Vma {
     public key: VmaKeyRef | null = null,
   ) {}
 
-  /** anon_vma assigned: an anonymous page was faulted in (inherited by splits). */
-  anonVma = false;
+  /**
+   * The anon_vma's identity, 0 for none. A private VMA gets one when a page
+   * of it is first written (anon_vma_prepare: VmaList.anonVmaPrepare), not on
+   * a read fault (the zero page); splits inherit it. Two VMAs whose anon_vmas
+   * differ never merge (is_mergeable_anon_vma). Every chain is singular here:
+   * there is no fork.
+   */
+  anonVma = 0;
 
   get keyid(): number {
     return this.key === null ? 0 : this.key.keyid;
@@ -174,10 +180,47 @@ export class VmaList {
     return 0;
   }
 
-  /** Can a (below) and b (above) be one VMA? (is_mergeable_vma + anon pgoff check) */
+  private lastAnonVma = 0;
+
+  /**
+   * anon_vma_prepare for vmas[i]: nothing if it has one; else the anon_vma of
+   * the next VMA, then of the previous one, where anon_vma_compatible allows
+   * (adjacent, same file, flags equal but for the access bits, contiguous
+   * pgoff: mm/rmap.c find_mergeable_anon_vma); else a new one.
+   */
+  anonVmaPrepare(i: number): void {
+    const v = this.vmas;
+    const vma = v[i];
+    if (vma.anonVma !== 0) return;
+    const next = v[i + 1];
+    if (next !== undefined && next.anonVma !== 0 && VmaList.anonCompatible(vma, next)) {
+      vma.anonVma = next.anonVma;
+      return;
+    }
+    const prev = v[i - 1];
+    if (prev !== undefined && prev.anonVma !== 0 && VmaList.anonCompatible(prev, vma)) {
+      vma.anonVma = prev.anonVma;
+      return;
+    }
+    vma.anonVma = ++this.lastAnonVma;
+  }
+
+  /** anon_vma_compatible(a, b), a below b. */
+  static anonCompatible(a: Vma, b: Vma): boolean {
+    return (
+      a.end === b.start &&
+      a.file === b.file &&
+      ((a.flags ^ b.flags) & ~VM_ACCESS_FLAGS) === 0 &&
+      a.keyid === b.keyid &&
+      b.pgoff === a.pgoff + a.pages
+    );
+  }
+
+  /** Can a (below) and b (above) be one VMA? (is_mergeable_vma + is_mergeable_anon_vma + pgoff) */
   static mergeable(a: Vma, b: Vma): boolean {
     return (
       a.end === b.start &&
+      (a.anonVma === 0 || b.anonVma === 0 || a.anonVma === b.anonVma) &&
       a.flags === b.flags &&
       (a.flags & VM_SPECIAL) === 0 &&
       a.file === b.file &&
@@ -193,14 +236,9 @@ export class VmaList {
    * absorbed VMA's key reference.
    */
   mergeAround(i: number): number {
+    // Left first, then right against the result: a right merge needs the
+    // previous and next anon_vmas to agree as well (can_vma_merge_right).
     const v = this.vmas;
-    if (i + 1 < v.length && VmaList.mergeable(v[i], v[i + 1])) {
-      v[i].end = v[i + 1].end;
-      v[i].anonVma ||= v[i + 1].anonVma;
-      v[i + 1].release();
-      v.splice(i + 1, 1);
-      this.onChange('merge');
-    }
     if (i > 0 && VmaList.mergeable(v[i - 1], v[i])) {
       v[i - 1].end = v[i].end;
       v[i - 1].anonVma ||= v[i].anonVma;
@@ -208,6 +246,13 @@ export class VmaList {
       v.splice(i, 1);
       this.onChange('merge');
       i--;
+    }
+    if (i + 1 < v.length && VmaList.mergeable(v[i], v[i + 1])) {
+      v[i].end = v[i + 1].end;
+      v[i].anonVma ||= v[i + 1].anonVma;
+      v[i + 1].release();
+      v.splice(i + 1, 1);
+      this.onChange('merge');
     }
     return i;
   }

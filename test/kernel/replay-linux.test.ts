@@ -4,16 +4,65 @@
 // test region as /proc/self/maps shows them (compared on `start-end perms` only).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { replayTrace } from '../../kernel/replay.js';
+import { replayTrace, type ReplayHost } from '../../kernel/replay.js';
 import { REGION_END, REGION_START, randomTrace } from './trace-gen.js';
 
 const SEEDS = 40;
 const CALLS = 60;
+/** The edge-input traces: 64-bit registers, every advice, mmap flags, PROT_GROWS*, guards. */
+const EDGE_SEEDS = 500;
+const EDGE_CALLS = 200;
+const EDGE_BATCH = 50;
+
+/** This machine's settings that Linux's answers depend on (the model is told the same). */
+function hostSettings(): { mmapMinAddr: number; gigantic: boolean } {
+  const mmapMinAddr = Number(readFileSync('/proc/sys/vm/mmap_min_addr', 'utf8').trim());
+  assert.ok(Number.isSafeInteger(mmapMinAddr), `/proc/sys/vm/mmap_min_addr: ${mmapMinAddr}`);
+  // x86 registers the 1 GiB huge page size when the CPU has it (arch/x86/mm/hugetlbpage.c)
+  const gigantic = /^flags\s*:.*\bpdpe1gb\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  return { mmapMinAddr, gigantic };
+}
+
+/**
+ * Input classes the edge traces must reach over EDGE_SEEDS seeds, each as a pattern on the
+ * trace text, and errnos Linux must have answered: so a generator change cannot quietly stop
+ * testing a class.
+ */
+const EDGE_CLASSES: ReadonlyArray<[string, RegExp]> = [
+  ['negative address', /"addr":"-\d/],
+  ['address above TASK_SIZE', /"addr":"0x(800000000000|8000000000000000|1000000000000000)"/],
+  ['MAP_FIXED at an error-number address', /"op":"mmap","addr":"-(1|12|22|100|4095)"/],
+  ['len that wraps in PAGE_ALIGN', /"len":"(-1|0xfffffffffffff001)"/],
+  ['len that wraps start + len', /"len":"0xfffffffd/],
+  ['mmap len past TASK_SIZE', /"op":"mmap"[^}]*"len":"0x(800000000000|8000000000000000|7fffffffffff)"/],
+  ['MAP_FIXED at 0 (mmap_min_addr)', /"op":"mmap","addr":"0"/],
+  ['MAP_SHARED_VALIDATE anonymous', /MAP_SHARED_VALIDATE/],
+  ['MAP_DROPPABLE', /MAP_DROPPABLE/],
+  ['MAP_GROWSDOWN', /MAP_GROWSDOWN/],
+  ['MAP_LOCKED', /MAP_LOCKED/],
+  ['MAP_NORESERVE', /MAP_NORESERVE/],
+  ['MAP_STACK', /MAP_STACK/],
+  ['MAP_SYNC', /MAP_SYNC/],
+  ['MAP_HUGETLB (raw flags)', /"flags":"0x(4|8|c|1|6|5)[0-9a-f]*40032"|"flags":"0x40032"|"flags":"0x40022"|"flags":"0x140022"/],
+  ['flag bits above 31', /"flags":"0x[0-9a-f]{9,}"/],
+  ['prot bits mmap ignores', /"op":"mmap"[^}]*"prot":"0x/],
+  ['PROT_GROWSDOWN', /"prot":"0x100000[13]"/],
+  ['PROT_GROWSUP', /"prot":"0x2000001"/],
+  ['prot bits above 31 in mprotect', /"op":"mprotect"[^}]*"prot":"0x(1|8)000000/],
+  ['advice truncated to int', /"advice":"0x1000000/],
+  ['invalid advice', /"advice":"(-1|0x80000000|26|99|104|5)"/],
+  ...[
+    'MADV_FREE', 'MADV_REMOVE', 'MADV_DONTFORK', 'MADV_DOFORK', 'MADV_MERGEABLE', 'MADV_UNMERGEABLE', 'MADV_HUGEPAGE',
+    'MADV_NOHUGEPAGE', 'MADV_DONTDUMP', 'MADV_DODUMP', 'MADV_WIPEONFORK', 'MADV_KEEPONFORK', 'MADV_COLD', 'MADV_PAGEOUT',
+    'MADV_POPULATE_READ', 'MADV_POPULATE_WRITE', 'MADV_DONTNEED_LOCKED', 'MADV_COLLAPSE', 'MADV_GUARD_INSTALL', 'MADV_GUARD_REMOVE',
+  ].map((a): [string, RegExp] => [a, new RegExp(`"advice":"${a}"`)]),
+];
+const EDGE_ERRNOS = ['EINVAL', 'ENOMEM', 'EEXIST', 'EPERM', 'EFAULT', 'EBADF'];
 // The compiled test runs from dist/test/kernel/; the C source stays in test/kernel/.
 const SRC = fileURLToPath(new URL('../../../test/kernel/replay_linux.c', import.meta.url));
 const CFLAGS = ['-O1', '-Wall', '-Werror', '-std=gnu11'];
@@ -100,6 +149,7 @@ function mismatchMessage(seed: number, trace: string[], linuxRaw: string[], mode
 }
 
 const skip = skipReason();
+const errnosSeen: string[] = [];
 
 describe('VMA layer vs real Linux (differential)', { skip }, () => {
   let dir = '';
@@ -150,6 +200,48 @@ describe('VMA layer vs real Linux (differential)', { skip }, () => {
         }
       }
     }
+  });
+
+  it(`the edge traces (${EDGE_SEEDS} seeds x ${EDGE_CALLS} calls) reach every input class`, () => {
+    const host = hostSettings();
+    const text = Array.from({ length: EDGE_SEEDS }, (_, s) => randomTrace(s + 1, EDGE_CALLS, { edges: true, mmapMinAddr: host.mmapMinAddr }).join('\n')).join('\n');
+    const missing = EDGE_CLASSES.filter(([, re]) => !re.test(text)).map(([name]) => name);
+    assert.deepEqual(missing, [], 'input classes no edge trace reaches');
+  });
+
+  for (let from = 1; from <= EDGE_SEEDS; from += EDGE_BATCH) {
+    const to = Math.min(EDGE_SEEDS, from + EDGE_BATCH - 1);
+    it(`edge seeds ${from}-${to}: ${EDGE_CALLS} calls each give the same output`, (t) => {
+      const host = hostSettings();
+      const model: ReplayHost = { mmapMinAddr: host.mmapMinAddr, gigantic: host.gigantic };
+      const errnos = new Set<string>();
+      for (let seed = from; seed <= to; seed++) {
+        const trace = randomTrace(seed, EDGE_CALLS, { edges: true, mmapMinAddr: host.mmapMinAddr });
+        const linuxRaw = runLinux(bin, trace, `edge seed ${seed}`);
+        for (const l of linuxRaw) {
+          const m = /"errno":"(E[A-Z0-9]+)"/.exec(l);
+          if (m) errnos.add(m[1]!);
+        }
+        let modelRaw: string[];
+        try {
+          modelRaw = replayTrace(trace, model);
+        } catch (e) {
+          assert.fail(`edge seed ${seed}: replayTrace threw: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+        }
+        const linux = linuxRaw.map(normalise);
+        const modelN = modelRaw.map(normalise);
+        for (let i = 0; i < Math.max(linux.length, modelN.length); i++) {
+          if (linux[i] !== modelN[i]) assert.fail('edge traces (randomTrace(seed, n, { edges: true, mmapMinAddr })), ' + mismatchMessage(seed, trace, linuxRaw, modelRaw, linux, modelN, i));
+        }
+      }
+      t.diagnostic(`errnos Linux gave: ${[...errnos].sort().join(' ')}`);
+      errnosSeen.push(...errnos);
+    });
+  }
+
+  it('the edge traces made Linux answer every errno class they aim at', () => {
+    const missing = EDGE_ERRNOS.filter((e) => !errnosSeen.includes(e));
+    assert.deepEqual(missing, [], 'errnos no edge trace produced');
   });
 
   for (let seed = 1; seed <= SEEDS; seed++) {
