@@ -79,3 +79,56 @@ describe('replay, line by line', () => {
     assert.equal(r.stdout, '{"ret":"0x200000000","errno":null}\n200000000-200001000 rw-p 00000000 00:00 0\n{"maps":1}\n');
   });
 });
+
+describe('replay, hostile input', () => {
+  // mulberry32 (as trace-gen.ts), so a failing seed can be replayed
+  const rng = (seed: number) => {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  };
+
+  it('20000 random lines: each is run or is one TraceError naming its line, nothing else is thrown', () => {
+    const rnd = rng(7);
+    const pick = <T,>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
+    const values: readonly unknown[] = [
+      0, 1, -1, 4096, -4096, 0.5, 1e300, -1e300, 2 ** 53, 2 ** 64, Number.MAX_SAFE_INTEGER, '0x200000000', '0x', '-0x1', '0xffffffffffffffff',
+      '0x10000000000000000', '-0x8000000000000000', '-0x8000000000000001', '18446744073709551615', '18446744073709551616', '-1', '',
+      'rw-', 'rwx', 'r', null, true, [], {}, ['MAP_PRIVATE', 'MAP_ANONYMOUS'], ['toString'], ['__proto__'], ['MAP_FIXED', 3],
+      'MADV_DONTNEED', 'constructor', 'hasOwnProperty', 'NaN', 'Infinity', '1e3', ' 1', '0x1 ',
+    ];
+    const keys = ['op', 'addr', 'len', 'prot', 'flags', 'advice', 'fd', 'offset', '__proto__', 'constructor'];
+    const ops = ['mmap', 'munmap', 'mprotect', 'madvise', 'maps', 'toString', '', 42, null];
+    let ran = 0, refused = 0;
+    const r = new Replayer(() => {});
+    try {
+      for (let n = 1; n <= 20000; n++) {
+        let text: string;
+        const v = rnd();
+        if (v < 0.05) text = pick(['', ' ', 'null', '[]', '"x"', '{', '{"op":', '1', '{}', 'true', '\u0000']);
+        else {
+          const o: Record<string, unknown> = { op: pick(ops) };
+          for (const k of keys) if (k !== 'op' && rnd() < 0.7) o[k] = pick(values);
+          text = JSON.stringify(o);
+        }
+        try {
+          r.line(text);
+          ran++;
+        } catch (e) {
+          if (!(e instanceof TraceError)) assert.fail(`line ${n} ${text}: threw ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+          assert.equal(e.line, n);
+          assert.match(e.message, new RegExp(`^line ${n}: [^\\n]+$`));
+          refused++;
+        }
+      }
+    } finally {
+      r.close();
+    }
+    assert.ok(ran > 1000 && refused > 1000, `both kinds seen: ${ran} run, ${refused} refused`);
+  });
+});
