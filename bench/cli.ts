@@ -12,7 +12,9 @@ import { PROFILE_NAMES, getProfile } from '../hardware/profiles.js';
 import { availableBackends, backendNote, defaultBackend, getBackend } from '../hardware/xts.js';
 import { DESIGN_NAMES } from '../interfaces/contract.js';
 import { getDesign } from '../interfaces/registry.js';
-import { Replayer, TraceError } from '../kernel/replay.js';
+import { defaultOvercommit } from '../kernel/limits.js';
+import { REPLAY_RAM_PAGES, Replayer, type ReplayHost, TraceError } from '../kernel/replay.js';
+import { hostReplaySettings } from './host.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
 import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
@@ -282,13 +284,19 @@ async function main(argv: string[]): Promise<void> {
       (y) =>
         y
           .positional('file', { type: 'string', demandOption: true, describe: "trace file, '-' for stdin" })
+          .option('host', {
+            type: 'boolean',
+            default: false,
+            describe: "take this machine's settings (/proc/sys/vm/mmap_min_addr, overcommit_*, MemTotal, SwapTotal, pdpe1gb, RLIMIT_MEMLOCK); the flags below override them",
+          })
           .option('mmap-min-addr', {
             type: 'string',
-            default: '65536',
-            describe: "vm.mmap_min_addr of the machine to compare with (this host's: /proc/sys/vm/mmap_min_addr)",
+            describe: 'vm.mmap_min_addr (default 65536)',
             coerce: positiveInt('mmap-min-addr', 2 ** 47, 0),
           })
-          .option('rawio', { type: 'boolean', default: false, describe: 'the process has CAP_SYS_RAWIO (as root has): MAP_FIXED below mmap_min_addr is allowed' }),
+          .option('rawio', { type: 'boolean', describe: 'the process has CAP_SYS_RAWIO (as root has): MAP_FIXED below mmap_min_addr is allowed' })
+          .option('memlock', { type: 'string', describe: 'RLIMIT_MEMLOCK in bytes (default 8388608); the process has no CAP_IPC_LOCK', coerce: positiveInt('memlock', Number.MAX_SAFE_INTEGER, 0) })
+          .option('overcommit', { type: 'string', describe: 'vm.overcommit_memory: 0, 1 or 2 (default 0, against 4 GiB of RAM and no swap)', coerce: positiveInt('overcommit', 2, 0) }),
       async (a) => {
         // yargs hands '-' over as ''
         const stdin = a.file === '-' || a.file === '';
@@ -309,7 +317,21 @@ async function main(argv: string[]): Promise<void> {
           pending = '';
           if (!process.stdout.write(chunk)) await once(process.stdout, 'drain');
         };
-        const r = new Replayer((l) => (pending += l + '\n'), { mmapMinAddr: a['mmap-min-addr'], rawio: a.rawio });
+        let host: ReplayHost = {};
+        try {
+          if (a.host) host = hostReplaySettings();
+        } catch (e) {
+          fail(`--host: ${(e as Error).message}`);
+        }
+        const oc = host.overcommit ?? defaultOvercommit(REPLAY_RAM_PAGES, 0);
+        host = {
+          ...host,
+          ...(a['mmap-min-addr'] !== undefined && { mmapMinAddr: a['mmap-min-addr'] }),
+          ...(a.rawio !== undefined && { rawio: a.rawio }),
+          ...(a.memlock !== undefined && { memlock: a.memlock }),
+          ...(a.overcommit !== undefined && { overcommit: { ...oc, mode: a.overcommit as 0 | 1 | 2 } }),
+        };
+        const r = new Replayer((l) => (pending += l + '\n'), host);
         try {
           for await (const text of createInterface({ input, crlfDelay: Infinity })) {
             r.line(text);

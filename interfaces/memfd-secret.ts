@@ -8,6 +8,7 @@
 import { asPfn } from '../hardware/types.js';
 import { E } from '../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile } from '../kernel/kernel.js';
+import { mlockFutureOk } from '../kernel/limits.js';
 import { allocFilePage, freeFilePages, pinPage } from '../kernel/memory.js';
 import { PG_SECRET } from '../kernel/page_alloc.js';
 import { NR } from '../kernel/syscalls.js';
@@ -18,8 +19,10 @@ import { EncryptionDesign, fallbackAlloc, type AllocResult, type KeySpec, type U
 const RW = PROT_READ | PROT_WRITE;
 
 const secretOps: FileOps = {
-  mmap(_k, _file, vma) {
+  mmap(_k, _file, vma, task) {
     if ((vma.flags & (VM_SHARED | VM_MAYSHARE)) === 0) return -E.EINVAL;
+    // secret memory is locked memory, counted against RLIMIT_MEMLOCK (mm/secretmem.c secretmem_mmap)
+    if (!mlockFutureOk(task, vma.flags | VM_LOCKED, vma.end - vma.start)) return -E.EAGAIN;
     vma.flags |= VM_LOCKED;
     return 0;
   },

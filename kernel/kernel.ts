@@ -17,6 +17,7 @@ import { CAP_SYS_ADMIN, DEFAULT_MAX_MAP_COUNT, MMAP_MIN_ADDR, TASK_SIZE } from '
 import { E } from './errno.js';
 import type { MadviseHook } from './madvise.js';
 import { CORE_SYSCALLS, type SysArg, type SyscallFn } from './syscalls.js';
+import { DEFAULT_RLIMITS, defaultOvercommit, type Overcommit, type Rlimits } from './limits.js';
 import { VmaList, type Vma, type VmaFile } from './vma.js';
 
 export const KERNEL_COUNTERS = [
@@ -75,12 +76,19 @@ export interface KernelConfig {
    * MAP_HUGE_1GB names a huge page size the kernel knows.
    */
   readonly gigantic?: boolean;
+  /**
+   * vm.overcommit_* and the RAM and swap they weigh against. Default: Linux's
+   * defaults for this simulated machine (its frames, its swap device).
+   */
+  readonly overcommit?: Overcommit;
 }
 
 /** struct file: an open file or device, with its page cache where it has one. */
 export class OpenFile implements VmaFile {
   refs = 1;
   size = 0;
+  /** pages charged to the commit total for this file (shared anonymous memory) */
+  acct = 0;
   /** page cache: page offset -> frame */
   readonly pages = new Map<number, number>();
   /** the mm whose memory limit pays for this file's pages (pinned file memory) */
@@ -191,6 +199,7 @@ export class Task {
     readonly pid: number,
     readonly mm: MmStruct,
     readonly creds: Creds,
+    readonly rlimits: Rlimits = DEFAULT_RLIMITS,
   ) {}
 
   get uid(): number {
@@ -212,6 +221,8 @@ export class Task {
 export interface SpawnOptions {
   readonly uid?: number;
   readonly caps?: Iterable<number>;
+  /** RLIMIT_AS, RLIMIT_DATA, RLIMIT_MEMLOCK in bytes (default DEFAULT_RLIMITS) */
+  readonly rlimits?: Partial<Rlimits>;
   /** memory limit in pages */
   readonly memLimit?: number;
   readonly node?: number;
@@ -248,6 +259,9 @@ export class Kernel {
   maxMapCount: number;
   /** vm.mmap_min_addr (KernelConfig.mmapMinAddr) */
   readonly mmapMinAddr: number;
+  readonly overcommit: Overcommit;
+  /** vm_committed_as: pages charged by VM_ACCOUNT mappings and shared anonymous memory */
+  committedPages = 0;
   private nextPid = 100;
   private nextMmId = 1;
   private nextIno = 1000;
@@ -272,6 +286,7 @@ export class Kernel {
     this.row = this.counters.row(0);
     this.keys = new KeyService(machine.engine);
     this.swap = config.swap ? SwapDevice.open(config.swap, machine.engine.backend) : null;
+    this.overcommit = config.overcommit ?? defaultOvercommit(machine.memory.nrFrames - machine.memory.daxFrames, config.swap?.slots ?? 0);
     if (machine.memory.daxFrames > 0) this.registerDevice(daxDevice);
   }
 
@@ -315,7 +330,7 @@ export class Kernel {
       (what) => this.count(what === 'split' ? 'vma_splits' : 'vma_merges'),
       this.machine.nrCpus,
     );
-    const t = new Task(this.nextPid++, mm, { uid: opts.uid ?? 0, caps: new Set(opts.caps ?? [CAP_SYS_ADMIN]) });
+    const t = new Task(this.nextPid++, mm, { uid: opts.uid ?? 0, caps: new Set(opts.caps ?? [CAP_SYS_ADMIN]) }, { ...DEFAULT_RLIMITS, ...opts.rlimits });
     this.tasks.set(t.pid, t);
     return t;
   }

@@ -152,7 +152,10 @@ function madviseVma(k: Kernel, task: Task, vma: Vma, start: number, end: number,
     }
     case MADV_GUARD_INSTALL:
       if (f & (VM_SPECIAL | VM_LOCKED)) return -E.EINVAL;
-      task.mm.vmas.anonVmaPrepare(task.mm.vmas.findIndex(start));
+      // anon_vma_prepare, for anonymous VMAs only: 6.18.2's madvise_guard_install
+      // prepares one for any VMA, but the 6.18 stable kernel this was checked
+      // against (6.18.44) merges guarded shared-memory VMAs as if it had none
+      if (vma.file === null) task.mm.vmas.anonVmaPrepare(task.mm.vmas.findIndex(start));
       // the pages go, and a marker takes each one's place (SIGSEGV on access)
       zapRange(k, task.mm, start, end);
       for (let va = start; va < end; va += PAGE_SIZE) task.mm.guards.add(va);

@@ -3,6 +3,7 @@
 import { PAGE_SIZE } from '../hardware/types.js';
 import { E } from './errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from './kernel.js';
+import { canDoMlock, mayExpandVm, mlockFutureOk, vmEnoughMemory, vmUnacctMemory } from './limits.js';
 import { allocFilePage, freeFilePages, handleMmFault, zapRange } from './memory.js';
 import { offsetInPageReg, PAGE_OFFSET_MASK, pageAlignReg, type RegArg, regUint, toReg, U64_MAX } from './regs.js';
 import {
@@ -68,7 +69,10 @@ const shmemOps: FileOps = {
     if (have !== undefined) return have;
     return allocFilePage(k, file, pgoff, null);
   },
-  release: (k, file) => freeFilePages(k, file),
+  release: (k, file) => {
+    vmUnacctMemory(k, file.acct);
+    freeFilePages(k, file);
+  },
 };
 
 /**
@@ -168,6 +172,8 @@ export function doMmap(k: Kernel, task: Task, addrA: RegArg, lenA: RegArg, protA
     if (addr < 0) return addr;
   }
   if (flags & MAP_FIXED_NOREPLACE && mm.vmas.intersection(addr, addr + len) !== null) return -E.EEXIST;
+  if (flags & MAP_LOCKED && !canDoMlock(task)) return -E.EPERM;
+  if (!mlockFutureOk(task, vmFlags, len)) return -E.EAGAIN;
   const type = flags & MAP_TYPE;
   if (file !== null || huge !== 0) {
     // a file mapping (anonymous MAP_HUGETLB is a hugetlbfs file by now)
@@ -190,8 +196,7 @@ export function doMmap(k: Kernel, task: Task, addrA: RegArg, lenA: RegArg, protA
     }
     pgoff = addr / PAGE_SIZE;
   } else return -E.EINVAL; // including MAP_SHARED_VALIDATE: no anonymous case for it
-  // overcommit_memory is never OVERCOMMIT_NEVER here
-  if (flags & MAP_NORESERVE) vmFlags |= VM_NORESERVE;
+  if (flags & MAP_NORESERVE && k.overcommit.mode !== 2) vmFlags |= VM_NORESERVE;
   if (huge !== 0) {
     // hugetlbfs_file_mmap reserves the pages; this machine has no huge page
     // pool (vm.nr_hugepages = 0), so the reservation fails. The range was
@@ -229,8 +234,23 @@ function mmapRegion(
   populate: boolean,
 ): number {
   const mm = task.mm;
+  // __mmap_prepare: the VMAs a MAP_FIXED mapping replaces are gathered first
+  // (split at its edges: those splits stay if a check below fails); what it
+  // replaces counts against neither the limits nor the charge
+  const gathered = mm.vmas.splitEdges(addr, addr + len);
+  if (gathered < 0) return gathered;
+  const replaced = mm.vmas.overlap(addr, addr + len);
+  if (!mayExpandVm(task, vmFlags, len / PAGE_SIZE - replaced.pages)) return -E.ENOMEM;
   // accountable_mapping: private writable memory is charged (VM_ACCOUNT)
-  if ((vmFlags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE) vmFlags |= VM_ACCOUNT;
+  const accountable = (vmFlags & (VM_NORESERVE | VM_SHARED | VM_WRITE)) === VM_WRITE;
+  if (accountable) {
+    const charged = len / PAGE_SIZE - replaced.accounted;
+    if (charged > 0 && vmEnoughMemory(k, task, charged) < 0) return -E.ENOMEM;
+    vmFlags |= VM_ACCOUNT;
+    // the replaced VM_ACCOUNT pages stay charged, now to the new mapping
+    // (vms->nr_accounted = 0): unmapRange below gives them back, so take them again
+    k.committedPages += replaced.accounted;
+  }
   let vma: Vma;
   if (file === null && vmFlags & VM_SHARED) {
     const shm = new OpenFile(k, '/dev/zero (deleted)', '00:01', k.newIno(), shmemOps);
@@ -243,6 +263,7 @@ function mmapRegion(
     // f_op->mmap before anything is unmapped, so a refusal changes nothing
     const r = file.ops.mmap(k, file, vma, task);
     if (r < 0) {
+      if (accountable) vmUnacctMemory(k, len / PAGE_SIZE);
       vma.release();
       return r;
     }
@@ -250,8 +271,18 @@ function mmapRegion(
   // MAP_FIXED over existing mappings: unmap them first
   const old = unmapRange(k, task, addr, addr + len);
   if (old < 0) {
+    if (accountable) vmUnacctMemory(k, len / PAGE_SIZE);
     vma.release();
     return old;
+  }
+  if (file === null && vmFlags & VM_SHARED && !(vmFlags & VM_NORESERVE)) {
+    // shmem_zero_setup -> shmem_acct_size charges the whole size. It fails
+    // after the old mappings are gone, and they stay gone.
+    if (vmEnoughMemory(k, task, len / PAGE_SIZE) < 0) {
+      vma.release();
+      return -E.ENOMEM;
+    }
+    (vma.file as OpenFile).acct = len / PAGE_SIZE;
   }
   mm.vmas.insert(vma);
   k.gauge('vma_count_max', mm.vmas.mapCount);
@@ -269,6 +300,7 @@ function mmapRegion(
 export function unmapRange(k: Kernel, task: Task, start: number, end: number): number {
   const detached = task.mm.vmas.detach(start, end);
   if (typeof detached === 'number') return detached;
+  for (const v of detached) if (v.flags & VM_ACCOUNT) vmUnacctMemory(k, v.pages);
   const guards = task.mm.guards;
   if (guards.size > 0) for (const g of guards) if (g >= start && g < end) guards.delete(g);
   for (const v of detached) {

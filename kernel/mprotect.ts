@@ -6,6 +6,7 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
 import type { MktmeKey } from './keys.js';
+import { mayExpandVm, vmEnoughMemory, vmUnacctMemory } from './limits.js';
 import { handleMmFault, zapRange } from './memory.js';
 import { protToVm } from './mmap.js';
 import { addReg, offsetInPageReg, pageAlignReg, type Reg, type RegArg, toReg } from './regs.js';
@@ -76,12 +77,20 @@ function mprotectFixup(
   const oldflags = vma.flags;
   const keyChange = newKey !== undefined && newKey !== vma.key;
   if (newflags === oldflags && !keyChange) return i;
-  // Private memory turning writable is charged; read-only anonymous memory
-  // with no pages yet is uncharged again.
+  // Private memory turning writable is charged (and may pass RLIMIT_DATA);
+  // read-only anonymous memory with no anon_vma yet is uncharged again.
+  const nrpages = (end - start) / PAGE_SIZE;
+  let charged = 0, uncharged = 0;
   if (newflags & VM_WRITE) {
-    if (!(oldflags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE))) newflags |= VM_ACCOUNT;
+    if (!mayExpandVm(task, newflags, nrpages) && mayExpandVm(task, oldflags, nrpages)) return -E.ENOMEM;
+    if (!(oldflags & (VM_ACCOUNT | VM_WRITE | VM_SHARED | VM_NORESERVE))) {
+      if (vmEnoughMemory(k, task, nrpages) < 0) return -E.ENOMEM;
+      charged = nrpages;
+      newflags |= VM_ACCOUNT;
+    }
   } else if (oldflags & VM_ACCOUNT && vma.anonymous && !vma.anonVma) {
     newflags &= ~VM_ACCOUNT;
+    uncharged = nrpages;
   }
   let target: Vma | null = null;
   const r = vmas.modify(i, start, end, (v) => {
@@ -89,7 +98,11 @@ function mprotectFixup(
     if (keyChange) setVmaKey(v, newKey);
     target = v;
   });
-  if (r < 0) return r;
+  if (r < 0) {
+    vmUnacctMemory(k, charged);
+    return r;
+  }
+  vmUnacctMemory(k, uncharged);
   if (keyChange) zapRange(k, task.mm, start, end);
   if (target !== null) changeProtection(k, task, target, start, end);
   // A private VM_LOCKED VMA becoming writable is populated with write faults

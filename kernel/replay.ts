@@ -6,6 +6,7 @@
 import { Machine } from '../hardware/machine.js';
 import { errnoName } from './errno.js';
 import { Kernel, NO_FEATURES } from './kernel.js';
+import { defaultOvercommit, type Overcommit } from './limits.js';
 import { NR } from './syscalls.js';
 import { CAP_SYS_ADMIN, CAP_SYS_RAWIO, MADV_NAMES, MAP_FLAG_NAMES } from './uapi.js';
 
@@ -31,7 +32,14 @@ export interface ReplayHost {
   readonly rawio?: boolean;
   /** the CPU has 1 GiB pages (pdpe1gb): MAP_HUGE_1GB names a known size */
   readonly gigantic?: boolean;
+  /** overcommit settings; default Linux's for REPLAY_RAM_PAGES of RAM and no swap */
+  readonly overcommit?: Overcommit;
+  /** RLIMIT_MEMLOCK in bytes (the process has no CAP_IPC_LOCK); default 8 MiB */
+  readonly memlock?: number;
 }
+
+/** RAM the replayed process's machine has, unless told (4 GiB): it only matters to overcommit. */
+export const REPLAY_RAM_PAGES = 1 << 20;
 
 const U64_LIMIT = 1n << 64n;
 const I64_MIN_MAG = 1n << 63n;
@@ -118,8 +126,17 @@ export class Replayer {
     host: ReplayHost = {},
   ) {
     const machine = Machine.create({ profile: 'none', backend: 'openssl', memory: { nodeFrames: [256] }, nrCpus: 1 });
-    this.k = new Kernel(machine, { features: NO_FEATURES, pgtableSlots: 64, mmapMinAddr: host.mmapMinAddr, gigantic: host.gigantic });
-    this.task = this.k.spawn({ caps: host.rawio === true ? [CAP_SYS_ADMIN, CAP_SYS_RAWIO] : [CAP_SYS_ADMIN] });
+    this.k = new Kernel(machine, {
+      features: NO_FEATURES,
+      pgtableSlots: 64,
+      mmapMinAddr: host.mmapMinAddr,
+      gigantic: host.gigantic,
+      overcommit: host.overcommit ?? defaultOvercommit(REPLAY_RAM_PAGES, 0),
+    });
+    this.task = this.k.spawn({
+      caps: host.rawio === true ? [CAP_SYS_ADMIN, CAP_SYS_RAWIO] : [CAP_SYS_ADMIN],
+      rlimits: host.memlock === undefined ? {} : { memlock: host.memlock },
+    });
   }
 
   /** The next line of the trace. Throws TraceError when it is malformed. */

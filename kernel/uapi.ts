@@ -140,6 +140,7 @@ export const MMAP_BASE = 0x7f00_0000_0000;
 /** mmap_min_addr default. */
 export const MMAP_MIN_ADDR = 0x10000;
 
+export const CAP_IPC_LOCK = 14;
 export const CAP_SYS_RAWIO = 17;
 export const CAP_SYS_ADMIN = 21;
 export const CAP_SYS_RESOURCE = 24;

@@ -40,6 +40,8 @@ export const VM_HUGEPAGE = 0x20000000;
 export const VM_MERGEABLE = 0x800;
 export const VM_NOHUGEPAGE = 0x40000000;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
+/** is_data_mapping: private writable memory that is not a stack (VM_STACK = VM_GROWSDOWN on x86). */
+export const isDataMapping = (flags: number): boolean => (flags & (VM_WRITE | VM_SHARED | VM_GROWSDOWN)) === VM_WRITE;
 /** Flags that forbid merging (VM_SPECIAL). */
 export const VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
 
@@ -126,6 +128,12 @@ const hex8 = (n: number) => n.toString(16).padStart(8, '0');
 export class VmaList {
   readonly vmas: Vma[] = [];
   maxMapCount: number;
+  // mm->total_vm, data_vm, locked_vm, and the VM_ACCOUNT pages (what munmap
+  // gives back to the commit charge), kept as VMAs come, go and change flags
+  totalPages = 0;
+  dataPages = 0;
+  lockedPages = 0;
+  accountedPages = 0;
   /** Told of every split and merge (the kernel counts them; the model prices them). */
   private readonly onChange: (what: 'split' | 'merge') => void;
 
@@ -136,6 +144,27 @@ export class VmaList {
 
   get mapCount(): number {
     return this.vmas.length;
+  }
+
+  /** vm_stat_account and friends: add (sign 1) or remove (-1) a VMA's pages from the totals. */
+  private account(v: Vma, sign: 1 | -1): void {
+    const n = sign * v.pages;
+    this.totalPages += n;
+    if (isDataMapping(v.flags)) this.dataPages += n;
+    if (v.flags & VM_LOCKED) this.lockedPages += n;
+    if (v.flags & VM_ACCOUNT) this.accountedPages += n;
+  }
+
+  /** Pages of [start, end) that are mapped, and how many of them are VM_ACCOUNT. */
+  overlap(start: number, end: number): { pages: number; accounted: number } {
+    let pages = 0, accounted = 0;
+    for (let i = this.findIndex(start); i < this.vmas.length && this.vmas[i].start < end; i++) {
+      const v = this.vmas[i];
+      const n = (Math.min(v.end, end) - Math.max(v.start, start)) / 4096;
+      pages += n;
+      if (v.flags & VM_ACCOUNT) accounted += n;
+    }
+    return { pages, accounted };
   }
 
   /** Index of the first VMA with end > addr (find_vma), or vmas.length. */
@@ -273,7 +302,9 @@ export class VmaList {
       const r = this.split(i, end);
       if (r < 0) return r;
     }
+    this.account(this.vmas[i], -1);
     change(this.vmas[i]);
+    this.account(this.vmas[i], 1);
     return this.mergeAround(i);
   }
 
@@ -281,6 +312,7 @@ export class VmaList {
   insert(vma: Vma): number {
     const i = this.findIndex(vma.start);
     this.vmas.splice(i, 0, vma);
+    this.account(vma, 1);
     return this.mergeAround(i);
   }
 
@@ -291,10 +323,27 @@ export class VmaList {
    * has changed (do_vmi_align_munmap checks the limit before splitting).
    */
   detach(start: number, end: number): Vma[] | number {
-    let i = this.findIndex(start);
+    const r = this.splitEdges(start, end);
+    if (r < 0) return r;
     const v = this.vmas;
-    if (i >= v.length || v[i].start >= end) return [];
-    // A munmap in the middle of one VMA makes one more VMA.
+    const i = this.findIndex(start);
+    let j = i;
+    while (j < v.length && v[j].start < end) j++;
+    const out = v.splice(i, j - i);
+    for (const d of out) this.account(d, -1);
+    return out;
+  }
+
+  /**
+   * vms_gather_munmap_vmas's splits: make start and end VMA boundaries where
+   * they fall inside a VMA. A hole punched inside one VMA makes one more VMA:
+   * -ENOMEM at max_map_count, before anything is split. The splits stay even
+   * when the caller then fails (a refused MAP_FIXED mapping leaves them).
+   */
+  splitEdges(start: number, end: number): number {
+    const v = this.vmas;
+    let i = this.findIndex(start);
+    if (i >= v.length || v[i].start >= end) return 0;
     if (v[i].start < start && end < v[i].end && this.mapCount >= this.maxMapCount) return -E.ENOMEM;
     if (v[i].start < start) {
       this.split(i, start, false);
@@ -303,7 +352,7 @@ export class VmaList {
     let j = i;
     while (j < v.length && v[j].start < end) j++;
     if (v[j - 1].end > end) this.split(j - 1, end, false);
-    return v.splice(i, j - i);
+    return 0;
   }
 
   /** /proc/pid/maps */

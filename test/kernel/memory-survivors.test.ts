@@ -5,6 +5,7 @@
 // charge of file pages, which pinned pages may still move, and the fault
 // handler's present / migration / protnone PTE cases.
 import assert from 'node:assert/strict';
+import { defaultOvercommit } from '../../kernel/limits.js';
 import { describe, it } from 'node:test';
 import { asPfn } from '../../hardware/types.js';
 import { Machine } from '../../hardware/machine.js';
@@ -156,7 +157,8 @@ describe('memory.ts', () => {
   it('a fault with no page-table memory left is ENOMEM', () => {
     const m = Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [16] }, nrCpus: 1 });
     // the smallest pool: slot 0, one pgd, one middle and one leaf table
-    const k = new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 1 + 32 + 2 });
+    // (1025 pages on 16 frames: overcommit_memory = 1 lets the mapping through)
+    const k = new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 1 + 32 + 2, overcommit: { ...defaultOvercommit(16, 0), mode: 1 } });
     const t = k.spawn();
     const cpu = k.localCpu(t);
     mapAnon(k, t, 1025); // BASE is 4 MiB aligned: the last page needs a second leaf table

@@ -4,13 +4,14 @@
 // test region as /proc/self/maps shows them (compared on `start-end perms` only).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { replayTrace, type ReplayHost } from '../../kernel/replay.js';
-import { REGION_END, REGION_START, randomTrace } from './trace-gen.js';
+import { hostReplaySettings } from '../../bench/host.js';
+import { REGION_END, REGION_START, REPLAY_MEMLOCK, randomTrace, type TraceOptions } from './trace-gen.js';
 
 const SEEDS = 40;
 const CALLS = 60;
@@ -18,15 +19,6 @@ const CALLS = 60;
 const EDGE_SEEDS = 500;
 const EDGE_CALLS = 200;
 const EDGE_BATCH = 50;
-
-/** This machine's settings that Linux's answers depend on (the model is told the same). */
-function hostSettings(): { mmapMinAddr: number; gigantic: boolean } {
-  const mmapMinAddr = Number(readFileSync('/proc/sys/vm/mmap_min_addr', 'utf8').trim());
-  assert.ok(Number.isSafeInteger(mmapMinAddr), `/proc/sys/vm/mmap_min_addr: ${mmapMinAddr}`);
-  // x86 registers the 1 GiB huge page size when the CPU has it (arch/x86/mm/hugetlbpage.c)
-  const gigantic = /^flags\s*:.*\bpdpe1gb\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  return { mmapMinAddr, gigantic };
-}
 
 /**
  * Input classes the edge traces must reach over EDGE_SEEDS seeds, each as a pattern on the
@@ -46,6 +38,7 @@ const EDGE_CLASSES: ReadonlyArray<[string, RegExp]> = [
   ['MAP_GROWSDOWN', /MAP_GROWSDOWN/],
   ['MAP_LOCKED', /MAP_LOCKED/],
   ['MAP_NORESERVE', /MAP_NORESERVE/],
+  ['mappings around RAM + swap (overcommit)', /"op":"mmap","addr":"0x200000000","len":"0x[0-9a-f]{7,}"/],
   ['MAP_STACK', /MAP_STACK/],
   ['MAP_SYNC', /MAP_SYNC/],
   ['MAP_HUGETLB (raw flags)', /"flags":"0x(4|8|c|1|6|5)[0-9a-f]*40032"|"flags":"0x40032"|"flags":"0x40022"|"flags":"0x140022"/],
@@ -62,7 +55,13 @@ const EDGE_CLASSES: ReadonlyArray<[string, RegExp]> = [
     'MADV_POPULATE_READ', 'MADV_POPULATE_WRITE', 'MADV_DONTNEED_LOCKED', 'MADV_COLLAPSE', 'MADV_GUARD_INSTALL', 'MADV_GUARD_REMOVE',
   ].map((a): [string, RegExp] => [a, new RegExp(`"advice":"${a}"`)]),
 ];
-const EDGE_ERRNOS = ['EINVAL', 'ENOMEM', 'EEXIST', 'EPERM', 'EFAULT', 'EBADF'];
+const EDGE_ERRNOS = ['EINVAL', 'ENOMEM', 'EEXIST', 'EPERM', 'EFAULT', 'EBADF', 'EAGAIN'];
+
+/** The edge generator's view of this machine (mmap_min_addr, RAM + swap), from what the model is told. */
+function edgeOptions(): TraceOptions {
+  const h = hostReplaySettings(REPLAY_MEMLOCK);
+  return { edges: true, mmapMinAddr: h.mmapMinAddr, commitPages: h.overcommit.mode === 0 ? h.overcommit.totalRamPages + h.overcommit.swapPages : undefined };
+}
 // The compiled test runs from dist/test/kernel/; the C source stays in test/kernel/.
 const SRC = fileURLToPath(new URL('../../../test/kernel/replay_linux.c', import.meta.url));
 const CFLAGS = ['-O1', '-Wall', '-Werror', '-std=gnu11'];
@@ -203,8 +202,7 @@ describe('VMA layer vs real Linux (differential)', { skip }, () => {
   });
 
   it(`the edge traces (${EDGE_SEEDS} seeds x ${EDGE_CALLS} calls) reach every input class`, () => {
-    const host = hostSettings();
-    const text = Array.from({ length: EDGE_SEEDS }, (_, s) => randomTrace(s + 1, EDGE_CALLS, { edges: true, mmapMinAddr: host.mmapMinAddr }).join('\n')).join('\n');
+    const text = Array.from({ length: EDGE_SEEDS }, (_, s) => randomTrace(s + 1, EDGE_CALLS, edgeOptions()).join('\n')).join('\n');
     const missing = EDGE_CLASSES.filter(([, re]) => !re.test(text)).map(([name]) => name);
     assert.deepEqual(missing, [], 'input classes no edge trace reaches');
   });
@@ -212,11 +210,10 @@ describe('VMA layer vs real Linux (differential)', { skip }, () => {
   for (let from = 1; from <= EDGE_SEEDS; from += EDGE_BATCH) {
     const to = Math.min(EDGE_SEEDS, from + EDGE_BATCH - 1);
     it(`edge seeds ${from}-${to}: ${EDGE_CALLS} calls each give the same output`, (t) => {
-      const host = hostSettings();
-      const model: ReplayHost = { mmapMinAddr: host.mmapMinAddr, gigantic: host.gigantic };
+      const model: ReplayHost = hostReplaySettings(REPLAY_MEMLOCK);
       const errnos = new Set<string>();
       for (let seed = from; seed <= to; seed++) {
-        const trace = randomTrace(seed, EDGE_CALLS, { edges: true, mmapMinAddr: host.mmapMinAddr });
+        const trace = randomTrace(seed, EDGE_CALLS, edgeOptions());
         const linuxRaw = runLinux(bin, trace, `edge seed ${seed}`);
         for (const l of linuxRaw) {
           const m = /"errno":"(E[A-Z0-9]+)"/.exec(l);

@@ -11,8 +11,8 @@
  * runs each call on the running kernel with raw syscall(2) and prints, per line:
  *   {"ret":R,"errno":E}   R = "0x..." for a successful mmap, 0 for other successes, -1 on
  *                          failure; E = null or the errno name ("EINVAL").
- *   for maps: the /proc/self/maps lines of the VMAs that intersect the test region
- *   [0x200000000, 0x200100000), verbatim with trailing whitespace trimmed, then {"maps":N}.
+ *   for maps: the /proc/self/maps lines of the VMAs that intersect the test window
+ *   [0x200000000, 0x400000000000), verbatim with trailing whitespace trimmed, then {"maps":N}.
  *
  * Values: addr, len are "0x..." hex strings or JSON integers; prot is "rwx"-style or a JSON
  * integer (raw bits); flags is an array of MAP_* names (or a JSON integer, raw bits); advice is
@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -45,8 +46,13 @@
 #endif
 
 #define REGION_START 0x200000000UL
-#define REGION_LEN 0x100000UL
-#define REGION_END (REGION_START + REGION_LEN)
+/*
+ * The traces aim at [REGION_START, REGION_START + 1 MiB), but a mapping sized to test overcommit
+ * reaches tens of GiB past it. Everything from REGION_START up to 64 TiB is the test's: no
+ * process mapping lives there (PIE binaries load near 0x55..., mmap_base is near 0x7f...), which
+ * main checks at startup. The guard and the maps output use this window.
+ */
+#define REGION_END 0x400000000000UL
 #define PAGE_SZ 4096UL
 
 static unsigned long lineno;
@@ -569,27 +575,38 @@ static void guard_range(uint64_t addr, uint64_t len)
 	if (r.start >= REGION_START && r.end <= REGION_END)
 		return;
 	if (for_each_vma(outside_region_overlap, &r))
-		die("refusing a call on [0x%lx, 0x%lx): it overlaps memory outside the test region "
+		die("refusing a call on [0x%lx, 0x%lx): it overlaps memory outside the test window "
 		    "[0x%lx, 0x%lx)", r.start, r.end, REGION_START, REGION_END);
 }
 
 /*
- * Run without CAP_SYS_RAWIO, as an ordinary process would (root has it): then MAP_FIXED below
- * vm.mmap_min_addr is EPERM whoever runs the test, and the model is told the same. Also
- * refuses MADV_HWPOISON / MADV_SOFT_OFFLINE for a process that could really inject them.
+ * Run without CAP_SYS_RAWIO and CAP_IPC_LOCK, as an ordinary process would (root has them), and
+ * with RLIMIT_MEMLOCK = REPLAY_MEMLOCK: then MAP_FIXED below vm.mmap_min_addr is EPERM and
+ * MAP_LOCKED past the limit EAGAIN whoever runs the test, and the model is told the same.
+ * (main also refuses MADV_HWPOISON / MADV_SOFT_OFFLINE for a process that could really
+ * inject them.)
  */
-static void drop_rawio(void)
+#define REPLAY_MEMLOCK (256 * 1024)
+static void drop_privileges(void)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
 	struct __user_cap_data_struct data[2];
 
 	if (syscall(SYS_capget, &hdr, data))
 		die("capget: %s", strerror(errno));
-	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].effective &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
-	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].permitted &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
-	data[CAP_TO_INDEX(CAP_SYS_RAWIO)].inheritable &= ~CAP_TO_MASK(CAP_SYS_RAWIO);
+	static const int drop[] = { CAP_SYS_RAWIO, CAP_IPC_LOCK };
+	struct rlimit rl = { .rlim_cur = REPLAY_MEMLOCK, .rlim_max = REPLAY_MEMLOCK };
+	unsigned i;
+
+	for (i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
+		data[CAP_TO_INDEX(drop[i])].effective &= ~CAP_TO_MASK(drop[i]);
+		data[CAP_TO_INDEX(drop[i])].permitted &= ~CAP_TO_MASK(drop[i]);
+		data[CAP_TO_INDEX(drop[i])].inheritable &= ~CAP_TO_MASK(drop[i]);
+	}
 	if (syscall(SYS_capset, &hdr, data))
 		die("capset: %s", strerror(errno));
+	if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		die("setrlimit(RLIMIT_MEMLOCK, %d): %s", REPLAY_MEMLOCK, strerror(errno));
 }
 
 static int has_sys_admin(void)
@@ -647,8 +664,8 @@ int main(void)
 	if (sysconf(_SC_PAGESIZE) != (long)PAGE_SZ)
 		die("page size is %ld, the trace format assumes %lu", sysconf(_SC_PAGESIZE), PAGE_SZ);
 	if (for_each_vma(in_region, NULL))
-		die("the test region [0x%lx, 0x%lx) is not empty at startup", REGION_START, REGION_END);
-	drop_rawio();
+		die("the test region [0x%lx, 0x%lx) is not empty at startup (test window)", REGION_START, REGION_END);
+	drop_privileges();
 
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		const char *q;

@@ -46,7 +46,15 @@ export interface TraceOptions {
   /** add the edge-input classes (64-bit registers, all advice, mmap flags, PROT_GROWS*) */
   readonly edges?: boolean;
   readonly mmapMinAddr?: number;
+  /**
+   * RAM + swap of the machine in pages (totalram_pages + total_swap_pages): with it, the
+   * edge traces also make mappings around that size (overcommit mode 0).
+   */
+  readonly commitPages?: number;
 }
+
+/** RLIMIT_MEMLOCK that replay_linux.c sets for itself (REPLAY_MEMLOCK). */
+export const REPLAY_MEMLOCK = 256 * 1024;
 
 /** A page range inside the region: pages [page, page + npages). */
 interface Range {
@@ -406,7 +414,41 @@ class Gen {
     return JSON.stringify({ op: 'madvise', addr: hex(addr), len: hex(len), advice });
   }
 
+  /**
+   * A mapping at the region's start around RAM + swap in size: refused if charged (private
+   * writable, or shared), granted with MAP_NORESERVE or read-only; or mprotect making a part
+   * of the region writable after such a mapping (charged then).
+   */
+  private edgeCommit(commit: number): string {
+    const v = this.rnd();
+    const pages = commit + this.pick([1, 1, 2, 4096, 0, -1]);
+    const len = '0x' + (BigInt(pages) * 4096n).toString(16);
+    let flags: Flag[];
+    let prot = 'rw-';
+    let maps: boolean;
+    let clears = false;
+    if (v < 0.35) {
+      flags = ['MAP_PRIVATE', 'MAP_ANONYMOUS', 'MAP_FIXED'];
+      maps = pages <= commit;
+    } else if (v < 0.55) {
+      flags = ['MAP_PRIVATE', 'MAP_ANONYMOUS', 'MAP_FIXED', 'MAP_NORESERVE'];
+      maps = true;
+    } else if (v < 0.75) {
+      flags = ['MAP_PRIVATE', 'MAP_ANONYMOUS', 'MAP_FIXED'];
+      prot = this.pick(['r--', '---']);
+      maps = true;
+    } else {
+      // shmem charges the whole size, after the old range is cleared
+      flags = ['MAP_SHARED', 'MAP_ANONYMOUS', 'MAP_FIXED'];
+      maps = pages <= commit;
+      clears = !maps;
+    }
+    if (maps || clears) for (let p = 0; p < REGION_PAGES; p++) this.cur[p] = this.orig[p] = maps ? prot : '';
+    return JSON.stringify({ op: 'mmap', addr: hex(REGION_START), len, prot, flags });
+  }
+
   call(): string {
+    if (this.opts.edges && this.opts.commitPages !== undefined && this.chance(0.01)) return this.edgeCommit(this.opts.commitPages);
     if (this.opts.edges && this.chance(0.45)) {
       const e = this.rnd();
       if (e < 0.3) return this.edgeRegisters();

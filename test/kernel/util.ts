@@ -1,5 +1,6 @@
 // Shared set-up for kernel tests: a small machine and a kernel on it.
 import assert from 'node:assert/strict';
+import { defaultOvercommit } from '../../kernel/limits.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,12 @@ export interface BootOptions {
   swapEncrypt?: boolean;
   maxMapCount?: number;
   machine?: Machine;
+  /**
+   * vm.overcommit_memory. Default 1 (always): these tests map far more address
+   * space than their machines of a hundred frames have, which mode 0 would
+   * refuse as Linux does; limits.test.ts tests the modes themselves.
+   */
+  overcommit?: 0 | 1 | 2;
 }
 
 export interface Booted {
@@ -42,7 +49,8 @@ export function boot(o: BootOptions = {}): Booted {
       nrCpus: o.nrCpus ?? 1,
     });
   const swap: SwapConfig | null = o.swapSlots ? { path: join(dir, 'swap'), slots: o.swapSlots, encrypt: o.swapEncrypt ?? false } : null;
-  const cfg: KernelConfig = { features: o.features ?? ALL_FEATURES, swap, maxMapCount: o.maxMapCount, pgtableSlots: 512 };
+  const overcommit = { ...defaultOvercommit(m.memory.nrFrames - m.memory.daxFrames, swap?.slots ?? 0), mode: o.overcommit ?? 1 };
+  const cfg: KernelConfig = { features: o.features ?? ALL_FEATURES, swap, maxMapCount: o.maxMapCount, pgtableSlots: 512, overcommit };
   const k = new Kernel(m, cfg);
   return {
     m,
