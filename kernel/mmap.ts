@@ -82,23 +82,32 @@ const shmemOps: FileOps = {
 function getUnmappedArea(k: Kernel, task: Task, hint: bigint, len: number): number {
   const vmas = task.mm.vmas;
   const floor = Math.max(k.mmapMinAddr, PAGE_SIZE);
-  // mmap_address_hint_valid: TASK_SIZE - len >= addr
+  const v = vmas.vmas;
+  // mmap_address_hint_valid: TASK_SIZE - len >= addr; and the range ends
+  // below the next VMA's start gap
   if (hint !== 0n && hint <= BigInt(TASK_SIZE - len)) {
     const h = Number(hint);
-    if (vmas.intersection(h, h + len) === null) return h;
+    const next = v[vmas.findIndex(h)];
+    if (next === undefined || h + len <= startGap(next)) return h;
   }
-  // top-down: the highest gap below MMAP_BASE that fits
-  const v = vmas.vmas;
+  // top-down: the highest gap below MMAP_BASE that fits, each gap ending at
+  // the start gap of the VMA above it
   const i = vmas.findIndex(MMAP_BASE); // first VMA ending above MMAP_BASE
-  let top = i < v.length && v[i].start < MMAP_BASE ? v[i].start : MMAP_BASE;
+  let top = i < v.length && v[i].start < MMAP_BASE ? startGap(v[i]) : MMAP_BASE;
   for (let j = i - 1; ; j--) {
     const below = Math.max(j >= 0 ? v[j].end : 0, floor);
     if (top - below >= len) return top - len;
     if (j < 0) break;
-    top = v[j].start;
+    top = startGap(v[j]);
   }
   return -E.ENOMEM;
 }
+
+/** stack_guard_gap: 256 pages below a VM_GROWSDOWN VMA stay free (mm/mmap.c). */
+export const STACK_GUARD_GAP = 256 * PAGE_SIZE;
+
+/** vm_start_gap: where a VMA's claim on the address space starts. */
+const startGap = (v: Vma): number => (v.flags & VM_GROWSDOWN ? Math.max(0, v.start - STACK_GUARD_GAP) : v.start);
 
 /** hstate_sizelog: the huge page size MAP_HUGETLB names, or 0 for none the kernel has. */
 function hugePageSize(k: Kernel, flags: number): number {
