@@ -7,7 +7,23 @@ import { E } from '../../kernel/errno.js';
 import { STACK_GUARD_GAP } from '../../kernel/mmap.js';
 import { REG_INDEFINITE, U64_MAX, addReg, pageAlignReg, regInt, regUint, toReg } from '../../kernel/regs.js';
 import { NR } from '../../kernel/syscalls.js';
-import { MADV_DONTNEED, MAP_ANONYMOUS, MAP_FIXED, MAP_GROWSDOWN, MAP_PRIVATE, MAP_SHARED_VALIDATE, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import { type FileOps, OpenFile } from '../../kernel/kernel.js';
+import { allocFilePage, freeFilePages } from '../../kernel/memory.js';
+import type { RegArg } from '../../kernel/regs.js';
+import {
+  MADV_DONTNEED,
+  MADV_HWPOISON,
+  MADV_SOFT_OFFLINE,
+  MAP_ANONYMOUS,
+  MAP_DROPPABLE,
+  MAP_FIXED,
+  MAP_GROWSDOWN,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../../kernel/uapi.js';
 import { BASE, PAGE, boot } from './util.js';
 
 describe('registers', () => {
@@ -62,6 +78,33 @@ describe('mm calls on 64-bit values', () => {
     assert.equal(k.syscall(t, NR.madvise, BASE, PAGE, 0x1_0000_0000n + BigInt(MADV_DONTNEED)), 0, 'advice is an int');
     assert.equal(t.mm.vmas.mapCount, 1);
     assert.equal(t.mm.vmas.vmas[0]!.flags & PROT_WRITE, PROT_WRITE, 'nothing changed');
+    done();
+  });
+
+  it('files: MAP_SHARED_VALIDATE refuses unknown bits (any of 64) with EOPNOTSUPP, MAP_SHARED drops them; fd is an unsigned int', () => {
+    const { k, done } = boot();
+    const t = k.spawn();
+    const ops: FileOps = { mmap: () => 0, fault: (k, file, _vma, pgoff, task) => file.pages.get(pgoff) ?? allocFilePage(k, file, pgoff, null, task.mm), release: (k, file) => freeFilePages(k, file) };
+    const fd = t.installFd(new OpenFile(k, '/test/file', '00:05', 9, ops));
+    const at = (flags: bigint, f: RegArg = fd) => k.syscall(t, NR.mmap, BASE, PAGE, PROT_READ, flags | BigInt(MAP_FIXED), f, 0);
+    assert.equal(at(BigInt(MAP_SHARED_VALIDATE) | 2n ** 40n), -E.EOPNOTSUPP);
+    assert.equal(at(BigInt(MAP_SHARED_VALIDATE | MAP_DROPPABLE)), -E.EINVAL, 'type 0xb: no such type');
+    assert.equal(at(BigInt(MAP_SHARED_VALIDATE) | 0x200_0000n), -E.EOPNOTSUPP, 'a bit outside LEGACY_MAP_MASK');
+    assert.equal(at(BigInt(MAP_SHARED) | 2n ** 40n), BASE);
+    assert.equal(at(BigInt(MAP_SHARED), 2n ** 32n + BigInt(fd)), BASE, 'the high half of fd is dropped');
+    assert.equal(at(BigInt(MAP_SHARED), -1), -E.EBADF);
+    assert.equal(at(BigInt(MAP_PRIVATE | MAP_GROWSDOWN)), -E.EINVAL, 'no growing file mappings');
+    done();
+  });
+
+  it('MADV_HWPOISON and MADV_SOFT_OFFLINE: EPERM without CAP_SYS_ADMIN, checked before the range', () => {
+    const { k, done } = boot();
+    const t = k.spawn({ caps: [] });
+    assert.equal(k.syscall(t, NR.madvise, BASE, PAGE, MADV_HWPOISON), -E.EPERM, 'nothing is mapped there');
+    assert.equal(k.syscall(t, NR.madvise, BASE, PAGE, MADV_SOFT_OFFLINE), -E.EPERM);
+    assert.equal(k.syscall(t, NR.madvise, BASE, 0, MADV_HWPOISON), 0, 'len 0 comes first');
+    const root = k.spawn();
+    assert.equal(k.syscall(root, NR.madvise, BASE, PAGE, MADV_HWPOISON), -E.EFAULT, 'privileged: the page must be mapped');
     done();
   });
 
