@@ -14,6 +14,7 @@ import { DESIGN_NAMES } from '../interfaces/contract.js';
 import { getDesign } from '../interfaces/registry.js';
 import { defaultOvercommit } from '../kernel/limits.js';
 import { REPLAY_RAM_PAGES, Replayer, type ReplayHost, TraceError } from '../kernel/replay.js';
+import { csvList, nonNegative, positiveInt, probability } from './args.js';
 import { hostReplaySettings } from './host.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
@@ -40,40 +41,6 @@ function fail(msg: string): never {
   process.exit(2);
 }
 
-const positiveInt = (name: string, max = Number.MAX_SAFE_INTEGER, min = 1) => (v: unknown) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name}: expected an integer in [${min}, ${max}], got '${String(v)}'`);
-  return n;
-};
-
-const nonNegative = (name: string) => (v: unknown) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a number >= 0, got '${String(v)}'`);
-  return n;
-};
-
-const probability = (name: string) => (v: unknown) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new Error(`--${name}: expected a number in (0, 1), got '${String(v)}'`);
-  return n;
-};
-
-/** "a,b" or repeated flags -> unique list, each checked by `check` (which throws naming the value). */
-const csvList =
-  (name: string, check: (s: string) => unknown) =>
-  (v: unknown): string[] => {
-    const items = (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
-    if (items.length === 0) throw new Error(`--${name}: expected at least one value`);
-    for (const s of items) {
-      try {
-        check(s);
-      } catch (e) {
-        throw new Error(`--${name}: ${(e as Error).message}`);
-      }
-    }
-    return [...new Set(items)];
-  };
-
 interface GateArgs {
   threshold: number;
   alpha: number;
@@ -93,7 +60,7 @@ function gate(base: string, now: string, a: GateArgs, format: string): number {
 }
 
 const alphaOption = {
-  type: 'number',
+  type: 'string',
   default: 0.05,
   describe: 'significance level of the U test, after Holm',
   coerce: (v: unknown) => {
@@ -107,7 +74,10 @@ const failOnOption = { choices: ['regression', 'any', 'none'], default: 'any', d
 async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void> {
   // the baseline must be readable before an hour of work, not after
   const baseline = a.baseline === undefined ? undefined : resolve(a.baseline === '' ? join(ROOT, 'results', 'baseline.csv') : a.baseline);
-  if (baseline !== undefined) loadRun(baseline);
+  if (baseline !== undefined) {
+    if (a.out !== undefined && resolve(a.out) === baseline) fail(`--out ${a.out}: is the baseline it would be compared with; write the run elsewhere`);
+    loadRun(baseline);
+  }
   const tty = process.stderr.isTTY;
   const t0 = performance.now();
   const res = await runBench(a, {
@@ -164,16 +134,16 @@ async function main(argv: string[]): Promise<void> {
           .option('swap', { type: 'string', array: true, default: ['plain', 'encrypted'], describe: 'swap devices for workloads that swap: plain, encrypted (dm-crypt)', coerce: csvList('swap', (s: string) => { if (s !== 'plain' && s !== 'encrypted') throw new Error(`expected plain or encrypted, got '${s}'`); }) })
           .option('backend', { type: 'string', array: true, default: [defaultBackend()], describe: 'crypto backends: native (OpenSSL EVP in place, built by npm ci), openssl (node:crypto), noble (pure JS)', coerce: csvList('backend', (s) => getBackend(s)) })
           .option('costs', { type: 'string', describe: `cost table: a calibration file, or 'defaults' (the sourced defaults); default ${CALIBRATION_FILE}, made by calibrating this host first if missing` })
-          .option('seed', { type: 'number', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
-          .option('time', { type: 'number', default: TIME_MS, describe: 'minimum timing per cell and process, ms', coerce: positiveInt('time', 600_000) })
-          .option('samples', { type: 'number', default: 10, describe: 'minimum timed rounds per cell and process', coerce: positiveInt('samples', 100_000) })
-          .option('warmup', { type: 'number', default: WARMUP_MS, describe: 'warm-up per timed cell and process, ms', coerce: positiveInt('warmup', 600_000) })
-          .option('repeat', { type: 'number', default: REPEAT, describe: 'fresh processes that time every timed cell, each in its own shuffled order (compare tests their medians)', coerce: positiveInt('repeat', 100) })
-          .option('order-seed', { type: 'number', describe: 'seed of the shuffled cell orders (default: random; recorded in the meta file)', coerce: positiveInt('order-seed', 2 ** 31, 0) })
+          .option('seed', { type: 'string', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
+          .option('time', { type: 'string', default: TIME_MS, describe: 'minimum timing per cell and process, ms', coerce: positiveInt('time', 600_000) })
+          .option('samples', { type: 'string', default: 10, describe: 'minimum timed rounds per cell and process', coerce: positiveInt('samples', 100_000) })
+          .option('warmup', { type: 'string', default: WARMUP_MS, describe: 'warm-up per timed cell and process, ms', coerce: positiveInt('warmup', 600_000) })
+          .option('repeat', { type: 'string', default: REPEAT, describe: 'fresh processes that time every timed cell, each in its own shuffled order (compare tests their medians)', coerce: positiveInt('repeat', 100) })
+          .option('order-seed', { type: 'string', describe: 'seed of the shuffled cell orders (default: random; recorded in the meta file)', coerce: positiveInt('order-seed', 2 ** 31, 0) })
           .option('out', { alias: 'o', type: 'string', describe: 'CSV path (default results/<run id>.csv)' })
           .option('format', { alias: 'f', choices: ['text', 'csv', 'none'], default: 'text', describe: 'what to print on stdout' })
           .option('baseline', { type: 'string', describe: 'compare with a baseline CSV when done (default results/baseline.csv); exit 1 on a regression or behaviour change' })
-          .option('threshold', { type: 'number', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
+          .option('threshold', { type: 'string', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
           .option('alpha', alphaOption)
           .option('fail-on', failOnOption)
           .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' })
@@ -187,7 +157,7 @@ async function main(argv: string[]): Promise<void> {
         y
           .positional('base', { type: 'string', demandOption: true })
           .positional('new', { type: 'string', demandOption: true })
-          .option('threshold', { type: 'number', default: 5, describe: 'a significant slowdown above this % is a regression', coerce: nonNegative('threshold') })
+          .option('threshold', { type: 'string', default: 5, describe: 'a significant slowdown above this % is a regression', coerce: nonNegative('threshold') })
           .option('alpha', alphaOption)
           .option('fail-on', failOnOption)
           .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text' }),
@@ -213,9 +183,9 @@ async function main(argv: string[]): Promise<void> {
       (y) =>
         y
           .option('file', { type: 'string', describe: `the history store (JSON lines); default results/${HISTORY_FILE} of this checkout` })
-          .option('last', { type: 'number', default: 10, describe: 'the last N commits', coerce: positiveInt('last', 10_000) })
-          .option('threshold', { type: 'number', default: 5, describe: 'a significant change beyond this % is a change point', coerce: nonNegative('threshold') })
-          .option('alpha', { type: 'number', default: 0.05, describe: 'significance level, after Holm', coerce: probability('alpha') }),
+          .option('last', { type: 'string', default: 10, describe: 'the last N commits', coerce: positiveInt('last', 10_000) })
+          .option('threshold', { type: 'string', default: 5, describe: 'a significant change beyond this % is a change point', coerce: nonNegative('threshold') })
+          .option('alpha', { type: 'string', default: 0.05, describe: 'significance level, after Holm', coerce: probability('alpha') }),
       (a) => {
         const file = a.file === undefined ? join(ROOT, 'results', HISTORY_FILE) : resolve(a.file);
         const { records, warnings } = readHistory(file);
@@ -252,7 +222,7 @@ async function main(argv: string[]): Promise<void> {
       `measure this host's costs with a C probe (cc) and write ${CALIBRATION_FILE}; run uses it`,
       (y) =>
         y
-          .option('reps', { type: 'number', default: 5, describe: 'repetitions of each figure, at least 5 (the median is kept, with the spread)', coerce: positiveInt('reps', 1000, 5) })
+          .option('reps', { type: 'string', default: 5, describe: 'repetitions of each figure, at least 5 (the median is kept, with the spread)', coerce: positiveInt('reps', 1000, 5) })
           .option('out', { alias: 'o', type: 'string', describe: `where to write the calibration (default ${CALIBRATION_FILE})` }),
       (a) => {
         const out = a.out === undefined ? join(ROOT, CALIBRATION_FILE) : resolve(a.out);
@@ -271,8 +241,8 @@ async function main(argv: string[]): Promise<void> {
       'AES-XTS throughput of each crypto backend vs the node:crypto ceiling and openssl speed, measured in the same run',
       (y) =>
         y
-          .option('time', { type: 'number', default: 1000, describe: 'minimum time per task, ms', coerce: positiveInt('time') })
-          .option('frames', { type: 'number', default: 1024, describe: 'frames cycled through', coerce: positiveInt('frames', 65536) }),
+          .option('time', { type: 'string', default: 1000, describe: 'minimum time per task, ms', coerce: positiveInt('time') })
+          .option('frames', { type: 'string', default: 1024, describe: 'frames cycled through', coerce: positiveInt('frames', 65536) }),
       async (a) => {
         const res = await runCoreBench({ timeMs: a.time, frames: a.frames });
         process.stdout.write(formatCore(res, opensslSpeed()) + '\n');

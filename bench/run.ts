@@ -4,7 +4,7 @@
 // bench/export.ts) and print the report.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { backendNote } from '../hardware/xts.js';
@@ -105,7 +105,19 @@ export function checkOut(out: string, given: string | undefined): void {
   if (!out.endsWith('.csv')) throw new InputError(what, 0, '--out: expected a file name ending in .csv');
   if (existsSync(out) && statSync(out).isDirectory()) throw new InputError(what, 0, '--out: is a directory');
   const dir = dirname(out);
+  if (given !== undefined && !existsSync(dir)) throw new InputError(what, 0, `--out: directory ${dir} does not exist`);
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new InputError(what, 0, `--out: ${dir} is not a directory`);
+  if (existsSync(dir)) {
+    // a file made and removed now, not a permission bit: root passes those,
+    // and a read-only mount or /proc does not show in them
+    const probe = join(dir, `.memcrypt-probe-${process.pid}`);
+    try {
+      writeFileSync(probe, '', { mode: 0o600 });
+      rmSync(probe);
+    } catch (e) {
+      throw new InputError(what, 0, `--out: cannot write in ${dir} (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
 }
 
 export interface RunIo {
