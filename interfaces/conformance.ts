@@ -5,7 +5,6 @@
 // cycle), reads everything back and checks it. The outcome is observed, not
 // declared: crashes are SIGSEGVs from the CPU, "encrypted" means the frames
 // really hold ciphertext under a KeyID, and so on.
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ENGINE_COUNTERS, type EngineCounter } from '../hardware/engine.js';
@@ -19,7 +18,7 @@ import { PG_SECRET } from '../kernel/page_alloc.js';
 import { PTE_MIGRATION, PTE_SWAP, ptePfn, pteKeyid } from '../kernel/pgtable.js';
 import { AT_FDCWD, NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
-import { CPU_KEY, userKey, type Allocation, type EncryptionDesign, type UserEnv } from './contract.js';
+import { CPU_KEY, randomKeyBytes, userKey, type Allocation, type EncryptionDesign, type UserEnv } from './contract.js';
 import { getDesign } from './registry.js';
 
 export const SCENARIOS = ['basic', 'swap', 'migration', 'dax'] as const;
@@ -185,13 +184,6 @@ export function withLeaks(outcome: Outcome, leaks: LeakScan): Outcome {
   return (outcome === 'encrypted' || outcome === 'secret') && leaks.bytes > 0 ? 'leaked' : outcome;
 }
 
-/** A deterministic user key from the seed (halves always differ). */
-export function seedKey(seed: number): Uint8Array {
-  const k = Uint8Array.from(createHash('sha256').update(`memcrypt-bench key ${seed}`).digest());
-  k[16] ^= k[0] === k[16] ? 1 : 0;
-  return k;
-}
-
 interface Booted {
   machine: Machine;
   k: Kernel;
@@ -302,7 +294,7 @@ export function runCell(spec: CellSpec): CellResult {
     const fd = b.env.sys(NR.openat, AT_FDCWD, DAX_PATH, 2);
     const addr = b.env.sys(NR.mmap, 0, len, RW, MAP_SHARED, fd, 0);
     if (addr < 0) return done('unsupported', addr, 'mmap of /dev/dax0.0 failed');
-    const key = userKey(seedKey(spec.seed));
+    const key = userKey(randomKeyBytes()); // the same key after the power cycle, never derived from the seed
     const r = design.encryptMapping(b.env, addr, len, fd, key);
     if (r === null) return done('unsupported', null, 'the design has no call that takes an existing mapping');
     if (r < 0) return done('unsupported', r, 'encrypting the DAX mapping failed');

@@ -4,6 +4,7 @@
 // flavour (checks every return, falls back to plaintext memory) and a naive
 // one (assumes the call exists). Outcomes are never stated by a design: the
 // conformance runner observes them by running the program on the model.
+import { randomFillSync } from 'node:crypto';
 import type { UserCpu } from '../kernel/cpu.js';
 import type { Kernel, KernelFeatures } from '../kernel/kernel.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
@@ -28,6 +29,19 @@ export interface KeySpec {
 }
 
 export const CPU_KEY: KeySpec = { description: 'bench', payload: 'type=cpu algorithm=aes-xts-128' };
+
+/**
+ * 32 bytes of AES-XTS key material from the CSPRNG, with halves that differ
+ * (OpenSSL refuses equal ones). Counters and outcomes never depend on key
+ * bytes, so a run stays repeatable per seed while nothing in its results,
+ * logs or file names lets anyone derive a key.
+ */
+export function randomKeyBytes(): Uint8Array {
+  const k = new Uint8Array(32);
+  do randomFillSync(k);
+  while (k.subarray(0, 16).every((b, i) => b === k[16 + i]));
+  return k;
+}
 
 /** A user-supplied key (needed to read persistent memory again after a power cycle). */
 export function userKey(bytes: Uint8Array, description = 'persistent'): KeySpec {

@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PAGE_SIZE } from '../hardware/types.js';
-import { NO_LEAK, plaintextPages, seedKey } from '../interfaces/conformance.js';
-import { userKey } from '../interfaces/contract.js';
+import { NO_LEAK, plaintextPages } from '../interfaces/conformance.js';
+import { randomKeyBytes, userKey } from '../interfaces/contract.js';
 import { DAX_PATH } from '../kernel/dax.js';
 import { AT_FDCWD, NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
@@ -18,6 +18,12 @@ import { leaksOf, observe, roundSeed, sumDone } from './workload.js';
 
 const O_RDWR = 2;
 
+/**
+ * Each cell's DAX key: CSPRNG bytes, the same after its power cycle, held in
+ * memory only (never derived from the seed, which the CSV records).
+ */
+const daxKeys = new WeakMap<CellSession, Uint8Array>();
+
 /** Map the DAX device and stack the design's encryption on it: 0, -errno, or 1 when the design has no such call. */
 function mapEncrypted(s: CellSession): number {
   const len = s.pages * PAGE_SIZE;
@@ -25,7 +31,9 @@ function mapEncrypted(s: CellSession): number {
   if (fd < 0) return fd;
   const addr = s.env.sys(NR.mmap, 0, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (addr < 0) return addr;
-  const r = s.design.encryptMapping(s.env, addr, len, fd, userKey(seedKey(s.cfg.seed)));
+  let key = daxKeys.get(s);
+  if (key === undefined) daxKeys.set(s, (key = randomKeyBytes()));
+  const r = s.design.encryptMapping(s.env, addr, len, fd, userKey(key));
   if (r === null) return 1;
   if (r < 0) return r;
   s.region = { addr, len, fd, serial: 0, fallback: false, errno: 0 };
