@@ -156,6 +156,8 @@ export class MemoryEncryptionEngine {
       case KeyProgram.SET_KEY_DIRECT:
         if (!(key instanceof Uint8Array) || key.length !== 32)
           throw new RangeError(`key: SET_KEY_DIRECT needs 32 bytes, got ${key instanceof Uint8Array ? key.length : typeof key}`);
+        // PCONFIG takes a software key only where the hardware has that command
+        if (!this.profile.keyFromSoftware) throw new Error(`engine: ${this.profile.name} takes no key from software`);
         this.backend.importKey(key); // validate (OpenSSL refuses equal halves) before touching the slot
         slot.set(key);
         state = KEY_PROGRAMMED;

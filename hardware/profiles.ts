@@ -26,6 +26,14 @@ export interface HardwareProfile {
   readonly integrity: 'none' | 'mac';
   /** false: caches are not coherent across KeyID aliases of one page; the kernel must flush. */
   readonly aliasCoherent: boolean;
+  /**
+   * Can software hand the engine a key of its own (MKTME's PCONFIG
+   * KEYID_SET_KEY_DIRECT)? Only then can memory be read again after a power
+   * cycle (persistent memory, Device DAX). SEV keys are made by the security
+   * processor, the SGX key by the CPU, TDX private keys by the TDX module:
+   * none is ever given or shown to software.
+   */
+  readonly keyFromSoftware: boolean;
 }
 
 const PROFILES = {
@@ -38,6 +46,7 @@ const PROFILES = {
     migrate: 'reencrypt',
     integrity: 'none',
     aliasCoherent: false, // the kernel must clflush when a page changes KeyID
+    keyFromSoftware: true,
   },
   sev: {
     name: 'sev',
@@ -48,6 +57,7 @@ const PROFILES = {
     migrate: 'firmware', // SEND/RECEIVE (later COPY) through the PSP only
     integrity: 'none',
     aliasCoherent: false,
+    keyFromSoftware: false,
   },
   sgx: {
     name: 'sgx',
@@ -58,6 +68,7 @@ const PROFILES = {
     migrate: 'pinned',
     integrity: 'mac',
     aliasCoherent: true,
+    keyFromSoftware: false,
     // EWB/ELDU cost: hardware/costs.ts (ewb_eldu_page), counted as swap_sealed.
   },
   tdx: {
@@ -69,6 +80,7 @@ const PROFILES = {
     migrate: 'pinned',
     integrity: 'mac',
     aliasCoherent: false,
+    keyFromSoftware: false,
   },
   none: {
     name: 'none',
@@ -79,6 +91,7 @@ const PROFILES = {
     migrate: 'reencrypt',
     integrity: 'none',
     aliasCoherent: true,
+    keyFromSoftware: false,
   },
 } as const satisfies Record<string, HardwareProfile>;
 

@@ -99,6 +99,18 @@ for (const backend of availableBackends())
       }
     });
 
+    it('a key from software: only where the profile says the hardware takes one', () => {
+      for (const profile of ['mktme', 'sev', 'sgx', 'tdx']) {
+        const m = Machine.create({ profile, backend, memory: { nodeFrames: [4] }, nrCpus: 1 });
+        const set = () => m.engine.program(1, KeyProgram.SET_KEY_DIRECT, key());
+        if (getProfile(profile).keyFromSoftware) set();
+        else assert.throws(set, new RegExp(`^Error: engine: ${profile} takes no key from software$`));
+        assert.equal(m.engine.isProgrammed(1), getProfile(profile).keyFromSoftware, profile);
+        m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+        assert.equal(m.engine.isProgrammed(1), true, `${profile}: the CPU's own key`);
+      }
+    });
+
     for (const profile of ['mktme', 'tdx'])
       it(`${profile}: a power cycle clears every KeyID, the last one included`, () => {
         const n = getProfile(profile).nrKeyids;
@@ -106,7 +118,9 @@ for (const backend of availableBackends())
         const keys: Uint8Array[] = [];
         for (let id = 1; id <= n; id++) {
           keys[id] = key();
-          m.engine.program(id, KeyProgram.SET_KEY_DIRECT, keys[id]);
+          // (TDX takes no key from software: its KeyIDs get the CPU's own)
+          if (getProfile(profile).keyFromSoftware) m.engine.program(id, KeyProgram.SET_KEY_DIRECT, keys[id]);
+          else m.engine.program(id, KeyProgram.SET_KEY_RANDOM);
           m.engine.write(asPfn(id), id, new Uint8Array(PAGE_SIZE).fill(id));
           assert.equal(m.engine.isProgrammed(id), true);
         }

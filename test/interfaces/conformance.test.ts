@@ -1,5 +1,6 @@
 // The capability matrix of DESIGN.md, produced by running every design on
 // every profile and kernel, and checked against what the thread argued.
+import { getProfile } from '../../hardware/profiles.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -134,6 +135,19 @@ describe('other hardware', () => {
       }
     });
   }
+
+  it('DAX on every profile: only hardware that takes a key from software can encrypt persistent memory', () => {
+    // the expected outcome comes from the profile's data and the design, never from its name
+    for (const profile of PROFILE_NAMES)
+      for (const design of DESIGN_NAMES) {
+        const r = cell(design, profile, true, 'dax');
+        const where = `${design} on ${profile}: ${show(r)} (${r.detail})`;
+        if (design === 'madvise-encrypt' && getProfile(profile).keyFromSoftware) assert.equal(r.outcome, 'encrypted', where);
+        else assert.notEqual(r.outcome, 'encrypted', where);
+        if (design === 'madvise-encrypt' && !getProfile(profile).keyFromSoftware && getProfile(profile).nrKeyids > 0)
+          assert.equal(show(r), 'unsupported/EINVAL', `${where}: add_key refuses the user key`);
+      }
+  });
 
   it('sgx: swap goes through EWB/ELDU, so no plaintext reaches swap', () => {
     const r = cell('encrypt-mprotect', 'sgx', true, 'swap');
