@@ -16,6 +16,7 @@ import { defaultOvercommit } from '../kernel/limits.js';
 import { REPLAY_RAM_PAGES, Replayer, type ReplayHost, TraceError } from '../kernel/replay.js';
 import { csvList, nonNegative, positiveInt, probability } from './args.js';
 import { hostReplaySettings } from './host.js';
+import { onStopSignals } from './tempdirs.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
 import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
@@ -80,9 +81,12 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
   }
   const tty = process.stderr.isTTY;
   const t0 = performance.now();
+  const say = (line: string) => process.stderr.write(`${tty ? '\n' : ''}memcrypt-bench: ${line}\n`);
+  const stop = onStopSignals(say);
   const res = await runBench(a, {
     root: ROOT,
     say: (line) => process.stderr.write(`memcrypt-bench: ${line}\n`),
+    stop: () => stop.reason,
     progress: (done, total, r: Row) => {
       if (!tty) return;
       const what = `${r.workload} ${r.interface} ${r.kernel} ${r.swap === 'none' ? '' : r.swap + ' swap '}t${r.threads}`;
@@ -90,11 +94,19 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
       if (done === total) process.stderr.write('\n');
     },
   });
+  const stopped = stop.reason;
+  stop.dispose();
   if (a.format === 'text') process.stdout.write(res.report + '\n');
   else if (a.format === 'csv') process.stdout.write(res.csv);
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt${a.export ? ', ' + EXPORTS[a.export].suffix : ''}) in ${secs} s\n`);
   if (res.history) process.stderr.write(`appended ${res.history.records} record${res.history.records === 1 ? '' : 's'} to ${res.history.file}\n`);
+  if (res.stopped) {
+    // a partial set: no gate, and the exit status of the signal
+    process.stderr.write(`stopped by ${stopped}: ${res.stopped}; no history record, no baseline comparison\n`);
+    process.exitCode = 128 + (stopped === 'SIGINT' ? 2 : 15);
+    return;
+  }
   if (baseline !== undefined) {
     process.stdout.write('\n');
     process.exitCode = gate(baseline, res.out, a, 'text');

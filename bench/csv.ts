@@ -206,6 +206,7 @@ export function parseMeta(text: string, file: string): RunMeta {
     if (!Array.isArray(doc[k]) || !(doc[k] as unknown[]).every((x) => typeof x === 'number')) throw new InputError(file, 0, `${k}: expected an array of numbers`);
   if (!Array.isArray(doc.crypto_backends) || !doc.crypto_backends.every((x) => typeof x === 'string'))
     throw new InputError(file, 0, 'crypto_backends: expected an array of strings');
+  if (doc.stopped !== undefined && typeof doc.stopped !== 'string') throw new InputError(file, 0, 'stopped: expected a string');
   if (!_isObject(doc.costs)) throw new InputError(file, 0, 'costs: expected the cost table object');
   const bad = checkCostTable(doc.costs);
   if (bad) throw new InputError(file, 0, `costs.${bad}`);

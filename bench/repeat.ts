@@ -9,9 +9,8 @@
 // processes 2..N run only the cells process 1 could time. Each child is this
 // CLI's hidden `_cells` command with a job file; it writes its rows (CSV) and
 // samples beside the job, and this process merges them.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CostTable } from '../hardware/costs.js';
@@ -72,26 +71,66 @@ export interface CellsJob {
   /** where to write the rows (CSV) and the samples */
   readonly csv: string;
   readonly samples: string;
+  /** the parent's run directory: the cells' scratch files go there */
+  readonly tmpdir: string;
+  /** the parent's pid: a child whose parent is gone stops */
+  readonly parent: number;
 }
 
 /** The `_cells` child: run the job's cells, write rows and samples. `plan` re-plans from the job's arguments. */
 export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan[], progress?: RunOptions['progress']): Promise<void> {
   const job = JSON.parse(readFileSync(file, 'utf8')) as CellsJob;
   const cells = planOf(job.args);
+  // SIGTERM from the parent (or SIGINT from the terminal): finish the cell,
+  // write what is done. A parent that is gone (killed) ends the job too.
+  let signal: string | null = null;
+  const onSignal = (sig: NodeJS.Signals) => (signal = sig);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const res = await runMatrix(cells, job.meta, {
     seed: job.seed,
     timeMs: job.timeMs,
     minSamples: job.minSamples,
     warmupMs: job.warmupMs,
-    tmpdir: tmpdir(),
+    tmpdir: job.tmpdir,
+    stop: () => signal ?? (process.ppid !== job.parent ? 'parent gone' : null),
     costs: job.costs,
     costSource: job.costSource,
     order: job.order,
     ...(job.only ? { only: new Set(job.only) } : {}),
     ...(progress ? { progress } : {}),
   });
-  writeFileSync(job.samples, formatSamples(job.meta.run_id, res.samples));
-  writeFileSync(job.csv, formatCsv(res.rows));
+  if (process.ppid !== job.parent) process.exit(1); // no one to read it
+  writeFileSync(job.samples, formatSamples(job.meta.run_id, res.samples), { mode: 0o600 });
+  writeFileSync(job.csv, formatCsv(res.rows), { mode: 0o600 });
+}
+
+/** Run a `_cells` child; resolves with its exit code, after passing it SIGTERM when stop() says so. */
+function runChild(jobFile: string, stop: () => string | null): Promise<{ status: number | null; signal: string | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, '_cells', jobFile], { stdio: ['ignore', 'inherit', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      stderr += d;
+      process.stderr.write(d);
+    });
+    let told = false;
+    const poll = setInterval(() => {
+      if (!told && stop() !== null) {
+        told = true;
+        child.kill('SIGTERM');
+      }
+    }, 100);
+    child.on('error', (e) => {
+      clearInterval(poll);
+      reject(e);
+    });
+    child.on('close', (status, signal) => {
+      clearInterval(poll);
+      resolve({ status, signal, stderr });
+    });
+  });
 }
 
 /** Do two rows of one cell agree on everything a single-CPU cell must repeat exactly? */
@@ -127,11 +166,15 @@ function mergeCell(rows: readonly Row[], samples: readonly CellSamples[]): { row
 
 /** run --repeat N (N >= 2): N child processes, merged cell by cell into one result set. */
 export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: RunMeta, o: RunOptions, io: RunIo): Promise<RunResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'memcrypt-repeat-'));
+  const dir = mkdtempSync(join(o.tmpdir, 'repeat-'));
   const perCell = new Map<string, { rows: Row[]; samples: CellSamples[] }>();
+  const stop = o.stop ?? (() => null);
+  let processes = 0;
   try {
     let only: number[] | null = null;
     for (let p = 1; p <= a.repeat; p++) {
+      // stopped: keep the processes that finished (a stopped first one gives what it did)
+      if (stop() !== null) break;
       const job: CellsJob = {
         args: { ...a, repeat: 1 },
         order: shuffledOrder(cells.length, meta.order_seed + p),
@@ -145,15 +188,19 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
         meta,
         csv: join(dir, `p${p}.csv`),
         samples: join(dir, `p${p}.samples.json`),
+        tmpdir: o.tmpdir,
+        parent: process.pid,
       };
       const jobFile = join(dir, `p${p}.job.json`);
-      writeFileSync(jobFile, JSON.stringify(job));
+      writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
       io.say(`process ${p} of ${a.repeat}: ${only === null ? cells.length : only.length} cells`);
-      const r = spawnSync(process.execPath, [CLI, '_cells', jobFile], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+      const r = await runChild(jobFile, stop);
       if (r.status !== 0) {
-        const why = (r.stderr ?? '').trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status ?? r.signal}`;
+        const why = r.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status ?? r.signal}`;
         throw new Error(`process ${p} of ${a.repeat} failed: ${why}`);
       }
+      if (stop() !== null && p > 1) break; // a later process cut short: its cells would have one sample fewer
+      processes = p;
       const rows = parseCsv(readFileSync(job.csv, 'utf8'), job.csv);
       const { cells: samples } = parseSamples(readFileSync(job.samples, 'utf8'), job.samples);
       const byKey = new Map(samples.map((s) => [s.key, s]));
@@ -181,5 +228,5 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
     samples.push(m.samples);
   }
   overPlain(rows);
-  return { rows, samples };
+  return { rows, samples, processes };
 }

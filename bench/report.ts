@@ -79,6 +79,7 @@ function _machine(meta: RunMeta): string[] {
     ['costs', meta.cost_source],
     ['started', `${meta.started_at}, seed ${meta.seed}, ${meta.wall_seconds} s`],
   ];
+  if (meta.stopped) fields.push(['stopped', `${meta.stopped}: a partial result set`]);
   const out = ['memcrypt-bench report'];
   for (const [k, v] of fields) out.push(...wrapWords(String(v ?? '-'), `  ${k.padEnd(8)} `, ' '.repeat(11)));
   return out;

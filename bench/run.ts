@@ -5,8 +5,9 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { makeRunDir, sweepStaleRuns } from './tempdirs.js';
 import { backendNote } from '../hardware/xts.js';
 import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
 import { resolveCosts } from './costs.js';
@@ -123,6 +124,8 @@ export function checkOut(out: string, given: string | undefined): void {
 export interface RunIo {
   readonly root: string;
   readonly say: (line: string) => void;
+  /** a reason to stop before the next cell (a signal's name), or null */
+  readonly stop?: () => string | null;
   readonly progress?: (done: number, total: number, r: Row) => void;
 }
 
@@ -143,6 +146,8 @@ export interface RunResult {
   rows: Row[];
   /** where the run's records were appended and how many; null with --no-history */
   history: { file: string; records: number } | null;
+  /** '' or why the run stopped early (meta.stopped): a partial result set */
+  stopped: string;
 }
 
 /** The result set of a run, written file by file (each atomically), then its history records appended. */
@@ -191,20 +196,39 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     order_seed: a.orderSeed!,
   };
   const t0 = performance.now();
+  // scratch files (swap, DAX images) live in one run directory, gone when the
+  // run is; a run killed outright leaves its own, which the next one removes
+  const stale = sweepStaleRuns();
+  if (stale.length > 0) io.say(`removed ${stale.length} temp director${stale.length === 1 ? 'y' : 'ies'} of runs that were killed (${stale.join(', ')})`);
+  const runDir = makeRunDir();
   const opts: RunOptions = {
     seed: a.seed,
     timeMs: a.time,
     minSamples: a.samples,
     warmupMs: a.warmup,
-    tmpdir: tmpdir(),
+    tmpdir: runDir,
     costs: costs.costs,
     costSource: costs.source,
     ...(io.progress ? { progress: io.progress } : {}),
+    ...(io.stop ? { stop: io.stop } : {}),
   };
-  const res =
-    a.repeat <= 1
-      ? inOrder(cells, await runMatrix(cells, meta, { ...opts, order: shuffledOrder(cells.length, meta.order_seed) }))
-      : await runRepeated(a, cells, meta, opts, io);
+  let res: Awaited<ReturnType<typeof runMatrix>>;
+  try {
+    res =
+      a.repeat <= 1
+        ? inOrder(cells, await runMatrix(cells, meta, { ...opts, order: shuffledOrder(cells.length, meta.order_seed) }))
+        : await runRepeated(a, cells, meta, opts, io);
+  } finally {
+    rmSync(runDir, { recursive: true, force: true });
+  }
+  const why = io.stop?.() ?? null;
+  const allProcesses = res.processes === undefined || res.processes >= a.repeat;
+  meta.stopped =
+    why === null || (res.rows.length === cells.length && allProcesses)
+      ? ''
+      : res.rows.length < cells.length
+        ? `${why} after ${res.rows.length} of ${cells.length} cells`
+        : `${why} after ${res.processes} of ${a.repeat} processes`;
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
   // One rounding rule: the report is made from the rows as the CSV holds
@@ -223,11 +247,12 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
   // last: the history holds runs whose result set was written. A store that
   // cannot be appended to costs a line on stderr, not the run's report.
   let history: RunResult['history'] = null;
-  if (historyFile !== null)
+  // a stopped run's partial set is not history
+  if (historyFile !== null && !meta.stopped)
     try {
       history = { file: historyFile, records: appendHistory(historyFile, meta, rows, res.samples) };
     } catch (e) {
       io.say(`${historyFile}: cannot append the history: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-  return { out, report, csv, rows, history };
+  return { out, report, csv, rows, history, stopped: meta.stopped ?? '' };
 }

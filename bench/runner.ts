@@ -45,11 +45,15 @@ export interface RunOptions {
   readonly order?: readonly number[];
   /** run only these cells of plan (indices; default: all) */
   readonly only?: ReadonlySet<number>;
+  /** asked before each cell: a reason to stop here (a signal's name), or null to go on */
+  readonly stop?: () => string | null;
 }
 
 export interface RunResult {
   readonly rows: Row[];
   readonly samples: CellSamples[];
+  /** run --repeat: the processes whose cells are in it (fewer than asked when the run was stopped) */
+  readonly processes?: number;
 }
 
 /**
@@ -157,6 +161,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
   const samples: CellSamples[] = [];
   const order = (o.order ?? plan.map((_, i) => i)).filter((i) => o.only === undefined || o.only.has(i));
   for (const [done, i] of order.entries()) {
+    if (o.stop?.() != null) break;
     const p = plan[i];
     const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-cell-'));
     try {

@@ -190,6 +190,11 @@ export interface RunMeta {
   min_samples: number;
   /** seed of the shuffled cell order of each process (process p uses order_seed + p) */
   order_seed: number;
+  /**
+   * '' for a run that ran every cell; else why and where it stopped early
+   * ("SIGINT after 12 of 70 cells"): the result set holds the cells done.
+   */
+  stopped?: string;
 }
 
 /** Per-cell timing samples (ns per op), kept for statistical comparison. */

@@ -103,7 +103,7 @@ export class PhysicalMemory {
   powerOffDax(path: string): void {
     const bytes = this.daxBytes();
     const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-    const fd = openSync(tmp, 'w');
+    const fd = openSync(tmp, 'w', 0o600); // a memory image: the owner's only
     try {
       let done = 0;
       while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);

@@ -44,7 +44,7 @@ export class SwapDevice {
   static open(cfg: SwapConfig, backend: XtsBackend): SwapDevice {
     if (!Number.isInteger(cfg.slots) || cfg.slots < 1 || cfg.slots > 0xffff)
       throw new RangeError(`swap.slots: expected an integer in [1, 65535], got ${cfg.slots}`);
-    const fd = openSync(cfg.path, 'w+');
+    const fd = openSync(cfg.path, 'w+', 0o600); // holds page contents: the owner's only
     ftruncateSync(fd, cfg.slots * PAGE_SIZE);
     return new SwapDevice(cfg, fd, backend);
   }
