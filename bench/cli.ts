@@ -23,7 +23,7 @@ import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
 import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
 import { formatCore, opensslSpeed, runCoreBench } from './core.js';
 import { calibrateInto } from './costs.js';
-import { metaPath, parseCsv, parseMeta } from './csv.js';
+import { checkResultSet, metaPath, parseCsv, parseMeta } from './csv.js';
 import { EXPORTS, EXPORT_NAMES, exportFile } from './export.js';
 import { HISTORY_FILE, readHistory } from './history.js';
 import { InputError, readInput } from './io.js';
@@ -224,8 +224,10 @@ async function main(argv: string[]): Promise<void> {
       'print the text report of a results CSV (with its .meta.json)',
       (y) => y.positional('csv', { type: 'string', demandOption: true }),
       (a) => {
-        const rows = parseCsv(readInput(a.csv), a.csv);
+        const text = readInput(a.csv);
+        const rows = parseCsv(text, a.csv);
         const meta = parseMeta(readInput(metaPath(a.csv)), metaPath(a.csv));
+        checkResultSet(a.csv, text, rows, meta, metaPath(a.csv));
         process.stdout.write(formatReport(meta, rows) + '\n');
       },
     )

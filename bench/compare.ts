@@ -4,7 +4,7 @@
 // Mann-Whitney U test on the timing samples, Holm-corrected across all
 // compared cells; a significant slowdown beyond the threshold is a regression.
 import { stringify } from 'csv-stringify/sync';
-import { metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.js';
+import { checkResultSet, metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.js';
 import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
@@ -21,13 +21,13 @@ export interface LoadedRun {
 
 /** Read a results CSV with its meta and samples files; all three must be of the same run. */
 export function loadRun(file: string): LoadedRun {
-  const rows = parseCsv(readInput(file), file);
+  const text = readInput(file);
+  const rows = parseCsv(text, file);
   const mfile = metaPath(file);
   const meta = parseMeta(readInput(mfile), mfile);
   const sfile = samplesPath(file);
   const { runId, cells } = parseSamples(readInput(sfile), sfile);
-  const other = rows.find((r) => r.run_id !== meta.run_id);
-  if (other) throw new InputError(file, 0, `run ${other.run_id} in the CSV, but ${mfile} is of run ${meta.run_id}: not one result set`);
+  checkResultSet(file, text, rows, meta, mfile);
   if (runId !== meta.run_id) throw new InputError(sfile, 0, `samples of run ${runId}, but ${mfile} is of run ${meta.run_id}: not one result set`);
   const samples = new Map(cells.map((c) => [c.key, c.samples]));
   for (const r of rows) {

@@ -6,11 +6,12 @@
 // csv-stringify writes, its sister csv-parse reads. Reading is strict: these
 // files are compared against baselines months later, so anything that does
 // not match the schema exactly is refused with the file and the line.
+import { createHash } from 'node:crypto';
 import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { checkCostTable } from '../hardware/costs.js';
 import { InputError } from './io.js';
-import { COLUMNS, MAY_BE_EMPTY, NUMERIC_COLUMNS, SCHEMA_VERSION, SWAP_KINDS, cellKey, type CellSamples, type Column, type Row, type RunMeta } from './schema.js';
+import { COLUMNS, COUNTER_COLUMNS, MAY_BE_EMPTY, NUMERIC_COLUMNS, SCHEMA_VERSION, SWAP_KINDS, cellKey, type CellSamples, type Column, type Row, type RunMeta } from './schema.js';
 
 const KERNELS: ReadonlySet<string> = new Set(['patched', 'unpatched']);
 
@@ -95,6 +96,22 @@ function _checkHeader(header: _Record, next: _Record | undefined, file: string):
   throw new InputError(file, header.line, `header does not match schema ${SCHEMA_VERSION}: ${parts.join('; ')}`);
 }
 
+const wholeFrom = (min: number) => (v: number): string | null => (Number.isInteger(v) && v >= min ? null : `expected an integer >= ${min}`);
+/**
+ * What each numeric column may hold, where it is not "a number >= 0":
+ * counters and counts are whole, a cell has a CPU, and the cost over the
+ * plain control may be below zero (a design cheaper than plain memory).
+ */
+const RANGE: Partial<Record<Column, (v: number) => string | null>> = {
+  threads: wholeFrom(1),
+  leak_bytes: wholeFrom(0),
+  ops: wholeFrom(0),
+  sim_rounds: wholeFrom(0),
+  sim_processes: wholeFrom(0),
+  model_over_plain_ns_per_op: () => null,
+  ...Object.fromEntries(COUNTER_COLUMNS.map((c) => [c, wholeFrom(0)])),
+};
+
 function _row(rec: _Record, file: string): Row {
   if (rec.fields.length !== COLUMNS.length) throw new InputError(file, rec.line, `expected ${COLUMNS.length} fields, found ${rec.fields.length}`);
   // Version first: in a file of another schema the other fields may mean something else.
@@ -104,6 +121,13 @@ function _row(rec: _Record, file: string): Row {
     const raw = rec.fields[i];
     row[col] = NUMERIC_COLUMNS.has(col) ? _parseNum(raw, col, file, rec.line) : raw;
   });
+  for (const col of NUMERIC_COLUMNS) {
+    const v = row[col] as number;
+    if (Number.isNaN(v)) continue; // an empty field where one may be
+    const check = RANGE[col];
+    const bad = check !== undefined ? check(v) : v < 0 ? 'expected a number >= 0' : null;
+    if (bad !== null) throw new InputError(file, rec.line, `${col}: ${bad}, got '${rec.fields[COLUMNS.indexOf(col)]}'`);
+  }
   if (!KERNELS.has(row.kernel as string)) throw new InputError(file, rec.line, `kernel: expected 'patched' or 'unpatched', got '${row.kernel}'`);
   if (!SWAP_KINDS.includes(row.swap as never)) throw new InputError(file, rec.line, `swap: expected one of ${SWAP_KINDS.join(', ')}, got '${row.swap}'`);
   return row as unknown as Row;
@@ -154,6 +178,21 @@ export function parseCsv(text: string, file: string): Row[] {
     rows.push(row);
   }
   return rows;
+}
+
+/**
+ * Are a CSV (its text and rows) and a meta file one result set? The same
+ * run_id in every row, and where the meta names them, the CSV's record count
+ * and digest (a CSV cut at a row boundary still parses; its count does not
+ * match). One line naming the file otherwise.
+ */
+export function checkResultSet(file: string, text: string, rows: readonly Row[], meta: RunMeta, mfile: string): void {
+  const other = rows.find((r) => r.run_id !== meta.run_id);
+  if (other) throw new InputError(file, 0, `run ${other.run_id} in the CSV, but ${mfile} is of run ${meta.run_id}: not one result set`);
+  if (meta.rows !== undefined && rows.length !== meta.rows)
+    throw new InputError(file, 0, `${rows.length} rows, but ${mfile} says the run wrote ${meta.rows}: the CSV is cut short or not this run's`);
+  if (meta.csv_sha256 !== undefined && createHash('sha256').update(text).digest('hex') !== meta.csv_sha256)
+    throw new InputError(file, 0, `the CSV is not the one ${mfile} was written with (its SHA-256 differs): edited, or not this run's`);
 }
 
 // --- metadata ----------------------------------------------------------------
@@ -207,6 +246,8 @@ export function parseMeta(text: string, file: string): RunMeta {
   if (!Array.isArray(doc.crypto_backends) || !doc.crypto_backends.every((x) => typeof x === 'string'))
     throw new InputError(file, 0, 'crypto_backends: expected an array of strings');
   if (doc.stopped !== undefined && typeof doc.stopped !== 'string') throw new InputError(file, 0, 'stopped: expected a string');
+  if (doc.rows !== undefined && !(Number.isInteger(doc.rows) && (doc.rows as number) >= 0)) throw new InputError(file, 0, 'rows: expected an integer >= 0');
+  if (doc.csv_sha256 !== undefined && !(typeof doc.csv_sha256 === 'string' && /^[0-9a-f]{64}$/.test(doc.csv_sha256))) throw new InputError(file, 0, 'csv_sha256: expected 64 hex digits');
   if (!_isObject(doc.costs)) throw new InputError(file, 0, 'costs: expected the cost table object');
   const bad = checkCostTable(doc.costs);
   if (bad) throw new InputError(file, 0, `costs.${bad}`);

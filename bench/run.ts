@@ -3,7 +3,7 @@
 // (<run id>.csv, .meta.json, .samples.json, .txt, and an export if asked:
 // bench/export.ts) and print the report.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -237,6 +237,8 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
   const rows = parseCsv(csv, out);
   const report = formatReport(meta, rows);
   const base = out.replace(/\.csv$/, '');
+  meta.rows = rows.length;
+  meta.csv_sha256 = createHash('sha256').update(csv).digest('hex');
   // meta and samples first: a CSV that is there always has its companions
   writeFileAtomic(metaPath(out), formatMeta(meta));
   writeFileAtomic(samplesPath(out), formatSamples(meta.run_id, res.samples));

@@ -195,6 +195,9 @@ export interface RunMeta {
    * ("SIGINT after 12 of 70 cells"): the result set holds the cells done.
    */
   stopped?: string;
+  /** the CSV's record count and its SHA-256: a truncated or foreign CSV is refused (optional: older runs lack them) */
+  rows?: number;
+  csv_sha256?: string;
 }
 
 /** Per-cell timing samples (ns per op), kept for statistical comparison. */

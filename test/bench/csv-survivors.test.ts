@@ -35,8 +35,8 @@ function rowWith(col: Column, value: string): string {
 describe('parseCsv reads numbers as other CSV writers spell them', () => {
   it('signs, a leading dot, exponents with and without a sign', () => {
     const cases: [Column, string, number][] = [
-      ['sim_rme_pct', '-1.5', -1.5],
-      ['model_over_plain_ns_per_op', '+2', 2],
+      ['model_over_plain_ns_per_op', '-1.5', -1.5],
+      ['sim_rme_pct', '+2', 2],
       ['sim_ns_per_op_median', '.25', 0.25],
       ['ops', '1.5e3', 1500],
       ['sim_ns_per_op_p99', '2.5E-10', 2.5e-10],
@@ -46,6 +46,17 @@ describe('parseCsv reads numbers as other CSV writers spell them', () => {
       const [row] = parseCsv(`${HEADER}\n${rowWith(col, raw)}\n`, FILE);
       assert.equal(row[col], want, `${col} = ${raw}`);
     }
+  });
+
+  it('refuses values outside a column\'s range, naming the column and echoing the field', () => {
+    const cases: [Column, string, RegExp][] = [
+      ['sim_ns_per_op_median', '-3', /sim_ns_per_op_median: expected a number >= 0, got '-3'$/],
+      ['faults', '2.5', /faults: expected an integer >= 0, got '2\.5'$/],
+      ['faults', '-1', /faults: expected an integer >= 0, got '-1'$/],
+      ['threads', '0', /threads: expected an integer >= 1, got '0'$/],
+      ['ops', '1.5', /ops: expected an integer >= 0, got '1\.5'$/],
+    ];
+    for (const [col, raw, re] of cases) assert.throws(() => parseCsv(`${HEADER}\n${rowWith(col, raw)}\n`, FILE), (e: unknown) => e instanceof Error && re.test(e.message), `${col} = ${raw}`);
   });
 
   it('round-trips a counter of 1e21, which formatCsv writes as 1e+21', () => {
