@@ -66,6 +66,12 @@ export interface CellResult {
   readonly leaks: LeakScan;
   /** one line: what happened */
   readonly detail: string;
+  /**
+   * Where the region's plaintext is once the program has released it (munmap,
+   * close, key invalidated): frames the kernel scrubs on free (secretmem)
+   * hold none. Set for cells that got as far as reading their memory back.
+   */
+  readonly released?: LeakScan;
 }
 
 const RW = PROT_READ | PROT_WRITE;
@@ -272,13 +278,15 @@ export function runCell(spec: CellSpec): CellResult {
   const buf = new Uint8Array(PAGE_SIZE);
   const got = new Uint8Array(PAGE_SIZE);
   const len = spec.pages * PAGE_SIZE;
-  const done = (outcome: Outcome, errno: number | ErrnoName | null, detail: string, integrity = 0, leaks = NO_LEAK): CellResult => {
+  const done = (outcome: Outcome, errno: number | ErrnoName | null, detail: string, integrity = 0, leaks = NO_LEAK, release?: () => LeakScan): CellResult => {
     const res: CellResult = {
       outcome: withLeaks(outcome, leaks),
       errno: typeof errno === 'number' ? errnoOf(errno) : errno,
       counters: counters(b, integrity),
       leaks,
       detail,
+      // after the counters: releasing is not part of the cell's work
+      ...(release && { released: release() }),
     };
     b.k.shutdown();
     return res;
@@ -353,5 +361,9 @@ export function runCell(spec: CellSpec): CellResult {
   if (spec.scenario === 'swap' && b.k.counters.get('swap_out') === 0 && !alloc.fallback && seen !== 'plaintext')
     return done('unsupported', errno, 'nothing was swapped');
   const leaks = scanLeaks(b.k, [spec.seed], spec.pages);
-  return done(alloc.fallback ? 'plaintext-fallback' : seen, errno, note, 0, leaks);
+  const release = (): LeakScan => {
+    design.release(b.env, alloc);
+    return scanLeaks(b.k, [spec.seed], spec.pages);
+  };
+  return done(alloc.fallback ? 'plaintext-fallback' : seen, errno, note, 0, leaks, release);
 }

@@ -65,6 +65,9 @@ export const daxStacking: Workload = {
     await s.powerCycle(image);
     const bytes = readFileSync(image);
     const leaked = plaintextPages(bytes, s.pages, seed);
+    // what reached the persistent medium in the clear counts as exposed, as
+    // plaintext written to swap does (swap.ts)
+    s.k.count('plaintext_exposed_bytes', leaked * PAGE_SIZE);
     const leaks = leaksOf(s, [seed], true, bytes);
     const r = mapEncrypted(s);
     if (r !== 0)

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { PROFILE_NAMES } from '../../hardware/profiles.js';
 import { Machine } from '../../hardware/machine.js';
-import { SCENARIOS, observeFrames, runCell, scanLeaks, verifyPattern, withLeaks, writePattern, type CellResult, type CellSpec, type Scenario } from '../../interfaces/conformance.js';
+import { NO_LEAK, SCENARIOS, observeFrames, runCell, scanLeaks, verifyPattern, withLeaks, writePattern, type CellResult, type CellSpec, type Scenario } from '../../interfaces/conformance.js';
 import { ALL_FEATURES, Kernel } from '../../kernel/kernel.js';
 import { allDesigns } from '../../interfaces/registry.js';
 import { ptePfn } from '../../kernel/pgtable.js';
@@ -178,6 +178,26 @@ describe('every cell of every profile', () => {
             assert.equal(r.counters.alias_conflicts, 0, where);
             if (!patched) assert.notEqual(r.outcome, 'encrypted', where);
           }
+    });
+});
+
+describe('plaintext is found exactly where the outcome says so', () => {
+  // every design x profile x kernel x program x scenario: write a marker, force swap,
+  // migration or DAX persistence, release; scan free RAM, the swap file and the DAX image
+  const EXPOSED = new Set(['plaintext', 'plaintext-fallback', 'leaked']);
+  for (const profile of PROFILE_NAMES)
+    it(`${profile}: a scan finds the marker in swap, DAX or free RAM iff the outcome is plaintext, plaintext-fallback or leaked`, () => {
+      for (const design of DESIGN_NAMES)
+        for (const patched of [false, true])
+          for (const careful of [true, false])
+            for (const sc of SCENARIOS) {
+              const r = cell(design, profile, patched, sc, careful);
+              const found = r.leaks.bytes > 0 || (r.released?.bytes ?? 0) > 0;
+              const where = `${design} ${patched ? 'patched' : 'unpatched'} ${careful ? 'careful' : 'naive'} ${sc}: ${show(r)}, leaks ${JSON.stringify(r.leaks)}, after release ${JSON.stringify(r.released ?? null)}`;
+              assert.equal(found, EXPOSED.has(r.outcome), where);
+              // secretmem scrubs its frames on free: nothing of it is left in free RAM
+              if (design === 'memfd-secret' && r.outcome === 'secret') assert.deepEqual(r.released, NO_LEAK, where);
+            }
     });
 });
 
