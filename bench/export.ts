@@ -13,9 +13,10 @@
 // Both outputs are deterministic: cells sorted by name (code-unit order, not
 // the locale's), entries and measures in a fixed order, numbers rounded as
 // the CSV writes them. The same CSV gives the same bytes on any machine.
+import { existsSync } from 'node:fs';
 import type { Outcome } from '../interfaces/conformance.js';
 import { COST_NAMES, type CostName } from '../hardware/costs.js';
-import { parseCsv } from './csv.js';
+import { checkResultSet, metaPath, parseCsv, parseMeta } from './csv.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
 import { TERM_SHORT, topTerms } from './model.js';
 import { COUNTER_COLUMNS, termColumn, type CounterColumn, type Row } from './schema.js';
@@ -202,7 +203,11 @@ export const exportPath = (csv: string, to: ExportName): string => csv.replace(/
  * export is made before anything is written, so a failure leaves no file.
  */
 export function exportFile(csv: string, to: ExportName, out: string = exportPath(csv, to)): string {
-  const rows = parseCsv(readInput(csv), csv);
+  const csvText = readInput(csv);
+  const rows = parseCsv(csvText, csv);
+  // with its meta file beside it, the CSV must be the one the run wrote
+  const mfile = metaPath(csv);
+  if (existsSync(mfile)) checkResultSet(csv, csvText, rows, parseMeta(readInput(mfile), mfile), mfile);
   let text: string;
   try {
     text = EXPORTS[to].format(rows);
