@@ -277,13 +277,9 @@ function mmapRegion(
       return r;
     }
   }
-  // MAP_FIXED over existing mappings: unmap them first
-  const old = unmapRange(k, task, addr, addr + len);
-  if (old < 0) {
-    if (accountable) vmUnacctMemory(k, len / PAGE_SIZE);
-    vma.release();
-    return old;
-  }
+  // MAP_FIXED over existing mappings: unmap them first. This cannot fail:
+  // splitEdges above made addr and addr + len VMA boundaries already.
+  unmapRange(k, task, addr, addr + len);
   if (file === null && vmFlags & VM_SHARED && !(vmFlags & VM_NORESERVE)) {
     // shmem_zero_setup -> shmem_acct_size charges the whole size. It fails
     // after the old mappings are gone, and they stay gone.
