@@ -4,9 +4,14 @@
 // when the pool has no slot for a middle table, and the reuse (zeroed) of the
 // table slots freeTables gives back. The smallest pool, 35 slots, is slot 0
 // (never used), 32 slots of one top-level table, one middle and one leaf.
+// Then freeTables over a whole middle table (a leaf at any index, a middle
+// table whose leaf did not fit, in the pool's last slot), and, on a kernel,
+// flushTlbMm's flush of only the local CPUs that run the mm (kernel/tlb.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE, PageTablePool, mkPte, ptePresent } from '../../kernel/pgtable.js';
+import { flushTlbMm } from '../../kernel/tlb.js';
+import { BASE, boot, mapAnon } from './util.js';
 
 const P = 4096;
 const LEAF = 1024 * P; // 4 MiB: one leaf table
@@ -78,5 +83,67 @@ describe('pgtable.ts: PageTablePool', () => {
     assert.equal(pool.used, 64);
     assert.equal(pool.pteIndex(b, P, true), 34 * 1024 + 1, 'the freed slots serve as its middle and leaf tables');
     assert.equal(pool.used, 66);
+  });
+});
+
+describe('pgtable.ts: freeTables over a whole middle table', () => {
+  it('freeTables gives back the leaf tables at every index of a middle table, not only the first', () => {
+    const pool = PageTablePool.create(37);
+    const pgd = pool.allocPgd();
+    // one middle table (slot 33) with leaves at its indexes 5 and 1023 (slots 34 and 35)
+    assert.equal(pool.pteIndex(pgd, 5 * LEAF + P, true), 34 * 1024 + 1);
+    assert.equal(pool.pteIndex(pgd, 1023 * LEAF, true), 35 * 1024);
+    assert.equal(pool.used, 35);
+    pool.freeTables(pgd);
+    assert.equal(pool.used, 0, 'the top-level table, the middle table and both leaves are free');
+    // all four single slots (the three freed and the never-used slot 36) serve another task
+    const again = pool.allocPgd();
+    assert.ok(pool.pteIndex(again, 2 * MID, true) >= 0);
+    assert.ok(pool.pteIndex(again, 4 * MID, true) >= 0, 'two middle and two leaf tables fit');
+    assert.equal(pool.used, 36);
+  });
+
+  it('freeTables gives back a middle table left without a leaf (the leaf did not fit), in the pool\'s last slot', () => {
+    const pool = PageTablePool.create(36);
+    const pgd = pool.allocPgd();
+    assert.equal(pool.pteIndex(pgd, P, true), 34 * 1024 + 1, 'middle table in slot 33, leaf in slot 34');
+    assert.equal(pool.pteIndex(pgd, 2 * MID + P, true), -2, 'a middle table in slot 35, the last; no slot for its leaf');
+    assert.equal(pool.used, 35);
+    pool.freeTables(pgd);
+    assert.equal(pool.used, 0);
+    const again = pool.allocPgd();
+    assert.equal(again, pgd);
+    // freed in the order leaf 34, middle 33, middle 35; taken last freed first
+    assert.equal(pool.pteIndex(again, 2 * MID + P, true), 33 * 1024 + 1, 'middle table in slot 35, leaf in slot 33');
+    assert.equal(pool.pteIndex(again, P, true), -2, 'slot 34 as a middle table, and nothing more');
+    assert.equal(pool.used, 35);
+  });
+});
+
+describe('tlb.ts: flushTlbMm', () => {
+  it('flushes the TLB of the local CPUs that run the mm and keeps the translations of a CPU running another mm', () => {
+    const { k, done } = boot();
+    const a = k.spawn();
+    const b = k.spawn();
+    mapAnon(k, a, 1);
+    mapAnon(k, b, 1);
+    const cpuA = k.localCpu(a);
+    const cpuB = k.localCpu(b);
+    const buf = new Uint8Array(8).fill(7);
+    for (const cpu of [cpuA, cpuB]) {
+      assert.equal(cpu.store(BASE, buf, 0, 8), 0);
+      assert.equal(cpu.load(BASE, buf, 0, 8), 0, 'the translation is in the TLB now');
+    }
+    const before = [cpuA.tlbMisses, cpuA.tlbHits, cpuB.tlbMisses, cpuB.tlbHits];
+    flushTlbMm(k, a.mm);
+    assert.equal(cpuA.load(BASE, buf, 0, 8), 0);
+    assert.equal(cpuB.load(BASE, buf, 0, 8), 0);
+    assert.deepEqual(
+      [cpuA.tlbMisses, cpuA.tlbHits, cpuB.tlbMisses, cpuB.tlbHits],
+      [before[0] + 1, before[1], before[2], before[3] + 1],
+      'a\'s CPU walks the page table again; b\'s CPU hits its TLB',
+    );
+    assert.equal(k.counters.get('tlb_shootdowns'), 0, 'no CPU on another thread runs a: no IPI');
+    done();
   });
 });
