@@ -163,7 +163,8 @@ export class Smp {
       if (gen === 0) continue;
       for (let spin = 0; ; spin++) {
         const ack = Atomics.load(w, this.w(c, W_ACK));
-        if (ack - gen >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
+        // the generations are 32-bit counters that wrap: compare mod 2^32
+        if (((ack - gen) | 0) >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
         if (Atomics.load(w, this.w(c, W_REQ)) !== Atomics.load(w, this.w(c, W_RESP))) break; // in a trap
         if (spin >= ACK_SPIN) Atomics.wait(w, this.w(c, W_ACK), ack, 0.05);
       }

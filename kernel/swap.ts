@@ -14,7 +14,7 @@ import { E } from './errno.js';
 import type { Kernel, MmStruct } from './kernel.js';
 import { allocAnonPage, freeEncryptedPage } from './memory.js';
 import { PG_ANON, PG_UNEVICTABLE } from './page_alloc.js';
-import { PTE_ACCESSED, PTE_PRESENT, PTE_SWAP, PTE_WRITE, mkPte, ptePfn, pteKeyid } from './pgtable.js';
+import { PTE_ACCESSED, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 import { VM_WRITE, type Vma } from './vma.js';
 
@@ -37,7 +37,10 @@ export function reclaimPages(k: Kernel, mm: MmStruct, want: number): number {
     const va = mm.lru[mm.clockHand];
     const i = k.pool.pteIndex(mm.pgd, va);
     const pte = i < 0 ? 0 : Atomics.load(w, i);
-    if (!(pte & PTE_PRESENT)) {
+    // A PROT_NONE page keeps its frame with PRESENT clear (a protnone PTE):
+    // still resident, still swappable. Only an empty, swap or migration
+    // entry means the page has left this slot of the LRU.
+    if (pte === 0 || pte & (PTE_SWAP | PTE_MIGRATION)) {
       mm.lru.splice(mm.clockHand, 1); // no longer resident
       continue;
     }

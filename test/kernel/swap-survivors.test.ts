@@ -373,7 +373,7 @@ describe('swap.ts: reclaim', () => {
   // from the LRU while it still counts in rss: it is never swapped out, not
   // even after it is made accessible again, and the mm goes OOM with swap
   // free. Linux keeps PROT_NONE pages on the LRU and reclaims them.
-  it('a PROT_NONE page can be swapped out: an mm at its limit with such pages does not go OOM while swap has room', { todo: 'bug: reclaim drops PROT_NONE pages from the LRU' }, () => {
+  it('a PROT_NONE page can be swapped out: an mm at its limit with such pages does not go OOM while swap has room', () => {
     const { k, done } = boot({ swapSlots: 8 });
     const t = k.spawn({ memLimit: 2 });
     const cpu = k.localCpu(t);
