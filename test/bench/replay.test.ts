@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Replayer, TraceError, replayTrace } from '../../kernel/replay.js';
+import { mulberry32 } from '../kernel/trace-gen.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'memcrypt-replay-'));
@@ -81,20 +82,8 @@ describe('replay, line by line', () => {
 });
 
 describe('replay, hostile input', () => {
-  // mulberry32 (as trace-gen.ts), so a failing seed can be replayed
-  const rng = (seed: number) => {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  };
-
   it('20000 random lines: each is run or is one TraceError naming its line, nothing else is thrown', () => {
-    const rnd = rng(7);
+    const rnd = mulberry32(7); // seeded: a failing line can be replayed
     const pick = <T,>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
     const values: readonly unknown[] = [
       0, 1, -1, 4096, -4096, 0.5, 1e300, -1e300, 2 ** 53, 2 ** 64, Number.MAX_SAFE_INTEGER, '0x200000000', '0x', '-0x1', '0xffffffffffffffff',
