@@ -43,9 +43,6 @@ export const W_ROUND = 7; // rounds of user work this CPU has finished (workload
 export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
 export const A_RET = 6;
 
-/** Trap numbers below the syscall table: 0 = page fault (args: va, write). */
-export const TRAP_FAULT = 0;
-
 export interface SmpDescriptor {
   readonly sab: SharedArrayBuffer;
   readonly argSab: SharedArrayBuffer;
