@@ -280,6 +280,8 @@ async function main(argv: string[]): Promise<void> {
           })
           .option('rawio', { type: 'boolean', describe: 'the process has CAP_SYS_RAWIO (as root has): MAP_FIXED below mmap_min_addr is allowed' })
           .option('memlock', { type: 'string', describe: 'RLIMIT_MEMLOCK in bytes (default 8388608); the process has no CAP_IPC_LOCK', coerce: positiveInt('memlock', Number.MAX_SAFE_INTEGER, 0) })
+          .option('rlimit-as', { type: 'string', describe: 'RLIMIT_AS in bytes (default unlimited)', coerce: positiveInt('rlimit-as', Number.MAX_SAFE_INTEGER, 0) })
+          .option('rlimit-data', { type: 'string', describe: 'RLIMIT_DATA in bytes (default unlimited)', coerce: positiveInt('rlimit-data', Number.MAX_SAFE_INTEGER, 0) })
           .option('overcommit', { type: 'string', describe: 'vm.overcommit_memory: 0, 1 or 2 (default 0, against 4 GiB of RAM and no swap)', coerce: positiveInt('overcommit', 2, 0) }),
       async (a) => {
         // yargs hands '-' over as ''
@@ -313,6 +315,8 @@ async function main(argv: string[]): Promise<void> {
           ...(a['mmap-min-addr'] !== undefined && { mmapMinAddr: a['mmap-min-addr'] }),
           ...(a.rawio !== undefined && { rawio: a.rawio }),
           ...(a.memlock !== undefined && { memlock: a.memlock }),
+          ...(a['rlimit-as'] !== undefined && { as: a['rlimit-as'] }),
+          ...(a['rlimit-data'] !== undefined && { data: a['rlimit-data'] }),
           ...(a.overcommit !== undefined && { overcommit: { ...oc, mode: a.overcommit as 0 | 1 | 2 } }),
         };
         const r = new Replayer((l) => (pending += l + '\n'), host);

@@ -36,12 +36,15 @@ export function hostOvercommit(): Overcommit {
   };
 }
 
-/** This process's soft RLIMIT_MEMLOCK in bytes (Infinity when unlimited), from /proc/self/limits. */
-export function hostMemlock(): number {
-  const m = /^Max locked memory\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  if (m === null) throw new Error('/proc/self/limits: no "Max locked memory"');
+/** One soft limit of this process in bytes (Infinity when unlimited), from /proc/self/limits. */
+function hostLimit(name: string): number {
+  const m = new RegExp(`^${name}\\s+(\\S+)`, 'm').exec(readFileSync('/proc/self/limits', 'utf8'));
+  if (m === null) throw new Error(`/proc/self/limits: no "${name}"`);
   return m[1] === 'unlimited' ? Infinity : Number(m[1]);
 }
+
+/** This process's soft RLIMIT_MEMLOCK in bytes (Infinity when unlimited). */
+export const hostMemlock = (): number => hostLimit('Max locked memory');
 
 /**
  * Everything of this machine a replay needs, for a process that runs without
@@ -55,6 +58,8 @@ export function hostReplaySettings(memlock = hostMemlock()): Required<Omit<Repla
     gigantic: /^flags\s*:.*\bpdpe1gb\b/m.test(readFileSync('/proc/cpuinfo', 'utf8')),
     overcommit: hostOvercommit(),
     memlock,
+    as: hostLimit('Max address space'),
+    data: hostLimit('Max data size'),
     rawio: false,
   };
 }

@@ -36,6 +36,9 @@ export interface ReplayHost {
   readonly overcommit?: Overcommit;
   /** RLIMIT_MEMLOCK in bytes (the process has no CAP_IPC_LOCK); default 8 MiB */
   readonly memlock?: number;
+  /** RLIMIT_AS and RLIMIT_DATA in bytes; default unlimited (Infinity) */
+  readonly as?: number;
+  readonly data?: number;
 }
 
 /** RAM the replayed process's machine has, unless told (4 GiB): it only matters to overcommit. */
@@ -135,7 +138,11 @@ export class Replayer {
     });
     this.task = this.k.spawn({
       caps: host.rawio === true ? [CAP_SYS_ADMIN, CAP_SYS_RAWIO] : [CAP_SYS_ADMIN],
-      rlimits: host.memlock === undefined ? {} : { memlock: host.memlock },
+      rlimits: {
+        ...(host.memlock !== undefined && { memlock: host.memlock }),
+        ...(host.as !== undefined && { as: host.as }),
+        ...(host.data !== undefined && { data: host.data }),
+      },
     });
   }
 
