@@ -9,7 +9,7 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
 import { handleMmFault, zapRange } from './memory.js';
-import { addReg, offsetInPageReg, pageAlignReg, type RegArg, regInt, toReg } from './regs.js';
+import { addReg, clampAddr, offsetInPageReg, pageAlignReg, type RegArg, regInt, toReg } from './regs.js';
 import {
   CAP_SYS_ADMIN,
   MADV_COLD,
@@ -191,9 +191,6 @@ function populate(k: Kernel, task: Task, start: number, end: number, write: bool
   return 0;
 }
 
-/** Above every mapping (TASK_SIZE < 2^47): where u64 addresses beyond it are clamped. */
-const BEYOND = 2 ** 48;
-
 /**
  * madvise(start, len_in, behavior): start and len_in are u64 registers,
  * behavior an int (its low 32 bits). `arg` is the fourth register that
@@ -213,9 +210,8 @@ export function doMadvise(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, a
     // madvise_inject_error: privileged only, checked before any lookup
     if (!task.caps.has(CAP_SYS_ADMIN)) return -E.EPERM;
   }
-  // nothing is mapped at or above TASK_SIZE, so clamping keeps every answer
-  let start = endR > BigInt(BEYOND) && startR >= BigInt(BEYOND) ? BEYOND : Number(startR);
-  const end = endR > BigInt(BEYOND) ? BEYOND : Number(endR);
+  let start = clampAddr(startR);
+  const end = clampAddr(endR);
   if (advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE) return populate(k, task, start, end, advice === MADV_POPULATE_WRITE);
   if (advice === MADV_HWPOISON || advice === MADV_SOFT_OFFLINE) {
     // get_user_pages_fast of each page; memory_failure / soft_offline_page

@@ -9,7 +9,7 @@ import type { MktmeKey } from './keys.js';
 import { mayExpandVm, vmEnoughMemory, vmUnacctMemory } from './limits.js';
 import { handleMmFault, zapRange } from './memory.js';
 import { protToVm } from './mmap.js';
-import { addReg, offsetInPageReg, pageAlignReg, type Reg, type RegArg, toReg } from './regs.js';
+import { addReg, clampAddr, offsetInPageReg, pageAlignReg, type RegArg, toReg } from './regs.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 import { PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from './uapi.js';
@@ -112,10 +112,6 @@ function mprotectFixup(
   return r;
 }
 
-/** Above every mapping (TASK_SIZE < 2^47): where u64 addresses beyond it are clamped. */
-const BEYOND = 2 ** 48;
-const clamp = (r: Reg): number => (r > BigInt(BEYOND) ? BEYOND : Number(r));
-
 /**
  * do_mprotect_pkey, on the u64 registers (regs.ts). With `newKey` given
  * (encrypt_mprotect), the range also moves to that key (null: back to KeyID 0).
@@ -134,9 +130,8 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
   // arch_validate_prot (generic): all 64 bits
   if (protR & ~BigInt(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) return -E.EINVAL;
   const prot = Number(protR);
-  // nothing is mapped at or above TASK_SIZE, so clamping keeps every answer
-  let start = clamp(startR);
-  let end = clamp(endR);
+  let start = clampAddr(startR);
+  const end = clampAddr(endR);
   const vmas = task.mm.vmas;
   let i = vmas.findIndex(start);
   const first = vmas.vmas[i];
@@ -147,10 +142,9 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
     if (!(first.flags & VM_GROWSDOWN)) return -E.EINVAL;
   } else {
     if (first.start > start) return -E.ENOMEM;
-    if (grows & PROT_GROWSUP) {
-      end = first.end;
-      return -E.EINVAL; // VM_GROWSUP is 0 on x86: no VMA grows up
-    }
+    // PROT_GROWSUP would extend the change up to the VMA's end, but
+    // VM_GROWSUP is 0 on x86: no VMA grows up
+    if (grows & PROT_GROWSUP) return -E.EINVAL;
   }
   let nstart = start;
   let tmp = first.start;

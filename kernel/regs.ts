@@ -46,3 +46,12 @@ export const pageAlignReg = (r: Reg): Reg => BigInt.asUintN(64, r + PAGE_OFFSET_
 export const offsetInPageReg = (r: Reg): Reg => r & PAGE_OFFSET_MASK;
 /** u64 addition as C does it (wraps). */
 export const addReg = (a: Reg, b: Reg): Reg => BigInt.asUintN(64, a + b);
+
+/** Above every mapping (TASK_SIZE < 2^47). */
+const BEYOND = 2 ** 48;
+/**
+ * An address register as a number for the VMA walks: exact below 2^48, and
+ * 2^48 for anything above it. Nothing is mapped at or above TASK_SIZE, so a
+ * walk over a clamped range gives the answers the full range would.
+ */
+export const clampAddr = (r: Reg): number => (r > BigInt(BEYOND) ? BEYOND : Number(r));
