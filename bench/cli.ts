@@ -16,7 +16,7 @@ import { defaultOvercommit } from '../kernel/limits.js';
 import { REPLAY_RAM_PAGES, Replayer, type ReplayHost, TraceError } from '../kernel/replay.js';
 import { csvList, nonNegative, positiveInt, probability } from './args.js';
 import { hostReplaySettings } from './host.js';
-import { onStopSignals } from './tempdirs.js';
+import { onStopSignals, signalExitCode } from './tempdirs.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
 import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
@@ -104,7 +104,7 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
   if (res.stopped) {
     // a partial set: no gate, and the exit status of the signal
     process.stderr.write(`stopped by ${stopped}: ${res.stopped}; no history record, no baseline comparison\n`);
-    process.exitCode = 128 + (stopped === 'SIGINT' ? 2 : 15);
+    process.exitCode = signalExitCode(stopped ?? 'SIGTERM');
     return;
   }
   if (baseline !== undefined) {

@@ -58,6 +58,9 @@ export function makeRunDir(dir = tmpdir()): string {
   return d;
 }
 
+/** The exit status of a process stopped by this signal, as a shell reports it (128 + its number). */
+export const signalExitCode = (sig: string): number => 128 + (sig === 'SIGINT' ? 2 : 15);
+
 /** Why a run stopped early: the signal's name, or null while it has not. */
 export interface StopFlag {
   readonly reason: string | null;
@@ -74,7 +77,7 @@ export function onStopSignals(say: (line: string) => void): StopFlag & { dispose
     if (flag.reason !== null) {
       say(`${sig} again: stopping now, nothing written`);
       removeRunDirs();
-      process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+      process.exit(signalExitCode(sig));
     }
     flag.reason = sig;
     say(`${sig}: stopping after this cell and writing the cells done so far (again to stop now)`);
