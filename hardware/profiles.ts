@@ -34,6 +34,12 @@ export interface HardwareProfile {
    * none is ever given or shown to software.
    */
   readonly keyFromSoftware: boolean;
+  /**
+   * Which confidential-VM technology KVM can use on this CPU: SEV (the SEV,
+   * SEV-ES and SEV-SNP VM types), TDX, or none (KVM_X86_DEFAULT_VM only).
+   * Its KeyIDs are then the VMs' keys (ASIDs, HKIDs).
+   */
+  readonly confidentialVm: 'none' | 'sev' | 'tdx';
 }
 
 const PROFILES = {
@@ -47,10 +53,12 @@ const PROFILES = {
     integrity: 'none',
     aliasCoherent: false, // the kernel must clflush when a page changes KeyID
     keyFromSoftware: true,
+    confidentialVm: 'none',
   },
   sev: {
     name: 'sev',
     description: 'AMD SEV: guest memory unreadable by the host kernel, pinned by KVM',
+    // KVM's SEV, SEV-ES and SNP VM types: SNP needs EPYC 7003 (Milan) or later
     nrKeyids: 509, // ASIDs usable for SEV guests on EPYC 7002 (order of magnitude)
     kernelCanReadEncrypted: false,
     swap: 'pinned', // KVM_MEMORY_ENCRYPT_REG_REGION pins guest memory
@@ -58,6 +66,7 @@ const PROFILES = {
     integrity: 'none',
     aliasCoherent: false,
     keyFromSoftware: false,
+    confidentialVm: 'sev',
   },
   sgx: {
     name: 'sgx',
@@ -69,6 +78,7 @@ const PROFILES = {
     integrity: 'mac',
     aliasCoherent: true,
     keyFromSoftware: false,
+    confidentialVm: 'none',
     // EWB/ELDU cost: hardware/costs.ts (ewb_eldu_page), counted as swap_sealed.
   },
   tdx: {
@@ -81,6 +91,7 @@ const PROFILES = {
     integrity: 'mac',
     aliasCoherent: false,
     keyFromSoftware: false,
+    confidentialVm: 'tdx',
   },
   none: {
     name: 'none',
@@ -92,6 +103,7 @@ const PROFILES = {
     integrity: 'none',
     aliasCoherent: true,
     keyFromSoftware: false,
+    confidentialVm: 'none',
   },
 } as const satisfies Record<string, HardwareProfile>;
 

@@ -25,7 +25,7 @@ const mktmeOps: FileOps = {
   ioctl(k, file, cmd, arg, task) {
     if (cmd !== MKTME_IOC_SET_KEY) return -E.ENOTTY;
     if (file.key !== null) return -E.EBUSY; // one key per open file
-    const key = k.keys.lookup(arg, task.creds);
+    const key = k.keys.lookup(typeof arg === 'number' ? arg : NaN, task.creds);
     if (typeof key === 'number') return key;
     key.get();
     file.key = key;

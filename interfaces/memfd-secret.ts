@@ -19,6 +19,7 @@ import { EncryptionDesign, fallbackAlloc, type AllocResult, type KeySpec, type U
 const RW = PROT_READ | PROT_WRITE;
 
 const secretOps: FileOps = {
+  gup: 'refuse', // check_vma_flags: vma_is_secretmem -> EFAULT (mm/gup.c)
   mmap(_k, _file, vma, task) {
     if ((vma.flags & (VM_SHARED | VM_MAYSHARE)) === 0) return -E.EINVAL;
     // secret memory is locked memory, counted against RLIMIT_MEMLOCK (mm/secretmem.c secretmem_mmap)

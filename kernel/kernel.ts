@@ -9,6 +9,7 @@ import { PageTablePool, PTE_MAX_KEYID, PTE_MAX_PFN, type PgtableDescriptor } fro
 import { Smp, type SmpDescriptor } from './smp.js';
 import { UserCpu } from './cpu.js';
 import { daxDevice } from './dax.js';
+import { kvmDevice } from './kvm.js';
 import { MM_FILE_PAGES, MM_NODE, MM_RSS, MmShared, mmWriteLock, mmWriteUnlock } from './fastfault.js';
 import { handleMmFault } from './memory.js';
 import { unmapRange } from './mmap.js';
@@ -39,6 +40,12 @@ export const KERNEL_COUNTERS = [
   'swap_sealed',
   'oom',
   'segv',
+  'stage2_faults',
+  'gup_failures',
+  'conversions',
+  'bounce_bytes',
+  'bounce_copies',
+  'io_shared_bytes',
 ] as const;
 export type KernelCounter = (typeof KERNEL_COUNTERS)[number];
 
@@ -52,10 +59,12 @@ export interface KernelFeatures {
   readonly madv_encrypt: boolean;
   /** memfd_secret(2), as merged in 5.14 */
   readonly memfd_secret: boolean;
+  /** KVM's guest_memfd (6.8; host mmap of it 6.18): without it KVM_CREATE_GUEST_MEMFD is ENOTTY */
+  readonly guest_memfd: boolean;
 }
 
-export const ALL_FEATURES: KernelFeatures = { encrypt_mprotect: true, dev_mktme: true, madv_encrypt: true, memfd_secret: true };
-export const NO_FEATURES: KernelFeatures = { encrypt_mprotect: false, dev_mktme: false, madv_encrypt: false, memfd_secret: false };
+export const ALL_FEATURES: KernelFeatures = { encrypt_mprotect: true, dev_mktme: true, madv_encrypt: true, memfd_secret: true, guest_memfd: true };
+export const NO_FEATURES: KernelFeatures = { encrypt_mprotect: false, dev_mktme: false, madv_encrypt: false, memfd_secret: false, guest_memfd: false };
 
 export interface KernelConfig {
   readonly features: KernelFeatures;
@@ -121,8 +130,15 @@ export interface FileOps {
   mmap(k: Kernel, file: OpenFile, vma: Vma, task: Task): number;
   /** vm_ops->fault: the frame backing page `pgoff` (allocating it if needed), or -errno. */
   fault(k: Kernel, file: OpenFile, vma: Vma, pgoff: number, task: Task): number;
-  ioctl?(k: Kernel, file: OpenFile, cmd: number, arg: number, task: Task): number;
+  /** arg is the register: a number, or a struct the caller passes (a user pointer: syscalls.ts SysArg) */
+  ioctl?(k: Kernel, file: OpenFile, cmd: number, arg: SysArg, task: Task): number;
   ftruncate?(k: Kernel, file: OpenFile, len: number): number;
+  /** f_op->fallocate, after the VFS's checks (syscalls.ts) */
+  fallocate?(k: Kernel, file: OpenFile, mode: number, offset: number, len: number, task: Task): number;
+  /** get_user_pages refuses this file's mappings (vma_is_secretmem: EFAULT) */
+  readonly gup?: 'refuse';
+  /** writes through a shared mapping are tracked for writeback (vma_needs_dirty_tracking): no long-term write pins */
+  readonly dirtyTracking?: boolean;
   /** Last reference dropped: free the page cache. */
   release(k: Kernel, file: OpenFile): void;
 }
@@ -149,6 +165,11 @@ export class MmStruct {
    * them away. While there are any, every fault of the mm traps (fastfault.ts).
    */
   readonly guards = new Set<number>();
+  /**
+   * mmu notifiers (KVM): told of every range whose PTEs are cleared or
+   * changed (unmap, zap, swap-out, migration, mprotect) before its frames go.
+   */
+  readonly notifiers = new Set<(start: number, end: number) => void>();
   constructor(
     readonly id: number,
     readonly pgd: number,
@@ -162,6 +183,11 @@ export class MmStruct {
   ) {
     this.vmas = new VmaList(maxMapCount, onVmaChange);
     this.shared = MmShared.create(nrCpus, memLimit, node);
+  }
+
+  /** mmu_notifier_invalidate_range: tell the notifiers [start, end) changed. */
+  invalidate(start: number, end: number): void {
+    if (this.notifiers.size > 0) for (const n of this.notifiers) n(start, end);
   }
 
   /** resident anonymous pages */
@@ -195,6 +221,11 @@ export interface Creds {
 export class Task {
   readonly files = new Map<number, OpenFile>();
   exited = false;
+  /**
+   * Who handles this task's page faults: handle_mm_fault, or for a guest's
+   * physical address space KVM's (kvm.ts kvmFault).
+   */
+  faultHandler: ((k: Kernel, task: Task, va: number, write: boolean) => number) | null = null;
   constructor(
     readonly pid: number,
     readonly mm: MmStruct,
@@ -288,6 +319,7 @@ export class Kernel {
     this.swap = config.swap ? SwapDevice.open(config.swap, machine.engine.backend) : null;
     this.overcommit = config.overcommit ?? defaultOvercommit(machine.memory.nrFrames - machine.memory.daxFrames, config.swap?.slots ?? 0);
     if (machine.memory.daxFrames > 0) this.registerDevice(daxDevice);
+    this.registerDevice(kvmDevice);
   }
 
   get engine() {
@@ -382,7 +414,7 @@ export class Kernel {
   fault(task: Task, va: number, write: boolean): number {
     mmWriteLock(task.mm);
     try {
-      return handleMmFault(this, task, va, write);
+      return task.faultHandler === null ? handleMmFault(this, task, va, write) : task.faultHandler(this, task, va, write);
     } finally {
       mmWriteUnlock(this, task.mm);
     }

@@ -99,12 +99,7 @@ export class KeyService {
     const opts = parsePayload(payload);
     if (opts === null) return -E.EINVAL;
     if (this.engine.nrKeyids === 0) return -E.ENODEV; // no MKTME on this CPU
-    let keyid = 0;
-    for (let k = 1; k <= this.engine.nrKeyids; k++)
-      if (this.byKeyid[k] === null) {
-        keyid = k;
-        break;
-      }
+    const keyid = this.freeKeyid();
     if (keyid === 0) return -E.ENOKEY;
     try {
       if (opts.key) this.engine.program(keyid, KeyProgram.SET_KEY_DIRECT, opts.key);
@@ -122,11 +117,32 @@ export class KeyService {
     return key.serial;
   }
 
+  /** The first free KeyID in 1..nr_keyids, or 0. */
+  private freeKeyid(): number {
+    for (let k = 1; k <= this.engine.nrKeyids; k++) if (this.byKeyid[k] === null) return k;
+    return 0;
+  }
+
   /** Look a key up for use (KEY_NEED_VIEW): the key, or -ENOKEY / -EACCES. */
   lookup(serial: number, who: KeyOwner): MktmeKey | number {
     const key = this.keyring.get(serial);
     if (key === undefined) return -E.ENOKEY;
     if (key.uid !== who.uid && !key.othersMayView && !who.caps.has(CAP_SYS_ADMIN)) return -E.EACCES;
+    return key;
+  }
+
+  /**
+   * A VM's key (an SEV ASID, a TDX HKID): a free KeyID programmed with a key
+   * the hardware makes (the PSP or the TDX module; software never sees it),
+   * held by KVM, not on any keyring. null when every KeyID is in use.
+   */
+  allocVmKey(): MktmeKey | null {
+    const keyid = this.freeKeyid();
+    if (keyid === 0) return null;
+    this.engine.program(keyid, KeyProgram.SET_KEY_RANDOM);
+    this.onProgram();
+    const key = new MktmeKey(this, 0, 'kvm', keyid, 0, false);
+    this.byKeyid[keyid] = key;
     return key;
   }
 

@@ -88,6 +88,7 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
     if (k.alloc.flags[pfn] & PG_ANON && k.alloc.ownerMm[pfn] === mm.id) freed.push(pfn);
   }
   if (zapped === 0) return 0;
+  mm.invalidate(start, end);
   flushTlbMm(k, mm);
   for (const pfn of freed) freeAnonPage(k, mm, pfn);
   if (freed.length > 0) dropFromLru(mm, start, end);

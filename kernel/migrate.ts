@@ -11,13 +11,14 @@
 import { asPfn } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
-import { PG_ALLOCATED, PG_ANON, PG_UNMOVABLE } from './page_alloc.js';
+import { PG_ALLOCATED, PG_ANON, PG_INACCESSIBLE, PG_UNMOVABLE } from './page_alloc.js';
 import { PTE_ACCESSED, PTE_MIGRATION, PTE_PRESENT, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 
 /** Why a page of this kind cannot move (-errno), or 0. */
 function movable(k: Kernel, pfn: number, keyid: number): number {
   const f = k.alloc.flags[pfn];
+  if (f & PG_INACCESSIBLE) return -E.EINVAL; // guest_memfd: kvm_gmem_migrate_folio
   if (f & PG_UNMOVABLE || !(f & PG_ANON)) return -E.EBUSY;
   if (keyid !== 0 && k.machine.profile.migrate !== 'reencrypt') return -E.EBUSY; // only firmware could
   return 0;
@@ -65,6 +66,7 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
       continue;
     }
     Atomics.store(w, i, (pte & ~PTE_PRESENT) | PTE_MIGRATION);
+    mm.invalidate(va, va + 4096);
     moving.push(j, i, pte, dst);
   }
   if (moving.length === 0) return 0;

@@ -59,7 +59,9 @@ export function changeProtection(k: Kernel, task: Task, vma: Vma, start: number,
       changed = true;
     }
   }
-  if (changed) flushTlbMm(k, task.mm);
+  if (!changed) return;
+  task.mm.invalidate(start, end);
+  flushTlbMm(k, task.mm);
 }
 
 /** mprotect_fixup for [start, end) inside vmas[i]; the index now covering it, or -errno. */

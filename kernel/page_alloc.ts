@@ -22,6 +22,7 @@ export const PG_UNMOVABLE = 1 << 3; // driver-owned or pinned: migration gets EB
 export const PG_DAX = 1 << 4; // device memory: not from the allocator
 export const PG_SECRET = 1 << 5; // removed from the kernel direct map (secretmem)
 export const PG_FILE = 1 << 6; // belongs to a file's page cache (shmem, secretmem, driver)
+export const PG_INACCESSIBLE = 1 << 7; // guest_memfd (AS_INACCESSIBLE): unevictable, migration gets EINVAL
 
 /** Frames a per-CPU list holds at most, and takes per refill (pcp->high, pcp->batch). */
 export const PCP_HIGH = 128;
@@ -144,6 +145,12 @@ export class PageAllocator {
   readonly ownerVa: Float64Array;
   /** Frames currently pinned (unevictable). */
   nrPinned = 0;
+  /**
+   * Long-term pins (pin_user_pages with FOLL_LONGTERM, kernel thread only):
+   * per frame the pin count and the unevictable/unmovable bits it had before
+   * its first pin, which the last unpin restores.
+   */
+  private readonly longterm = new Map<number, { n: number; had: number }>();
   private readonly free: Int32Array[];
   private readonly nrFree: Int32Array;
 
@@ -204,6 +211,7 @@ export class PageAllocator {
     if (!(this.flags[pfn] & PG_ALLOCATED) || this.flags[pfn] & PG_DAX)
       throw new Error(`page_alloc: freeing frame ${pfn} which is not allocated`);
     if (this.flags[pfn] & PG_UNEVICTABLE) this.nrPinned--;
+    this.longterm.delete(pfn);
     this.pushFree(pfn);
   }
 
@@ -262,6 +270,32 @@ export class PageAllocator {
   pin(pfn: number, unmovable: boolean): void {
     if (!(this.flags[pfn] & PG_UNEVICTABLE)) this.nrPinned++;
     this.flags[pfn] |= PG_UNEVICTABLE | (unmovable ? PG_UNMOVABLE : 0);
+  }
+
+  /** A long-term pin: the frame stays put (unevictable, unmovable) until its last unpin. */
+  pinLongterm(pfn: number): void {
+    const e = this.longterm.get(pfn);
+    if (e !== undefined) {
+      e.n++;
+      return;
+    }
+    this.longterm.set(pfn, { n: 1, had: this.flags[pfn] & (PG_UNEVICTABLE | PG_UNMOVABLE) });
+    this.pin(pfn, true);
+  }
+
+  /** Drop a long-term pin (a frame freed meanwhile has none left). */
+  unpinLongterm(pfn: number): void {
+    const e = this.longterm.get(pfn);
+    if (e === undefined || --e.n > 0) return;
+    this.longterm.delete(pfn);
+    const lost = (PG_UNEVICTABLE | PG_UNMOVABLE) & ~e.had;
+    if (lost & PG_UNEVICTABLE) this.nrPinned--;
+    this.flags[pfn] &= ~lost;
+  }
+
+  /** Long-term pins on a frame. */
+  longtermPins(pfn: number): number {
+    return this.longterm.get(pfn)?.n ?? 0;
   }
 
   /** Call fn with every free frame (what a later allocation may hand out as it is). */

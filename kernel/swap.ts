@@ -69,6 +69,8 @@ function swapOut(k: Kernel, mm: MmStruct, i: number, pte: number): number {
   const pfn = ptePfn(pte);
   const keyid = pteKeyid(pte);
   Atomics.store(k.pool.words, i, mkPte(slot, keyid, PTE_SWAP));
+  const va = k.alloc.ownerVa[pfn];
+  mm.invalidate(va, va + PAGE_SIZE);
   flushTlbMm(k, mm);
   const sealed = keyid !== 0 && k.machine.profile.swap === 'ewb-eldu';
   // Read through the page's own alias: the kernel sees plaintext (MKTME).

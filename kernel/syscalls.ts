@@ -22,6 +22,7 @@ export const NR = {
   keyctl: 250,
   openat: 257,
   move_pages: 279,
+  fallocate: 285,
   memfd_secret: 447,
   /** MKTME RFC (2019), never merged: out-of-tree number */
   encrypt_mprotect: 1001,
@@ -37,6 +38,14 @@ export type SysArg = number | bigint | string | readonly number[] | number[];
 export type SyscallFn = (k: Kernel, task: Task, ...args: SysArg[]) => number;
 
 export const KEYCTL_INVALIDATE = 21;
+
+// include/uapi/linux/falloc.h
+const FALLOC_FL_KEEP_SIZE = 0x01;
+const FALLOC_FL_PUNCH_HOLE = 0x02;
+/** PUNCH_HOLE | COLLAPSE_RANGE | ZERO_RANGE | INSERT_RANGE | UNSHARE_RANGE | WRITE_ZEROES */
+const FALLOC_FL_MODE_MASK = 0x02 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80;
+/** s_maxbytes of the model's files: LLONG_MAX (held as a double) */
+const MAX_LFS_FILESIZE = 2 ** 63;
 export const AT_FDCWD = -100;
 
 const n = (a: SysArg | undefined): number => (typeof a === 'number' ? a : typeof a === 'bigint' ? Number(BigInt.asIntN(64, a)) : NaN);
@@ -74,7 +83,8 @@ export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
     (k, t, fd, cmd, arg) => {
       const f = t.files.get(n(fd));
       if (f === undefined) return -E.EBADF;
-      return f.ops.ioctl ? f.ops.ioctl(k, f, n(cmd), n(arg), t) : -E.ENOTTY;
+      // cmd is an unsigned int; arg a register, or a struct the caller points to
+      return f.ops.ioctl ? f.ops.ioctl(k, f, n(cmd) >>> 0, typeof arg === 'bigint' ? n(arg) : (arg ?? 0), t) : -E.ENOTTY;
     },
   ],
   [
@@ -84,6 +94,36 @@ export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
       if (f === undefined) return -E.EBADF;
       if (n(len) < 0) return -E.EINVAL;
       return f.ops.ftruncate ? f.ops.ftruncate(k, f, n(len)) : -E.EINVAL;
+    },
+  ],
+  [
+    NR.fallocate,
+    (k, t, fd, mode, offset, len) => {
+      const f = t.files.get(n(fd));
+      if (f === undefined) return -E.EBADF;
+      // vfs_fallocate's checks, in its order
+      const m = n(mode) | 0, off = n(offset), l = n(len);
+      if (!(off >= 0) || !(l > 0)) return -E.EINVAL;
+      if (m & ~(FALLOC_FL_MODE_MASK | FALLOC_FL_KEEP_SIZE)) return -E.EOPNOTSUPP;
+      switch (m & FALLOC_FL_MODE_MASK) {
+        case 0: // allocate
+        case 0x10: // ZERO_RANGE
+        case 0x40: // UNSHARE_RANGE
+          break;
+        case FALLOC_FL_PUNCH_HOLE:
+          if (!(m & FALLOC_FL_KEEP_SIZE)) return -E.EOPNOTSUPP;
+          break;
+        case 0x08: // COLLAPSE_RANGE
+        case 0x20: // INSERT_RANGE
+        case 0x80: // WRITE_ZEROES
+          if (m & FALLOC_FL_KEEP_SIZE) return -E.EOPNOTSUPP;
+          break;
+        default:
+          return -E.EOPNOTSUPP; // two modes at once
+      }
+      if (!f.writable) return -E.EBADF;
+      if (off + l > MAX_LFS_FILESIZE) return -E.EFBIG;
+      return f.ops.fallocate ? f.ops.fallocate(k, f, m, off, l, t) : -E.EOPNOTSUPP;
     },
   ],
   [NR.add_key, (k, t, type, desc, payload) => k.keys.addKey(s(type), s(desc), s(payload), t.creds)],
