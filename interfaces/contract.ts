@@ -9,9 +9,17 @@ import type { UserCpu } from '../kernel/cpu.js';
 import type { Kernel, KernelFeatures } from '../kernel/kernel.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import { KEYCTL_INVALIDATE, NR, type SysArg } from '../kernel/syscalls.js';
+import {
+  KVM_MEMORY_ENCRYPT_REG_REGION,
+  KVM_SET_USER_MEMORY_REGION2,
+  KVM_X86_DEFAULT_VM,
+  KVM_X86_SEV_ES_VM,
+  KVM_X86_SEV_VM,
+} from '../kernel/kvm.js';
+import type { HardwareProfile } from '../hardware/profiles.js';
 
 /** plain-mmap first: it is the control every other design is measured against. */
-export const DESIGN_NAMES = ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'] as const;
+export const DESIGN_NAMES = ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret', 'guest-memfd'] as const;
 /** The control: memory as programs get it today, no protection. */
 export const CONTROL_DESIGN: DesignName = 'plain-mmap';
 export type DesignName = (typeof DESIGN_NAMES)[number];
@@ -66,6 +74,20 @@ export interface Allocation {
 /** The helper gave up (careful program, unrecoverable): -errno. */
 export type AllocResult = Allocation | { readonly failed: number };
 
+/** A guest's RAM as the VMM (QEMU) set it up through a design: memslot 0, at guest physical address 0. */
+export interface GuestRam {
+  readonly vmfd: number;
+  /** the KVM VM type */
+  readonly type: number;
+  readonly len: number;
+  /** the VMM's own mapping of the RAM (the shared side where there is a guest_memfd) */
+  readonly hva: number;
+  /** the guest_memfd holding the private side, or -1 */
+  readonly gmem: number;
+  /** what the design's helper handed out for the RAM block, when it did */
+  readonly alloc: Allocation | null;
+}
+
 export abstract class EncryptionDesign {
   abstract readonly name: DesignName;
   /** The kernel config option that builds its kernel side (null: needs none, every kernel has it). */
@@ -89,6 +111,37 @@ export abstract class EncryptionDesign {
    * an existing mapping at all (it hands out its own memory only).
    */
   abstract encryptMapping(env: UserEnv, addr: number, len: number, fd: number, key: KeySpec): number | null;
+
+  /**
+   * The KVM VM type a VMM creates for a guest with this design on hardware
+   * offering `cc` (HardwareProfile.confidentialVm). The designs that give a
+   * process memory make an SEV guest where the hardware has SEV (QEMU's
+   * sev-guest object: KVM_X86_SEV_VM, its RAM pinned) and a plain VM
+   * elsewhere: a TDX guest needs guest_memfd for its private memory.
+   */
+  vmType(cc: HardwareProfile['confidentialVm']): number {
+    return cc === 'sev' ? KVM_X86_SEV_VM : KVM_X86_DEFAULT_VM;
+  }
+
+  /**
+   * Give the VM `len` bytes of RAM at guest physical 0, as QEMU does with a
+   * RAM block from this design: the design's careful helper allocates it
+   * (encrypted where the design does that), kvm_set_user_memory_region()
+   * makes it memslot 0, and for an SEV or SEV-ES guest sev_ram_block_added()
+   * registers it with KVM_MEMORY_ENCRYPT_REG_REGION, which pins it. A failure
+   * ends QEMU (it exits): -errno.
+   */
+  guestRam(env: UserEnv, vmfd: number, type: number, len: number, key: KeySpec): GuestRam | { readonly failed: number } {
+    const a = this.allocate(env, len, key, true);
+    if ('failed' in a) return a;
+    const r = env.sys(NR.ioctl, vmfd, KVM_SET_USER_MEMORY_REGION2, [0, 0, 0, len, a.addr, 0, 0]);
+    if (r < 0) return { failed: r };
+    if (type === KVM_X86_SEV_VM || type === KVM_X86_SEV_ES_VM) {
+      const p = env.sys(NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_REG_REGION, [a.addr, len]);
+      if (p < 0) return { failed: p };
+    }
+    return { vmfd, type, len, hva: a.addr, gmem: -1, alloc: a };
+  }
 
   /**
    * munmap and close what allocate() returned, and drop the key: a program

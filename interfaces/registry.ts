@@ -2,6 +2,7 @@
 import { DESIGN_NAMES, type DesignName, type EncryptionDesign } from './contract.js';
 import { DevMktme } from './dev-mktme.js';
 import { EncryptMprotect } from './encrypt-mprotect.js';
+import { GuestMemfd } from './guest-memfd.js';
 import { MadviseEncrypt } from './madvise-encrypt.js';
 import { MemfdSecret } from './memfd-secret.js';
 import { PlainMmap } from './plain-mmap.js';
@@ -12,6 +13,7 @@ const DESIGNS: Record<DesignName, EncryptionDesign> = {
   'dev-mktme': new DevMktme(),
   'madvise-encrypt': new MadviseEncrypt(),
   'memfd-secret': new MemfdSecret(),
+  'guest-memfd': new GuestMemfd(),
 };
 
 export function getDesign(name: string): EncryptionDesign {

@@ -323,7 +323,7 @@ describe('names that reach the user', () => {
       (e: unknown) =>
         e instanceof RangeError &&
         e.message === `interface: unknown design 'sys-encrypt' (expected one of: ${DESIGN_NAMES.join(', ')})` &&
-        e.message.endsWith('(expected one of: plain-mmap, encrypt-mprotect, dev-mktme, madvise-encrypt, memfd-secret)'),
+        e.message.endsWith('(expected one of: plain-mmap, encrypt-mprotect, dev-mktme, madvise-encrypt, memfd-secret, guest-memfd)'),
     );
   });
 

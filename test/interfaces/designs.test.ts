@@ -152,7 +152,7 @@ describe('registry', () => {
   it('names every design and rejects unknown names', () => {
     assert.deepEqual(
       allDesigns().map((d) => d.name),
-      ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'],
+      ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret', 'guest-memfd'],
     );
     assert.throws(() => getDesign('sys-encrypt'), /interface: unknown design 'sys-encrypt'/);
   });

@@ -34,6 +34,8 @@ describe('helpers when a step fails', () => {
       'dev-mktme': [true, -E.ENODEV],
       'madvise-encrypt': [true, -E.ENODEV],
       'memfd-secret': [false, 0],
+      // a plain VM's shared guest_memfd: no key involved
+      'guest-memfd': [false, 0],
     };
     for (const d of DESIGN_NAMES) {
       const { env } = boot('none');
