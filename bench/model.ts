@@ -18,13 +18,16 @@ export const TERM_EVENTS: Readonly<Record<CostName, { readonly of: string; reado
   clflush_line: { of: 'clflush_lines', count: (c) => c.clflush_lines },
   tlb_shootdown_cpu: { of: 'tlb_shootdowns', count: (c) => c.tlb_shootdowns },
   pconfig: { of: 'key_programs', count: (c) => c.key_programs },
-  page_copy: { of: 'migrated', count: (c) => c.migrated },
+  page_copy: { of: 'migrated + bounce_bytes / 4096', count: (c) => c.migrated + c.bounce_bytes / 4096 },
   swap_io_page: { of: 'swap_out + swap_in', count: (c) => c.swap_out + c.swap_in },
   ewb_eldu_page: { of: 'swap_sealed', count: (c) => c.swap_sealed },
   crypto_page: { of: 'pages_encrypted + pages_decrypted', count: (c) => c.pages_encrypted + c.pages_decrypted },
   direct_map_remove: { of: 'direct_map_removed', count: (c) => c.direct_map_removed },
   vma_split: { of: 'vma_splits + vma_merges', count: (c) => c.vma_splits + c.vma_merges },
   zap_page: { of: 'pages_zapped', count: (c) => c.pages_zapped },
+  vm_exit: { of: 'stage2_faults + vm_exits', count: (c) => c.stage2_faults + c.vm_exits },
+  conversion: { of: 'conversions', count: (c) => c.conversions },
+  pin_page: { of: 'pinned_pages', count: (c) => c.pinned_pages },
 };
 
 /** Short names of the terms for 72-column reports. */
@@ -42,6 +45,9 @@ export const TERM_SHORT: Readonly<Record<CostName, string>> = {
   direct_map_remove: 'directmap',
   vma_split: 'vma',
   zap_page: 'zap',
+  vm_exit: 'vm-exit',
+  conversion: 'convert',
+  pin_page: 'pin',
 };
 
 export interface Modelled {

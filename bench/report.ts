@@ -33,14 +33,17 @@ export { REPORT_WIDTH, fit, humanBytes, humanCount, humanNs, shortInterface, sho
 
 // Axis orders: the control first, then the designs in the order DESIGN.md
 // discusses them, then anything new alphabetically (likewise workloads, hardware).
-const INTERFACES = ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret'];
-const WORKLOADS = ['fault', 'enosys-fallback', 'swap', 'migration', 'dax-stacking'];
+const INTERFACES = ['plain-mmap', 'encrypt-mprotect', 'dev-mktme', 'madvise-encrypt', 'memfd-secret', 'guest-memfd'];
+const WORKLOADS = ['fault', 'enosys-fallback', 'swap', 'migration', 'dax-stacking', 'qemu-guest', 'qemu-nvdimm', 'key-exhaustion'];
 const HARDWARE = ['mktme', 'sev', 'sgx', 'tdx', 'none'];
 const SWAPS = ['none', 'plain', 'encrypted'];
 
 /** A matrix cell: outcome and the errno that decided it ('unsup/EBUSY'), or where it leaked ('leak/swap'). */
 const _cell = (r: Row): string =>
-  shortOutcome(r.outcome) + (r.outcome === 'leaked' && r.leak_medium ? '/' + clean(r.leak_medium) : r.errno ? '/' + clean(r.errno) : '');
+  _share(r) + shortOutcome(r.outcome) + (r.outcome === 'leaked' && r.leak_medium ? '/' + clean(r.leak_medium) : r.errno ? '/' + clean(r.errno) : '');
+
+/** key-exhaustion: the share of its processes that got encrypted memory, before what the rest got ('88% plain/ENOKEY'). */
+const _share = (r: Row): string => (r.procs > 0 ? `${Math.floor((100 * r.procs_encrypted) / r.procs)}% ` : '');
 
 const _k = (r: Row): string => (r.kernel === 'patched' ? 'p' : r.kernel === 'unpatched' ? 'u' : '?');
 
@@ -235,7 +238,10 @@ function _matrices(rows: readonly Row[], ax: _Axes): string[] {
     'found on /medium (swap file, dax image, free-ram), clear=no protection ' +
     '(the control), plain=plaintext fallback, unsup=unsupported, ' +
     'CRASH=crashed, LOSS=data loss; /Exxx=errno; -=not run. swap-dmc = swap ' +
-    'over dm-crypt (--swap encrypted). Smallest thread count; enosys column ' +
+    'over dm-crypt (--swap encrypted). qemu = a QEMU guest\'s RAM and ' +
+    'virtio I/O through the design; nvdimm = a guest NVDIMM on Device DAX ' +
+    'that QEMU maps; keys = more processes than the hardware has keys: the ' +
+    'share that got encrypted memory, then what the rest got. Smallest thread count; enosys column ' +
     'on the kernel without the design, the others on the one with it' +
     (starred ? ' (* = only the other kernel was run).' : '.');
   out.push('', ...wrapWords(legend, 'Legend: ', '  '));

@@ -72,10 +72,12 @@ export function plan(a: RunArgs): CellPlan[] {
         const workload = getWorkload(wname);
         const kernels = (a.kernel ?? workload.kernels) as Kernel[];
         const swaps = (workload.swap ? a.swap : ['none']) as SwapKind[];
+        // a workload whose work runs on the boot CPU gets at most its maxThreads
+        const threads = [...new Set(a.threads.map((t) => Math.min(Number(t), workload.maxThreads ?? Infinity)))];
         for (const design of a.interface)
           for (const kernel of kernels)
             for (const swap of swaps)
-              for (const t of a.threads) cells.push({ backend, hardware, design, kernel, swap, workload, threads: Number(t) });
+              for (const t of threads) cells.push({ backend, hardware, design, kernel, swap, workload, threads: t });
       }
   return cells;
 }

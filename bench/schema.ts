@@ -12,7 +12,7 @@
 // (other_cpu_pct) and stability flags; samples are per-process medians.
 import { COST_NAMES, type CostName, type CostTable } from '../hardware/costs.js';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const IDENTITY_COLUMNS = [
   'schema_version',
@@ -79,6 +79,17 @@ export const COUNTER_COLUMNS = [
   'migrate_failed',
   'plaintext_exposed_bytes',
   'integrity_errors',
+  'stage2_faults',
+  'vm_exits',
+  'gup_failures',
+  'conversions',
+  'bounce_copies',
+  'bounce_bytes',
+  /** I/O data a confidential guest put in shared memory: plaintext by design, not a leak */
+  'io_shared_bytes',
+  /** key-exhaustion: processes that each wanted their own key, and how many got encrypted memory */
+  'procs',
+  'procs_encrypted',
 ] as const;
 
 export const COLUMNS = [...IDENTITY_COLUMNS, ...OUTCOME_COLUMNS, ...MODEL_COLUMNS, ...SIM_COLUMNS, ...COUNTER_COLUMNS] as const;

@@ -15,6 +15,7 @@ const SHORT_INTERFACE: Readonly<Record<string, string>> = {
   'dev-mktme': 'dev-mktme',
   'madvise-encrypt': 'madv-enc',
   'memfd-secret': 'memfd-sec',
+  'guest-memfd': 'guest-mfd',
 };
 const SHORT_WORKLOAD: Readonly<Record<string, string>> = {
   fault: 'fault',
@@ -22,6 +23,9 @@ const SHORT_WORKLOAD: Readonly<Record<string, string>> = {
   swap: 'swap',
   migration: 'migrate',
   'dax-stacking': 'dax',
+  'qemu-guest': 'qemu',
+  'qemu-nvdimm': 'nvdimm',
+  'key-exhaustion': 'keys',
 };
 const SHORT_OUTCOME: Readonly<Record<string, string>> = {
   encrypted: 'enc',

@@ -23,6 +23,9 @@ export const COST_NAMES = [
   'direct_map_remove',
   'vma_split',
   'zap_page',
+  'vm_exit',
+  'conversion',
+  'pin_page',
 ] as const;
 export type CostName = (typeof COST_NAMES)[number];
 
@@ -54,6 +57,9 @@ export const COST_MEANING: Readonly<Record<CostName, string>> = {
   direct_map_remove: 'direct-map removal of a page',
   vma_split: 'VMA split or merge',
   zap_page: 'unmap+free a present page',
+  vm_exit: 'a VM exit and re-entry',
+  conversion: 'private<->shared, per page',
+  pin_page: 'long-term pin of a page',
 };
 
 const MF = 'MODEL-FACTS.md, 2-vCPU AMD EPYC VM, Linux 6.18, 2026-11-25';
@@ -72,6 +78,17 @@ export const DEFAULT_COSTS: CostTable = {
   direct_map_remove: { ns: 13_000, provenance: 'literature', source: `memfd_secret first touch ~15 us/page minus an anon fault (${MF}, older figure)` },
   vma_split: { ns: 3700, provenance: 'literature', source: `mprotect split+merge ~3.9 us, minus the syscall (${MF})` },
   zap_page: { ns: 100, provenance: 'literature', source: 'madvise(DONTNEED) per present page ~0.1 us (estimate)' },
+  vm_exit: {
+    ns: 850,
+    provenance: 'literature',
+    source: 'KVM_RUN with one VMRUN/#VMEXIT ~2,530 cycles on EPYC (M. Roth, lkml 2020-12, SVM vmsave/vmload patch), at ~3 GHz',
+  },
+  conversion: {
+    ns: 1000,
+    provenance: 'literature',
+    source: 'RMPUPDATE + PVALIDATE and flush per 4 KiB page ~1 us (estimate; the exit and the ioctls are priced as such)',
+  },
+  pin_page: { ns: 100, provenance: 'literature', source: 'pin_user_pages_fast(FOLL_LONGTERM) per 4 KiB page ~0.1 us (estimate)' },
 };
 
 /** A table whose every entry is a finite ns >= 0, or the name of the first one that is not. */

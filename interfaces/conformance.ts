@@ -40,7 +40,18 @@ export const OUTCOMES = ['encrypted', 'secret', 'leaked', 'plaintext', 'plaintex
  */
 export type Outcome = (typeof OUTCOMES)[number];
 
-export type Counter = KernelCounter | EngineCounter | 'integrity_errors';
+/**
+ * integrity_errors: pages read back wrong; procs, procs_encrypted: processes a
+ * workload ran and how many of them got encrypted memory (key-exhaustion).
+ */
+export type Counter = KernelCounter | EngineCounter | 'integrity_errors' | 'procs' | 'procs_encrypted';
+
+/** Processes of a cell and how many got encrypted memory. */
+export interface ProcCount {
+  readonly total: number;
+  readonly encrypted: number;
+}
+export const NO_PROCS: ProcCount = { total: 0, encrypted: 0 };
 
 export interface CellSpec {
   readonly design: string;
@@ -251,13 +262,15 @@ export function observeFrames(k: Kernel, task: Task, addr: number, pages: number
 const observe = (b: Booted, addr: number, pages: number, seed: number): Outcome => observeFrames(b.k, b.task, addr, pages, seed);
 
 /** Kernel and engine counters of a machine, as one record. */
-export function snapshotCounters(k: Kernel, integrity: number): Record<Counter, number> {
+export function snapshotCounters(k: Kernel, integrity: number, procs: ProcCount = NO_PROCS): Record<Counter, number> {
   const out = {} as Record<Counter, number>;
   const kc = k.counters.snapshot();
   const ec = k.machine.engine.counters.snapshot();
   for (const c of KERNEL_COUNTERS) out[c] = kc[c];
   for (const c of ENGINE_COUNTERS) out[c] = ec[c];
   out.integrity_errors = integrity;
+  out.procs = procs.total;
+  out.procs_encrypted = procs.encrypted;
   return out;
 }
 
@@ -328,7 +341,7 @@ export function runCell(spec: CellSpec): CellResult {
     const leaks = scanLeaks(b.k, [spec.seed], spec.pages, image);
     const res = done(bad > 0 ? 'data-loss' : before, null, `${bad} pages lost, ${leaked} plaintext bytes in the DAX image`, bad, leaks);
     const sum = { ...res.counters } as Record<Counter, number>;
-    for (const c of Object.keys(sum) as Counter[]) sum[c] += c === 'integrity_errors' ? 0 : partial[c];
+    for (const c of Object.keys(sum) as Counter[]) sum[c] += c === 'integrity_errors' || c === 'procs' || c === 'procs_encrypted' ? 0 : partial[c];
     sum.plaintext_exposed_bytes += leaked;
     return { ...res, counters: sum };
   }

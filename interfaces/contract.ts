@@ -94,6 +94,11 @@ export abstract class EncryptionDesign {
   abstract readonly feature: keyof KernelFeatures | null;
   /** One line for reports. */
   abstract readonly summary: string;
+  /**
+   * Its protection exists for a VM's guest memory only (guest_memfd): in
+   * key-exhaustion each process is then a VMM whose VM needs its own key.
+   */
+  readonly vmOnly: boolean = false;
 
   /** Install the kernel side if the kernel was configured with it. */
   install(k: Kernel): void {

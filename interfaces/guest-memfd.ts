@@ -46,6 +46,7 @@ export class GuestMemfd extends EncryptionDesign {
   readonly name = 'guest-memfd' as const;
   readonly feature = 'guest_memfd' as const;
   readonly summary = 'KVM guest_memfd (6.8; host mmap 6.18), as merged for confidential VMs';
+  override readonly vmOnly = true;
 
   protected installKernel(_k: Kernel): void {
     // part of KVM (kernel/kvm.ts): the kernel's guest_memfd feature turns it on

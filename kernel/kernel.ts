@@ -41,6 +41,7 @@ export const KERNEL_COUNTERS = [
   'oom',
   'segv',
   'stage2_faults',
+  'vm_exits',
   'gup_failures',
   'conversions',
   'bounce_bytes',

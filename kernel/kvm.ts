@@ -630,8 +630,13 @@ export function kvmFault(k: Kernel, vm: Vm, guest: Task, gpa: number, write: boo
   if (priv && vm.key === null) return -E.EFAULT; // the VM was never given its key
   if (slot.gmem !== null && (priv || slot.gmemOnly)) {
     // kvm_gmem_get_pfn: private memory, or a guest_memfd-only slot
-    pfn = gmemPage(k, slot.gmem, slot.gmemPgoff + idx, priv ? vm.key : null, vm.owner);
+    const pgoff = slot.gmemPgoff + idx;
+    const fresh = !slot.gmem.pages.has(pgoff);
+    pfn = gmemPage(k, slot.gmem, pgoff, priv ? vm.key : null, vm.owner);
     if (pfn < 0) return pfn;
+    // allocating and clearing the page is a first-touch fault's work, and is
+    // counted as one (a shared page got through GUP counts in handleMmFault)
+    if (fresh) k.count('faults');
     keyid = priv ? vm.key!.keyid : 0;
   } else if (priv && hasPrivateMem(vm.type)) {
     return -E.EFAULT; // private access to a slot without guest_memfd: KVM_EXIT_MEMORY_FAULT
@@ -660,6 +665,11 @@ export function kvmFault(k: Kernel, vm: Vm, guest: Task, gpa: number, write: boo
   Atomics.store(k.pool.words, i, mkPte(pfn, keyid, PTE_PRESENT | (writable ? PTE_WRITE : 0) | (write ? PTE_DIRTY : 0)));
   if (hva >= 0) vm.rmap.set(page, hva);
   return 0;
+}
+
+/** An exit from the guest to the VMM (an I/O kick, a hypercall the VMM serves): counted, priced as a VM exit. */
+export function kvmIoExit(k: Kernel): void {
+  k.count('vm_exits');
 }
 
 /**

@@ -33,7 +33,7 @@ export async function startCell(cfg: CellConfig): Promise<CellStart> {
     const rep: RoundReport = await wl.round(session, 0, true);
     const o = outcomeOf(rep);
     const timeable = TIMEABLE.has(o.outcome);
-    return { ...o, session, counters: session.counters(rep.errors), ops: rep.ops, detail: rep.detail, timeable, fallback: rep.fallback };
+    return { ...o, session, counters: session.counters(rep.errors, rep.procs), ops: rep.ops, detail: rep.detail, timeable, fallback: rep.fallback };
   } catch (e) {
     await session.close();
     throw e;

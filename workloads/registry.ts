@@ -2,7 +2,9 @@
 import { daxStacking } from './dax-stacking.js';
 import { enosysFallback } from './enosys-fallback.js';
 import { fault } from './fault.js';
+import { keyExhaustion } from './key-exhaustion.js';
 import { migration } from './migration.js';
+import { qemuGuest, qemuNvdimm } from './qemu.js';
 import { swap } from './swap.js';
 import { WORKLOAD_NAMES, type Workload, type WorkloadName } from './workload.js';
 
@@ -12,6 +14,9 @@ const WORKLOADS: Record<WorkloadName, Workload> = {
   swap,
   migration,
   'dax-stacking': daxStacking,
+  'qemu-guest': qemuGuest,
+  'qemu-nvdimm': qemuNvdimm,
+  'key-exhaustion': keyExhaustion,
 };
 
 export function getWorkload(name: string): Workload {

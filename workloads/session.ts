@@ -5,9 +5,10 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Machine } from '../hardware/machine.js';
+import { getProfile } from '../hardware/profiles.js';
 import { CPU_KEY, type Allocation, type EncryptionDesign, type UserEnv } from '../interfaces/contract.js';
 import { getDesign } from '../interfaces/registry.js';
-import { snapshotCounters, type Counter } from '../interfaces/conformance.js';
+import { snapshotCounters, type Counter, type ProcCount } from '../interfaces/conformance.js';
 import { ALL_FEATURES, KERNEL_COUNTERS, Kernel, NO_FEATURES, type KernelCounter, type Task } from '../kernel/kernel.js';
 import { W_ONLINE, W_ROUND } from '../kernel/smp.js';
 import { TrapServer, cpuDescriptor } from '../kernel/trap.js';
@@ -84,7 +85,8 @@ export class CellSession {
     if (!Number.isInteger(cfg.threads) || cfg.threads < 1 || cfg.threads > 64)
       throw new RangeError(`threads: expected an integer in [1, 64], got ${cfg.threads}`);
     this.board = RoundBoard.create(cfg.threads + 1);
-    const frames = this.pages * 2 + 64;
+    const keys = getProfile(cfg.hardware).nrKeyids;
+    const frames = Math.max(this.pages * 2 + 64, cfg.workload.frames?.(keys) ?? 0);
     this.machine = Machine.create({
       profile: cfg.hardware,
       backend: cfg.backend,
@@ -118,7 +120,7 @@ export class CellSession {
     this.k = new Kernel(this.machine, {
       features: cfg.kernel === 'patched' ? ALL_FEATURES : NO_FEATURES,
       swap,
-      pgtableSlots: 256,
+      pgtableSlots: Math.max(256, wl.pgtableSlots?.(this.machine.profile.nrKeyids) ?? 0),
       hostCpus: cfg.hostCpus ?? availableParallelism(),
     });
     this.design.install(this.k);
@@ -214,6 +216,24 @@ export class CellSession {
     }));
   }
 
+  /**
+   * From now on the worker CPUs run in `task`'s address space (a guest's:
+   * kernel/kvm.ts) and its faults are served for it. Every fault traps: no
+   * CPU handles one on its own there.
+   */
+  async runIn(task: Task): Promise<void> {
+    this.park();
+    await this.server.stop();
+    this.server = new TrapServer(this.k, task);
+    for (let c = 1; c <= this.cfg.threads; c++) {
+      this.server.serve(c);
+      this.k.smp.setOnline(c, task.mm.id);
+    }
+    await Promise.all(
+      this.workers.map((_, i) => this.ask(i + 1, { type: 'attach', desc: cpuDescriptor(this.k, task, i + 1, false), board: this.board.d })),
+    );
+  }
+
   /** Send every CPU back to its message loop (before re-attaching or exiting). */
   private park(): void {
     const b = this.board;
@@ -252,8 +272,8 @@ export class CellSession {
   }
 
   /** Every counter of this cell so far (kernel counters summed over power cycles). */
-  counters(integrity: number): Record<Counter, number> {
-    const now = snapshotCounters(this.k, integrity);
+  counters(integrity: number, procs?: ProcCount): Record<Counter, number> {
+    const now = snapshotCounters(this.k, integrity, procs);
     for (const c of KERNEL_COUNTERS) now[c] = carry(c, now[c], this.carried[c]);
     return now;
   }

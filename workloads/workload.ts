@@ -1,5 +1,5 @@
 // What a workload is, and how a round's report becomes a cell outcome.
-import { NO_LEAK, observeFrames, scanLeaks, withLeaks, type LeakScan, type Outcome } from '../interfaces/conformance.js';
+import { NO_LEAK, observeFrames, scanLeaks, withLeaks, type LeakScan, type Outcome, type ProcCount } from '../interfaces/conformance.js';
 import { E, errnoName, type ErrnoName } from '../kernel/errno.js';
 import type { CpuReport } from './protocol.js';
 import type { CellSession } from './session.js';
@@ -22,6 +22,8 @@ export interface RoundReport {
   /** where the region's plaintext was found outside its frames (counting round) */
   readonly leaks: LeakScan;
   readonly detail: string;
+  /** processes the round ran and how many got encrypted memory (key-exhaustion) */
+  readonly procs?: ProcCount;
 }
 
 export interface Workload {
@@ -39,13 +41,19 @@ export interface Workload {
   readonly dax: boolean;
   /** the process's memory limit, in pages */
   memLimit(pages: number): number;
+  /** the most worker CPUs worth a cell (its work runs on the boot CPU); none: any */
+  readonly maxThreads?: number;
+  /** frames per NUMA node the machine needs beyond 2·pages + 64, given the profile's KeyIDs */
+  frames?(nrKeyids: number): number;
+  /** page-table slots the kernel needs beyond 256 (every process takes 32 for its top level) */
+  pgtableSlots?(nrKeyids: number): number;
   /** once per cell, before the first round: 0 or -errno (the cell cannot run) */
   setup(s: CellSession): Promise<number>;
   /** one round; `counting` is the first, observed round */
   round(s: CellSession, n: number, counting: boolean): Promise<RoundReport>;
 }
 
-export const WORKLOAD_NAMES = ['fault', 'enosys-fallback', 'swap', 'migration', 'dax-stacking'] as const;
+export const WORKLOAD_NAMES = ['fault', 'enosys-fallback', 'swap', 'migration', 'dax-stacking', 'qemu-guest', 'qemu-nvdimm', 'key-exhaustion'] as const;
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 
 /** The pattern seed of round n of a cell. */

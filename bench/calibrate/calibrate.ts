@@ -344,6 +344,9 @@ export function loadCalibration(text: string, file: string): Calibration {
   const costs = doc['costs'];
   if (!_isObj(costs)) return bad('costs: expected an object');
   for (const k of Object.keys(costs)) if (!(COST_NAMES as readonly string[]).includes(k)) bad(`costs.${k}: unknown cost name`);
+  // A file from before an entry existed that calibration does not measure
+  // anyway gets its sourced default, as a new calibration would.
+  for (const n of COST_NAMES) if (!(n in costs) && COST_FORMULAS[n] === undefined) costs[n] = DEFAULT_COSTS[n];
   const why = checkCostTable(costs);
   if (why !== null) bad(`costs.${why}`);
   return doc as unknown as Calibration;

@@ -27,6 +27,15 @@ const COUNTERS: Record<CounterColumn, number> = {
   migrate_failed: 0,
   plaintext_exposed_bytes: 0,
   integrity_errors: 0,
+  stage2_faults: 0,
+  vm_exits: 0,
+  gup_failures: 0,
+  conversions: 0,
+  bounce_copies: 0,
+  bounce_bytes: 0,
+  io_shared_bytes: 0,
+  procs: 0,
+  procs_encrypted: 0,
 };
 
 /** A row; its model columns follow from its counters and the default costs unless given. */
