@@ -140,6 +140,7 @@ async function main(argv: string[]): Promise<void> {
         y
           .option('interface', { alias: 'i', type: 'string', array: true, default: [...DESIGN_NAMES], describe: 'designs (comma list)', coerce: csvList('interface', (s) => getDesign(s)) })
           .option('hardware', { alias: 'H', type: 'string', array: true, default: ['mktme'], describe: 'hardware profiles', coerce: csvList('hardware', (s) => getProfile(s)) })
+          .option('guest-hardware', { type: 'string', array: true, default: ['sev', 'tdx'], describe: 'hardware profiles the guest workloads (qemu-guest, qemu-nvdimm, key-exhaustion) also run on, beyond --hardware: counted and modelled, not timed', coerce: csvList('guest-hardware', (s) => getProfile(s)) })
           .option('workload', { alias: 'w', type: 'string', array: true, default: [...WORKLOAD_NAMES], describe: 'workloads', coerce: csvList('workload', (s) => getWorkload(s)) })
           .option('threads', { alias: 't', type: 'string', array: true, default: ['1', '2'], describe: 'worker CPUs per cell', coerce: csvList('threads', positiveInt('threads', 16)) })
           .option('kernel', { type: 'string', array: true, describe: "kernels (patched,unpatched); default: each workload's own", coerce: csvList('kernel', (s: string) => { if (s !== 'patched' && s !== 'unpatched') throw new Error(`expected patched or unpatched, got '${s}'`); }) })
@@ -160,7 +161,7 @@ async function main(argv: string[]): Promise<void> {
           .option('fail-on', failOnOption)
           .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' })
           .option('history', { type: 'string', describe: `append one record per cell to this history store (default ${HISTORY_FILE} beside the CSV); --no-history: none` }),
-      (a) => run({ ...(a as unknown as RunArgs & GateArgs & { baseline?: string }), orderSeed: a['order-seed'] }),
+      (a) => run({ ...(a as unknown as RunArgs & GateArgs & { baseline?: string }), orderSeed: a['order-seed'], guestHardware: a['guest-hardware'] }),
     )
     .command(
       'compare <base> <new>',

@@ -24,6 +24,8 @@ import { getWorkload } from '../workloads/registry.js';
 export interface RunArgs {
   interface: string[];
   hardware: string[];
+  /** profiles the guest workloads (Workload.guest) also run on, counted and modelled but not timed */
+  guestHardware?: string[];
   workload: string[];
   threads: string[];
   kernel?: string[];
@@ -66,10 +68,15 @@ function tinybenchVersion(root: string): string {
 
 export function plan(a: RunArgs): CellPlan[] {
   const cells: CellPlan[] = [];
+  const extra = (a.guestHardware ?? []).filter((h) => !a.hardware.includes(h));
   for (const backend of a.backend)
-    for (const hardware of a.hardware)
+    for (const hardware of [...a.hardware, ...extra])
       for (const wname of a.workload) {
         const workload = getWorkload(wname);
+        // --guest-hardware: the guest workloads' cells there give outcome,
+        // counters and model; the simulator's speed is tracked on --hardware
+        const timed = a.hardware.includes(hardware);
+        if (!timed && !workload.guest) continue;
         const kernels = (a.kernel ?? workload.kernels) as Kernel[];
         const swaps = (workload.swap ? a.swap : ['none']) as SwapKind[];
         // a workload whose work runs on the boot CPU gets at most its maxThreads
@@ -77,7 +84,7 @@ export function plan(a: RunArgs): CellPlan[] {
         for (const design of a.interface)
           for (const kernel of kernels)
             for (const swap of swaps)
-              for (const t of threads) cells.push({ backend, hardware, design, kernel, swap, workload, threads: t });
+              for (const t of threads) cells.push({ backend, hardware, design, kernel, swap, workload, threads: t, ...(timed ? {} : { timed: false }) });
       }
   return cells;
 }
@@ -87,6 +94,7 @@ function resolvedCommand(a: RunArgs): string {
     'node dist/bench/cli.js run',
     `--interface ${a.interface.join(',')}`,
     `--hardware ${a.hardware.join(',')}`,
+    ...((a.guestHardware ?? []).length ? [`--guest-hardware ${(a.guestHardware ?? []).join(',')}`] : []),
     `--workload ${a.workload.join(',')}`,
     `--threads ${a.threads.join(',')}`,
     ...(a.kernel ? [`--kernel ${a.kernel.join(',')}`] : []),

@@ -24,6 +24,8 @@ export interface CellPlan {
   readonly swap: SwapKind;
   readonly workload: Workload;
   readonly threads: number;
+  /** false: counted and modelled only (--guest-hardware) */
+  readonly timed?: false;
 }
 
 export interface RunOptions {
@@ -178,7 +180,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
       });
       let t: Timing & { otherPct: number; noisy: boolean } = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [], otherPct: NaN, noisy: false };
       try {
-        if (start.timeable) t = await timeClean((n) => timedRound(start, n), start.ops, o);
+        if (start.timeable && p.timed !== false) t = await timeClean((n) => timedRound(start, n), start.ops, o);
       } finally {
         await start.session.close();
       }

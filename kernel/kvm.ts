@@ -490,17 +490,16 @@ function setMemoryAttributes(vm: Vm, arg: SysArg): number {
   if (!aligned(address) || !aligned(size)) return -E.EINVAL;
   const priv = attrs === KVM_MEMORY_ATTRIBUTE_PRIVATE;
   const first = address / PAGE, n = size / PAGE;
-  let changed = 0;
-  for (let g = first; g < first + n; g++) if (vm.privateGfns.has(g) !== priv) changed++;
-  if (changed === 0) return 0; // already so: no zap
+  let changed = false;
+  for (let g = first; g < first + n && !changed; g++) changed = vm.privateGfns.has(g) !== priv;
+  if (!changed) return 0; // already so: no zap
   // kvm_arch_pre_set_memory_attributes: zap the old kind's mappings, flush
   for (let g = first; g < first + n; g++) {
     if (vm.privateGfns.has(g) === priv) continue;
-    vm.zapGuest(g * PAGE, 1);
+    convertGfn(vm, g);
     if (priv) vm.privateGfns.add(g);
     else vm.privateGfns.delete(g);
   }
-  k.count('conversions', changed);
   return 0;
 }
 
@@ -681,9 +680,19 @@ export function sevGuestSetShared(vm: Vm, gpa: number, pages: number, shared: bo
   const first = Math.floor(gpa / PAGE);
   for (let g = first; g < first + pages; g++) {
     if (vm.guestShared.has(g) === shared) continue;
-    vm.zapGuest(g * PAGE, 1);
+    convertGfn(vm, g);
     if (shared) vm.guestShared.add(g);
     else vm.guestShared.delete(g);
-    vm.k.count('conversions');
   }
+}
+
+/**
+ * A guest page changes kind: its mapping goes. It counts as a conversion
+ * when the guest had it mapped, i.e. the page is in use and the hardware's
+ * page state changes with it (SNP: RMPUPDATE, the guest's PVALIDATE; TDX:
+ * TDH.MEM.PAGE.REMOVE/ADD): marking not yet used RAM private at launch is
+ * bookkeeping only.
+ */
+function convertGfn(vm: Vm, g: number): void {
+  if (vm.zapGuest(g * PAGE, 1) > 0) vm.k.count('conversions');
 }

@@ -108,6 +108,7 @@ export const keyExhaustion: Workload = {
   description: 'more processes than keys, each wanting its own',
   op: 'process',
   kernels: ['patched'],
+  guest: true,
   pages: 1,
   swap: false,
   dax: false,

@@ -41,6 +41,8 @@ export interface Workload {
   readonly dax: boolean;
   /** the process's memory limit, in pages */
   memLimit(pages: number): number;
+  /** a VMM and its guest (or VMs' keys): also run on --guest-hardware, where the CPU has confidential VMs */
+  readonly guest?: boolean;
   /** the most worker CPUs worth a cell (its work runs on the boot CPU); none: any */
   readonly maxThreads?: number;
   /** frames per NUMA node the machine needs beyond 2·pages + 64, given the profile's KeyIDs */
