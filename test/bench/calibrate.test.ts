@@ -246,7 +246,10 @@ describe('loadCalibration', () => {
     refuses(edited((d) => (d['version'] = 2)), /version: expected 1, got 2/);
     refuses(edited((d) => (d['costs'].fault.ns = -1)), /costs\.fault\.ns: expected a number >= 0/);
     refuses(edited((d) => (d['costs'].fault.provenance = 'guessed')), /costs\.fault\.provenance/);
-    refuses(edited((d) => delete d['costs'].pconfig), /costs\.pconfig: missing/);
+    // an entry calibration measures is required: a file without it was not made by calibrate
+    refuses(edited((d) => delete d['costs'].syscall), /costs\.syscall: missing/);
+    // even where this host could not measure it (memfd_secret unavailable here: the default stands in)
+    refuses(edited((d) => delete d['costs'].direct_map_remove), /costs\.direct_map_remove: missing/);
     refuses(edited((d) => (d['costs'].tlb_flush = { ns: 1, provenance: 'measured', source: 'x' })), /costs\.tlb_flush: unknown cost name/);
     refuses(edited((d) => delete d['host'].cpu_model), /host\.cpu_model: missing/);
     refuses(edited((d) => (d['host'].nproc = 0)), /host\.nproc/);
@@ -256,6 +259,16 @@ describe('loadCalibration', () => {
     refuses(edited((d) => (d['raw'].tlb = { unavailable: 'x' })), /raw\.tlb: unknown probe figure/);
     refuses(edited((d) => delete d['raw'].enosys), /raw\.enosys: missing/);
     refuses(edited((d) => (d['extra'] = 1)), /unknown field 'extra'/);
+  });
+
+  it('fills an entry calibration does not measure, missing from an older file, with its sourced default', () => {
+    const c = loadCalibration(edited((d) => delete d['costs'].vm_exit), FILE);
+    assert.deepEqual(c.costs.vm_exit, DEFAULT_COSTS.vm_exit);
+    // a file from before schema 4 has none of the guest-memory terms: it loads as a calibration made now would be
+    const old = edited((d) => {
+      for (const n of ['vm_exit', 'conversion', 'pin_page']) delete d['costs'][n];
+    });
+    assert.deepEqual(loadCalibration(old, FILE), synthetic());
   });
 });
 

@@ -13,7 +13,10 @@ import { COST_NAMES, DEFAULT_COSTS } from '../../hardware/costs.js';
 import { resolveCosts } from '../../bench/costs.js';
 import { parseCsv, parseMeta, parseSamples } from '../../bench/csv.js';
 import { TERM_EVENTS } from '../../bench/model.js';
+import { plan, type RunArgs } from '../../bench/run.js';
 import { COLUMNS, COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type Row, type RunMeta } from '../../bench/schema.js';
+import { DESIGN_NAMES } from '../../interfaces/contract.js';
+import { WORKLOAD_NAMES } from '../../workloads/workload.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'memcrypt-cli-'));
@@ -40,9 +43,11 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
   });
 
   it('writes the result set: CSV, meta, samples and report, all of one run', () => {
-    // 5 designs x (fault, enosys on two kernels, swap plain and encrypted, migration, dax)
-    assert.equal(rows.length, 5 * 7);
-    assert.match(meta.command, /run --interface plain-mmap,encrypt-mprotect,dev-mktme,madvise-encrypt,memfd-secret /);
+    // 6 designs x (fault, enosys on two kernels, swap plain and encrypted,
+    // migration, dax, qemu-guest, qemu-nvdimm, key-exhaustion) x 1 thread:
+    // 6 x (1 + 2 + 2 + 1 + 1 + 1 + 1 + 1) = 6 x 10
+    assert.equal(rows.length, 6 * 10);
+    assert.match(meta.command, /run --interface plain-mmap,encrypt-mprotect,dev-mktme,madvise-encrypt,memfd-secret,guest-memfd --hardware mktme --workload fault,enosys-fallback,swap,migration,dax-stacking,qemu-guest,qemu-nvdimm,key-exhaustion /);
     assert.equal(meta.seed, 1);
     assert.equal(meta.schema_version, SCHEMA_VERSION);
     assert.ok(rows.every((row) => row.run_id === meta.run_id && row.cost_source === meta.cost_source));
@@ -98,7 +103,12 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
 
   it('the control runs in every workload, and every modelled cell reports its cost over it', () => {
     const plain = rows.filter((x) => x.interface === 'plain-mmap');
-    assert.equal(plain.length, 7);
+    // one per workload, kernel and swap: the 10 cells each design has (see above)
+    assert.equal(plain.length, 10);
+    assert.deepEqual(
+      [...new Set(plain.map((x) => x.workload))].sort(),
+      ['dax-stacking', 'enosys-fallback', 'fault', 'key-exhaustion', 'migration', 'qemu-guest', 'qemu-nvdimm', 'swap'],
+    );
     assert.ok(plain.every((x) => x.outcome === 'plaintext' && x.model_over_plain_ns_per_op === 0));
     for (const x of rows.filter((y) => Number.isFinite(y.modelled_ns_per_op))) {
       const c = plain.find((p) => p.workload === x.workload && p.kernel === x.kernel && p.swap === x.swap)!;
@@ -153,6 +163,43 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     const sq = spawnSync('sqlite3', [db], { input: `.mode csv\n.import ${out} results\nselect count(*) from results;\nselect count(*) from pragma_table_info('results');\nselect interface from results where rowid = 1;\n`, encoding: 'utf8' });
     assert.equal(sq.status, 0, sq.stderr);
     assert.deepEqual(sq.stdout.trim().split('\n'), [String(rows.length), String(COLUMNS.length), rows[0].interface]);
+  });
+});
+
+describe('memcrypt-bench run: the default suite', () => {
+  // run's defaults (the whole matrix above checks that they are these lists)
+  const args = (threads: string[]): RunArgs => ({
+    interface: [...DESIGN_NAMES],
+    hardware: ['mktme'],
+    workload: [...WORKLOAD_NAMES],
+    threads,
+    swap: ['plain', 'encrypted'],
+    backend: ['openssl'],
+    seed: 1,
+    time: 1,
+    samples: 2,
+    warmup: 1,
+    format: 'none',
+    repeat: 1,
+  });
+
+  it('plans every design on every workload at 1 and 2 threads, key-exhaustion at 1 only', () => {
+    const cells = plan(args(['1', '2']));
+    // 6 designs x (fault + enosys on 2 kernels + swap plain and encrypted + migration + dax + qemu-guest + qemu-nvdimm) x 2 thread counts
+    // + 6 designs x key-exhaustion x 1 thread (its processes run on the boot CPU): 6 x 9 x 2 + 6 x 1 x 1 = 108 + 6
+    assert.equal(cells.length, 114);
+    const keys = cells.filter((c) => c.workload.name === 'key-exhaustion');
+    assert.equal(keys.length, 6);
+    assert.ok(keys.every((c) => c.threads === 1));
+    const others = cells.filter((c) => c.workload.name !== 'key-exhaustion');
+    assert.equal(others.filter((c) => c.threads === 1).length, 54);
+    assert.equal(others.filter((c) => c.threads === 2).length, 54);
+  });
+
+  it('a workload with maxThreads gets it when asked for more, once however many more', () => {
+    const keys = (threads: string[]) => plan(args(threads)).filter((c) => c.workload.name === 'key-exhaustion').map((c) => c.threads);
+    assert.deepEqual(keys(['2']), [1, 1, 1, 1, 1, 1]);
+    assert.deepEqual(keys(['1', '2', '4']), [1, 1, 1, 1, 1, 1]);
   });
 });
 

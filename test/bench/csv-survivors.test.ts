@@ -69,8 +69,10 @@ describe('parseCsv reads numbers as other CSV writers spell them', () => {
 
 describe('parseCsv: the header', () => {
   it('refuses an extra trailing column and a missing last column, even without rows', () => {
-    refuses(() => parseCsv(`${HEADER},extra\n`, FILE), 1, `${FILE}:1: header does not match schema 3: unexpected 'extra'`);
-    refuses(() => parseCsv(`${HEADER.replace(/,integrity_errors$/, '')}\n`, FILE), 1, `${FILE}:1: header does not match schema 3: missing integrity_errors`);
+    refuses(() => parseCsv(`${HEADER},extra\n`, FILE), 1, `${FILE}:1: header does not match schema 4: unexpected 'extra'`);
+    refuses(() => parseCsv(`${HEADER.replace(/,procs_encrypted$/, '')}\n`, FILE), 1, `${FILE}:1: header does not match schema 4: missing procs_encrypted`);
+    // integrity_errors was the last column of schema 3: a file cut there is still refused
+    refuses(() => parseCsv(`${HEADER.replace(/,integrity_errors,.*$/, ',integrity_errors')}\n`, FILE), 1, `${FILE}:1: header does not match schema 4: missing stage2_faults, vm_exits, gup_failures, conversions, bounce_copies, bounce_bytes, io_shared_bytes, procs, procs_encrypted`);
   });
 
   it('names every missing and every unexpected column, and nothing else', () => {
@@ -78,35 +80,35 @@ describe('parseCsv: the header', () => {
     refuses(
       () => parseCsv(`${header}\n${ROW1}\n`, FILE),
       1,
-      `${FILE}:1: header does not match schema 3: missing host, faults; unexpected 'hostname', 'fault_count'`,
+      `${FILE}:1: header does not match schema 4: missing host, faults; unexpected 'hostname', 'fault_count'`,
     );
   });
 
   it('names a column that appears twice', () => {
-    refuses(() => parseCsv(`${HEADER},host\n`, FILE), 1, `${FILE}:1: header does not match schema 3: column host appears twice`);
+    refuses(() => parseCsv(`${HEADER},host\n`, FILE), 1, `${FILE}:1: header does not match schema 4: column host appears twice`);
   });
 
   it('columns out of order: gives the expected header', () => {
     const header = HEADER.replace('host,cpu_model', 'cpu_model,host');
-    refuses(() => parseCsv(`${header}\n`, FILE), 1, `${FILE}:1: header does not match schema 3: columns out of order (expected ${HEADER})`);
+    refuses(() => parseCsv(`${header}\n`, FILE), 1, `${FILE}:1: header does not match schema 4: columns out of order (expected ${HEADER})`);
   });
 
   it('a header without schema_version: names the columns, rows or not (no version to judge)', () => {
     const header = HEADER.replace(/^schema_version,/, 'version,');
-    const msg = `${FILE}:1: header does not match schema 3: missing schema_version; unexpected 'version'`;
+    const msg = `${FILE}:1: header does not match schema 4: missing schema_version; unexpected 'version'`;
     refuses(() => parseCsv(`${header}\n${ROW1}\n`, FILE), 1, msg);
     refuses(() => parseCsv(`${header}\n`, FILE), 1, msg);
   });
 
   it('a header with schema_version but a column missing, and no rows: refused for the header', () => {
-    refuses(() => parseCsv(`${HEADER.replace(',sim_ns_per_op_p99', '')}\n`, FILE), 1, `${FILE}:1: header does not match schema 3: missing sim_ns_per_op_p99`);
+    refuses(() => parseCsv(`${HEADER.replace(',sim_ns_per_op_p99', '')}\n`, FILE), 1, `${FILE}:1: header does not match schema 4: missing sim_ns_per_op_p99`);
   });
 
   it('a first row too short to hold the version column: refused for the header, not for a version', () => {
     // schema_version is the 3rd column here; the row has 2 fields
     const missing = COLUMNS.filter((c) => !['run_id', 'host', 'schema_version'].includes(c)).join(', ');
-    refuses(() => parseCsv('run_id,host,schema_version\nx,y\n', FILE), 1, `${FILE}:1: header does not match schema 3: missing ${missing}`);
-    refuses(() => parseCsv('run_id,host,schema_version\nx\n', FILE), 1, `${FILE}:1: header does not match schema 3: missing ${missing}`);
+    refuses(() => parseCsv('run_id,host,schema_version\nx,y\n', FILE), 1, `${FILE}:1: header does not match schema 4: missing ${missing}`);
+    refuses(() => parseCsv('run_id,host,schema_version\nx\n', FILE), 1, `${FILE}:1: header does not match schema 4: missing ${missing}`);
   });
 });
 
@@ -206,7 +208,7 @@ describe('formatSamples / parseSamples with batches', () => {
 
   it('round-trip the batches of each process', () => {
     const text = formatSamples('run-1', cells);
-    assert.deepEqual(JSON.parse(text), { schema_version: 3, run_id: 'run-1', cells });
+    assert.deepEqual(JSON.parse(text), { schema_version: 4, run_id: 'run-1', cells });
     assert.deepEqual(parseSamples(text, S), { runId: 'run-1', cells });
   });
 
@@ -219,7 +221,7 @@ describe('formatSamples / parseSamples with batches', () => {
   });
 
   /** A samples file with one cell whose "batches" (JSON text) is given. */
-  const withBatches = (b: string) => `{"schema_version": 3, "run_id": "x", "cells": [{"key": "k", "samples": [1], "batches": ${b}}]}`;
+  const withBatches = (b: string) => `{"schema_version": 4, "run_id": "x", "cells": [{"key": "k", "samples": [1], "batches": ${b}}]}`;
 
   it('parseSamples refuses batches that are not arrays of finite numbers', () => {
     for (const b of ['"x"', '[[1], "x"]', '[[1, "x"]]', '[["x"]]', '[[1, 1e999]]', '[[1], [2, null]]'])
@@ -230,18 +232,18 @@ describe('formatSamples / parseSamples with batches', () => {
     for (const text of ['5', 'null', '"cells"']) refuses(() => parseSamples(text, S), 0, `${S}: expected a JSON object (a memcrypt-bench samples file)`);
     refuses(() => parseSamples(' \n\t\n', S), 0, `${S}: empty file (expected a memcrypt-bench samples file)`);
     // no position in V8's message: line 0
-    refuses(() => parseSamples('{"schema_version": 3, "run_id": "x", "cells": [', S), 0, `${S}: not valid JSON: Unexpected end of JSON input`);
-    refuses(() => parseSamples('{"schema_version": 3, "run_id": 5, "cells": []}', S), 0, `${S}: run_id: expected a string`);
+    refuses(() => parseSamples('{"schema_version": 4, "run_id": "x", "cells": [', S), 0, `${S}: not valid JSON: Unexpected end of JSON input`);
+    refuses(() => parseSamples('{"schema_version": 4, "run_id": 5, "cells": []}', S), 0, `${S}: run_id: expected a string`);
   });
 
   it('parseSamples refuses a cell that is not an object or has a non-string key', () => {
     const msg = `${S}: cells[1]: expected { "key": string, "samples": [numbers] }`;
     for (const c of ['null', '{"key": 5, "samples": []}', '7'])
-      refuses(() => parseSamples(`{"schema_version": 3, "run_id": "x", "cells": [{"key": "a", "samples": []}, ${c}]}`, S), 0, msg);
+      refuses(() => parseSamples(`{"schema_version": 4, "run_id": "x", "cells": [{"key": "a", "samples": []}, ${c}]}`, S), 0, msg);
   });
 
   it('parseSamples refuses a non-finite or non-number sample in the first place', () => {
-    const cell = (s: string) => `{"schema_version": 3, "run_id": "x", "cells": [{"key": "k", "samples": ${s}}]}`;
+    const cell = (s: string) => `{"schema_version": 4, "run_id": "x", "cells": [{"key": "k", "samples": ${s}}]}`;
     refuses(() => parseSamples(cell('[1e999, 1]'), S), 0, `${S}: cells[0] (k): samples[0]: expected a finite number, got null`);
     refuses(() => parseSamples(cell('["x", 1]'), S), 0, `${S}: cells[0] (k): samples[0]: expected a finite number, got "x"`);
   });

@@ -152,7 +152,7 @@ describe('formatCsv / parseCsv', () => {
     const h = lines[header - 1];
     const missing = [...lines];
     missing[header - 1] = h.replace(',sim_ns_per_op_p99', '');
-    throwsAt(missing.join('\n'), header, /header does not match schema 3: missing sim_ns_per_op_p99/);
+    throwsAt(missing.join('\n'), header, /header does not match schema 4: missing sim_ns_per_op_p99/);
     const renamed = [...lines];
     renamed[header - 1] = h.replace(',faults,', ',fault_count,');
     throwsAt(renamed.join('\n'), header, /missing faults; unexpected 'fault_count'/);
@@ -163,7 +163,10 @@ describe('formatCsv / parseCsv', () => {
 
   it('refuses an old schema version, with advice', () => {
     const { text, line } = withField(1, 'schema_version', '0');
-    throwsAt(text, line, /^results\/x\.csv:\d+: schema_version 0 is not supported \(this memcrypt-bench reads schema 3\); re-record it with 'node dist\/bench\/cli\.js run --out FILE\.csv'$/);
+    throwsAt(text, line, /^results\/x\.csv:\d+: schema_version 0 is not supported \(this memcrypt-bench reads schema 4\); re-record it with 'node dist\/bench\/cli\.js run --out FILE\.csv'$/);
+    // the version just before: files recorded before the guest-memory counters (results/baseline.csv among them)
+    const three = withField(1, 'schema_version', '3');
+    throwsAt(three.text, three.line, /^results\/x\.csv:\d+: schema_version 3 is not supported \(this memcrypt-bench reads schema 4\); re-record it with/);
   });
 
   it('refuses a schema 1 file (comment lines before the header) in one line, saying what to do', () => {
@@ -173,13 +176,26 @@ describe('formatCsv / parseCsv', () => {
   it('refuses an old schema version even when its header differs', () => {
     const { lines, header } = sample();
     lines[header - 1] = lines[header - 1].replace(',sim_ns_per_op_p99', ',old_col');
-    lines[header] = lines[header].replace(/^3,/, '0,');
+    lines[header] = lines[header].replace(/^4,/, '0,');
     throwsAt(lines.join('\n'), header + 1, /schema_version 0 is not supported/);
   });
 
+  it('refuses a schema 3 file, whose header lacks the guest-memory columns, for its version, not its header', () => {
+    const NEW_IN_4 = new Set<string>([
+      'model_vm_exit_ns_per_op', 'model_conversion_ns_per_op', 'model_pin_page_ns_per_op',
+      'stage2_faults', 'vm_exits', 'gup_failures', 'conversions', 'bounce_copies', 'bounce_bytes', 'io_shared_bytes', 'procs', 'procs_encrypted',
+    ]);
+    const keep = COLUMNS.map((c) => !NEW_IN_4.has(c));
+    const cut = (l: string) => l.split(',').filter((_, i) => keep[i]).join(',');
+    const { lines, header } = sample();
+    const old = [cut(lines[header - 1]), cut(lines[header]).replace(/^4,/, '3,')];
+    assert.equal(old[0].split(',').length, COLUMNS.length - NEW_IN_4.size); // every new column was there to cut
+    throwsAt(old.join('\n'), header + 1, /schema_version 3 is not supported \(this memcrypt-bench reads schema 4\); re-record it/);
+  });
+
   it('refuses a newer schema version', () => {
-    const { text, line } = withField(2, 'schema_version', '4');
-    throwsAt(text, line, /schema_version 4 is not supported .*written by a newer memcrypt-bench/);
+    const { text, line } = withField(2, 'schema_version', '5');
+    throwsAt(text, line, /schema_version 5 is not supported .*written by a newer memcrypt-bench/);
   });
 
   it('refuses a duplicated cell, naming both lines', () => {
@@ -255,7 +271,7 @@ describe('formatSamples / parseSamples', () => {
   it('round-trips', () => {
     const text = formatSamples('run-1', cells);
     assert.deepEqual(parseSamples(text, 's.json'), { runId: 'run-1', cells });
-    assert.deepEqual(JSON.parse(text), { schema_version: 3, run_id: 'run-1', cells });
+    assert.deepEqual(JSON.parse(text), { schema_version: 4, run_id: 'run-1', cells });
     assert.deepEqual(parseSamples(formatSamples('run-1', []), 's.json').cells, []);
   });
 
@@ -271,15 +287,15 @@ describe('formatSamples / parseSamples', () => {
 
   it('refuses bad files', () => {
     refuses('', 0, /empty file/);
-    refuses('{\n  "schema_version": 3\n  "run_id": "x"\n}', 3, /not valid JSON/); // the missing ',' is noticed at "run_id"
+    refuses('{\n  "schema_version": 4\n  "run_id": "x"\n}', 3, /not valid JSON/); // the missing ',' is noticed at "run_id"
     refuses('[]', 0, /expected a JSON object/);
     refuses('{"run_id": "x", "cells": []}', 0, /schema_version is missing/);
     refuses('{"schema_version": 1, "run_id": "x", "cells": []}', 0, /schema_version 1 is not supported.*re-record it/);
     refuses('{"schema_version": 9, "run_id": "x", "cells": []}', 0, /newer memcrypt-bench/);
-    refuses('{"schema_version": 3, "run_id": "x"}', 0, /cells: expected an array/);
-    refuses('{"schema_version": 3, "run_id": "x", "cells": [{"key": "k"}]}', 0, /cells\[0\]: expected/);
-    refuses('{"schema_version": 3, "run_id": "x", "cells": [{"key": "k", "samples": [1, "2"]}]}', 0, /cells\[0\] \(k\): samples\[1\]: expected a finite number, got "2"/);
-    refuses('{"schema_version": 3, "run_id": "x", "cells": [{"key": "k", "samples": []}, {"key": "k", "samples": []}]}', 0, /cells\[1\]: duplicate key k/);
+    refuses('{"schema_version": 4, "run_id": "x"}', 0, /cells: expected an array/);
+    refuses('{"schema_version": 4, "run_id": "x", "cells": [{"key": "k"}]}', 0, /cells\[0\]: expected/);
+    refuses('{"schema_version": 4, "run_id": "x", "cells": [{"key": "k", "samples": [1, "2"]}]}', 0, /cells\[0\] \(k\): samples\[1\]: expected a finite number, got "2"/);
+    refuses('{"schema_version": 4, "run_id": "x", "cells": [{"key": "k", "samples": []}, {"key": "k", "samples": []}]}', 0, /cells\[1\]: duplicate key k/);
   });
 });
 
