@@ -107,13 +107,14 @@ function _top(r: Row, n = 2): string {
 }
 
 function _modelTables(rows: readonly Row[], ax: _Axes, ops: Readonly<Record<string, string>>): string[] {
-  const multiHw = ax.hws.length > 1;
   const backends = ordered(rows.map((r) => r.crypto_backend), []);
   const out: string[] = ['', 'Modelled cost per op (the argument)', ...wrapWords(INTRO, '  ')];
   for (const wl of ax.wls)
     for (const be of backends) {
       const sel = _sorted(rows.filter((r) => r.workload === wl && r.crypto_backend === be), ax);
       if (!sel.length) continue;
+      // a hardware column only where this workload ran on more than one
+      const multiHw = new Set(sel.map((r) => r.hardware)).size > 1;
       const op = ops[wl] ? `, op = ${ops[wl]}` : '';
       out.push('', ...wrapWords(`${clean(wl)}${backends.length > 1 ? ` on ${clean(be)}` : ''}${op}`, '', '  '));
       const head = ['interface', 'k', 'thr', ...(multiHw ? ['hw'] : []), 'outcome', 'model/op', '+plain', 'top terms %'];
@@ -158,6 +159,7 @@ function _fallback(rows: readonly Row[], ax: _Axes): string[] {
   const pick = (iface: string, kernel: string, hw: string, be: string) =>
     sel.find((r) => r.interface === iface && r.kernel === kernel && r.threads === threads && r.hardware === hw && r.crypto_backend === be);
   const body: string[][] = [];
+  const multiHw = new Set(sel.map((r) => r.hardware)).size > 1;
   for (const hw of ax.hws)
     for (const be of ordered(sel.map((r) => r.crypto_backend), []))
       for (const iface of ax.ifaces) {
@@ -168,7 +170,7 @@ function _fallback(rows: readonly Row[], ax: _Axes): string[] {
         const plain = pick('plain-mmap', 'unpatched', hw, be);
         const d = (a: Row | undefined, b: Row | undefined) => (a && b ? signedNs(a.modelled_ns_per_op - b.modelled_ns_per_op) : '-');
         body.push([
-          shortInterface(iface) + (ax.hws.length > 1 ? ` ${fit(clean(hw), 5)}` : ''),
+          shortInterface(iface) + (multiHw ? ` ${fit(clean(hw), 5)}` : ''),
           _cell(u),
           humanNs(u.modelled_ns_per_op),
           p ? humanNs(p.modelled_ns_per_op) : '-',

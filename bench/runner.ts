@@ -61,10 +61,10 @@ export interface RunResult {
 /**
  * Defaults of `run`: fresh processes per timed cell, and per process the
  * warm-up and minimum timing of each cell, ms. Chosen for the default suite
- * (52 timed cells) to finish in under 3 minutes on 2 CPUs, with 7 processes:
+ * (78 timed cells) to finish in under 3 minutes on 2 CPUs, with 7 processes:
  * the fewest with which the exact U test on per-process medians can reach
  * p < 0.05 after Holm over the suite's cells (2 / C(14, 7) = 0.00058 vs
- * 0.05 / 52 = 0.00096; 6 processes give 0.0022). The warm-up is shorter
+ * 0.05 / 78 = 0.00064, enough up to 85 cells; 6 processes give 0.0022). The warm-up is shorter
  * than it was with one process (500 ms): a slope left in it is the same in
  * every fresh process, so it no longer reads as a change between runs.
  */

@@ -296,6 +296,9 @@ const _TOP = ['kind', 'version', 'created_at', 'host', 'reps', 'raw', 'costs'] a
 const _HOST_STR = ['hostname', 'kernel_release', 'cpu_model', 'node'] as const;
 const _RAW_NUM = ['median_ns', 'min_ns', 'max_ns', 'spread_pct'] as const;
 
+/** Cost entries newer than the first calibration files; none is measured here. */
+const ADDED_WITH_GUESTS: readonly CostName[] = ['vm_exit', 'conversion', 'pin_page'];
+
 /** Parse and check a calibration file; any problem is a one-line InputError. */
 export function loadCalibration(text: string, file: string): Calibration {
   const bad = (msg: string): never => {
@@ -344,9 +347,10 @@ export function loadCalibration(text: string, file: string): Calibration {
   const costs = doc['costs'];
   if (!_isObj(costs)) return bad('costs: expected an object');
   for (const k of Object.keys(costs)) if (!(COST_NAMES as readonly string[]).includes(k)) bad(`costs.${k}: unknown cost name`);
-  // A file from before an entry existed that calibration does not measure
-  // anyway gets its sourced default, as a new calibration would.
-  for (const n of COST_NAMES) if (!(n in costs) && COST_FORMULAS[n] === undefined) costs[n] = DEFAULT_COSTS[n];
+  // A file from before these entries existed (schema 4's guest costs, which
+  // calibration does not measure) gets their sourced defaults, as a new
+  // calibration would; any other missing entry is a broken file.
+  for (const n of ADDED_WITH_GUESTS) if (!(n in costs)) costs[n] = DEFAULT_COSTS[n];
   const why = checkCostTable(costs);
   if (why !== null) bad(`costs.${why}`);
   return doc as unknown as Calibration;

@@ -45,9 +45,11 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
   it('writes the result set: CSV, meta, samples and report, all of one run', () => {
     // 6 designs x (fault, enosys on two kernels, swap plain and encrypted,
     // migration, dax, qemu-guest, qemu-nvdimm, key-exhaustion) x 1 thread:
-    // 6 x (1 + 2 + 2 + 1 + 1 + 1 + 1 + 1) = 6 x 10
-    assert.equal(rows.length, 6 * 10);
-    assert.match(meta.command, /run --interface plain-mmap,encrypt-mprotect,dev-mktme,madvise-encrypt,memfd-secret,guest-memfd --hardware mktme --workload fault,enosys-fallback,swap,migration,dax-stacking,qemu-guest,qemu-nvdimm,key-exhaustion /);
+    // 6 x (1 + 2 + 2 + 1 + 1 + 1 + 1 + 1) = 6 x 10 on mktme, and the three
+    // guest workloads on --guest-hardware sev and tdx: 2 x 6 x 3
+    assert.equal(rows.length, 6 * 10 + 2 * 6 * 3);
+    assert.ok(rows.filter((r) => r.hardware !== 'mktme').every((r) => r.sim_rounds === 0), 'guest hardware is not timed');
+    assert.match(meta.command, /run --interface plain-mmap,encrypt-mprotect,dev-mktme,madvise-encrypt,memfd-secret,guest-memfd --hardware mktme --guest-hardware sev,tdx --workload fault,enosys-fallback,swap,migration,dax-stacking,qemu-guest,qemu-nvdimm,key-exhaustion /);
     assert.equal(meta.seed, 1);
     assert.equal(meta.schema_version, SCHEMA_VERSION);
     assert.ok(rows.every((row) => row.run_id === meta.run_id && row.cost_source === meta.cost_source));
@@ -103,15 +105,19 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
 
   it('the control runs in every workload, and every modelled cell reports its cost over it', () => {
     const plain = rows.filter((x) => x.interface === 'plain-mmap');
-    // one per workload, kernel and swap: the 10 cells each design has (see above)
-    assert.equal(plain.length, 10);
+    // one per workload, kernel and swap: the 10 cells each design has on
+    // mktme, and the 3 guest workloads on sev and tdx (see above)
+    assert.equal(plain.length, 10 + 2 * 3);
     assert.deepEqual(
       [...new Set(plain.map((x) => x.workload))].sort(),
       ['dax-stacking', 'enosys-fallback', 'fault', 'key-exhaustion', 'migration', 'qemu-guest', 'qemu-nvdimm', 'swap'],
     );
-    assert.ok(plain.every((x) => x.outcome === 'plaintext' && x.model_over_plain_ns_per_op === 0));
+    // the control protects nothing itself; an SEV guest's memory is encrypted
+    // by the hardware whatever gave QEMU the RAM
+    const sevGuest = (x: Row) => x.hardware === 'sev' && x.workload.startsWith('qemu-');
+    assert.ok(plain.every((x) => x.outcome === (sevGuest(x) ? 'encrypted' : 'plaintext') && (x.model_over_plain_ns_per_op === 0 || Number.isNaN(x.modelled_ns_per_op))), plain.map((x) => `${cellKey(x)} ${x.outcome}`).join('; '));
     for (const x of rows.filter((y) => Number.isFinite(y.modelled_ns_per_op))) {
-      const c = plain.find((p) => p.workload === x.workload && p.kernel === x.kernel && p.swap === x.swap)!;
+      const c = plain.find((p) => p.workload === x.workload && p.kernel === x.kernel && p.swap === x.swap && p.hardware === x.hardware)!;
       assert.equal(x.model_over_plain_ns_per_op, Math.round((x.modelled_ns_per_op - c.modelled_ns_per_op) * 1000) / 1000, cellKey(x));
     }
   });
@@ -194,6 +200,16 @@ describe('memcrypt-bench run: the default suite', () => {
     const others = cells.filter((c) => c.workload.name !== 'key-exhaustion');
     assert.equal(others.filter((c) => c.threads === 1).length, 54);
     assert.equal(others.filter((c) => c.threads === 2).length, 54);
+  });
+
+  it('--guest-hardware adds the guest workloads there, untimed, and nothing for a profile already in --hardware', () => {
+    const cells = plan({ ...args(['1', '2']), guestHardware: ['sev', 'tdx', 'mktme'] });
+    // 114 on mktme, then per guest profile 6 designs x (qemu-guest + qemu-nvdimm) x 2 threads + 6 x key-exhaustion x 1
+    assert.equal(cells.length, 114 + 2 * (6 * 2 * 2 + 6));
+    const extra = cells.filter((c) => c.hardware !== 'mktme');
+    assert.deepEqual([...new Set(extra.map((c) => c.workload.name))].sort(), ['key-exhaustion', 'qemu-guest', 'qemu-nvdimm']);
+    assert.ok(extra.every((c) => c.timed === false));
+    assert.ok(cells.filter((c) => c.hardware === 'mktme').every((c) => c.timed === undefined));
   });
 
   it('a workload with maxThreads gets it when asked for more, once however many more', () => {
