@@ -60,6 +60,42 @@ const carry = (c: KernelCounter, a: number, b: number): number =>
 
 const WORKER_URL = new URL('./cpu-worker.js', import.meta.url);
 
+/**
+ * Worker CPUs left parked by closed cells, for the next cell of this process:
+ * starting one (a thread, its imports, the crypto backend) costs tens of ms,
+ * a few times a cell's own counting round. Idle ones are unref'd, so they
+ * never keep the process alive, and one that dies idle is dropped.
+ */
+const idle: Worker[] = [];
+
+function takeWorker(): Worker {
+  const w = idle.pop();
+  if (w === undefined) return new Worker(WORKER_URL);
+  for (const e of EVENTS) w.removeAllListeners(e);
+  w.ref();
+  return w;
+}
+
+/** The events a session listens to (only these: Worker keeps listeners of its own). */
+const EVENTS = ['message', 'error', 'exit'] as const;
+
+function giveBack(w: Worker): void {
+  for (const e of EVENTS) w.removeAllListeners(e);
+  const drop = (): void => {
+    const i = idle.indexOf(w);
+    if (i >= 0) idle.splice(i, 1);
+  };
+  w.on('error', drop);
+  w.on('exit', drop);
+  w.unref();
+  idle.push(w);
+}
+
+/** End the idle worker CPUs (a process that is done with cells). */
+export async function closeIdleWorkers(): Promise<void> {
+  await Promise.all(idle.splice(0).map((w) => w.terminate()));
+}
+
 export class CellSession {
   readonly cfg: CellConfig;
   readonly design: EncryptionDesign;
@@ -100,7 +136,7 @@ export class CellSession {
     const s = new CellSession(cfg);
     s.boot();
     for (let c = 1; c <= cfg.threads; c++) {
-      const w = new Worker(WORKER_URL);
+      const w = takeWorker();
       w.on('message', (m: FromCpu) => s.onMessage(c, m));
       w.on('error', (e) => s.onFailure(c, e));
       w.on('exit', (code) => {
@@ -279,10 +315,20 @@ export class CellSession {
   }
 
   async close(): Promise<void> {
+    let parked = false;
     try {
       this.park();
+      parked = true;
     } catch {
       /* a CPU that cannot park is terminated below */
+    }
+    if (parked && this.failure === null) {
+      // parked in their message loops, attached to nothing that matters: the
+      // next cell of this process may have them
+      for (const w of this.workers) giveBack(w);
+      await this.server.stop();
+      this.k.shutdown();
+      return;
     }
     const exits = this.workers.map((w) => new Promise<void>((r) => w.once('exit', () => r())));
     for (const w of this.workers) w.postMessage({ type: 'exit' } satisfies ToCpu);

@@ -372,6 +372,9 @@ describe('SEV', () => {
     assert.equal(k.counters.get('pinned_pages'), 3);
     const pfn = ptePfn(k.pool.get(t.mm.pgd, ram));
     assert.ok(k.alloc.flags[pfn] & PG_UNEVICTABLE && k.alloc.flags[pfn] & PG_UNMOVABLE);
+    const st = [0];
+    assert.equal(sys(k, t, NR.move_pages, 0, [ram] as never, [1] as never, st as never), 0);
+    assert.equal(st[0], -E.EBUSY, 'a long-term pinned page cannot move (and reclaim skips it: unevictable)');
     assert.equal(reg(ram + 3 * P, 2 * P), -E.ENOMEM, 'the limit is per VM: 3 + 2 > 4');
     assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_UNREG_REGION, [ram, 3 * P]), -E.EINVAL, 'not the registered range');
     assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_UNREG_REGION, [ram + 1, 3 * P - 1]), 0);
