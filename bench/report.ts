@@ -199,13 +199,13 @@ function _matrices(rows: readonly Row[], ax: _Axes): string[] {
     const k = `${r.hardware}\0${r.interface}\0${r.workload}\0${r.swap}`;
     byCell.set(k, [...(byCell.get(k) ?? []), r]);
   }
-  // a workload with several swap kinds gets a column each
-  const cols: { wl: string; swap: string }[] = [];
-  for (const wl of ax.wls)
-    for (const swap of SWAPS) if (rows.some((r) => r.workload === wl && r.swap === swap)) cols.push({ wl, swap });
   const out: string[] = [];
   let starred = false;
   for (const hw of ax.hws) {
+    // a workload with several swap kinds gets a column each; only what ran on this hardware
+    const cols: { wl: string; swap: string }[] = [];
+    for (const wl of ax.wls)
+      for (const swap of SWAPS) if (rows.some((r) => r.hardware === hw && r.workload === wl && r.swap === swap)) cols.push({ wl, swap });
     out.push('', fit(`Capabilities on ${clean(hw)} hardware`, W));
     const labels = ax.ifaces.map(shortInterface);
     const cells = cols.map(({ wl, swap }) =>
