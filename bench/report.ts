@@ -40,9 +40,9 @@ const SWAPS = ['none', 'plain', 'encrypted'];
 
 /** A matrix cell: outcome and the errno that decided it ('unsup/EBUSY'), or where it leaked ('leak/swap'). */
 const _cell = (r: Row): string =>
-  _share(r) + shortOutcome(r.outcome) + (r.outcome === 'leaked' && r.leak_medium ? '/' + clean(r.leak_medium) : r.errno ? '/' + clean(r.errno) : '');
+  shortOutcome(r.outcome) + (r.outcome === 'leaked' && r.leak_medium ? '/' + clean(r.leak_medium) : r.errno ? '/' + clean(r.errno) : '');
 
-/** key-exhaustion: the share of its processes that got encrypted memory, before what the rest got ('88% plain/ENOKEY'). */
+/** key-exhaustion, in the matrix: the share of its processes that got encrypted memory, before what the rest got ('88% plain/ENOKEY'). */
 const _share = (r: Row): string => (r.procs > 0 ? `${Math.floor((100 * r.procs_encrypted) / r.procs)}% ` : '');
 
 const _k = (r: Row): string => (r.kernel === 'patched' ? 'p' : r.kernel === 'unpatched' ? 'u' : '?');
@@ -213,7 +213,7 @@ function _matrices(rows: readonly Row[], ax: _Axes): string[] {
         const p = _pick(byCell.get(`${hw}\0${iface}\0${wl}\0${swap}`) ?? [], wl);
         if (!p) return '-';
         starred ||= p.other;
-        return _cell(p.row) + (p.other ? '*' : '');
+        return _share(p.row) + _cell(p.row) + (p.other ? '*' : '');
       }),
     );
     const heads = cols.map(({ wl, swap }) => shortWorkload(wl, swap as never));
