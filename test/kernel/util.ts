@@ -38,9 +38,20 @@ export interface Booted {
   done(): void;
 }
 
+/**
+ * Directories of machines whose test never reached done() (an assertion
+ * failed first): removed when the test process exits, so that failing runs
+ * (a mutation run fails thousands) leave nothing in /tmp.
+ */
+const leftovers = new Set<string>();
+process.on('exit', () => {
+  for (const d of leftovers) rmSync(d, { recursive: true, force: true });
+});
+
 export function boot(o: BootOptions = {}): Booted {
   // a directory only for a swap file or a DAX image: most tests need none, and leave none behind
   const dir = o.swapSlots || o.daxFrames ? mkdtempSync(join(tmpdir(), 'memcrypt-k-')) : '';
+  if (dir !== '') leftovers.add(dir);
   const m =
     o.machine ??
     Machine.create({
@@ -60,6 +71,7 @@ export function boot(o: BootOptions = {}): Booted {
     done() {
       k.shutdown();
       if (dir !== '') rmSync(dir, { recursive: true, force: true });
+      leftovers.delete(dir);
     },
   };
 }
