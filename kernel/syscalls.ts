@@ -44,8 +44,8 @@ const FALLOC_FL_KEEP_SIZE = 0x01;
 const FALLOC_FL_PUNCH_HOLE = 0x02;
 /** PUNCH_HOLE | COLLAPSE_RANGE | ZERO_RANGE | INSERT_RANGE | UNSHARE_RANGE | WRITE_ZEROES */
 const FALLOC_FL_MODE_MASK = 0x02 | 0x08 | 0x10 | 0x20 | 0x40 | 0x80;
-/** s_maxbytes of the model's files: LLONG_MAX (held as a double) */
-const MAX_LFS_FILESIZE = 2 ** 63;
+/** s_maxbytes of the model's files is LLONG_MAX: offset + len beyond it, or wrapping negative, is 2^63 or more */
+const LLONG_LIMIT = 2 ** 63;
 export const AT_FDCWD = -100;
 
 const n = (a: SysArg | undefined): number => (typeof a === 'number' ? a : typeof a === 'bigint' ? Number(BigInt.asIntN(64, a)) : NaN);
@@ -122,7 +122,7 @@ export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
           return -E.EOPNOTSUPP; // two modes at once
       }
       if (!f.writable) return -E.EBADF;
-      if (off + l > MAX_LFS_FILESIZE) return -E.EFBIG;
+      if (off + l >= LLONG_LIMIT) return -E.EFBIG;
       return f.ops.fallocate ? f.ops.fallocate(k, f, m, off, l, t) : -E.EOPNOTSUPP;
     },
   ],
