@@ -23,10 +23,12 @@ import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
 import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
 import { formatCore, opensslSpeed, runCoreBench } from './core.js';
 import { calibrateInto } from './costs.js';
-import { checkResultSet, metaPath, parseCsv, parseMeta } from './csv.js';
+import { checkResultSet, metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.js';
 import { EXPORTS, EXPORT_NAMES, exportFile } from './export.js';
 import { HISTORY_FILE, readHistory } from './history.js';
-import { InputError, readInput } from './io.js';
+import { renderPng, runFigures } from './figures.js';
+import { formatHtml, htmlPath, pngPath } from './html.js';
+import { InputError, readInput, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
 import { plan, runBench, type RunArgs } from './run.js';
@@ -159,6 +161,7 @@ async function main(argv: string[]): Promise<void> {
           .option('threshold', { type: 'string', default: 5, describe: 'with --baseline: regression threshold, %', coerce: nonNegative('threshold') })
           .option('alpha', alphaOption)
           .option('fail-on', failOnOption)
+          .option('png', { type: 'boolean', default: false, describe: 'also write each figure of <run id>.html as <run id>.<figure>.png' })
           .option('export', { choices: EXPORT_NAMES, describe: 'also write <out>.github-action-benchmark.json (customSmallerIsBetter) or <out>.bmf.json (Bencher Metric Format): see the export command' })
           .option('history', { type: 'string', describe: `append one record per cell to this history store (default ${HISTORY_FILE} beside the CSV); --no-history: none` }),
       (a) => run({ ...(a as unknown as RunArgs & GateArgs & { baseline?: string }), orderSeed: a['order-seed'], guestHardware: a['guest-hardware'] }),
@@ -222,14 +225,35 @@ async function main(argv: string[]): Promise<void> {
     )
     .command(
       'report <csv>',
-      'print the text report of a results CSV (with its .meta.json)',
-      (y) => y.positional('csv', { type: 'string', demandOption: true }),
-      (a) => {
+      'print the text report of a results CSV (with its .meta.json); --html writes <run id>.html beside it again, with its figures',
+      (y) =>
+        y
+          .positional('csv', { type: 'string', demandOption: true })
+          .option('html', { type: 'boolean', default: false, describe: 'write the self-contained page <run id>.html beside the CSV (needs its .samples.json)' })
+          .option('png', { type: 'boolean', default: false, describe: 'with --html: also each figure as <run id>.<figure>.png' }),
+      async (a) => {
         const text = readInput(a.csv);
         const rows = parseCsv(text, a.csv);
         const meta = parseMeta(readInput(metaPath(a.csv)), metaPath(a.csv));
         checkResultSet(a.csv, text, rows, meta, metaPath(a.csv));
-        process.stdout.write(formatReport(meta, rows) + '\n');
+        const report = formatReport(meta, rows);
+        if (!a.html) {
+          if (a.png) throw new InputError(a.csv, 0, '--png: only with --html');
+          process.stdout.write(report + '\n');
+          return;
+        }
+        const sfile = samplesPath(a.csv);
+        const { runId, cells } = parseSamples(readInput(sfile), sfile);
+        if (runId !== meta.run_id) throw new InputError(sfile, 0, `samples of run ${runId}, but ${metaPath(a.csv)} is of run ${meta.run_id}: not one result set`);
+        const figures = await runFigures(rows, cells);
+        writeFileAtomic(htmlPath(a.csv), formatHtml(meta, rows, figures, report));
+        const wrote = [htmlPath(a.csv)];
+        if (a.png)
+          for (const f of figures) {
+            writeFileAtomic(pngPath(a.csv, f.name), renderPng(f.svg));
+            wrote.push(pngPath(a.csv, f.name));
+          }
+        process.stdout.write(`wrote ${wrote.join(', ')}\n`);
       },
     )
     .command(

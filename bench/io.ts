@@ -32,7 +32,7 @@ const _oneLine = (s: string): string => s.replace(/[\r\n\t\v\f]+/g, ' ');
  * within one filesystem), fsync it, then rename it over path. On failure the
  * temp file is removed and the error rethrown; path is never opened itself.
  */
-export function writeFileAtomic(path: string, data: string): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   // pid + random: two runs (or two writes in one run) never share a temp file;
@@ -41,7 +41,7 @@ export function writeFileAtomic(path: string, data: string): void {
   let fd = -1;
   try {
     fd = openSync(tmp, 'wx', 0o644); // 'x': never reuse a file someone else made
-    const buf = Buffer.from(data, 'utf8');
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
     fsyncSync(fd); // the data must be on disk before the rename makes it visible
     closeSync(fd);

@@ -193,6 +193,31 @@ function _pick(cands: readonly Row[], workload: string): { row: Row; other: bool
   return o && { row: o, other: true };
 }
 
+/** One entry of a capability matrix: what the text matrix shows, and the row it comes from. */
+export interface MatrixCell {
+  readonly hardware: string;
+  readonly iface: string;
+  /** the column: the workload's short name, '-dmc' for swap over dm-crypt */
+  readonly column: string;
+  readonly row: Row;
+  /** the text of the cell ('88% plain/ENOKEY', 'leak/swap'), '*' when only the other kernel ran */
+  readonly text: string;
+}
+
+/** Every entry of every hardware's capability matrix, in the text matrix's order and with its text. */
+export function matrixCells(rows: readonly Row[]): MatrixCell[] {
+  const ax = _axes(rows);
+  const out: MatrixCell[] = [];
+  for (const hw of ax.hws)
+    for (const wl of ax.wls)
+      for (const swap of SWAPS)
+        for (const iface of ax.ifaces) {
+          const p = _pick(rows.filter((r) => r.hardware === hw && r.interface === iface && r.workload === wl && r.swap === swap), wl);
+          if (p) out.push({ hardware: hw, iface, column: shortWorkload(wl, swap as never), row: p.row, text: _share(p.row) + _cell(p.row) + (p.other ? '*' : '') });
+        }
+  return out;
+}
+
 function _matrices(rows: readonly Row[], ax: _Axes): string[] {
   const byCell = new Map<string, Row[]>();
   for (const r of rows) {
@@ -384,12 +409,15 @@ const WORKLOAD_OPS: Readonly<Record<string, string>> = Object.fromEntries(allWor
  * fallback cost, the capability matrices, the cost table, the harness's
  * speed, how to reproduce. `ops` names what one op is, per workload.
  */
+/** Hardware, interfaces and workloads of rows, the known ones in their usual order first. */
+const _axes = (rows: readonly Row[]): _Axes => ({
+  hws: ordered(rows.map((r) => r.hardware), HARDWARE),
+  ifaces: ordered(rows.map((r) => r.interface), INTERFACES),
+  wls: ordered(rows.map((r) => r.workload), WORKLOADS),
+});
+
 export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<Record<string, string>> = WORKLOAD_OPS): string {
-  const ax: _Axes = {
-    hws: ordered(rows.map((r) => r.hardware), HARDWARE),
-    ifaces: ordered(rows.map((r) => r.interface), INTERFACES),
-    wls: ordered(rows.map((r) => r.workload), WORKLOADS),
-  };
+  const ax = _axes(rows);
   const lines = _machine(meta);
   if (rows.length) lines.push(..._modelTables(rows, ax, ops), ..._fallback(rows, ax), ..._matrices(rows, ax), ..._costs(meta), ..._harness(rows, ax));
   else lines.push('', 'No cells in this run.');

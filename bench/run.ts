@@ -15,6 +15,8 @@ import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, samplesPath }
 import { EXPORTS, exportPath, type ExportName } from './export.js';
 import { HISTORY_FILE, appendHistory, checkHistoryPath } from './history.js';
 import { InputError, writeFileAtomic } from './io.js';
+import { runFigures, renderPng } from './figures.js';
+import { formatHtml, htmlPath, pngPath } from './html.js';
 import { formatReport } from './report.js';
 import { inOrder, runRepeated, shuffledOrder } from './repeat.js';
 import { runMatrix, type CellPlan, type RunOptions } from './runner.js';
@@ -39,6 +41,8 @@ export interface RunArgs {
   out?: string;
   format: string;
   export?: ExportName;
+  /** also write each figure as <run id>.<figure>.png */
+  png?: boolean;
   /** the history store: a path, '' or undefined for history.jsonl beside the CSV, false (--no-history) for none */
   history?: string | false;
   /** fresh processes per timed cell (1: this process times every cell) */
@@ -254,6 +258,10 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
   writeFileAtomic(samplesPath(out), formatSamples(meta.run_id, res.samples));
   writeFileAtomic(out, csv);
   writeFileAtomic(`${base}.txt`, report);
+  // the page and its figures come from the rows as written, like the report
+  const figures = await runFigures(rows, res.samples);
+  writeFileAtomic(htmlPath(out), formatHtml(meta, rows, figures, report));
+  if (a.png) for (const f of figures) writeFileAtomic(pngPath(out, f.name), renderPng(f.svg));
   // last: an export is derived from the CSV, never the other way round
   if (a.export !== undefined) writeFileAtomic(exportPath(out, a.export), EXPORTS[a.export].format(rows));
   // last: the history holds runs whose result set was written. A store that

@@ -33,6 +33,7 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
   let rows: Row[];
   let meta: RunMeta;
   let report: string;
+  let html: string;
   before(() => {
     // two fresh processes: the whole matrix through run --repeat's children
     r = cli(['run', ...FAST.slice(0, -2), '--repeat', '2', '--order-seed', '7', '--costs', 'defaults', '--out', out]);
@@ -40,6 +41,13 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     rows = parseCsv(readFileSync(out, 'utf8'), out);
     meta = parseMeta(readFileSync(join(dir, 'all.meta.json'), 'utf8'), 'all.meta.json');
     report = readFileSync(join(dir, 'all.txt'), 'utf8');
+    html = readFileSync(join(dir, 'all.html'), 'utf8');
+  });
+
+  it('writes the page beside them: <out>.html with the four figures and the report', () => {
+    for (const f of ['capability', 'cost', 'scaling', 'samples']) assert.match(html, new RegExp(`data-figure="${f}"><svg `));
+    assert.ok(html.includes(meta.run_id));
+    assert.ok(html.includes('Capabilities on mktme hardware'), 'the text report is in it');
   });
 
   it('writes the result set: CSV, meta, samples and report, all of one run', () => {
