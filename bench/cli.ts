@@ -26,8 +26,8 @@ import { calibrateInto } from './costs.js';
 import { checkResultSet, metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.js';
 import { EXPORTS, EXPORT_NAMES, exportFile } from './export.js';
 import { HISTORY_FILE, readHistory } from './history.js';
-import { renderPng, runFigures } from './figures.js';
-import { formatHtml, htmlPath, pngPath } from './html.js';
+import { compareSpec, historySpec, renderPng, renderSvg, runFigures } from './figures.js';
+import { formatFigurePage, formatHtml, htmlPath, pngPath } from './html.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
@@ -54,9 +54,18 @@ interface GateArgs {
  * Compare and print; the exit code CI gates on: 1 for a regression (or also
  * a behaviour change with --fail-on any; never with none).
  */
-function gate(base: string, now: string, a: GateArgs, format: string): number {
+async function gate(base: string, now: string, a: GateArgs, format: string, html?: string): Promise<number> {
   const r: CompareResult = compareRuns(loadRun(base), loadRun(now), { thresholdPct: a.threshold, alpha: a.alpha });
-  process.stdout.write(format === 'csv' ? formatCompareCsv(r) : formatCompare(r) + '\n');
+  const text = formatCompare(r);
+  process.stdout.write(format === 'csv' ? formatCompareCsv(r) : text + '\n');
+  if (html !== undefined) {
+    const cells = r.cells
+      .filter((c) => Number.isFinite(c.baseMedian) && Number.isFinite(c.newMedian))
+      .map((c) => ({ ...c, baseSamples: r.base.samples.get(c.key) ?? [], newSamples: r.now.samples.get(c.key) ?? [] }));
+    const spec = compareSpec(cells);
+    const facts: [string, string][] = [['base', `${r.base.file} (${r.base.meta.git_sha})`], ['new', `${r.now.file} (${r.now.meta.git_sha})`]];
+    writeFileAtomic(html, formatFigurePage('memcrypt-bench compare', facts, [{ name: 'compare', title: 'Base against new', svg: await renderSvg(spec) }], text));
+  }
   if (a['fail-on'] === 'none') return 0;
   const failed = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0);
   return failed ? 1 : 0;
@@ -111,7 +120,7 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
   }
   if (baseline !== undefined) {
     process.stdout.write('\n');
-    process.exitCode = gate(baseline, res.out, a, 'text');
+    process.exitCode = await gate(baseline, res.out, a, 'text');
   }
 }
 
@@ -176,9 +185,10 @@ async function main(argv: string[]): Promise<void> {
           .option('threshold', { type: 'string', default: 5, describe: 'a significant slowdown above this % is a regression', coerce: nonNegative('threshold') })
           .option('alpha', alphaOption)
           .option('fail-on', failOnOption)
-          .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text' }),
-      (a) => {
-        process.exitCode = gate(a.base, a.new, a as unknown as GateArgs, a.format);
+          .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text' })
+          .option('html', { type: 'string', describe: 'also write a self-contained page with base against new per cell, and the verdicts, to this file' }),
+      async (a) => {
+        process.exitCode = await gate(a.base, a.new, a as unknown as GateArgs, a.format, a.html === undefined ? undefined : resolve(a.html));
       },
     )
     .command(
@@ -201,13 +211,21 @@ async function main(argv: string[]): Promise<void> {
           .option('file', { type: 'string', describe: `the history store (JSON lines); default results/${HISTORY_FILE} of this checkout` })
           .option('last', { type: 'string', default: 10, describe: 'the last N commits', coerce: positiveInt('last', 10_000) })
           .option('threshold', { type: 'string', default: 5, describe: 'a significant change beyond this % is a change point', coerce: nonNegative('threshold') })
-          .option('alpha', { type: 'string', default: 0.05, describe: 'significance level, after Holm', coerce: probability('alpha') }),
-      (a) => {
+          .option('alpha', { type: 'string', default: 0.05, describe: 'significance level, after Holm', coerce: probability('alpha') })
+          .option('html', { type: 'string', describe: 'also write a self-contained page with a trend line per cell, change points marked, to this file' }),
+      async (a) => {
         const file = a.file === undefined ? join(ROOT, 'results', HISTORY_FILE) : resolve(a.file);
         const { records, warnings } = readHistory(file);
         for (const w of warnings) process.stderr.write(`memcrypt-bench: ${w}\n`);
         if (records.length === 0) process.stderr.write(`memcrypt-bench: ${file}: no history records (run appends them)\n`);
-        process.stdout.write(formatHistory(historyTrend(records, { last: a.last, thresholdPct: a.threshold, alpha: a.alpha })) + '\n');
+        const t = historyTrend(records, { last: a.last, thresholdPct: a.threshold, alpha: a.alpha });
+        const text = formatHistory(t);
+        process.stdout.write(text + '\n');
+        if (a.html !== undefined) {
+          const svg = await renderSvg(historySpec(t.cells));
+          const facts: [string, string][] = [['store', file], ['commits', t.shas.map((s) => s.sha.slice(0, 12)).join(' ')]];
+          writeFileAtomic(resolve(a.html), formatFigurePage('memcrypt-bench history', facts, [{ name: 'history', title: 'Trend per cell', svg }], text));
+        }
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())

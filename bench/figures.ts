@@ -237,3 +237,81 @@ export async function runFigures(rows: readonly Row[], samples: readonly CellSam
 export function renderPng(svg: string): Buffer {
   return new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } }).render().asPng();
 }
+
+/** What compare concluded for a cell, in a word (the text report's verdict column). */
+export function verdictOf(c: { regression: boolean; significant: boolean; changePct: number; noisy: boolean; insufficient: boolean }): string {
+  if (c.noisy) return 'noisy';
+  if (c.regression) return 'REGRESSION';
+  if (c.significant) return c.changePct < 0 ? 'faster' : 'slower';
+  return c.insufficient ? 'insufficient samples' : 'no change';
+}
+
+/**
+ * compare: base against new per cell timed in both, each point one process's
+ * median, the verdict in the cell's label.
+ */
+export function compareSpec(cells: readonly {
+  label: string;
+  changePct: number;
+  regression: boolean;
+  significant: boolean;
+  noisy: boolean;
+  insufficient: boolean;
+  baseSamples: readonly number[];
+  newSamples: readonly number[];
+}[]): vl.TopLevelSpec {
+  const values: Record<string, string | number>[] = [];
+  for (const c of cells) {
+    const cell = `${c.label}  [${verdictOf(c)}${Number.isFinite(c.changePct) ? ` ${c.changePct >= 0 ? '+' : ''}${c.changePct.toFixed(1)}%` : ''}]`;
+    for (const ns of c.baseSamples) values.push({ cell, side: 'base', ns });
+    for (const ns of c.newSamples) values.push({ cell, side: 'new', ns });
+  }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'Simulator time per op, base against new: one point per process, the verdict in brackets',
+    data: { values },
+    width: 420,
+    height: { step: 16 },
+    mark: { type: 'point', filled: true, size: 28, opacity: 0.75 },
+    encoding: {
+      y: { field: 'cell', type: 'nominal', sort: null, title: null, axis: { labelLimit: 420 } },
+      x: { field: 'ns', type: 'quantitative', scale: { type: 'log' }, title: 'ns per op (log)' },
+      color: { field: 'side', type: 'nominal', scale: { domain: ['base', 'new'], range: ['#4575b4', '#d73027'] }, legend: { title: null } },
+      yOffset: { field: 'side', type: 'nominal' },
+    },
+    config: CONFIG,
+  };
+}
+
+/** history: each cell's median per commit, oldest first, change points as red rules. */
+export function historySpec(cells: readonly { label: string; points: readonly { sha: string; median: number }[]; changes: readonly { to: string }[] }[]): vl.TopLevelSpec {
+  const values: Record<string, string | number | null>[] = [];
+  for (const c of cells) {
+    c.points.forEach((p, i) => values.push({ cell: c.label, kind: 'point', commit: i + 1, sha: p.sha.slice(0, 8), ns: Number.isFinite(p.median) ? p.median : null }));
+    for (const ch of c.changes) {
+      const i = c.points.findIndex((p) => p.sha === ch.to);
+      if (i >= 0) values.push({ cell: c.label, kind: 'change', commit: i + 1, sha: ch.to.slice(0, 8), ns: null });
+    }
+  }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: 'History: median per commit, change points in red',
+    data: { values },
+    facet: { field: 'cell', type: 'nominal', title: null, sort: null, header: { labelFontSize: 9 } },
+    columns: 5,
+    resolve: { scale: { y: 'independent' } },
+    spec: {
+      width: 130,
+      height: 70,
+      layer: [
+        {
+          transform: [{ filter: "datum.kind === 'point' && datum.ns !== null" }],
+          mark: { type: 'line', point: true },
+          encoding: { x: { field: 'commit', type: 'quantitative', title: null, axis: { tickMinStep: 1 } }, y: { field: 'ns', type: 'quantitative', title: null, scale: { zero: false } }, tooltip: [{ field: 'sha' }, { field: 'ns', format: '.0f' }] },
+        },
+        { transform: [{ filter: "datum.kind === 'change'" }], mark: { type: 'rule', color: '#d73027', strokeWidth: 2 }, encoding: { x: { field: 'commit', type: 'quantitative' } } },
+      ],
+    },
+    config: CONFIG,
+  };
+}

@@ -72,3 +72,28 @@ ${resultsTable(rows)}
 /** Where the page and the PNGs of a result set go: beside its CSV. */
 export const htmlPath = (csv: string): string => csv.replace(/\.csv$/, '') + '.html';
 export const pngPath = (csv: string, figure: string): string => `${csv.replace(/\.csv$/, '')}.${figure}.png`;
+
+/** A page of figures and a text report (compare, history), self-contained like a run's. */
+export function formatFigurePage(title: string, facts: readonly [string, string][], figures: readonly { name: string; title: string; svg: string }[], text: string): string {
+  const rows = facts.map(([k, v]) => `<tr><th class="t">${esc(k)}</th><td class="t">${esc(v)}</td></tr>`).join('');
+  const figs = figures
+    .map((f) => `<h2 id="${esc(f.name)}">${esc(f.title)}</h2>\n<figure class="figure" data-figure="${esc(f.name)}">${inline(f.svg)}<figcaption>${esc(f.title)}</figcaption></figure>`)
+    .join('\n');
+  return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<title>${esc(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<h1>${esc(title)}</h1>
+<table class="meta">${rows}</table>
+${figs}
+<h2 id="report">Report</h2>
+<pre>${esc(text)}</pre>
+</body>
+</html>
+`;
+}
