@@ -9,7 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { loadRun } from '../../bench/compare.js';
 import { parseSamples, samplesPath } from '../../bench/csv.js';
-import { FIGURE_NAMES, costSpec, renderPng, runFigures, type Figure } from '../../bench/figures.js';
+import { FIGURE_NAMES, compareSpec, costSpec, historySpec, renderPng, renderSvg, runFigures, verdictOf, type Figure } from '../../bench/figures.js';
+import { compareRuns } from '../../bench/compare.js';
+import { historyRecords } from '../../bench/history.js';
+import { historyTrend } from '../../bench/trend.js';
 import { formatHtml } from '../../bench/html.js';
 import { formatReport, matrixCells } from '../../bench/report.js';
 import type { CellSamples, Row, RunMeta } from '../../bench/schema.js';
@@ -95,5 +98,37 @@ describe('the HTML page', () => {
     assert.doesNotMatch(html, /<script|<link|<img|<iframe|@import|url\(/i);
     assert.doesNotMatch(html.replace(/xmlns(:\w+)?="[^"]*"/g, ''), /(src|href)="(https?:)?\/\//i);
     assert.match(html, /Content-Security-Policy" content="default-src 'none'/);
+  });
+});
+
+describe('compare and history figures', () => {
+  it('compare: one point per process and side for every cell timed in both, the verdict in the label', async () => {
+    const run = loadRun(BASELINE);
+    const r = compareRuns(run, run, { thresholdPct: 5, alpha: 0.05 });
+    const cells = r.cells
+      .filter((c) => Number.isFinite(c.baseMedian) && Number.isFinite(c.newMedian))
+      .map((c) => ({ ...c, baseSamples: run.samples.get(c.key) ?? [], newSamples: run.samples.get(c.key) ?? [] }));
+    const svg = await renderSvg(compareSpec(cells));
+    assert.equal(XMLValidator.validate(svg), true);
+    const points = elements(parse(svg), 'path').filter((p) => (p['@_aria-roledescription'] ?? '') === 'point');
+    assert.equal(points.length, cells.reduce((a, c) => a + c.baseSamples.length + c.newSamples.length, 0));
+    // a run against itself: nothing changed
+    assert.ok(cells.every((c) => ['no change', 'noisy', 'insufficient samples'].includes(verdictOf(c))));
+    assert.equal(verdictOf({ regression: true, significant: true, changePct: 12, noisy: false, insufficient: false }), 'REGRESSION');
+    assert.equal(verdictOf({ regression: false, significant: true, changePct: -8, noisy: false, insufficient: false }), 'faster');
+  });
+
+  it('history: a line per cell over the commits, and a red rule at each change point', async () => {
+    const run = loadRun(BASELINE);
+    const samples = parseSamples(readFileSync(samplesPath(BASELINE), 'utf8'), samplesPath(BASELINE)).cells;
+    const a = historyRecords(run.meta, run.rows, samples);
+    // the same cells at a second commit, where one of them changed outcome
+    const b = a.map((rec, i) => ({ ...rec, git_sha: 'feedfacefeed', run_id: 'later', started_at: '2026-11-27T00:00:00.000Z', ...(i === 0 ? { outcome: 'crashed' } : {}) }));
+    const t = historyTrend([...a, ...b], { last: 10, thresholdPct: 5, alpha: 0.05 });
+    assert.ok(t.changePoints >= 1);
+    const svg = await renderSvg(historySpec(t.cells));
+    assert.equal(XMLValidator.validate(svg), true);
+    const rules = elements(parse(svg), 'line').length + elements(parse(svg), 'path').filter((p) => (p['@_aria-roledescription'] ?? '') === 'rule mark').length;
+    assert.ok(rules >= 1, 'a change point is drawn');
   });
 });
