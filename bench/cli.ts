@@ -110,7 +110,7 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
   if (a.format === 'text') process.stdout.write(res.report + '\n');
   else if (a.format === 'csv') process.stdout.write(res.csv);
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt${a.export ? ', ' + EXPORTS[a.export].suffix : ''}) in ${secs} s\n`);
+  process.stderr.write(`wrote ${res.out} (+ .meta.json, .samples.json, .txt, .html${a.png ? ', figure PNGs' : ''}${a.export ? ', ' + EXPORTS[a.export].suffix : ''}) in ${secs} s\n`);
   if (res.history) process.stderr.write(`appended ${res.history.records} record${res.history.records === 1 ? '' : 's'} to ${res.history.file}\n`);
   if (res.stopped) {
     // a partial set: no gate, and the exit status of the signal

@@ -1,6 +1,6 @@
 // `memcrypt-bench run`: plan the matrix, decide the cost table and check the
 // output path before any cell runs, run it, then write the result set
-// (<run id>.csv, .meta.json, .samples.json, .txt, and an export if asked:
+// (<run id>.csv, .meta.json, .samples.json, .txt, .html with its figures, and an export if asked:
 // bench/export.ts) and print the report.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';

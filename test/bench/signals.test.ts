@@ -13,9 +13,11 @@ const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
 const root = mkdtempSync(join(tmpdir(), 'memcrypt-sig-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
+// 9 cells of at least 0.4 s each: a run that is still going when the test
+// signals it 1.5 s in (cells no longer pay for starting their worker CPUs)
 const runArgs = (out: string, repeat: number) => [
   CLI, 'run', '-w', 'fault,swap', '-i', 'plain-mmap,encrypt-mprotect,madvise-encrypt', '-t', '1', '--repeat', String(repeat),
-  '--time', '60', '--warmup', '10', '--costs', 'defaults', '--out', out, '--no-history', '-f', 'none',
+  '--time', '400', '--warmup', '10', '--costs', 'defaults', '--out', out, '--no-history', '-f', 'none',
 ];
 
 const runDirs = (tmp: string) => readdirSync(tmp).filter((n) => n.startsWith('memcrypt-run-'));
