@@ -43,42 +43,8 @@ function resultsTable(rows: readonly Row[]): string {
   return `<table class="results">${head}${rows.map((r) => `<tr>${cols.map((c) => cell(r, c)).join('')}</tr>`).join('')}</table>`;
 }
 
-/** The page. */
-export function formatHtml(meta: RunMeta, rows: readonly Row[], figures: readonly Figure[], report: string): string {
-  const figs = figures
-    .map((f) => `<h2 id="${f.name}">${esc(f.title)}</h2>\n<figure class="figure" data-figure="${f.name}">${inline(f.svg)}<figcaption>${esc(f.title)}</figcaption></figure>`)
-    .join('\n');
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
-<title>memcrypt-bench ${esc(meta.run_id)}</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<h1>memcrypt-bench run ${esc(meta.run_id)}</h1>
-${metaTable(meta)}
-${figs}
-<h2 id="report">Report</h2>
-<pre>${esc(report)}</pre>
-<h2 id="results">Results</h2>
-${resultsTable(rows)}
-</body>
-</html>
-`;
-}
-
-/** Where the page and the PNGs of a result set go: beside its CSV. */
-export const htmlPath = (csv: string): string => csv.replace(/\.csv$/, '') + '.html';
-export const pngPath = (csv: string, figure: string): string => `${csv.replace(/\.csv$/, '')}.${figure}.png`;
-
-/** A page of figures and a text report (compare, history), self-contained like a run's. */
-export function formatFigurePage(title: string, facts: readonly [string, string][], figures: readonly { name: string; title: string; svg: string }[], text: string): string {
-  const rows = facts.map(([k, v]) => `<tr><th class="t">${esc(k)}</th><td class="t">${esc(v)}</td></tr>`).join('');
-  const figs = figures
-    .map((f) => `<h2 id="${esc(f.name)}">${esc(f.title)}</h2>\n<figure class="figure" data-figure="${esc(f.name)}">${inline(f.svg)}<figcaption>${esc(f.title)}</figcaption></figure>`)
-    .join('\n');
+/** A whole page: the skeleton every page shares (no script, a CSP that forbids fetching anything). */
+function page(title: string, body: string): string {
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -89,11 +55,32 @@ export function formatFigurePage(title: string, facts: readonly [string, string]
 </head>
 <body>
 <h1>${esc(title)}</h1>
-<table class="meta">${rows}</table>
-${figs}
-<h2 id="report">Report</h2>
-<pre>${esc(text)}</pre>
+${body}
 </body>
 </html>
 `;
+}
+
+/** Figures as sections: a heading and the SVG inline. */
+const figureSections = (figures: readonly { name: string; title: string; svg: string }[]): string =>
+  figures
+    .map((f) => `<h2 id="${esc(f.name)}">${esc(f.title)}</h2>\n<figure class="figure" data-figure="${esc(f.name)}">${inline(f.svg)}<figcaption>${esc(f.title)}</figcaption></figure>`)
+    .join('\n');
+
+/** The run's page. */
+export function formatHtml(meta: RunMeta, rows: readonly Row[], figures: readonly Figure[], report: string): string {
+  return page(
+    `memcrypt-bench run ${meta.run_id}`,
+    `${metaTable(meta)}\n${figureSections(figures)}\n<h2 id="report">Report</h2>\n<pre>${esc(report)}</pre>\n<h2 id="results">Results</h2>\n${resultsTable(rows)}`,
+  );
+}
+
+/** Where the page and the PNGs of a result set go: beside its CSV. */
+export const htmlPath = (csv: string): string => csv.replace(/\.csv$/, '') + '.html';
+export const pngPath = (csv: string, figure: string): string => `${csv.replace(/\.csv$/, '')}.${figure}.png`;
+
+/** A page of figures and a text report (compare, history), self-contained like a run's. */
+export function formatFigurePage(title: string, facts: readonly [string, string][], figures: readonly { name: string; title: string; svg: string }[], text: string): string {
+  const rows = facts.map(([k, v]) => `<tr><th class="t">${esc(k)}</th><td class="t">${esc(v)}</td></tr>`).join('');
+  return page(title, `<table class="meta">${rows}</table>\n${figureSections(figures)}\n<h2 id="report">Report</h2>\n<pre>${esc(text)}</pre>`);
 }
