@@ -17,8 +17,8 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { NO_LEAK, observeFrames, patternPage } from '../interfaces/conformance.js';
 import { CPU_KEY, type Allocation, type UserEnv } from '../interfaces/contract.js';
 import type { Task } from '../kernel/kernel.js';
-import { KVM_CREATE_VM, KVM_MEMORY_ENCRYPT_OP, KVM_PATH, KVM_SEV_INIT2, KVM_TDX_INIT_VM, KVM_X86_TDX_VM, isConfidential } from '../kernel/kvm.js';
-import { AT_FDCWD, NR } from '../kernel/syscalls.js';
+import { isConfidential } from '../kernel/kvm.js';
+import { createVm } from './qemu.js';
 import type { CellSession } from './session.js';
 import type { RoundReport, Workload } from './workload.js';
 import { roundSeed } from './workload.js';
@@ -26,7 +26,6 @@ import { roundSeed } from './workload.js';
 /** Processes beyond the profile's keys. */
 export const EXTRA_PROCS = 8;
 export const procsFor = (nrKeyids: number): number => nrKeyids + EXTRA_PROCS;
-const O_RDWR = 2;
 
 interface Proc {
   readonly task: Task;
@@ -48,11 +47,7 @@ async function round(s: CellSession, n: number, counting: boolean): Promise<Roun
     if (design.vmOnly) {
       // a VMM: its guest needs the VM's own key (QEMU's sev_kvm_init / tdx_kvm_init)
       const type = design.vmType(k.machine.profile.confidentialVm);
-      const kvm = env.sys(NR.openat, AT_FDCWD, KVM_PATH, O_RDWR);
-      const vm = kvm < 0 ? kvm : env.sys(NR.ioctl, kvm, KVM_CREATE_VM, type);
-      let r = vm;
-      if (vm >= 0 && isConfidential(type))
-        r = env.sys(NR.ioctl, vm, KVM_MEMORY_ENCRYPT_OP, [type === KVM_X86_TDX_VM ? KVM_TDX_INIT_VM : KVM_SEV_INIT2]);
+      const r = createVm(env, type);
       if (r < 0) {
         refused++;
         errno ||= r;

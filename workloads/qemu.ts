@@ -29,7 +29,7 @@
 // mapping cannot give the guest an encrypted NVDIMM. One op = one page.
 import { PAGE_SIZE } from '../hardware/types.js';
 import { observeFrames, patternPage } from '../interfaces/conformance.js';
-import { CPU_KEY, randomKeyBytes, userKey, type GuestRam } from '../interfaces/contract.js';
+import { CPU_KEY, randomKeyBytes, userKey, type GuestRam, type UserEnv } from '../interfaces/contract.js';
 import type { UserCpu } from '../kernel/cpu.js';
 import { DAX_PATH } from '../kernel/dax.js';
 import {
@@ -113,20 +113,28 @@ function convert(s: CellSession, g: { vm: Vm; ram: GuestRam }, gpa: number, len:
   return s.env.sys(NR.fallocate, ram.gmem, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE, gpa, len);
 }
 
+/**
+ * QEMU's first steps: open /dev/kvm, KVM_CREATE_VM of `type`, and for a
+ * confidential VM its key (sev_kvm_init's KVM_SEV_INIT2, tdx_kvm_init's
+ * KVM_TDX_INIT_VM). The VM fd, or -errno (QEMU exits).
+ */
+export function createVm(env: UserEnv, type: number): number {
+  const kvm = env.sys(NR.openat, AT_FDCWD, KVM_PATH, O_RDWR);
+  if (kvm < 0) return kvm;
+  const vmfd = env.sys(NR.ioctl, kvm, KVM_CREATE_VM, type);
+  env.sys(NR.close, kvm);
+  if (vmfd < 0 || !isConfidential(type)) return vmfd;
+  const init = env.sys(NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_OP, [type === KVM_X86_TDX_VM ? KVM_TDX_INIT_VM : KVM_SEV_INIT2]);
+  return init < 0 ? init : vmfd;
+}
+
 /** QEMU's steps up to a running guest; 0, -errno (QEMU exits), or 1 when the design has no call for the NVDIMM. */
 async function boot(s: CellSession, nvdimm: boolean): Promise<number> {
   const env = s.env;
   const dataPages = s.pages;
   const type = s.design.vmType(s.k.machine.profile.confidentialVm);
-  const kvm = env.sys(NR.openat, AT_FDCWD, KVM_PATH, O_RDWR);
-  if (kvm < 0) return kvm;
-  const vmfd = env.sys(NR.ioctl, kvm, KVM_CREATE_VM, type);
-  env.sys(NR.close, kvm);
+  const vmfd = createVm(env, type);
   if (vmfd < 0) return vmfd;
-  if (isConfidential(type)) {
-    const init = env.sys(NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_OP, [type === KVM_X86_TDX_VM ? KVM_TDX_INIT_VM : KVM_SEV_INIT2]);
-    if (init < 0) return init;
-  }
   // RAM: the data pages (qemu-guest), the I/O buffer, the swiotlb pool
   const ramPages = (nvdimm ? 0 : dataPages) + K + POOL_PAGES;
   const ram = s.design.guestRam(env, vmfd, type, ramPages * P, CPU_KEY);
