@@ -230,9 +230,6 @@ interface Gmem {
 }
 const gmemOf = new WeakMap<OpenFile, Gmem>();
 
-/** The guest_memfd state of an open file, or null when it is not one. */
-export const guestMemfd = (f: OpenFile): Gmem | null => gmemOf.get(f) ?? null;
-
 function putVm(vm: Vm): void {
   if (--vm.refs > 0) return;
   const k = vm.k;

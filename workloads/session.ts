@@ -91,10 +91,6 @@ function giveBack(w: Worker): void {
   idle.push(w);
 }
 
-/** End the idle worker CPUs (a process that is done with cells). */
-export async function closeIdleWorkers(): Promise<void> {
-  await Promise.all(idle.splice(0).map((w) => w.terminate()));
-}
 
 export class CellSession {
   readonly cfg: CellConfig;

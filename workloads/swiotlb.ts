@@ -59,8 +59,8 @@ export class Swiotlb {
 
   /** Find slots for a mapping of `bytes`: the first slot, or -1 (too large for one segment, or the pool is full). */
   map(bytes: number): number {
+    if (!(bytes >= 1 && bytes <= SWIOTLB_MAX_MAPPING)) return -1;
     const nslots = Math.ceil(bytes / IO_TLB_SIZE);
-    if (nslots < 1 || nslots > IO_TLB_SEGSIZE) return -1;
     const stride = bytes >= PAGE ? PAGE / IO_TLB_SIZE : 1;
     let i = Math.ceil(this.index / stride) * stride;
     if (i >= this.nslabs) i = 0;
