@@ -138,8 +138,6 @@ export interface FileOps {
   fallocate?(k: Kernel, file: OpenFile, mode: number, offset: number, len: number, task: Task): number;
   /** get_user_pages refuses this file's mappings (vma_is_secretmem: EFAULT) */
   readonly gup?: 'refuse';
-  /** writes through a shared mapping are tracked for writeback (vma_needs_dirty_tracking): no long-term write pins */
-  readonly dirtyTracking?: boolean;
   /** Last reference dropped: free the page cache. */
   release(k: Kernel, file: OpenFile): void;
 }

@@ -35,7 +35,7 @@ import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn, pteKeyid } from './pg
 import type { SysArg } from './syscalls.js';
 import { flushTlbMm } from './tlb.js';
 import { CAP_IPC_LOCK } from './uapi.js';
-import { VM_IO, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
+import { VM_MAYSHARE, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
 
 export const KVM_PATH = '/dev/kvm';
 
@@ -432,9 +432,10 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
   const gmemSlot = (flags & KVM_MEM_GUEST_MEMFD) !== 0;
   if (!(size >= 0) || !aligned(size) || !(gpa >= 0) || !aligned(gpa)) return -E.EINVAL;
   if (!(uaddr >= 0) || !aligned(uaddr) || uaddr + size > 2 ** 47) return -E.EINVAL; // access_ok
-  if (gmemSlot && (!(off >= 0) || !aligned(off) || off + size > 2 ** 64)) return -E.EINVAL;
+  // (u64 fields the model holds are below 2^53: offset + size and gpa + size
+  // cannot wrap, as the kernel checks they do not)
+  if (gmemSlot && (!(off >= 0) || !aligned(off))) return -E.EINVAL;
   if (asId >= (hasPrivateMem(vm.type) ? 1 : 2)) return -E.EINVAL;
-  if (gpa + size > 2 ** 64) return -E.EINVAL;
   const pages = size / PAGE;
   if (pages > 2 ** 31 - 1) return -E.EINVAL;
   if (asId !== 0) return -E.EINVAL; // the SMM address space: not modelled
@@ -483,7 +484,7 @@ function setMemoryAttributes(vm: Vm, arg: SysArg): number {
   const supported = hasPrivateMem(vm.type) ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
   if (flags !== 0) return -E.EINVAL;
   if (!(attrs >= 0) || attrs >= 2 ** 32 || (attrs & ~supported) !== 0) return -E.EINVAL;
-  if (!(size > 0) || !(address >= 0) || address + size > 2 ** 64) return -E.EINVAL;
+  if (!(size > 0) || !(address >= 0)) return -E.EINVAL; // (no wrap below 2^53)
   if (!aligned(address) || !aligned(size)) return -E.EINVAL;
   const priv = attrs === KVM_MEMORY_ATTRIBUTE_PRIVATE;
   const first = address / PAGE, n = size / PAGE;
@@ -509,7 +510,6 @@ function encryptOp(k: Kernel, vm: Vm, arg: SysArg): number {
   if (a === null) return -E.EFAULT;
   const id = u64(a[0] ?? -1);
   if (cc === 'sev') {
-    if (vm.type === KVM_X86_TDX_VM) return -E.ENOTTY;
     if (id !== KVM_SEV_INIT2) return -E.EINVAL;
     // __sev_guest_init: only SEV types with need_init; once
     if (!isConfidential(vm.type) || vm.key !== null) return -E.EINVAL;
@@ -532,25 +532,24 @@ function encryptOp(k: Kernel, vm: Vm, arg: SysArg): number {
 
 /**
  * get_user_pages on the VMM's mm: fault the page in and return its frame and
- * KeyID as [pfn, keyid], or -errno. check_vma_flags' rules, in its order.
+ * KeyID as [pfn, keyid], or -errno. check_vma_flags' rules as far as the
+ * model has such mappings: it has no VM_IO/VM_PFNMAP mapping (KVM would
+ * follow those PTEs instead), no fsdax, and no file with writeback (whose
+ * shared writable mappings refuse long-term write pins).
  */
-function gup(k: Kernel, task: Task, hva: number, write: boolean, longterm: boolean): number | [number, number] {
+function gup(k: Kernel, task: Task, hva: number, write: boolean): number | [number, number] {
   const vma = task.mm.vmas.find(hva);
   if (vma === null) return -E.EFAULT;
-  if (vma.flags & (VM_IO | VM_PFNMAP)) return -E.EFAULT;
   if (vma.file !== null && (vma.file as OpenFile).ops.gup === 'refuse') return -E.EFAULT; // vma_is_secretmem
-  if (longterm && write && vma.file !== null && (vma.file as OpenFile).ops.dirtyTracking === true && vma.flags & VM_SHARED)
-    return -E.EFAULT; // writable_file_mapping_allowed
   if (write ? !(vma.flags & VM_WRITE) : !(vma.flags & VM_READ)) return -E.EFAULT;
   const page = Math.floor(hva / PAGE) * PAGE;
-  let pte = k.pool.get(task.mm.pgd, page);
-  if (!(pte & PTE_PRESENT) || (write && !(pte & PTE_WRITE))) {
-    const r = handleMmFault(k, task, page, write);
-    if (r < 0) return r;
-    pte = k.pool.get(task.mm.pgd, page);
-    if (!(pte & PTE_PRESENT)) return -E.EFAULT;
-  }
-  return [ptePfn(pte), pteKeyid(pte)];
+  const pte = k.pool.get(task.mm.pgd, page);
+  if (pte & PTE_PRESENT && (!write || pte & PTE_WRITE)) return [ptePfn(pte), pteKeyid(pte)];
+  // faultin_page: a fault that succeeds leaves the page present
+  const r = handleMmFault(k, task, page, write);
+  if (r < 0) return r;
+  const now = k.pool.get(task.mm.pgd, page);
+  return [ptePfn(now), pteKeyid(now)];
 }
 
 function registerRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
@@ -560,14 +559,14 @@ function registerRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
   if (vm.key === null || !(vm.type === KVM_X86_SEV_VM || vm.type === KVM_X86_SEV_ES_VM || vm.type === KVM_X86_SNP_VM)) return -E.ENOTTY;
   const addr = u64(a[0] ?? 0), size = u64(a[1] ?? 0);
   // sev_pin_memory(FOLL_WRITE | FOLL_LONGTERM)
-  if (!(size > 0) || !(addr >= 0) || addr + size > 2 ** 64) return -E.EINVAL;
+  if (!(size > 0) || !(addr >= 0)) return -E.EINVAL; // (no wrap below 2^53)
   const first = Math.floor(addr / PAGE), last = Math.floor((addr + size - 1) / PAGE);
   const npages = last - first + 1;
   const limit = Math.floor(task.rlimits.memlock / PAGE);
   if (vm.pagesLocked + npages > limit && !task.caps.has(CAP_IPC_LOCK)) return -E.ENOMEM;
   const pfns: number[] = [];
   for (let p = first; p <= last; p++) {
-    const r = gup(k, task, p * PAGE, true, true);
+    const r = gup(k, task, p * PAGE, true);
     if (typeof r === 'number') {
       // npinned != npages: undo, and the errno becomes ENOMEM
       k.count('gup_failures');
@@ -638,15 +637,9 @@ export function kvmFault(k: Kernel, vm: Vm, guest: Task, gpa: number, write: boo
     return -E.EFAULT; // private access to a slot without guest_memfd: KVM_EXIT_MEMORY_FAULT
   } else {
     // hva_to_pfn: GUP on the VMM's mapping (not long-term: the mmu notifier
-    // keeps it coherent); VM_IO/VM_PFNMAP mappings are followed instead
+    // keeps it coherent)
     hva = slot.uaddr + idx * PAGE;
-    const vma = vm.owner.mm.vmas.find(hva);
-    let r: number | [number, number];
-    if (vma !== null && vma.flags & (VM_IO | VM_PFNMAP)) {
-      r = handleMmFault(k, vm.owner, hva, write);
-      const pte = k.pool.get(vm.owner.mm.pgd, hva);
-      r = r < 0 ? r : pte & PTE_PRESENT ? [ptePfn(pte), pteKeyid(pte)] : -E.EFAULT;
-    } else r = gup(k, vm.owner, hva, write, false);
+    const r = gup(k, vm.owner, hva, write);
     if (typeof r === 'number') {
       k.count('gup_failures');
       return r;
