@@ -114,15 +114,15 @@ function convert(s: CellSession, g: { vm: Vm; ram: GuestRam }, gpa: number, len:
 }
 
 /**
- * QEMU's first steps: open /dev/kvm, KVM_CREATE_VM of `type`, and for a
- * confidential VM its key (sev_kvm_init's KVM_SEV_INIT2, tdx_kvm_init's
- * KVM_TDX_INIT_VM). The VM fd, or -errno (QEMU exits).
+ * QEMU's first steps: open /dev/kvm (and keep it open, as kvm_init keeps
+ * s->fd), KVM_CREATE_VM of `type`, and for a confidential VM its key
+ * (sev_kvm_init's KVM_SEV_INIT2, tdx_kvm_init's KVM_TDX_INIT_VM). The VM fd,
+ * or -errno (QEMU exits).
  */
 export function createVm(env: UserEnv, type: number): number {
   const kvm = env.sys(NR.openat, AT_FDCWD, KVM_PATH, O_RDWR);
   if (kvm < 0) return kvm;
   const vmfd = env.sys(NR.ioctl, kvm, KVM_CREATE_VM, type);
-  env.sys(NR.close, kvm);
   if (vmfd < 0 || !isConfidential(type)) return vmfd;
   const init = env.sys(NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_OP, [type === KVM_X86_TDX_VM ? KVM_TDX_INIT_VM : KVM_SEV_INIT2]);
   return init < 0 ? init : vmfd;
