@@ -49,6 +49,9 @@ describe('the HTML page in headless Chromium', () => {
     browser = await puppeteer.launch({
       executablePath: browserPath,
       headless: true,
+      // over a pipe, not a port: a test process that is killed (a mutation
+      // run's timeout) takes the browser with it instead of leaving it running
+      pipe: true,
       args: ['--no-sandbox', '--disable-gpu', '--host-resolver-rules=MAP * ~NOTFOUND'],
     });
   });
