@@ -176,4 +176,57 @@ describe('KVM edges', () => {
     assert.equal(vm.guestPte(1025 * P), 0);
     k.shutdown();
   });
+
+  it('struct fields are u64 registers: a bigint within range is a number, anything else (negative, beyond 2^53, a fraction, a string) fails the checks', () => {
+    const k = kernel('mktme');
+    const t = k.spawn();
+    const vm = createVm(k, t, KVM_X86_DEFAULT_VM);
+    const mk = (size: unknown) => sys(k, t, NR.ioctl, vm, KVM_CREATE_GUEST_MEMFD, [size, 3] as never);
+    assert.ok(mk(BigInt(4 * P)) >= 0, 'a bigint size');
+    assert.ok(mk(4 * P) >= 0);
+    for (const bad of [-1n, 2n ** 60n, BigInt(Number.MAX_SAFE_INTEGER) + 1n, 1.5 * P, '4096', -P]) assert.equal(mk(bad), -E.EINVAL, String(bad));
+    // the flags field too: a bigint 3 is MMAP|INIT_SHARED, a bigint beyond 2^53 is no flags the kernel knows
+    assert.ok(sys(k, t, NR.ioctl, vm, KVM_CREATE_GUEST_MEMFD, [P, 3n] as never) >= 0);
+    assert.equal(sys(k, t, NR.ioctl, vm, KVM_CREATE_GUEST_MEMFD, [P, 2n ** 62n] as never), -E.EINVAL);
+    k.shutdown();
+  });
+
+  it("deleting a guest_memfd slot zaps the guest's private pages (they have no VMM page, so no rmap entry)", () => {
+    const k = kernel('sev');
+    const t = k.spawn();
+    const vmfd = createVm(k, t, KVM_X86_SNP_VM);
+    assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_MEMORY_ENCRYPT_OP, [KVM_SEV_INIT2]), 0);
+    const vm = vmOfFd(t, vmfd)!;
+    const shared = anon(k, t, 128);
+    const g = sys(k, t, NR.ioctl, vmfd, KVM_CREATE_GUEST_MEMFD, [128 * P, 0]);
+    assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_SET_USER_MEMORY_REGION2, region(0, KVM_MEM_GUEST_MEMFD, 0, 128 * P, shared, 0, g)), 0);
+    assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_SET_MEMORY_ATTRIBUTES, [0, 128 * P, 8, 0]), 0);
+    const other = anon(k, t, 4);
+    assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_SET_USER_MEMORY_REGION2, region(1, 0, 256 * P, 4 * P, other)), 0);
+    assert.equal(store(k, vm.guest, 0), 0);
+    assert.equal(store(k, vm.guest, 127 * P), 0);
+    assert.equal(store(k, vm.guest, 257 * P), 0);
+    assert.equal(vm.rmap.size, 1, 'only the shared page of slot 1 has a VMM page');
+    assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_SET_USER_MEMORY_REGION2, region(0, KVM_MEM_GUEST_MEMFD, 0, 0, shared, 0, g)), 0);
+    assert.equal(vm.guestPte(0), 0);
+    assert.equal(vm.guestPte(127 * P), 0);
+    assert.notEqual(vm.guestPte(257 * P), 0);
+    k.shutdown();
+  });
+
+  it("a zap shoots down the guest CPUs' TLBs: a cached translation of an unmapped page is not used again", () => {
+    const k = kernel('mktme');
+    const t = k.spawn();
+    const vmfd = createVm(k, t, KVM_X86_DEFAULT_VM);
+    const vm = vmOfFd(t, vmfd)!;
+    const ram = anon(k, t, 4);
+    assert.equal(sys(k, t, NR.ioctl, vmfd, KVM_SET_USER_MEMORY_REGION2, region(0, 0, 0, 4 * P, ram)), 0);
+    const cpu = k.localCpu(vm.guest); // one CPU: its TLB keeps what it translated
+    const buf = new Uint8Array(8);
+    assert.equal(cpu.store(P, buf.fill(7), 0, 8), 0);
+    assert.equal(cpu.load(P, buf, 0, 8), 0);
+    assert.equal(sys(k, t, NR.munmap, ram, 4 * P), 0);
+    assert.equal(cpu.load(P, buf, 0, 8), -E.EFAULT, 'the stale translation was flushed');
+    k.shutdown();
+  });
 });
