@@ -18,7 +18,6 @@ import {
   KVM_MEMORY_ENCRYPT_OP,
   KVM_MEMORY_ENCRYPT_REG_REGION,
   KVM_MEMORY_ENCRYPT_UNREG_REGION,
-  KVM_PATH,
   KVM_SEV_INIT2,
   KVM_SET_MEMORY_ATTRIBUTES,
   KVM_SET_USER_MEMORY_REGION2,
@@ -28,20 +27,14 @@ import {
   KVM_X86_SNP_VM,
   vmOfFd,
 } from '../../kernel/kvm.js';
-import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
-import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
-
-const P = 4096;
+import { NR } from '../../kernel/syscalls.js';
+import { PROT_READ } from '../../kernel/uapi.js';
+import { P, anon, createVm, kvmFd, region, sys } from './kvm-util.js';
 
 function kernel(profile: string): Kernel {
   const m = Machine.create({ profile, backend: 'openssl', memory: { nodeFrames: [128, 128] }, nrCpus: 1 });
   return new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 512 });
 }
-const sys = (k: Kernel, t: Task, nr: number, ...a: (number | readonly number[])[]) => k.syscall(t, nr, ...a);
-const kvmFd = (k: Kernel, t: Task) => sys(k, t, NR.openat, AT_FDCWD, KVM_PATH as never, 2);
-const createVm = (k: Kernel, t: Task, type: number) => sys(k, t, NR.ioctl, kvmFd(k, t), KVM_CREATE_VM, type);
-const anon = (k: Kernel, t: Task, pages: number, prot = PROT_READ | PROT_WRITE) => sys(k, t, NR.mmap, 0, pages * P, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-const region = (slot: number, flags: number, gpa: number, size: number, uaddr: number, off = 0, fd = 0) => [slot, flags, gpa, size, uaddr, off, fd];
 const store = (k: Kernel, t: Task, va: number) => k.localCpu(t).store(va, new Uint8Array(8).fill(1), 0, 8);
 const load = (k: Kernel, t: Task, va: number) => k.localCpu(t).load(va, new Uint8Array(8), 0, 8);
 

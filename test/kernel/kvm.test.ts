@@ -21,7 +21,6 @@ import {
   KVM_MEMORY_ENCRYPT_OP,
   KVM_MEMORY_ENCRYPT_REG_REGION,
   KVM_MEMORY_ENCRYPT_UNREG_REGION,
-  KVM_PATH,
   KVM_SEV_INIT2,
   KVM_SET_MEMORY_ATTRIBUTES,
   KVM_SET_USER_MEMORY_REGION2,
@@ -38,10 +37,10 @@ import {
 } from '../../kernel/kvm.js';
 import { PG_INACCESSIBLE, PG_UNEVICTABLE, PG_UNMOVABLE } from '../../kernel/page_alloc.js';
 import { ptePfn, pteKeyid } from '../../kernel/pgtable.js';
-import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
-import { CAP_IPC_LOCK, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import { NR } from '../../kernel/syscalls.js';
+import { P, anon, createVm, region, sys } from './kvm-util.js';
+import { CAP_IPC_LOCK, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 
-const P = 4096;
 const RW = PROT_READ | PROT_WRITE;
 
 function kernel(profile = 'sev', features = ALL_FEATURES, pgtableSlots = 1024): Kernel {
@@ -51,16 +50,6 @@ function kernel(profile = 'sev', features = ALL_FEATURES, pgtableSlots = 1024): 
   return k;
 }
 
-const sys = (k: Kernel, t: Task, nr: number, ...a: (number | readonly number[])[]) => k.syscall(t, nr, ...a);
-const openKvm = (k: Kernel, t: Task) => sys(k, t, NR.openat, AT_FDCWD, KVM_PATH as never, 2);
-function createVm(k: Kernel, t: Task, type: number): number {
-  const kvm = openKvm(k, t);
-  assert.ok(kvm >= 0);
-  return sys(k, t, NR.ioctl, kvm, KVM_CREATE_VM, type);
-}
-const anon = (k: Kernel, t: Task, pages: number) => sys(k, t, NR.mmap, 0, pages * P, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-/** kvm_userspace_memory_region2 as the model takes it: slot, flags, gpa, size, uaddr, gmem offset, gmem fd */
-const region = (slot: number, flags: number, gpa: number, size: number, uaddr: number, off = 0, fd = 0) => [slot, flags, gpa, size, uaddr, off, fd];
 const store = (k: Kernel, t: Task, va: number, byte: number) => k.localCpu(t).store(va, new Uint8Array(P).fill(byte), 0, P);
 function load(k: Kernel, t: Task, va: number): number | Uint8Array {
   const out = new Uint8Array(P);
