@@ -506,6 +506,8 @@ function setMemoryAttributes(vm: Vm, arg: SysArg): number {
 function encryptOp(k: Kernel, vm: Vm, arg: SysArg): number {
   const cc = k.machine.profile.confidentialVm;
   if (cc === 'none') return -E.ENOTTY; // no mem_enc_ioctl
+  // vt_mem_enc_ioctl: not a TD, before tdx_vm_ioctl copies the struct
+  if (cc === 'tdx' && vm.type !== KVM_X86_TDX_VM) return -E.ENOTTY;
   const a = struct(arg);
   if (a === null) return -E.EFAULT;
   const id = u64(a[0] ?? -1);
@@ -519,7 +521,6 @@ function encryptOp(k: Kernel, vm: Vm, arg: SysArg): number {
     vm.key = key;
     return 0;
   }
-  if (vm.type !== KVM_X86_TDX_VM) return -E.ENOTTY; // vt_mem_enc_ioctl: not a TD
   if (id !== KVM_TDX_INIT_VM || vm.key !== null) return -E.EINVAL;
   // tdx_guest_keyid_alloc: ida_alloc_range -> ENOSPC when exhausted
   const key = k.keys.allocVmKey();
@@ -553,9 +554,10 @@ function gup(k: Kernel, task: Task, hva: number, write: boolean): number | [numb
 }
 
 function registerRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
-  if (k.machine.profile.confidentialVm !== 'sev') return -E.ENOTTY; // no mem_enc_register_region (VMX)
+  // kvm_arch_vm_ioctl copies struct kvm_enc_region before it looks for the op
   const a = struct(arg);
   if (a === null) return -E.EFAULT;
+  if (k.machine.profile.confidentialVm !== 'sev') return -E.ENOTTY; // no mem_enc_register_region (VMX)
   if (vm.key === null || !(vm.type === KVM_X86_SEV_VM || vm.type === KVM_X86_SEV_ES_VM || vm.type === KVM_X86_SNP_VM)) return -E.ENOTTY;
   const addr = u64(a[0] ?? 0), size = u64(a[1] ?? 0);
   // sev_pin_memory(FOLL_WRITE | FOLL_LONGTERM)
@@ -593,9 +595,9 @@ function unpinRegion(k: Kernel, vm: Vm, r: Region): void {
 }
 
 function unregisterRegion(k: Kernel, vm: Vm, arg: SysArg): number {
-  if (k.machine.profile.confidentialVm !== 'sev') return -E.ENOTTY;
   const a = struct(arg);
   if (a === null) return -E.EFAULT;
+  if (k.machine.profile.confidentialVm !== 'sev') return -E.ENOTTY;
   if (vm.key === null) return -E.ENOTTY;
   const addr = u64(a[0] ?? 0), size = u64(a[1] ?? 0);
   const i = vm.regions.findIndex((r) => r.addr === addr && r.size === size);

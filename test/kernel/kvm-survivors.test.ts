@@ -647,6 +647,27 @@ describe("KVM: the VM's key and SEV's regions", () => {
     k.shutdown();
   });
 
+  it('REG/UNREG_REGION copy their struct before looking for the op: a bad pointer is EFAULT even where the CPU has no SEV (x86.c kvm_arch_vm_ioctl)', () => {
+    for (const profile of ['tdx', 'mktme']) {
+      const k = kernel(profile);
+      const t = k.spawn();
+      const vmfd = createVm(k, t, KVM_X86_DEFAULT_VM);
+      assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_REG_REGION, 4096), -E.EFAULT, profile);
+      assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_UNREG_REGION, 4096), -E.EFAULT, profile);
+      assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_REG_REGION, [anon(k, t, 1), P]), -E.ENOTTY, profile);
+      k.shutdown();
+    }
+  });
+
+  it('KVM_MEMORY_ENCRYPT_OP on a VM that is not a TD, where the CPU has TDX, is ENOTTY before the argument is looked at (vt_mem_enc_ioctl)', () => {
+    const k = kernel('tdx');
+    const t = k.spawn();
+    const vmfd = createVm(k, t, KVM_X86_DEFAULT_VM);
+    assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_OP, 4096), -E.ENOTTY);
+    assert.equal(ioctl(k, t, createVm(k, t, KVM_X86_TDX_VM), KVM_MEMORY_ENCRYPT_OP, 4096), -E.EFAULT, 'a TD copies it');
+    k.shutdown();
+  });
+
   it('KVM_TDX_INIT_VM needs its command id: a struct without one is EINVAL', () => {
     const k = kernel('tdx');
     const t = k.spawn();
