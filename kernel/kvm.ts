@@ -34,7 +34,7 @@ import { PG_INACCESSIBLE } from './page_alloc.js';
 import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import type { SysArg } from './syscalls.js';
 import { flushTlbMm } from './tlb.js';
-import { CAP_IPC_LOCK } from './uapi.js';
+import { CAP_IPC_LOCK, TASK_SIZE } from './uapi.js';
 import { VM_MAYSHARE, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
 
 export const KVM_PATH = '/dev/kvm';
@@ -431,7 +431,8 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
   if (flags & ~valid) return -E.EINVAL;
   const gmemSlot = (flags & KVM_MEM_GUEST_MEMFD) !== 0;
   if (!(size >= 0) || !aligned(size) || !(gpa >= 0) || !aligned(gpa)) return -E.EINVAL;
-  if (!(uaddr >= 0) || !aligned(uaddr) || uaddr + size > 2 ** 47) return -E.EINVAL; // access_ok
+  // access_ok: the end at most USER_PTR_MAX, which is TASK_SIZE_MAX (x86-64 __access_ok)
+  if (!(uaddr >= 0) || !aligned(uaddr) || uaddr + size > TASK_SIZE) return -E.EINVAL;
   // (u64 fields the model holds are below 2^53: offset + size and gpa + size
   // cannot wrap, as the kernel checks they do not)
   if (gmemSlot && (!(off >= 0) || !aligned(off))) return -E.EINVAL;

@@ -39,7 +39,7 @@ import {
 } from '../../kernel/kvm.js';
 import { PTE_WRITE } from '../../kernel/pgtable.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
-import { MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import { MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, TASK_SIZE } from '../../kernel/uapi.js';
 import { P, anon, createVm, region, sys } from './kvm-util.js';
 
 const RW = PROT_READ | PROT_WRITE;
@@ -589,6 +589,16 @@ describe('KVM: memslot checks', () => {
     assert.equal(setRegion(k, t, vmfd, region(1, 0, 32 * P, 4 * P, ram)), 0);
     assert.equal(setRegion(k, t, vmfd, region(2, 0, 28 * P, 4 * P, ram + 4 * P)), 0);
     assert.equal(setRegion(k, t, vmfd, region(3, 0, 16 * P, 4 * P, ram)), 0);
+    k.shutdown();
+  });
+
+  it('a memslot may end at TASK_SIZE, the top of user space, and not a page further (access_ok: USER_PTR_MAX is TASK_SIZE_MAX)', () => {
+    const k = kernel('mktme');
+    const t = k.spawn();
+    const vmfd = createVm(k, t, KVM_X86_DEFAULT_VM);
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 0, 2 * P, TASK_SIZE - 2 * P)), 0);
+    assert.equal(setRegion(k, t, vmfd, region(1, 0, 64 * P, 2 * P, TASK_SIZE - P)), -E.EINVAL);
+    assert.equal(setRegion(k, t, vmfd, region(1, 0, 64 * P, P, TASK_SIZE)), -E.EINVAL);
     k.shutdown();
   });
 
