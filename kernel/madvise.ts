@@ -9,7 +9,7 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
 import { handleMmFault, zapRange } from './memory.js';
-import { addReg, clampAddr, offsetInPageReg, pageAlignReg, type RegArg, regInt, toReg } from './regs.js';
+import { addReg, offsetInPageReg, pageAddr, pageAlignReg, type RegArg, regInt, toReg } from './regs.js';
 import {
   CAP_SYS_ADMIN,
   MADV_COLD,
@@ -210,8 +210,8 @@ export function doMadvise(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, a
     // madvise_inject_error: privileged only, checked before any lookup
     if (!task.caps.has(CAP_SYS_ADMIN)) return -E.EPERM;
   }
-  let start = clampAddr(startR);
-  const end = clampAddr(endR);
+  let start = pageAddr(startR);
+  const end = pageAddr(endR);
   if (advice === MADV_POPULATE_READ || advice === MADV_POPULATE_WRITE) return populate(k, task, start, end, advice === MADV_POPULATE_WRITE);
   if (advice === MADV_HWPOISON || advice === MADV_SOFT_OFFLINE) {
     // get_user_pages_fast of each page; memory_failure / soft_offline_page

@@ -9,7 +9,7 @@ import type { MktmeKey } from './keys.js';
 import { mayExpandVm, vmEnoughMemory, vmUnacctMemory } from './limits.js';
 import { handleMmFault, zapRange } from './memory.js';
 import { protToVm } from './mmap.js';
-import { addReg, clampAddr, offsetInPageReg, pageAlignReg, type RegArg, toReg } from './regs.js';
+import { addReg, offsetInPageReg, pageAddr, pageAlignReg, type RegArg, toReg } from './regs.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 import { PROT_EXEC, PROT_GROWSDOWN, PROT_GROWSUP, PROT_READ, PROT_SEM, PROT_WRITE } from './uapi.js';
@@ -132,8 +132,8 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
   // arch_validate_prot (generic): all 64 bits
   if (protR & ~BigInt(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM)) return -E.EINVAL;
   const prot = Number(protR);
-  let start = clampAddr(startR);
-  const end = clampAddr(endR);
+  let start = pageAddr(startR);
+  const end = pageAddr(endR);
   const vmas = task.mm.vmas;
   let i = vmas.findIndex(start);
   const first = vmas.vmas[i];

@@ -47,11 +47,11 @@ export const offsetInPageReg = (r: Reg): Reg => r & PAGE_OFFSET_MASK;
 /** u64 addition as C does it (wraps). */
 export const addReg = (a: Reg, b: Reg): Reg => BigInt.asUintN(64, a + b);
 
-/** Above every mapping (TASK_SIZE < 2^47). */
-const BEYOND = 2 ** 48;
 /**
- * An address register as a number for the VMA walks: exact below 2^48, and
- * 2^48 for anything above it. Nothing is mapped at or above TASK_SIZE, so a
- * walk over a clamped range gives the answers the full range would.
+ * A page-aligned address register as a number for the VMA walks. Exact: a
+ * multiple of 4096 below 2^64 is m * 2^12 with m < 2^52, which a double holds.
+ * (Clamping what lies above every mapping to one value would make a range
+ * that starts there empty, and a walk over it succeed where Linux's finds no
+ * page: MADV_HWPOISON's get_user_pages_fast, MADV_POPULATE's vma_lookup.)
  */
-export const clampAddr = (r: Reg): number => (r > BigInt(BEYOND) ? BEYOND : Number(r));
+export const pageAddr = (r: Reg): number => Number(r);

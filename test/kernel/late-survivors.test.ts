@@ -17,7 +17,16 @@ import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
 import { W_IPI } from '../../kernel/smp.js';
 import { KEYCTL_INVALIDATE, NR } from '../../kernel/syscalls.js';
-import { MADV_DONTNEED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import {
+  MADV_DONTNEED,
+  MADV_HWPOISON,
+  MADV_POPULATE_READ,
+  MADV_POPULATE_WRITE,
+  MADV_SOFT_OFFLINE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../../kernel/uapi.js';
+import { E } from '../../kernel/errno.js';
 import { BASE, PAGE, addKey, boot, mapAnon } from './util.js';
 
 const fill = (v: number, n = 8) => new Uint8Array(n).fill(v);
@@ -207,6 +216,27 @@ describe('fast faults: a keyed page another CPU installs first', () => {
     assert.equal(k.syscall(t, NR.munmap, BASE, 4 * PAGE), 0);
     assert.equal(k.keys.pageRefs[keyid], 0);
     assert.equal(k.keys.keyOf(keyid), null, 'the KeyID is free');
+    done();
+  });
+});
+
+describe('madvise and mprotect far above every mapping', () => {
+  // madvise_inject_error: get_user_pages_fast fails for an end above
+  // TASK_SIZE_MAX (mm/gup.c gup_fast_fallback: -EFAULT); madvise_populate:
+  // __get_user_pages with FOLL_MADV_POPULATE finds no VMA (vma_lookup: -ENOMEM)
+  it('a range at or above 2^48 is unmapped like one just above TASK_SIZE: HWPOISON and SOFT_OFFLINE EFAULT, POPULATE and the rest ENOMEM', () => {
+    const { k, done } = boot();
+    const t = k.spawn();
+    mapAnon(k, t, 1);
+    const expect = [-E.EFAULT, -E.EFAULT, -E.ENOMEM, -E.ENOMEM, -E.ENOMEM, -E.ENOMEM];
+    for (const start of [2 ** 47, 2 ** 48 - PAGE, 2 ** 48, 2 ** 48 + PAGE, 2n ** 63n, 2n ** 64n - 2n * BigInt(PAGE)]) {
+      const got = [MADV_HWPOISON, MADV_SOFT_OFFLINE, MADV_POPULATE_READ, MADV_POPULATE_WRITE, MADV_DONTNEED].map((a) =>
+        k.syscall(t, NR.madvise, start, PAGE, a),
+      );
+      got.push(k.syscall(t, NR.mprotect, start, PAGE, PROT_READ));
+      assert.deepEqual(got, expect, `start ${start}`);
+    }
+    assert.equal(k.syscall(t, NR.madvise, BASE, PAGE, MADV_POPULATE_WRITE), 0, 'a mapped page is populated');
     done();
   });
 });
