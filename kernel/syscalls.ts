@@ -90,9 +90,9 @@ export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
   [
     NR.ftruncate,
     (k, t, fd, len) => {
+      if (n(len) < 0) return -E.EINVAL; // do_sys_ftruncate: the length before the fd
       const f = t.files.get(n(fd));
       if (f === undefined) return -E.EBADF;
-      if (n(len) < 0) return -E.EINVAL;
       return f.ops.ftruncate ? f.ops.ftruncate(k, f, n(len)) : -E.EINVAL;
     },
   ],

@@ -338,6 +338,17 @@ describe('syscalls: close, ioctl, ftruncate', () => {
   });
 });
 
+describe('syscalls: ftruncate checks the length before the fd', () => {
+  it('a negative length is EINVAL even on an fd that is not open (fs/open.c do_sys_ftruncate: length < 0 before fdget)', () => {
+    const { k, done } = boot();
+    const t = k.spawn();
+    assert.equal(k.syscall(t, NR.ftruncate, 99, -1), -E.EINVAL);
+    assert.equal(k.syscall(t, NR.ftruncate, 99, -1n), -E.EINVAL, 'a register of all ones is the loff_t -1');
+    assert.equal(k.syscall(t, NR.ftruncate, 99, 0), -E.EBADF);
+    done();
+  });
+});
+
 describe('syscalls: keyctl and move_pages', () => {
   it('keyctl with an option other than KEYCTL_INVALIDATE fails and leaves the key alone', () => {
     const { k, done } = boot();
