@@ -129,7 +129,8 @@ export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
   [NR.add_key, (k, t, type, desc, payload) => k.keys.addKey(s(type), s(desc), s(payload), t.creds)],
   [
     NR.keyctl,
-    (k, t, op, serial) => (n(op) === KEYCTL_INVALIDATE ? k.keys.invalidate(n(serial), t.creds) : -E.EINVAL),
+    // KEYCTL_INVALIDATE only; an option keyctl does not have is the default of its switch (security/keys/keyctl.c)
+    (k, t, op, serial) => (n(op) === KEYCTL_INVALIDATE ? k.keys.invalidate(n(serial), t.creds) : -E.EOPNOTSUPP),
   ],
   [
     NR.move_pages,
