@@ -52,6 +52,9 @@ const n = (a: SysArg | undefined): number => (typeof a === 'number' ? a : typeof
 /** A register argument of the mm calls, kept whole (they convert it themselves: regs.ts). */
 const r = (a: SysArg | undefined): RegArg => (typeof a === 'number' || typeof a === 'bigint' ? a : NaN);
 const s = (a: SysArg | undefined): string => (typeof a === 'string' ? a : '');
+/** An `int` parameter: the low 32 bits of the register, signed (a C cast). */
+const i32 = (a: SysArg | undefined): number =>
+  typeof a === 'bigint' ? Number(BigInt.asIntN(32, a)) : typeof a === 'number' && Number.isInteger(a) ? a | 0 : NaN;
 
 /** The calls every kernel has. */
 export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
@@ -129,8 +132,10 @@ export const CORE_SYSCALLS: ReadonlyArray<[number, SyscallFn]> = [
   [NR.add_key, (k, t, type, desc, payload) => k.keys.addKey(s(type), s(desc), s(payload), t.creds)],
   [
     NR.keyctl,
-    // KEYCTL_INVALIDATE only; an option keyctl does not have is the default of its switch (security/keys/keyctl.c)
-    (k, t, op, serial) => (n(op) === KEYCTL_INVALIDATE ? k.keys.invalidate(n(serial), t.creds) : -E.EOPNOTSUPP),
+    // KEYCTL_INVALIDATE only; an option keyctl does not have is the default of its switch.
+    // SYSCALL_DEFINE5(keyctl, int option, unsigned long arg2, ...) and keyctl_invalidate_key((key_serial_t) arg2):
+    // both are the register's low 32 bits as an int (security/keys/keyctl.c)
+    (k, t, op, serial) => (i32(op) === KEYCTL_INVALIDATE ? k.keys.invalidate(i32(serial), t.creds) : -E.EOPNOTSUPP),
   ],
   [
     NR.move_pages,

@@ -362,6 +362,19 @@ describe('syscalls: keyctl and move_pages', () => {
     done();
   });
 
+  it('keyctl takes its option and the serial as C ints: only the low 32 bits of each register count (security/keys/keyctl.c)', () => {
+    const { k, done } = boot();
+    const t = k.spawn();
+    const serial = k.syscall(t, NR.add_key, 'mktme', 'k', 'type=cpu algorithm=aes-xts-128');
+    assert.ok(serial > 0);
+    // an option with bits above 31 set is the option of its low 32 bits; so is the serial
+    assert.equal(k.syscall(t, NR.keyctl, BigInt(KEYCTL_INVALIDATE) + (1n << 32n), BigInt(serial) + (5n << 40n)), 0);
+    assert.equal(k.keys.keyidsInUse, 0, 'the key went');
+    // the serial as a negative int: the register's low 32 bits are 0xffffffff, no such key
+    assert.equal(k.syscall(t, NR.keyctl, KEYCTL_INVALIDATE, 0xffffffffn), -E.ENOKEY);
+    done();
+  });
+
   it('move_pages whose pages or status is not an array (a pointer the model cannot read) is EFAULT, before nodes are checked', () => {
     const { k, done } = boot();
     const t = k.spawn();
