@@ -91,9 +91,10 @@ function getUnmappedArea(k: Kernel, task: Task, hint: bigint, len: number): numb
     if (next === undefined || h + len <= startGap(next)) return h;
   }
   // top-down: the highest gap below MMAP_BASE that fits, each gap ending at
-  // the start gap of the VMA above it
+  // the start gap of the VMA above it, even when that VMA starts at or above
+  // MMAP_BASE (a VM_GROWSDOWN one's guard gap reaches below it)
   const i = vmas.findIndex(MMAP_BASE); // first VMA ending above MMAP_BASE
-  let top = i < v.length && v[i].start < MMAP_BASE ? startGap(v[i]) : MMAP_BASE;
+  let top = i < v.length ? Math.min(startGap(v[i]), MMAP_BASE) : MMAP_BASE;
   for (let j = i - 1; ; j--) {
     const below = Math.max(j >= 0 ? v[j].end : 0, floor);
     if (top - below >= len) return top - len;

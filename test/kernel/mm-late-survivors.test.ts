@@ -10,6 +10,7 @@ import { getDesign } from '../../interfaces/registry.js';
 import { E } from '../../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from '../../kernel/kernel.js';
 import { allocFilePage, freeFilePages } from '../../kernel/memory.js';
+import { STACK_GUARD_GAP } from '../../kernel/mmap.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE } from '../../kernel/pgtable.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
@@ -93,6 +94,21 @@ describe('mmap: where a mapping without MAP_FIXED goes', () => {
     assert.equal(mmap(k, t, MMAP_BASE - PAGE, 1, PROT_READ, FIXED), MMAP_BASE - PAGE);
     assert.equal(mmap(k, t, MMAP_BASE - 4 * PAGE, 1, PROT_READ, FIXED), MMAP_BASE - 4 * PAGE);
     assert.equal(mmap(k, t, 0, 2, PROT_READ, ANON), MMAP_BASE - 3 * PAGE, 'the two-page hole between them');
+    done();
+  });
+
+  it('the top-down search keeps out of the guard gap of a MAP_GROWSDOWN VMA that starts at or just above MMAP_BASE', () => {
+    // mm/vma.c unmapped_area_topdown: the gap found below mmap_base is cut
+    // back to vm_start_gap() of the VMA after it, wherever that VMA starts
+    const { k, done } = boot();
+    const placed = (stackAt: number) => {
+      const t = k.spawn();
+      assert.equal(mmap(k, t, stackAt, 1, RW, FIXED | MAP_GROWSDOWN), stackAt);
+      return mmap(k, t, 0, 1, PROT_READ, ANON);
+    };
+    assert.equal(placed(MMAP_BASE), MMAP_BASE - STACK_GUARD_GAP - PAGE);
+    assert.equal(placed(MMAP_BASE + 16 * PAGE), MMAP_BASE + 16 * PAGE - STACK_GUARD_GAP - PAGE);
+    assert.equal(placed(MMAP_BASE + STACK_GUARD_GAP), MMAP_BASE - PAGE, 'a guard gap ending at MMAP_BASE');
     done();
   });
 
