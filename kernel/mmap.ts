@@ -77,7 +77,8 @@ const shmemOps: FileOps = {
 
 /**
  * get_unmapped_area for a non-fixed mapping: the hint if the range is free,
- * else the highest free gap below MMAP_BASE (top-down). len <= TASK_SIZE.
+ * else the highest free gap below MMAP_BASE (top-down), else the lowest one
+ * above MMAP_LEGACY_BASE (bottom-up). len <= TASK_SIZE.
  */
 function getUnmappedArea(k: Kernel, task: Task, hint: bigint, len: number): number {
   const vmas = task.mm.vmas;
@@ -101,8 +102,19 @@ function getUnmappedArea(k: Kernel, task: Task, hint: bigint, len: number): numb
     if (j < 0) break;
     top = startGap(v[j]);
   }
-  return -E.ENOMEM;
+  // nothing fits: arch_get_unmapped_area_topdown falls back to bottom-up
+  // (arch_get_unmapped_area), the lowest gap from mmap_legacy_base to TASK_SIZE
+  let low = Math.max(MMAP_LEGACY_BASE, floor);
+  for (let j = vmas.findIndex(low); ; j++) {
+    const end = j < v.length ? startGap(v[j]) : TASK_SIZE;
+    if (end - low >= len) return low;
+    if (j === v.length) return -E.ENOMEM;
+    low = Math.max(low, v[j].end);
+  }
 }
+
+/** mmap_legacy_base without randomisation: __TASK_UNMAPPED_BASE(TASK_SIZE) = PAGE_ALIGN(TASK_SIZE / 3). */
+export const MMAP_LEGACY_BASE = Math.ceil(Math.floor(TASK_SIZE / 3) / PAGE_SIZE) * PAGE_SIZE;
 
 /** stack_guard_gap: 256 pages below a VM_GROWSDOWN VMA stay free (mm/mmap.c). */
 export const STACK_GUARD_GAP = 256 * PAGE_SIZE;

@@ -10,7 +10,7 @@ import { getDesign } from '../../interfaces/registry.js';
 import { E } from '../../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from '../../kernel/kernel.js';
 import { allocFilePage, freeFilePages } from '../../kernel/memory.js';
-import { STACK_GUARD_GAP } from '../../kernel/mmap.js';
+import { MMAP_LEGACY_BASE, STACK_GUARD_GAP } from '../../kernel/mmap.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE } from '../../kernel/pgtable.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
@@ -109,6 +109,20 @@ describe('mmap: where a mapping without MAP_FIXED goes', () => {
     assert.equal(placed(MMAP_BASE), MMAP_BASE - STACK_GUARD_GAP - PAGE);
     assert.equal(placed(MMAP_BASE + 16 * PAGE), MMAP_BASE + 16 * PAGE - STACK_GUARD_GAP - PAGE);
     assert.equal(placed(MMAP_BASE + STACK_GUARD_GAP), MMAP_BASE - PAGE, 'a guard gap ending at MMAP_BASE');
+    done();
+  });
+
+  it('with no gap left below MMAP_BASE the search goes bottom-up: the lowest gap from TASK_SIZE / 3 up, clear of a stack guard gap', () => {
+    // arch/x86/kernel/sys_x86_64.c arch_get_unmapped_area_topdown falls back
+    // to arch_get_unmapped_area (mm/vma.c unmapped_area) from mmap_legacy_base
+    const { k, done } = boot();
+    const t = k.spawn();
+    assert.equal(MMAP_LEGACY_BASE, 0x2aaa_aaaa_b000);
+    assert.equal(k.syscall(t, NR.mmap, MMAP_MIN_ADDR, MMAP_BASE - MMAP_MIN_ADDR, PROT_NONE, FIXED, -1, 0), MMAP_MIN_ADDR);
+    assert.equal(mmap(k, t, 0, 2, PROT_READ, ANON), MMAP_BASE);
+    const stack = MMAP_BASE + 2 * PAGE + STACK_GUARD_GAP; // its guard gap fills the hole below it
+    assert.equal(mmap(k, t, stack, 1, RW, FIXED | MAP_GROWSDOWN), stack);
+    assert.equal(mmap(k, t, 0, 1, PROT_READ, ANON), stack + PAGE);
     done();
   });
 
