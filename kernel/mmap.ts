@@ -282,10 +282,14 @@ function mmapRegion(
     vma = new Vma(addr, addr + len, vmFlags, pgoff, file);
   }
   if (file !== null) {
-    // f_op->mmap before anything is unmapped, so a refusal changes nothing
+    // f_op->mmap, after __mmap_prepare cleared the replaced mappings' PTEs
+    // (vms_clean_up_area): a refusal leaves a hole where they were
+    // (vms_abort_munmap_vmas). Only map.charged is given back: the replaced
+    // VMAs' charge went to the new mapping (nr_accounted = 0) and stays.
     const r = file.ops.mmap(k, file, vma, task);
     if (r < 0) {
-      if (accountable) vmUnacctMemory(k, len / PAGE_SIZE);
+      if (accountable) vmUnacctMemory(k, len / PAGE_SIZE - replaced.accounted);
+      unmapRange(k, task, addr, addr + len);
       vma.release();
       return r;
     }

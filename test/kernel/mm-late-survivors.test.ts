@@ -281,6 +281,35 @@ describe('mmap: the commit charge', () => {
     done();
   });
 
+  it('a MAP_FIXED mapping a driver refuses leaves a hole where the old mappings were; a private writable one keeps their charge (as on this machine\'s Linux)', () => {
+    // mm/vma.c __mmap_region: __mmap_prepare clears the old PTEs
+    // (vms_clean_up_area) before f_op->mmap; on its error
+    // vms_abort_munmap_vmas completes the unmap, and only map.charged, not
+    // the old VMAs' charge (nr_accounted = 0), is given back
+    const { k, done } = boot();
+    getDesign('memfd-secret').install(k);
+    getDesign('dev-mktme').install(k);
+    const t = k.spawn();
+    const c0 = k.committedPages;
+    assert.equal(mmap(k, t, BASE, 4, RW, FIXED), BASE);
+    touch(k, t, BASE + PAGE, 1);
+    assert.equal(k.committedPages, c0 + 4);
+    const secret = k.syscall(t, NR.memfd_secret, 0);
+    assert.ok(secret >= 0, `memfd_secret: ${secret}`);
+    assert.equal(k.syscall(t, NR.ftruncate, secret, 16 * PAGE), 0);
+    assert.equal(mmap(k, t, BASE + PAGE, 2, RW, MAP_PRIVATE | MAP_FIXED, secret), -E.EINVAL, 'secretmem is MAP_SHARED only');
+    assert.deepEqual(spans(t), [span(BASE, BASE + PAGE), span(BASE + 3 * PAGE, BASE + 4 * PAGE)]);
+    assert.equal(t.mm.rss, 0, 'the written page is gone');
+    assert.equal(k.committedPages, c0 + 4, 'the two pages that went stay charged');
+    // not accountable (shared): the old charge is given back with the old mapping
+    const mktme = k.syscall(t, NR.openat, AT_FDCWD, DEV_MKTME, 2);
+    assert.ok(mktme >= 0, `open: ${mktme}`);
+    assert.equal(mmap(k, t, BASE, 1, RW, MAP_SHARED | MAP_FIXED, mktme), -E.ENOKEY, 'no key set');
+    assert.deepEqual(spans(t), [span(BASE + 3 * PAGE, BASE + 4 * PAGE)]);
+    assert.equal(k.committedPages, c0 + 3);
+    done();
+  });
+
   it('a shared file mapping charges nothing; a private writable one charges its pages', () => {
     const { k, done } = boot();
     const t = k.spawn();
