@@ -10,7 +10,7 @@ import { afterEach, describe, it, mock } from 'node:test';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { getDesign } from '../../interfaces/registry.js';
 import {
-  FastFault,
+  type FastFault,
   LRU_BATCH,
   MM_LOCK,
   MM_WRITER,
@@ -18,7 +18,6 @@ import {
   enableFastFaults,
   mmWriteLock,
   mmWriteUnlock,
-  type FastFaultContext,
 } from '../../kernel/fastfault.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
 import type { MktmeKey } from '../../kernel/keys.js';
@@ -28,7 +27,7 @@ import { PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
-import { BASE, PAGE, boot } from './util.js';
+import { BASE, PAGE, boot, fastFaultOn } from './util.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const LEAF_SPAN = 1024 * PAGE; // one leaf table: 4 MiB
@@ -47,19 +46,7 @@ function runOn(k: Kernel, t: Task, cpu: number): void {
 function fastCpu(k: Kernel, t: Task, cpu = 1, engine: MemoryEncryptionEngine = k.machine.engine): FastFault {
   runOn(k, t, cpu);
   enableFastFaults(k, t.mm);
-  const ctx: FastFaultContext = {
-    cpu,
-    mmId: t.mm.id,
-    pgd: t.mm.pgd,
-    mm: t.mm.shared,
-    map: k.alloc.map,
-    pool: k.pool,
-    engine,
-    keyPageRefs: k.keys.pageRefs,
-    counters: k.counters.row(cpu),
-    faultsIndex: k.counters.index.faults,
-  };
-  return new FastFault(ctx);
+  return fastFaultOn(k, t, cpu, engine);
 }
 
 /** The kernel enters t's mm and leaves it (any syscall): LRU batches drained, VMAs republished. */

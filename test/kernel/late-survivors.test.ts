@@ -11,7 +11,7 @@ import { afterEach, describe, it, mock } from 'node:test';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { asPfn, type Pfn } from '../../hardware/types.js';
 import { UserCpu } from '../../kernel/cpu.js';
-import { FastFault, enableFastFaults, type FastFaultContext } from '../../kernel/fastfault.js';
+import { type FastFault, enableFastFaults } from '../../kernel/fastfault.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
@@ -27,7 +27,7 @@ import {
   PROT_WRITE,
 } from '../../kernel/uapi.js';
 import { E } from '../../kernel/errno.js';
-import { BASE, PAGE, addKey, boot, mapAnon } from './util.js';
+import { BASE, PAGE, addKey, boot, fastFaultOn, mapAnon } from './util.js';
 
 const fill = (v: number, n = 8) => new Uint8Array(n).fill(v);
 
@@ -156,19 +156,7 @@ describe('the user CPU and the PTE it walks', () => {
 
 /** The fast-fault handler of CPU `cpu` running t, on this thread (as fastfault-survivors.test.ts makes it). */
 function fastCpu(k: Kernel, t: Task, cpu: number, engine: MemoryEncryptionEngine = k.machine.engine): FastFault {
-  const ctx: FastFaultContext = {
-    cpu,
-    mmId: t.mm.id,
-    pgd: t.mm.pgd,
-    mm: t.mm.shared,
-    map: k.alloc.map,
-    pool: k.pool,
-    engine,
-    keyPageRefs: k.keys.pageRefs,
-    counters: k.counters.row(cpu),
-    faultsIndex: k.counters.index.faults,
-  };
-  return new FastFault(ctx);
+  return fastFaultOn(k, t, cpu, engine);
 }
 
 describe('fast faults: a keyed page another CPU installs first', () => {

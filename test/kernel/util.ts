@@ -4,7 +4,9 @@ import { defaultOvercommit } from '../../kernel/limits.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { Machine } from '../../hardware/machine.js';
+import { FastFault } from '../../kernel/fastfault.js';
 import { ALL_FEATURES, Kernel, type KernelConfig, type KernelFeatures, type Task } from '../../kernel/kernel.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import type { SwapConfig } from '../../kernel/swap_device.js';
@@ -101,4 +103,23 @@ export function addKey(k: Kernel, t: Task, payload = 'type=cpu algorithm=aes-xts
   const serial = k.syscall(t, NR.add_key, 'mktme', 'test', payload);
   assert.ok(serial > 0, `add_key: ${serial}`);
   return k.keys.lookup(serial, t.creds) as MktmeKey;
+}
+
+/**
+ * The fast-fault handler of CPU `cpu` running t, on the test's own thread
+ * (what WorkerCpu builds in a worker); `engine` may wrap the machine's.
+ */
+export function fastFaultOn(k: Kernel, t: Task, cpu: number, engine: MemoryEncryptionEngine = k.machine.engine): FastFault {
+  return new FastFault({
+    cpu,
+    mmId: t.mm.id,
+    pgd: t.mm.pgd,
+    mm: t.mm.shared,
+    map: k.alloc.map,
+    pool: k.pool,
+    engine,
+    keyPageRefs: k.keys.pageRefs,
+    counters: k.counters.row(cpu),
+    faultsIndex: k.counters.index.faults,
+  });
 }
