@@ -75,9 +75,9 @@ const setRegion = (k: Kernel, t: Task, vmfd: number, r: number[]) => ioctl(k, t,
 const setAttr = (k: Kernel, t: Task, vmfd: number, gpa: number, size: number, attrs: number) => ioctl(k, t, vmfd, KVM_SET_MEMORY_ATTRIBUTES, [gpa, size, attrs, 0]);
 const gmemFd = (k: Kernel, t: Task, vmfd: number, size: number, flags = 0) => ioctl(k, t, vmfd, KVM_CREATE_GUEST_MEMFD, [size, flags]);
 
-/** An SNP VM with its ASID. */
-function snpVm(k: Kernel, t: Task): number {
-  const vmfd = createVm(k, t, KVM_X86_SNP_VM);
+/** An SEV-family VM (SNP unless `type` says SEV or SEV-ES) with its ASID. */
+function sevVm(k: Kernel, t: Task, type = KVM_X86_SNP_VM): number {
+  const vmfd = createVm(k, t, type);
   assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_OP, [KVM_SEV_INIT2]), 0);
   return vmfd;
 }
@@ -157,7 +157,7 @@ describe("KVM: the VM's life", () => {
   it('an open guest_memfd keeps its VM (key, guest memory) after the VM fd is closed; the last close destroys it, ends its address space and frees the key', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const vm = vmOfFd(t, vmfd)!;
     const { g } = gmemSlot(k, t, vmfd, 0, 0, 4);
     assert.equal(setAttr(k, t, vmfd, 0, 4 * P, PRIV), 0);
@@ -209,8 +209,7 @@ describe("KVM: the guest's faults", () => {
   it('SEV-ES: the guest’s memory is the VMM’s pages under the ASID key, so the VMM reads ciphertext', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = createVm(k, t, KVM_X86_SEV_ES_VM);
-    assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_OP, [KVM_SEV_INIT2]), 0);
+    const vmfd = sevVm(k, t, KVM_X86_SEV_ES_VM);
     const ram = anon(k, t, 2);
     assert.equal(setRegion(k, t, vmfd, region(0, 0, 0, 2 * P, ram)), 0);
     const vm = vmOfFd(t, vmfd)!;
@@ -223,7 +222,7 @@ describe("KVM: the guest's faults", () => {
   it('every guest fault counts in stage2_faults; a guest_memfd page counts as a page fault when first used, not when mapped again', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     gmemSlot(k, t, vmfd, 0, 0, 4);
     assert.equal(setAttr(k, t, vmfd, 0, 4 * P, PRIV), 0);
     const guest = vmOfFd(t, vmfd)!.guest;
@@ -254,7 +253,7 @@ describe("KVM: the guest's faults", () => {
   it("a guest_memfd page the VMM's memory limit has no room for: the guest's fault is ENOMEM, and nothing is mapped", () => {
     const k = kernel('sev');
     const t = k.spawn({ memLimit: 2 });
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     gmemSlot(k, t, vmfd, 0, 0, 4);
     assert.equal(setAttr(k, t, vmfd, 0, 4 * P, PRIV), 0);
     const vm = vmOfFd(t, vmfd)!;
@@ -365,7 +364,7 @@ describe('KVM: what a zap takes', () => {
   it('deleting a large memslot unmaps exactly its pages: its first page, not the page just past it, nor pages below it, nor guest_memfd pages around it', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const vm = vmOfFd(t, vmfd)!;
     gmemSlot(k, t, vmfd, 0, 0, 4);
     const big = anon(k, t, 128);
@@ -387,7 +386,7 @@ describe('KVM: what a zap takes', () => {
   it('converting one page unmaps that page only, and counts one conversion', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const vm = vmOfFd(t, vmfd)!;
     gmemSlot(k, t, vmfd, 0, 0, 4);
     assert.equal(setAttr(k, t, vmfd, 0, 4 * P, PRIV), 0);
@@ -440,7 +439,7 @@ describe('KVM: what a zap takes', () => {
   it("punching a hole in a guest_memfd unmaps it from the guest, which reads zeros there; the guest's other pages, and another slot's, stay", () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const vm = vmOfFd(t, vmfd)!;
     // slot 0: guest pages 16-23 are pages 4-11 of a 16-page guest_memfd
     const { g } = gmemSlot(k, t, vmfd, 0, 16 * P, 8, 16, 4);
@@ -463,7 +462,7 @@ describe('KVM: what a zap takes', () => {
   it('closing a guest_memfd unbinds its own slot (a private access there is EFAULT); another guest_memfd’s slot and a plain slot keep their pages', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const vm = vmOfFd(t, vmfd)!;
     const one = gmemSlot(k, t, vmfd, 0, 0, 4);
     gmemSlot(k, t, vmfd, 1, 16 * P, 4);
@@ -605,7 +604,7 @@ describe('KVM: memslot checks', () => {
   it('guest_memfd bindings: a plain slot does not hold offset 0, and a range just below another binding is free', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const ram = anon(k, t, 4);
     assert.equal(setRegion(k, t, vmfd, region(0, 0, 0, 4 * P, ram)), 0);
     const g = gmemFd(k, t, vmfd, 16 * P);
@@ -622,7 +621,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES', () => {
   it('attributes beyond 32 bits, or not a u64, are EINVAL', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     assert.equal(setAttr(k, t, vmfd, 0, P, 2 ** 32), -E.EINVAL);
     assert.equal(setAttr(k, t, vmfd, 0, P, 2 ** 32 + PRIV), -E.EINVAL);
     assert.equal(setAttr(k, t, vmfd, 0, P, -1), -E.EINVAL);
@@ -633,7 +632,7 @@ describe('KVM_SET_MEMORY_ATTRIBUTES', () => {
   it('changes exactly its range: the next page stays shared, and a page already private is not unmapped again', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = snpVm(k, t);
+    const vmfd = sevVm(k, t);
     const vm = vmOfFd(t, vmfd)!;
     const { shared } = gmemSlot(k, t, vmfd, 0, 0, 4);
     assert.equal(store(k, t, shared + P, 0x55), 0);
@@ -699,8 +698,7 @@ describe("KVM: the VM's key and SEV's regions", () => {
   it('REG_REGION: a range that wraps is EINVAL; one where nothing is mapped, or read-only, is ENOMEM; exactly RLIMIT_MEMLOCK is allowed', () => {
     const k = kernel('sev');
     const t = k.spawn({ caps: [], rlimits: { memlock: 4 * P } });
-    const vmfd = createVm(k, t, KVM_X86_SEV_VM);
-    assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_OP, [KVM_SEV_INIT2]), 0);
+    const vmfd = sevVm(k, t, KVM_X86_SEV_VM);
     const reg = (addr: unknown, size: number) => ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_REG_REGION, [addr, size]);
     assert.equal(reg(-P, P), -E.EINVAL, '2^64 - 4096 + 4096 wraps');
     assert.equal(reg(0, P), -E.ENOMEM, 'nothing at address 0');
@@ -714,8 +712,7 @@ describe("KVM: the VM's key and SEV's regions", () => {
   it('UNREG_REGION finds the region by address and size both, and unpins that one', () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = createVm(k, t, KVM_X86_SEV_VM);
-    assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_OP, [KVM_SEV_INIT2]), 0);
+    const vmfd = sevVm(k, t, KVM_X86_SEV_VM);
     const a = anon(k, t, 2), b = anon(k, t, 2);
     assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_REG_REGION, [a, 2 * P]), 0);
     assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_REG_REGION, [b, 2 * P]), 0);
@@ -730,8 +727,7 @@ describe("KVM: the VM's key and SEV's regions", () => {
   it("an SEV guest's sharing: exactly the pages it asks; sharing a shared page again changes nothing; unsharing makes a page private again", () => {
     const k = kernel('sev');
     const t = k.spawn();
-    const vmfd = createVm(k, t, KVM_X86_SEV_VM);
-    assert.equal(ioctl(k, t, vmfd, KVM_MEMORY_ENCRYPT_OP, [KVM_SEV_INIT2]), 0);
+    const vmfd = sevVm(k, t, KVM_X86_SEV_VM);
     const ram = anon(k, t, 4);
     assert.equal(setRegion(k, t, vmfd, region(0, 0, 0, 4 * P, ram)), 0);
     const vm = vmOfFd(t, vmfd)!;
