@@ -77,8 +77,16 @@ export class MemoryEncryptionEngine {
   /** the last caller buffer a whole page went straight to or from (_direct) */
   private lastU8: Uint8Array | null = null;
   private lastBuf: DataBuf | null = null;
+  private lastLen = 0;
   private readonly keyCache: (XtsKey | null)[];
-  private readonly keyCacheGen: Int32Array;
+  /**
+   * The generation each cached key was imported at; NaN (equal to nothing)
+   * until the first import. The shared generation is an Int32 that wraps, so
+   * any int32 start value (it was -1) would be a real generation after 2^32-1
+   * programmings, and a CPU touching that KeyID first would take it for cached
+   * and store plaintext.
+   */
+  private readonly keyCacheGen: Float64Array;
 
   private constructor(d: EngineDescriptor, memory: PhysicalMemory, cpu: number) {
     this.profile = getProfile(d.profile);
@@ -96,7 +104,7 @@ export class MemoryEncryptionEngine {
     this.frameOwner = new Int32Array(d.frameSab, memory.nrFrames * 4, memory.nrFrames);
     this.scratch = dataBuf(new Uint8Array(PAGE_SIZE));
     this.keyCache = new Array<XtsKey | null>(n).fill(null);
-    this.keyCacheGen = new Int32Array(n).fill(-1);
+    this.keyCacheGen = new Float64Array(n).fill(Number.NaN);
     redact(this, `MemoryEncryptionEngine<${this.profile.name}, ${this.backend.name}, cpu ${cpu}>`);
   }
 
@@ -216,9 +224,11 @@ export class MemoryEncryptionEngine {
    * entry is kept: a CPU's loop reads into and writes from the same buffers.
    */
   private _direct(u8: Uint8Array, off: number): DataBuf | null {
-    if (u8 === this.lastU8) return off % 16 === 0 ? this.lastBuf : null;
+    // (a view of a resizable ArrayBuffer may have grown or shrunk since its DataBuf was made)
+    if (u8 === this.lastU8 && u8.byteLength === this.lastLen) return off % 16 === 0 ? this.lastBuf : null;
     if (off % 16 !== 0 || u8.byteOffset % 4 !== 0 || u8.byteLength % 4 !== 0) return null;
     this.lastU8 = u8;
+    this.lastLen = u8.byteLength;
     this.lastBuf = dataBuf(u8);
     return this.lastBuf;
   }
@@ -274,6 +284,7 @@ export class MemoryEncryptionEngine {
    */
   read(pfn: Pfn, keyid: number, dst: Uint8Array, dstOff = 0, pageOff = 0, len = PAGE_SIZE): boolean {
     this._check(pfn, keyid, pageOff, len);
+    checkRoom('dst', dst, dstOff, len);
     const direct = len === PAGE_SIZE ? this._direct(dst, dstOff) : null;
     if (direct !== null) return this._load(pfn, keyid, direct, dstOff);
     const ok = this._load(pfn, keyid);
@@ -284,6 +295,8 @@ export class MemoryEncryptionEngine {
   /** Store src[srcOff, srcOff+len) at pageOff of frame pfn through keyid (read-modify-write for a part page). */
   write(pfn: Pfn, keyid: number, src: Uint8Array, srcOff = 0, pageOff = 0, len = PAGE_SIZE): void {
     this._check(pfn, keyid, pageOff, len);
+    // a short source would leave the rest of the scratch page (another page's plaintext) in the frame
+    checkRoom('src', src, srcOff, len);
     const direct = len === PAGE_SIZE ? this._direct(src, srcOff) : null;
     if (direct !== null) {
       this._touch(pfn, keyid);
@@ -347,4 +360,10 @@ export class MemoryEncryptionEngine {
     }
     new Int32Array(this.frameSab).fill(0);
   }
+}
+
+/** buf holds len bytes from off: a RangeError naming buf otherwise. */
+function checkRoom(name: string, buf: Uint8Array, off: number, len: number): void {
+  if (!Number.isSafeInteger(off) || off < 0 || off + len > buf.length)
+    throw new RangeError(`${name}: ${len} bytes at offset ${String(off)} do not fit its ${buf.length} bytes`);
 }
