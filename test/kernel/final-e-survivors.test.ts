@@ -4,7 +4,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Machine } from '../../hardware/machine.js';
-import { ALL_FEATURES, Kernel } from '../../kernel/kernel.js';
+import { E } from '../../kernel/errno.js';
+import { enableFastFaults } from '../../kernel/fastfault.js';
+import { ALL_FEATURES, Kernel, type Task } from '../../kernel/kernel.js';
+import { MMAP_LEGACY_BASE } from '../../kernel/mmap.js';
+import { NR } from '../../kernel/syscalls.js';
+import {
+  MADV_GUARD_INSTALL,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MMAP_BASE,
+  MMAP_MIN_ADDR,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+} from '../../kernel/uapi.js';
+import { BASE, PAGE, boot, fastFaultOn, mapAnon } from './util.js';
+
+const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
+const mmap = (k: Kernel, t: Task, addr: number, len: number, prot: number, flags: number): number =>
+  k.syscall(t, NR.mmap, addr, len, prot, flags, -1, 0);
 
 describe('kernel.ts: configuration', () => {
   it('vm.mmap_min_addr may be 0; a negative or fractional value is refused with a message naming it', () => {
@@ -18,5 +38,59 @@ describe('kernel.ts: configuration', () => {
         (e: Error) => e instanceof RangeError && e.message === `mmapMinAddr: expected an integer in [0, 140737488351232], got ${bad}`,
         String(bad),
       );
+  });
+});
+
+describe('fastfault.ts: a task with guard pages', () => {
+  it('no VMA of an mm with a guard page is handled on a CPU: a fault on the guard page and one beside it both trap to the kernel', () => {
+    // the kernel checks guard markers (memory.ts handleMmFault); the CPU's
+    // snapshot holds none, so an mm with guards publishes no fast VMA
+    const { k, done } = boot({ nrCpus: 2 });
+    const t = k.spawn();
+    mapAnon(k, t, 4);
+    assert.equal(k.syscall(t, NR.madvise, BASE + PAGE, PAGE, MADV_GUARD_INSTALL), 0);
+    k.smp.setOnline(1, t.mm.id);
+    k.smp.setOffline(1);
+    enableFastFaults(k, t.mm);
+    const ff = fastFaultOn(k, t, 1);
+    assert.equal(ff.tryFault(BASE + PAGE, true), false, 'the guard page');
+    assert.equal(ff.tryFault(BASE + 2 * PAGE, true), false, 'a page of the same VMA');
+    assert.deepEqual([ff.handled, ff.passed], [0, 2]);
+    assert.equal(k.pool.get(t.mm.pgd, BASE + PAGE), 0);
+    assert.equal(t.mm.rss, 0);
+    assert.equal(k.localCpu(t).store(BASE + PAGE, new Uint8Array(8), 0, 8), -E.EFAULT, 'the kernel answers SIGSEGV');
+    done();
+  });
+});
+
+describe('mmap.ts: placement', () => {
+  it('with nothing free below MMAP_BASE, the bottom-up search takes a gap of exactly the length asked for', () => {
+    // mm/vma.c unmapped_area: gap_end - gap_start >= length
+    const { k, done } = boot();
+    const t = k.spawn();
+    assert.ok(MMAP_LEGACY_BASE < MMAP_BASE);
+    assert.equal(mmap(k, t, MMAP_MIN_ADDR, MMAP_BASE - MMAP_MIN_ADDR, PROT_NONE, ANON | MAP_FIXED), MMAP_MIN_ADDR);
+    assert.equal(mmap(k, t, MMAP_BASE + 2 * PAGE, PAGE, PROT_READ, ANON | MAP_FIXED), MMAP_BASE + 2 * PAGE);
+    assert.equal(mmap(k, t, 0, 2 * PAGE, PROT_READ, ANON), MMAP_BASE, 'the two-page gap at MMAP_BASE');
+    done();
+  });
+
+  it('a hint is rounded down to a page, and one below vm.mmap_min_addr is raised to it (round_hint_to_min)', () => {
+    const { k, done } = boot();
+    const t = k.spawn();
+    assert.equal(mmap(k, t, BASE + 123, PAGE, PROT_READ | PROT_WRITE, ANON), BASE);
+    assert.equal(mmap(k, t, BASE + 3 * PAGE - 1, PAGE, PROT_READ, ANON), BASE + 2 * PAGE);
+    assert.equal(mmap(k, t, PAGE, PAGE, PROT_READ, ANON), MMAP_MIN_ADDR);
+    assert.equal(mmap(k, t, MMAP_MIN_ADDR - 1, PAGE, PROT_READ, ANON), MMAP_BASE - PAGE, 'raised to the minimum, taken: the top-down search');
+    assert.deepEqual(
+      t.mm.vmas.vmas.map((v) => [v.start, v.end]),
+      [
+        [MMAP_MIN_ADDR, MMAP_MIN_ADDR + PAGE],
+        [BASE, BASE + PAGE],
+        [BASE + 2 * PAGE, BASE + 3 * PAGE],
+        [MMAP_BASE - PAGE, MMAP_BASE],
+      ],
+    );
+    done();
   });
 });
