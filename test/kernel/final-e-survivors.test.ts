@@ -4,16 +4,20 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Machine } from '../../hardware/machine.js';
+import { getDesign } from '../../interfaces/registry.js';
 import { E } from '../../kernel/errno.js';
 import { enableFastFaults } from '../../kernel/fastfault.js';
 import { ALL_FEATURES, Kernel, type Task } from '../../kernel/kernel.js';
+import { PTE_SWAP } from '../../kernel/pgtable.js';
 import { MMAP_LEGACY_BASE } from '../../kernel/mmap.js';
 import { NR } from '../../kernel/syscalls.js';
 import {
   MADV_GUARD_INSTALL,
   MAP_ANONYMOUS,
   MAP_FIXED,
+  MAP_POPULATE,
   MAP_PRIVATE,
+  MAP_SHARED,
   MMAP_BASE,
   MMAP_MIN_ADDR,
   PROT_NONE,
@@ -91,6 +95,41 @@ describe('mmap.ts: placement', () => {
         [MMAP_BASE - PAGE, MMAP_BASE],
       ],
     );
+    done();
+  });
+});
+
+describe('memory.ts: the reclaim clock across a zap that frees no anonymous page', () => {
+  it('unmapping only file pages leaves the clock hand where reclaim left it: the next victim is the page added after it', () => {
+    const { k, done } = boot({ swapSlots: 8 });
+    getDesign('memfd-secret').install(k);
+    const t = k.spawn({ memLimit: 2 });
+    const RW = PROT_READ | PROT_WRITE;
+    const swapped = (va: number): boolean => (k.pool.get(t.mm.pgd, va) & PTE_SWAP) !== 0;
+    const A = BASE, B = BASE + 2 * PAGE, C = BASE + 4 * PAGE, D = BASE + 6 * PAGE;
+    mapAnon(k, t, 1, A);
+    assert.equal(k.localCpu(t).store(A, new Uint8Array(8).fill(1), 0, 8), 0); // A: accessed
+    assert.equal(mmap(k, t, B, PAGE, RW, ANON | MAP_FIXED | MAP_POPULATE), B); // B: populated, not accessed
+    assert.deepEqual(t.mm.lru, [A, B]);
+    // a memfd_secret page charged to the mm: reclaim gives A its second chance and swaps B, the last on the clock
+    const fd = k.syscall(t, NR.memfd_secret, 0);
+    assert.ok(fd >= 0);
+    assert.equal(k.syscall(t, NR.ftruncate, fd, PAGE), 0);
+    const sec = k.syscall(t, NR.mmap, 0, PAGE, RW, MAP_SHARED, fd, 0);
+    assert.ok(sec > 0);
+    assert.equal(k.localCpu(t).store(sec, new Uint8Array(8).fill(2), 0, 8), 0);
+    assert.ok(swapped(B) && !swapped(A));
+    assert.deepEqual(t.mm.lru, [A]);
+    // the zap of the secret page frees no anonymous frame; closing the file uncharges it
+    assert.equal(k.syscall(t, NR.munmap, sec, PAGE), 0);
+    assert.equal(k.syscall(t, NR.close, fd), 0);
+    assert.equal(mmap(k, t, C, PAGE, RW, ANON | MAP_FIXED | MAP_POPULATE), C); // under the limit: no reclaim
+    assert.deepEqual(t.mm.lru, [A, C]);
+    // at the limit again: the hand is at C (added where it stood), and C was never accessed
+    assert.equal(mmap(k, t, D, PAGE, RW, ANON | MAP_FIXED | MAP_POPULATE), D);
+    assert.ok(swapped(C), 'C is the victim');
+    assert.ok(!swapped(A), 'A is not');
+    assert.deepEqual(t.mm.lru, [A, D]);
     done();
   });
 });
