@@ -414,6 +414,16 @@ function freeFileRange(k: Kernel, file: OpenFile, first: number, last: number): 
 
 // ---- memslots --------------------------------------------------------------
 
+/**
+ * kvm_mmu_max_gfn (arch/x86/kvm/mmu.h), checked by kvm_arch_prepare_memory_region
+ * (x86.c) for a new or moved memslot: its last gfn is below the host's
+ * MAXPHYADDR. Real hosts report 46 to 52 bits (CPUID 0x80000008,
+ * kvm_get_host_maxphyaddr); the model's host has 47, all its stage-2 table
+ * holds (32768 top entries of 4 GiB, pgtable.ts).
+ */
+const MAX_GFN = 2 ** 47 / PAGE - 1;
+const beyondMaxGfn = (gpa: number, pages: number): boolean => gpa / PAGE + pages - 1 > MAX_GFN;
+
 function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
   const a = struct(arg);
   if (a === null) return -E.EFAULT;
@@ -453,6 +463,9 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
     if (uaddr !== old.uaddr || pages !== old.pages || ((flags ^ old.flags) & KVM_MEM_READONLY)) return -E.EINVAL;
     if (gpa === old.gpa && flags === old.flags) return 0;
     vm.zapGuest(old.gpa, old.pages);
+    // KVM_MR_MOVE: kvm_set_memslot zaps the old slot (kvm_invalidate_memslot)
+    // before kvm_arch_prepare_memory_region checks the new place
+    if (gpa !== old.gpa && beyondMaxGfn(gpa, pages)) return -E.EINVAL;
     vm.slots[at] = { ...old, gpa, flags };
     return 0;
   }
@@ -470,6 +483,7 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
     gmem = f;
     gmemOnly = (g.flags & GUEST_MEMFD_FLAG_MMAP) !== 0;
   }
+  if (beyondMaxGfn(gpa, pages)) return -E.EINVAL; // kvm_arch_prepare_memory_region (KVM_MR_CREATE)
   vm.slots.push({ id, flags, gpa, pages, uaddr, gmem, gmemPgoff: off / PAGE, gmemOnly });
   return 0;
 }
