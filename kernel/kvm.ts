@@ -462,6 +462,9 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
     if (gmemSlot) return -E.EINVAL; // guest_memfd slots can only be deleted
     if (uaddr !== old.uaddr || pages !== old.pages || ((flags ^ old.flags) & KVM_MEM_READONLY)) return -E.EINVAL;
     if (gpa === old.gpa && flags === old.flags) return 0;
+    // KVM_MR_MOVE: kvm_check_memslot_overlap with the other slots, as for a new one (kvm_set_memory_region)
+    if (gpa !== old.gpa)
+      for (const s of vm.slots) if (s !== old && gpa < s.gpa + s.pages * PAGE && s.gpa < gpa + size) return -E.EEXIST;
     vm.zapGuest(old.gpa, old.pages);
     // KVM_MR_MOVE: kvm_set_memslot zaps the old slot (kvm_invalidate_memslot)
     // before kvm_arch_prepare_memory_region checks the new place

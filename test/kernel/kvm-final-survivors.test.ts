@@ -93,3 +93,30 @@ describe('KVM: memslots end below the host MAXPHYADDR (x86.c kvm_arch_prepare_me
     k.shutdown();
   });
 });
+
+describe('KVM: a moved memslot may not overlap another (kvm_main.c kvm_set_memory_region, KVM_MR_MOVE)', () => {
+  it('moving onto another slot, or across its edge, is EEXIST and changes nothing; onto its own old range, or touching another, is allowed', () => {
+    const k = kernel('mktme');
+    const t = k.spawn();
+    const vmfd = createVm(k, t, KVM_X86_DEFAULT_VM);
+    const vm = vmOfFd(t, vmfd)!;
+    const a = anon(k, t, 4), b = anon(k, t, 4);
+    assert.equal(store(k, t, a, 0xaa), 0);
+    assert.equal(store(k, t, b, 0xbb), 0);
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 0, 4 * P, a)), 0);
+    assert.equal(setRegion(k, t, vmfd, region(1, 0, 16 * P, 4 * P, b)), 0);
+    assert.equal(peek(k, vm.guest, 0), 0xaa);
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 16 * P, 4 * P, a)), -E.EEXIST, 'onto slot 1');
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 13 * P, 4 * P, a)), -E.EEXIST, 'its last page on slot 1’s first');
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 19 * P, 4 * P, a)), -E.EEXIST, 'its first page on slot 1’s last');
+    assert.notEqual(vm.guestPte(0), 0, 'a refused move zaps nothing (the check is before kvm_set_memslot)');
+    assert.equal(peek(k, vm.guest, 16 * P), 0xbb, 'slot 1 is still what the guest sees there');
+    assert.equal(peek(k, vm.guest, 0), 0xaa);
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 2 * P, 4 * P, a)), 0, 'overlapping its own old range');
+    assert.equal(peek(k, vm.guest, 2 * P), 0xaa);
+    assert.equal(setRegion(k, t, vmfd, region(0, 0, 12 * P, 4 * P, a)), 0, 'ending where slot 1 begins');
+    assert.equal(peek(k, vm.guest, 12 * P), 0xaa);
+    assert.equal(peek(k, vm.guest, 16 * P), 0xbb);
+    k.shutdown();
+  });
+});
