@@ -100,6 +100,19 @@ for (const backend of availableBackends()) {
       }
     });
 
+    it('a whole page from and into buffers whose length is not a multiple of 4 (a page and 2 bytes, at offset 0)', () => {
+      const m = mk(backend);
+      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+      for (const keyid of [0, 1]) {
+        const src = rnd(PAGE_SIZE + 2);
+        m.engine.write(P(2), keyid, src, 0);
+        const dst = new Uint8Array(PAGE_SIZE + 2).fill(0xee);
+        assert.equal(m.engine.read(P(2), keyid, dst, 0), true);
+        assert.deepEqual(dst.subarray(0, PAGE_SIZE), src.subarray(0, PAGE_SIZE), `KeyID ${keyid}`);
+        assert.deepEqual([...dst.subarray(PAGE_SIZE)], [0xee, 0xee], 'the bytes after the page are untouched');
+      }
+    });
+
     it("a KeyID whose generation counter has wrapped to -1 is still keyed on a CPU that touches it first", () => {
       const m = mk(backend, 2);
       // the shared generation word of KeyID 1, as 2^32 - 2 programmings would leave it
