@@ -6,9 +6,8 @@
 // deleted slot zap exactly the guest pages they cover.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Machine } from '../../hardware/machine.js';
 import { E } from '../../kernel/errno.js';
-import { ALL_FEATURES, Kernel, type Task } from '../../kernel/kernel.js';
+import type { Kernel, Task } from '../../kernel/kernel.js';
 import {
   KVM_CREATE_GUEST_MEMFD,
   KVM_CREATE_VM,
@@ -29,12 +28,8 @@ import {
 } from '../../kernel/kvm.js';
 import { NR } from '../../kernel/syscalls.js';
 import { PROT_READ } from '../../kernel/uapi.js';
-import { P, anon, createVm, kvmFd, region, sys } from './kvm-util.js';
+import { P, anon, createVm, kvmFd, region, sys, kvmKernel as kernel } from './kvm-util.js';
 
-function kernel(profile: string): Kernel {
-  const m = Machine.create({ profile, backend: 'openssl', memory: { nodeFrames: [128, 128] }, nrCpus: 1 });
-  return new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 512 });
-}
 const store = (k: Kernel, t: Task, va: number) => k.localCpu(t).store(va, new Uint8Array(8).fill(1), 0, 8);
 const load = (k: Kernel, t: Task, va: number) => k.localCpu(t).load(va, new Uint8Array(8), 0, 8);
 

@@ -9,9 +9,8 @@
 // overlap (EEXIST).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Machine } from '../../hardware/machine.js';
 import { E } from '../../kernel/errno.js';
-import { ALL_FEATURES, Kernel, type Task } from '../../kernel/kernel.js';
+import type { Kernel, Task } from '../../kernel/kernel.js';
 import {
   GUEST_MEMFD_FLAG_MMAP,
   KVM_CREATE_GUEST_MEMFD,
@@ -21,12 +20,7 @@ import {
   vmOfFd,
 } from '../../kernel/kvm.js';
 import { NR } from '../../kernel/syscalls.js';
-import { P, anon, createVm, region, sys } from './kvm-util.js';
-
-function kernel(profile: string): Kernel {
-  const m = Machine.create({ profile, backend: 'openssl', memory: { nodeFrames: [128, 128] }, nrCpus: 1 });
-  return new Kernel(m, { features: ALL_FEATURES, pgtableSlots: 512 });
-}
+import { P, anon, createVm, region, sys, kvmKernel as kernel } from './kvm-util.js';
 
 /** Store one page of `byte` at va (0 or -errno). */
 const store = (k: Kernel, t: Task, va: number, byte: number) => k.localCpu(t).store(va, new Uint8Array(P).fill(byte), 0, P);

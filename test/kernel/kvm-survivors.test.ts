@@ -7,9 +7,8 @@
 // guest fault keeps, and the SEV guest's own sharing.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Machine } from '../../hardware/machine.js';
 import { E } from '../../kernel/errno.js';
-import { ALL_FEATURES, Kernel, type Task } from '../../kernel/kernel.js';
+import type { Kernel, Task } from '../../kernel/kernel.js';
 import {
   FALLOC_FL_KEEP_SIZE,
   FALLOC_FL_PUNCH_HOLE,
@@ -40,21 +39,12 @@ import {
 import { PTE_WRITE } from '../../kernel/pgtable.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
 import { MADV_GUARD_INSTALL, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, TASK_SIZE } from '../../kernel/uapi.js';
-import { P, anon, createVm, region, sys } from './kvm-util.js';
+import { P, anon, createVm, region, sys, kvmKernel as kernel } from './kvm-util.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const PRIV = KVM_MEMORY_ATTRIBUTE_PRIVATE;
 const KEEP = FALLOC_FL_KEEP_SIZE;
 const PUNCH = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE;
-
-interface Opts {
-  readonly pgtableSlots?: number;
-  readonly mmapMinAddr?: number;
-}
-function kernel(profile: string, opts: Opts = {}): Kernel {
-  const m = Machine.create({ profile, backend: 'openssl', memory: { nodeFrames: [128, 128] }, nrCpus: 1 });
-  return new Kernel(m, { features: ALL_FEATURES, pgtableSlots: opts.pgtableSlots ?? 512, ...(opts.mmapMinAddr === undefined ? {} : { mmapMinAddr: opts.mmapMinAddr }) });
-}
 
 /** Store one page of `byte` at va (0 or -errno). */
 const store = (k: Kernel, t: Task, va: number, byte: number) => k.localCpu(t).store(va, new Uint8Array(P).fill(byte), 0, P);
