@@ -77,7 +77,6 @@ export class MemoryEncryptionEngine {
   /** the last caller buffer a whole page went straight to or from (_direct) */
   private lastU8: Uint8Array | null = null;
   private lastBuf: DataBuf | null = null;
-  private lastLen = 0;
   private readonly keyCache: (XtsKey | null)[];
   /**
    * The generation each cached key was imported at; NaN (equal to nothing)
@@ -224,11 +223,10 @@ export class MemoryEncryptionEngine {
    * entry is kept: a CPU's loop reads into and writes from the same buffers.
    */
   private _direct(u8: Uint8Array, off: number): DataBuf | null {
-    // (a view of a resizable ArrayBuffer may have grown or shrunk since its DataBuf was made)
-    if (u8 === this.lastU8 && u8.byteLength === this.lastLen) return off % 16 === 0 ? this.lastBuf : null;
+    // (a view of a resizable ArrayBuffer may have grown or shrunk since its DataBuf's fixed-length u32 was made)
+    if (u8 === this.lastU8 && u8.byteLength === this.lastBuf!.u32.byteLength) return off % 16 === 0 ? this.lastBuf : null;
     if (off % 16 !== 0 || u8.byteOffset % 4 !== 0 || u8.byteLength % 4 !== 0) return null;
     this.lastU8 = u8;
-    this.lastLen = u8.byteLength;
     this.lastBuf = dataBuf(u8);
     return this.lastBuf;
   }
