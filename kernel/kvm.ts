@@ -424,6 +424,12 @@ function freeFileRange(k: Kernel, file: OpenFile, first: number, last: number): 
 const MAX_GFN = 2 ** 47 / PAGE - 1;
 const beyondMaxGfn = (gpa: number, pages: number): boolean => gpa / PAGE + pages - 1 > MAX_GFN;
 
+/** kvm_check_memslot_overlap: [gpa, gpa + size) meets a slot of vm other than `except`. */
+function overlapsSlot(vm: Vm, gpa: number, size: number, except: object | null): boolean {
+  for (const s of vm.slots) if (s !== except && gpa < s.gpa + s.pages * PAGE && s.gpa < gpa + size) return true;
+  return false;
+}
+
 function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
   const a = struct(arg);
   if (a === null) return -E.EFAULT;
@@ -464,7 +470,7 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
     if (gpa === old.gpa && flags === old.flags) return 0;
     // KVM_MR_MOVE: kvm_check_memslot_overlap with the other slots, as for a new one (kvm_set_memory_region)
     if (gpa !== old.gpa)
-      for (const s of vm.slots) if (s !== old && gpa < s.gpa + s.pages * PAGE && s.gpa < gpa + size) return -E.EEXIST;
+      if (overlapsSlot(vm, gpa, size, old)) return -E.EEXIST;
     vm.zapGuest(old.gpa, old.pages);
     // KVM_MR_MOVE: kvm_set_memslot zaps the old slot (kvm_invalidate_memslot)
     // before kvm_arch_prepare_memory_region checks the new place
@@ -472,7 +478,7 @@ function setMemoryRegion(k: Kernel, vm: Vm, arg: SysArg, task: Task): number {
     vm.slots[at] = { ...old, gpa, flags };
     return 0;
   }
-  for (const s of vm.slots) if (gpa < s.gpa + s.pages * PAGE && s.gpa < gpa + size) return -E.EEXIST;
+  if (overlapsSlot(vm, gpa, size, null)) return -E.EEXIST;
   let gmem: OpenFile | null = null, gmemOnly = false;
   if (gmemSlot) {
     // kvm_gmem_bind
