@@ -318,8 +318,9 @@ describe('csv: the optional fields of a meta file', () => {
     for (const v of ['-1', '2.5', '"3"', 'null']) refuses(() => parseMeta(metaWith('rows', v), M), 0, `${M}: rows: expected an integer >= 0`);
   });
 
-  it('refuses a CSV digest that is not 64 lower-case hex digits', () => {
-    for (const v of [`"${'a'.repeat(63)}"`, `"${'A'.repeat(64)}"`, `"${'g'.repeat(64)}"`, '7'])
+  it('refuses a CSV digest that is not a string of 64 lower-case hex digits', () => {
+    // the last: a list of one right digest, which reads as that digest where it is made a string
+    for (const v of [`"${'a'.repeat(63)}"`, `"${'A'.repeat(64)}"`, `"${'g'.repeat(64)}"`, '7', `["${'a'.repeat(64)}"]`])
       refuses(() => parseMeta(metaWith('csv_sha256', v), M), 0, `${M}: csv_sha256: expected 64 hex digits`);
   });
 });
