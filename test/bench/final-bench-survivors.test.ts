@@ -319,8 +319,9 @@ describe('csv: the optional fields of a meta file', () => {
   });
 
   it('refuses a CSV digest that is not a string of 64 lower-case hex digits', () => {
-    // the last: a list of one right digest, which reads as that digest where it is made a string
-    for (const v of [`"${'a'.repeat(63)}"`, `"${'A'.repeat(64)}"`, `"${'g'.repeat(64)}"`, '7', `["${'a'.repeat(64)}"]`])
+    // the last: a list of one right digest, which reads as that digest when made a string
+    const hex = 'a'.repeat(64);
+    for (const v of [`"${'a'.repeat(63)}"`, `"${hex}a"`, `"x${hex}"`, `"${hex}x"`, `"${'A'.repeat(64)}"`, `"${'g'.repeat(64)}"`, '7', `["${hex}"]`])
       refuses(() => parseMeta(metaWith('csv_sha256', v), M), 0, `${M}: csv_sha256: expected 64 hex digits`);
   });
 });
