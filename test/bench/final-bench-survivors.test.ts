@@ -8,6 +8,7 @@ import { compareRuns, formatCompare, formatCompareCsv, type CompareOptions, type
 import { formatCsv, parseCsv, parseMeta } from '../../bench/csv.js';
 import { InputError } from '../../bench/io.js';
 import { cellKey, type Row, type RunMeta } from '../../bench/schema.js';
+import { normalCdf } from '../../bench/stats.js';
 import { mkMeta, mkRow } from './fixtures.js';
 
 const OPTS: CompareOptions = { thresholdPct: 5, alpha: 0.05 };
@@ -323,5 +324,18 @@ describe('csv: the optional fields of a meta file', () => {
     const hex = 'a'.repeat(64);
     for (const v of [`"${'a'.repeat(63)}"`, `"${hex}a"`, `"x${hex}"`, `"${hex}x"`, `"${'A'.repeat(64)}"`, `"${'g'.repeat(64)}"`, '7', `["${hex}"]`])
       refuses(() => parseMeta(metaWith('csv_sha256', v), M), 0, `${M}: csv_sha256: expected 64 hex digits`);
+  });
+});
+
+describe('stats: the normal CDF', () => {
+  it('keeps its precision in the lower tail too', () => {
+    // scipy.stats.norm.cdf(z): -5 -> 2.866515718791933e-07, -8.5 -> 9.47953482220325e-18, -10 -> 7.61985302416047e-24
+    // (1 - 0.5 * erfc(|z| / sqrt 2) there would lose every digit below 1e-16)
+    const ref: [number, number][] = [
+      [-5, 2.866515718791933e-7],
+      [-8.5, 9.47953482220325e-18],
+      [-10, 7.61985302416047e-24],
+    ];
+    for (const [z, want] of ref) assert.ok(Math.abs(normalCdf(z) - want) <= 1e-12 * want, `normalCdf(${z}) = ${normalCdf(z)} vs SciPy ${want}`);
   });
 });
