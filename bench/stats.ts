@@ -63,7 +63,9 @@ function exactP(u: number, n1: number, n2: number): number {
 }
 
 /**
- * erfc(x) for x >= 0 to about 1e-15 relative: below 2.5 as 1 - erf(x) from
+ * erfc(x) for x >= 0 to better than 1e-13 relative (against mpmath: at
+ * most 6.5e-14 just below 2.5, 2.8e-14 above; the tests hold it to 1e-12):
+ * below 2.5 as 1 - erf(x) from
  * the all-positive series erf(x) = 2/sqrt(pi) e^(-x^2) sum 2^n x^(2n+1) / (2n+1)!!
  * (Abramowitz-Stegun 7.1.6), above it from the continued fraction
  * erfc(x) = e^(-x^2)/sqrt(pi) * 1/(x+ (1/2)/(x+ 1/(x+ (3/2)/(x+ ...)))) (A-S 7.1.14),
