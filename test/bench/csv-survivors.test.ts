@@ -7,19 +7,10 @@ import { describe, it } from 'node:test';
 import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from '../../bench/csv.js';
 import { InputError } from '../../bench/io.js';
 import { COLUMNS, type Column, type Row } from '../../bench/schema.js';
-import { mkMeta, mkRow } from './fixtures.js';
+import { mkMeta, mkRow, refuses } from './fixtures.js';
 
 const FILE = 'r.csv';
 
-/** fn must throw an InputError whose message is exactly `message` and whose line is `line`. */
-function refuses(fn: () => unknown, line: number, message: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InputError, `expected an InputError, got ${String(e)}`);
-    assert.equal(e.message, message);
-    assert.equal(e.line, line);
-    return true;
-  });
-}
 
 const HEADER = COLUMNS.join(',');
 /** Two valid data lines (unquoted fields only), the first with mkRow's defaults. */

@@ -9,7 +9,7 @@ import { formatCsv, parseCsv, parseMeta } from '../../bench/csv.js';
 import { InputError } from '../../bench/io.js';
 import { cellKey, type Row, type RunMeta } from '../../bench/schema.js';
 import { normalCdf } from '../../bench/stats.js';
-import { mkMeta, mkRow } from './fixtures.js';
+import { mkMeta, mkRow, refuses } from './fixtures.js';
 
 const OPTS: CompareOptions = { thresholdPct: 5, alpha: 0.05 };
 /** 9 untied samples, median 100. */
@@ -253,16 +253,6 @@ describe('compare: what the text says', () => {
     );
   });
 });
-
-/** fn must throw an InputError whose message is exactly `message` and whose line is `line`. */
-function refuses(fn: () => unknown, line: number, message: string): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof InputError, `expected an InputError, got ${String(e)}`);
-    assert.equal(e.message, message);
-    assert.equal(e.line, line);
-    return true;
-  });
-}
 
 describe('csv: reading', () => {
   it('a broken quote: the message keeps the value whole, even one ending in on line and a word', () => {

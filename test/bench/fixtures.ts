@@ -1,6 +1,8 @@
 // Row and RunMeta builders shared by the bench tests: every column has a
 // plausible default, a test names only what it is about.
+import assert from 'node:assert/strict';
 import { COST_NAMES, DEFAULT_COSTS } from '../../hardware/costs.js';
+import { InputError } from '../../bench/io.js';
 import { modelCell } from '../../bench/model.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, termColumn, type CounterColumn, type Row, type RunMeta } from '../../bench/schema.js';
 
@@ -124,3 +126,13 @@ export const notRun = {
   model_over_plain_ns_per_op: NaN,
   ...Object.fromEntries(COST_NAMES.map((c) => [termColumn(c), NaN])),
 } as Partial<Row>;
+
+/** fn must throw an InputError whose message is exactly `message` and whose line is `line`. */
+export function refuses(fn: () => unknown, line: number, message: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof InputError, `expected an InputError, got ${String(e)}`);
+    assert.equal(e.message, message);
+    assert.equal(e.line, line);
+    return true;
+  });
+}
