@@ -168,25 +168,6 @@ describe('guestRam of an SEV-ES guest', () => {
       assert.deepEqual(got, { [KVM_X86_SEV_VM]: want, [KVM_X86_SEV_ES_VM]: want }, d);
     }
   });
-
-  it('a VMM that may not lock memory cannot register it: ENOMEM (EAGAIN from memfd_secret\'s own mmap)', () => {
-    // sev_pin_memory: locked > RLIMIT_MEMLOCK without CAP_IPC_LOCK is -ENOMEM (arch/x86/kvm/svm/sev.c);
-    // secretmem_mmap: !mlock_future_ok is -EAGAIN (mm/secretmem.c)
-    const got: Record<string, number> = {};
-    for (const d of designs) {
-      const { k, env, vm } = vmm({ caps: [], rlimits: { memlock: 0 } });
-      const r = getDesign(d).guestRam(env, vm(KVM_X86_SEV_ES_VM), KVM_X86_SEV_ES_VM, 4 * P, CPU_KEY);
-      got[d] = 'failed' in r ? r.failed : 0;
-      k.shutdown();
-    }
-    assert.deepEqual(got, {
-      'plain-mmap': -E.ENOMEM,
-      'encrypt-mprotect': -E.ENOMEM,
-      'dev-mktme': -E.ENOMEM,
-      'madvise-encrypt': -E.ENOMEM,
-      'memfd-secret': -E.EAGAIN,
-    });
-  });
 });
 
 describe('the guest-memfd helper', () => {

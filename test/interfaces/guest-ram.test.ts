@@ -10,7 +10,7 @@ import { CPU_KEY, DESIGN_NAMES, type GuestRam } from '../../interfaces/contract.
 import { allDesigns, getDesign } from '../../interfaces/registry.js';
 import { E } from '../../kernel/errno.js';
 import { ALL_FEATURES, Kernel, type SpawnOptions } from '../../kernel/kernel.js';
-import { KVM_CREATE_VM, KVM_MEMORY_ENCRYPT_OP, KVM_PATH, KVM_SEV_INIT2, KVM_X86_DEFAULT_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../../kernel/kvm.js';
+import { KVM_CREATE_VM, KVM_MEMORY_ENCRYPT_OP, KVM_PATH, KVM_SEV_INIT2, KVM_X86_DEFAULT_VM, KVM_X86_SEV_ES_VM, KVM_X86_SEV_VM, KVM_X86_SNP_VM } from '../../kernel/kvm.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
 
 const P = 4096;
@@ -27,7 +27,7 @@ function vmm(profile: string, spawn: SpawnOptions = {}) {
     const fd = env.sys(NR.ioctl, kvm as never, KVM_CREATE_VM as never, type as never);
     assert.ok(fd >= 0, `KVM_CREATE_VM ${type}: ${fd}`);
     // as QEMU's sev-guest object does before any RAM block (sev_kvm_init)
-    if (type === KVM_X86_SEV_VM || type === KVM_X86_SNP_VM) assert.equal(env.sys(NR.ioctl, fd as never, KVM_MEMORY_ENCRYPT_OP as never, [KVM_SEV_INIT2] as never), 0);
+    if (type === KVM_X86_SEV_VM || type === KVM_X86_SEV_ES_VM || type === KVM_X86_SNP_VM) assert.equal(env.sys(NR.ioctl, fd as never, KVM_MEMORY_ENCRYPT_OP as never, [KVM_SEV_INIT2] as never), 0);
     return fd;
   };
   return { k, t, env, vm };
@@ -73,22 +73,24 @@ describe('guestRam when a step fails', () => {
     k.shutdown();
   });
 
-  it('an SEV guest whose VMM may not lock memory (RLIMIT_MEMLOCK 0, no CAP_IPC_LOCK): REG_REGION cannot pin the RAM (ENOMEM); memfd_secret\'s own mmap already fails (EAGAIN)', () => {
-    const got: Record<string, number> = {};
-    for (const d of DESIGN_NAMES) {
-      if (getDesign(d).vmType('sev') !== KVM_X86_SEV_VM) continue;
-      const { env, vm, k } = vmm('sev', { caps: [], rlimits: { memlock: 0 } });
-      got[d] = failed(getDesign(d).guestRam(env, vm(KVM_X86_SEV_VM), KVM_X86_SEV_VM, 4 * P, CPU_KEY));
-      k.shutdown();
+  it('an SEV or SEV-ES guest whose VMM may not lock memory (RLIMIT_MEMLOCK 0, no CAP_IPC_LOCK): REG_REGION cannot pin the RAM (ENOMEM); memfd_secret\'s own mmap already fails (EAGAIN)', () => {
+    for (const type of [KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM]) {
+      const got: Record<string, number> = {};
+      for (const d of DESIGN_NAMES) {
+        if (getDesign(d).vmType('sev') !== KVM_X86_SEV_VM) continue;
+        const { env, vm, k } = vmm('sev', { caps: [], rlimits: { memlock: 0 } });
+        got[d] = failed(getDesign(d).guestRam(env, vm(type), type, 4 * P, CPU_KEY));
+        k.shutdown();
+      }
+      // sev_pin_memory: locked > RLIMIT_MEMLOCK without CAP_IPC_LOCK is -ENOMEM (arch/x86/kvm/svm/sev.c);
+      // secretmem_mmap: !mlock_future_ok is -EAGAIN (mm/secretmem.c)
+      assert.deepEqual(got, {
+        'plain-mmap': -E.ENOMEM,
+        'encrypt-mprotect': -E.ENOMEM,
+        'dev-mktme': -E.ENOMEM,
+        'madvise-encrypt': -E.ENOMEM,
+        'memfd-secret': -E.EAGAIN,
+      }, `type ${type}`);
     }
-    // sev_pin_memory: locked > RLIMIT_MEMLOCK without CAP_IPC_LOCK is -ENOMEM (arch/x86/kvm/svm/sev.c);
-    // secretmem_mmap: !mlock_future_ok is -EAGAIN (mm/secretmem.c)
-    assert.deepEqual(got, {
-      'plain-mmap': -E.ENOMEM,
-      'encrypt-mprotect': -E.ENOMEM,
-      'dev-mktme': -E.ENOMEM,
-      'madvise-encrypt': -E.ENOMEM,
-      'memfd-secret': -E.EAGAIN,
-    });
   });
 });
