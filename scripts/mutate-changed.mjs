@@ -106,11 +106,11 @@ if (total === 0) {
   process.exit(0);
 }
 let left = MAX_LINES;
-const kept = [];
+const kept = []; // [dist path, first line, last line] within the bound
 for (const [js, a, b] of ranges) {
   if (left === 0) break;
   const last = Math.min(b, a + left - 1);
-  kept.push(`${js}:${a}-${last}`);
+  kept.push([js, a, last]);
   left -= last - a + 1;
 }
 if (listOnly) {
@@ -126,7 +126,7 @@ console.log(
 // Stryker, quick mode; the tested mutants are read back from the live log it
 // writes (stryker.config.mjs, live-log), those in the ranges mutated
 const bin = join(ROOT, 'node_modules/.bin/stryker');
-const child = spawn(bin, ['run', '--mutate', kept.join(','), '--timeoutMS', '3000'], {
+const child = spawn(bin, ['run', '--mutate', kept.map(([js, a, b]) => `${js}:${a}-${b}`).join(','), '--timeoutMS', '3000'], {
   cwd: ROOT,
   env: { ...process.env, MUTATE_QUICK: '1' },
   stdio: ['ignore', 'inherit', 'inherit'],
@@ -148,10 +148,7 @@ if (!stopped && code !== 0) {
   process.exit(1);
 }
 
-const inRange = (file, line) => kept.some((k) => {
-  const [, js, a, b] = /^(.*):(\d+)-(\d+)$/.exec(k);
-  return file === join(ROOT, js) && line >= Number(a) && line <= Number(b);
-});
+const inRange = (file, line) => kept.some(([js, a, b]) => file === join(ROOT, js) && line >= a && line <= b);
 // A finished run: its JSON report, which also holds the mutants it reused
 // from the incremental file. A stopped one: the live log, which has the
 // mutants tested until the stop (the report is then an older run's).
