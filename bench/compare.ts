@@ -55,6 +55,12 @@ export interface CellComparison {
   /** (new / base - 1) * 100 */
   readonly changePct: number;
   readonly p: number;
+  /**
+   * Which side the U test saw lower: -1 the new samples (faster), 1 the
+   * base's, 0 neither. It names a significant change whose two medians are
+   * equal (possible with few samples), where changePct has no sign.
+   */
+  readonly lower: -1 | 0 | 1;
   pHolm: number;
   significant: boolean;
   regression: boolean;
@@ -97,7 +103,7 @@ function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
 }
 
 /** Settings that change what a time means: a mismatch is said, since it can make or hide a change. */
-const SETTINGS: readonly (keyof RunMeta)[] = ['repeat', 'time_ms', 'warmup_ms', 'min_samples', 'node_version', 'tinybench_version', 'crypto_backends', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
+const SETTINGS: readonly (keyof RunMeta)[] = ['repeat', 'time_ms', 'warmup_ms', 'warmup_cells', 'min_samples', 'node_version', 'tinybench_version', 'crypto_backends', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
 
 function settingsNotes(b: RunMeta, n: RunMeta): string[] {
   const diff = SETTINGS.filter((k) => JSON.stringify(b[k]) !== JSON.stringify(n[k])).map((k) => `${k} ${String(b[k])} vs ${String(n[k])}`);
@@ -154,7 +160,9 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
     const newMedian = median(ns);
     const timed = bs.length > 0 && ns.length > 0;
     const noisy = [b, n].some((r) => r !== null && hasFlag(r, 'noisy'));
-    const p = timed && !noisy ? mannWhitney(bs, ns).p : NaN;
+    const u = timed && !noisy ? mannWhitney(bs, ns) : { u: NaN, p: NaN };
+    // u counts the (base, new) pairs with the base's sample larger (ties a half)
+    const mid = (bs.length * ns.length) / 2;
     return {
       key,
       label: label((n ?? b)!, multiHw, multiBackend),
@@ -163,7 +171,8 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
       baseMedian,
       newMedian,
       changePct: timed ? (newMedian / baseMedian - 1) * 100 : NaN,
-      p,
+      p: u.p,
+      lower: u.u > mid ? -1 : u.u < mid ? 1 : 0,
       pHolm: NaN,
       significant: false,
       regression: false,
@@ -314,7 +323,7 @@ function verdict(c: CellComparison): string {
   if (c.noisy) return 'noisy';
   if (Number.isNaN(c.p)) return 'untimed';
   if (c.regression) return 'regression';
-  if (c.significant) return c.changePct < 0 ? 'faster' : 'slower';
+  if (c.significant) return c.changePct < 0 || (c.changePct === 0 && c.lower < 0) ? 'faster' : 'slower';
   return c.insufficient ? 'insufficient' : 'same';
 }
 

@@ -138,6 +138,27 @@ describe('compare: p-values and verdicts', () => {
     const back = compareRuns(mem('n.csv', [fault], [base.map((x) => x * 1.03)]), mem('b.csv', [fault], [base]), OPTS);
     assert.match(formatCompareCsv(back), /,true,false,[\d.]+,faster,\n$/);
   });
+
+  it('a significant change with two equal medians is named by the side the U test saw lower', () => {
+    // 40 processes a side, the middle pair equal (medians 100 and 100), every
+    // other value of the new side lower than the base's: significant, changePct 0
+    const lowB = Array.from({ length: 19 }, (_, i) => 80 + i);
+    const highB = Array.from({ length: 19 }, (_, i) => 200 + i);
+    const lowN = Array.from({ length: 19 }, (_, i) => 1 + i);
+    const highN = Array.from({ length: 19 }, (_, i) => 101 + i);
+    const base = [...lowB, 100, 100, ...highB];
+    const now = [...lowN, 100, 100, ...highN];
+    const r = compareRuns(mem('b.csv', [fault], [base]), mem('n.csv', [fault], [now]), OPTS);
+    const [c] = r.cells;
+    assert.equal(c.changePct, 0);
+    assert.ok(c.significant && !c.regression, `p_holm ${c.pHolm}`);
+    assert.equal(c.lower, -1);
+    assert.match(formatCompareCsv(r), /,0,[\d.e-]+,[\d.e-]+,true,false,[\d.]+,faster,\n$/);
+    // the mirror image: the base lower, so the new side is slower (within the threshold: no regression)
+    const back = compareRuns(mem('n.csv', [fault], [now]), mem('b.csv', [fault], [base]), OPTS);
+    assert.equal(back.cells[0].lower, 1);
+    assert.match(formatCompareCsv(back), /,true,false,[\d.]+,slower,\n$/);
+  });
 });
 
 describe('compare: cells timed on one side only', () => {
