@@ -65,6 +65,7 @@ export interface CellsJob {
   readonly timeMs: number;
   readonly minSamples: number;
   readonly warmupMs: number;
+  readonly warmupCells: number;
   readonly costs: CostTable;
   readonly costSource: string;
   readonly meta: RunMeta;
@@ -92,6 +93,7 @@ export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan
     timeMs: job.timeMs,
     minSamples: job.minSamples,
     warmupMs: job.warmupMs,
+    warmupCells: job.warmupCells,
     tmpdir: job.tmpdir,
     stop: () => signal ?? (process.ppid !== job.parent ? 'parent gone' : null),
     costs: job.costs,
@@ -183,6 +185,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
         timeMs: o.timeMs,
         minSamples: o.minSamples,
         warmupMs: o.warmupMs,
+        warmupCells: o.warmupCells ?? 0,
         costs: o.costs,
         costSource: o.costSource,
         meta,

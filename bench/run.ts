@@ -37,6 +37,8 @@ export interface RunArgs {
   time: number;
   samples: number;
   warmup: number;
+  /** cells of each process's warm-up lap (run first, discarded; default WARMUP_CELLS) */
+  warmupCells?: number;
   costs?: string;
   out?: string;
   format: string;
@@ -108,6 +110,7 @@ function resolvedCommand(a: RunArgs): string {
     `--time ${a.time}`,
     `--samples ${a.samples}`,
     `--warmup ${a.warmup}`,
+    `--warmup-cells ${a.warmupCells ?? 0}`,
     `--repeat ${a.repeat}`,
     `--order-seed ${a.orderSeed}`,
     ...(a.costs ? [`--costs ${a.costs}`] : []),
@@ -206,6 +209,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     repeat: a.repeat,
     time_ms: a.time,
     warmup_ms: a.warmup,
+    warmup_cells: a.warmupCells ?? 0,
     min_samples: a.samples,
     order_seed: a.orderSeed!,
   };
@@ -220,6 +224,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     timeMs: a.time,
     minSamples: a.samples,
     warmupMs: a.warmup,
+    warmupCells: a.warmupCells ?? 0,
     tmpdir: runDir,
     costs: costs.costs,
     costSource: costs.source,

@@ -36,6 +36,11 @@ export interface RunOptions {
   readonly minSamples: number;
   /** warm-up per timed cell, ms (WARMUP_MS by default on the command line) */
   readonly warmupMs: number;
+  /**
+   * The warm-up lap: before its cells, the process runs this many of the
+   * first timed cells of its order once and discards them (default 0).
+   */
+  readonly warmupCells?: number;
   /** where scratch files (swap, DAX images) go */
   readonly tmpdir: string;
   /** the cost table the model uses, and where it came from (a row's cost_source) */
@@ -71,6 +76,20 @@ export interface RunResult {
 export const REPEAT = 7;
 export const WARMUP_MS = 120;
 export const TIME_MS = 120;
+
+/**
+ * Cells of the warm-up lap each process runs first and throws away. The
+ * first cells of a fresh process ran slower than the same cells later in it,
+ * whatever they were: on the default suite (7 processes, shuffled orders, a
+ * quiet machine), a process's median for a cell over the cell's median of
+ * all processes was 1.32 at positions 0-4 of the process's order, 1.08 at
+ * 5-9 and 0.98-1.00 from position 10 on (the shared kernel and workload code
+ * is still being compiled and re-optimised while new designs and workloads
+ * come along; a cell's own warm-up sees only its own paths). Since every
+ * process starts with other cells, that start-up cost reached every cell's
+ * spread between processes. Eight cells are about 2 s per process.
+ */
+export const WARMUP_CELLS = 8;
 
 /**
  * Samples kept per cell for compare: the medians of up to BATCHES runs of
@@ -157,43 +176,57 @@ async function timeClean(run: (n: number) => Promise<number>, ops: number, o: Ru
   return { ...best!, noisy: isNoisy(best!.otherPct) };
 }
 
-/** Run the planned cells (all, or o.only) in plan order or in o.order. */
+/** Run one planned cell: its row, and its samples for compare. */
+async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions): Promise<{ row: Row; samples: CellSamples }> {
+  const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-cell-'));
+  try {
+    const start = await startCell({
+      design: p.design,
+      hardware: p.hardware,
+      kernel: p.kernel,
+      workload: p.workload,
+      threads: p.threads,
+      seed: o.seed,
+      backend: p.backend,
+      workdir,
+      encryptedSwap: p.swap === 'encrypted',
+    });
+    let t: Timing & { otherPct: number; noisy: boolean } = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [], otherPct: NaN, noisy: false };
+    try {
+      if (start.timeable && p.timed !== false) t = await timeClean((n) => timedRound(start, n), start.ops, o);
+    } finally {
+      await start.session.close();
+    }
+    const row = toRow(meta, p, start, t, o);
+    row.other_cpu_pct = t.otherPct;
+    row.stability = t.count > 0 ? stabilityFlags(t.noisy, [t.samples]).join('+') : '';
+    // one process: its median is the one sample compare tests; the batch medians show drift
+    const samples = t.count > 0 ? { key: cellKey(row), samples: [t.median], batches: [t.samples] } : { key: cellKey(row), samples: [] };
+    return { row, samples };
+  } finally {
+    rmSync(workdir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Run the planned cells (all, or o.only) in plan order or in o.order, after
+ * the warm-up lap (o.warmupCells of the first timed ones, run and discarded).
+ */
 export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: RunOptions): Promise<RunResult> {
   const rows: Row[] = [];
   const samples: CellSamples[] = [];
   const order = (o.order ?? plan.map((_, i) => i)).filter((i) => o.only === undefined || o.only.has(i));
+  const lap = order.filter((i) => plan[i].timed !== false).slice(0, o.warmupCells ?? 0);
+  for (const i of lap) {
+    if (o.stop?.() != null) break;
+    await runCell(plan[i], meta, o);
+  }
   for (const [done, i] of order.entries()) {
     if (o.stop?.() != null) break;
-    const p = plan[i];
-    const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-cell-'));
-    try {
-      const start = await startCell({
-        design: p.design,
-        hardware: p.hardware,
-        kernel: p.kernel,
-        workload: p.workload,
-        threads: p.threads,
-        seed: o.seed,
-        backend: p.backend,
-        workdir,
-        encryptedSwap: p.swap === 'encrypted',
-      });
-      let t: Timing & { otherPct: number; noisy: boolean } = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [], otherPct: NaN, noisy: false };
-      try {
-        if (start.timeable && p.timed !== false) t = await timeClean((n) => timedRound(start, n), start.ops, o);
-      } finally {
-        await start.session.close();
-      }
-      const row = toRow(meta, p, start, t, o);
-      row.other_cpu_pct = t.otherPct;
-      row.stability = t.count > 0 ? stabilityFlags(t.noisy, [t.samples]).join('+') : '';
-      rows.push(row);
-      // one process: its median is the one sample compare tests; the batch medians show drift
-      samples.push(t.count > 0 ? { key: cellKey(row), samples: [t.median], batches: [t.samples] } : { key: cellKey(row), samples: [] });
-      o.progress?.(done + 1, order.length, row);
-    } finally {
-      rmSync(workdir, { recursive: true, force: true });
-    }
+    const r = await runCell(plan[i], meta, o);
+    rows.push(r.row);
+    samples.push(r.samples);
+    o.progress?.(done + 1, order.length, r.row);
   }
   overPlain(rows);
   return { rows, samples };

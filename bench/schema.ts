@@ -198,6 +198,8 @@ export interface RunMeta {
   repeat: number;
   time_ms: number;
   warmup_ms: number;
+  /** cells of each process's warm-up lap, run first and discarded (absent in older runs: 0) */
+  warmup_cells?: number;
   min_samples: number;
   /** seed of the shuffled cell order of each process (process p uses order_seed + p) */
   order_seed: number;

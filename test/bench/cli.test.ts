@@ -24,7 +24,8 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const cli = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
   spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 180_000, env });
-const FAST = ['--threads', '1', '--time', '1', '--samples', '2', '--warmup', '1', '--repeat', '1'];
+// no warm-up lap (--warmup-cells 0) but in the whole-matrix run, which keeps the default
+const FAST = ['--threads', '1', '--time', '1', '--samples', '2', '--warmup', '1', '--warmup-cells', '0', '--repeat', '1'];
 const has = (cmd: string) => spawnSync(cmd, ['--version'], { encoding: 'utf8' }).status === 0;
 
 describe('memcrypt-bench run: the whole matrix, one CPU', () => {
@@ -36,7 +37,7 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
   let html: string;
   before(() => {
     // two fresh processes: the whole matrix through run --repeat's children
-    r = cli(['run', ...FAST.slice(0, -2), '--repeat', '2', '--order-seed', '7', '--costs', 'defaults', '--out', out]);
+    r = cli(['run', ...FAST.slice(0, -4), '--repeat', '2', '--order-seed', '7', '--costs', 'defaults', '--out', out]);
     assert.equal(r.status, 0, r.stderr);
     rows = parseCsv(readFileSync(out, 'utf8'), out);
     meta = parseMeta(readFileSync(join(dir, 'all.meta.json'), 'utf8'), 'all.meta.json');
@@ -67,6 +68,9 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     const timed = rows.filter((row) => row.sim_rounds > 0);
     assert.ok(timed.length > 0 && timed.every((row) => row.sim_ns_per_op_median > 0 && row.sim_rounds >= 4 && row.sim_processes === 2));
     assert.deepEqual([meta.repeat, meta.order_seed, meta.time_ms, meta.warmup_ms, meta.min_samples], [2, 7, 1, 1, 2]);
+    // the default warm-up lap, said in the meta and in the command that reproduces the run
+    assert.equal(meta.warmup_cells, 8);
+    assert.match(meta.command, / --warmup-cells 8 /);
     // exact counters: the two processes agreed on every single-CPU cell
     assert.ok(rows.every((row) => !row.stability.includes('unstable-counters')), rows.map((x) => x.stability).join(' '));
     const samples = parseSamples(readFileSync(join(dir, 'all.samples.json'), 'utf8'), 'all.samples.json');

@@ -17,7 +17,7 @@ after(() => rmSync(root, { recursive: true, force: true }));
 // signals it 1.5 s in (cells no longer pay for starting their worker CPUs)
 const runArgs = (out: string, repeat: number) => [
   CLI, 'run', '-w', 'fault,swap', '-i', 'plain-mmap,encrypt-mprotect,madvise-encrypt', '-t', '1', '--repeat', String(repeat),
-  '--time', '400', '--warmup', '10', '--costs', 'defaults', '--out', out, '--no-history', '-f', 'none',
+  '--time', '400', '--warmup', '10', '--warmup-cells', '0', '--costs', 'defaults', '--out', out, '--no-history', '-f', 'none',
 ];
 
 const runDirs = (tmp: string) => readdirSync(tmp).filter((n) => n.startsWith('memcrypt-run-'));
