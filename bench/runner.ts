@@ -66,16 +66,29 @@ export interface RunResult {
 /**
  * Defaults of `run`: fresh processes per timed cell, and per process the
  * warm-up and minimum timing of each cell, ms. Chosen for the default suite
- * (78 timed cells) to finish in under 3 minutes on 2 CPUs, with 7 processes:
+ * (78 timed cells) to finish in under 3 minutes on 2 CPUs. 7 processes are
  * the fewest with which the exact U test on per-process medians can reach
  * p < 0.05 after Holm over the suite's cells (2 / C(14, 7) = 0.00058 vs
- * 0.05 / 78 = 0.00064, enough up to 85 cells; 6 processes give 0.0022). The warm-up is shorter
- * than it was with one process (500 ms): a slope left in it is the same in
- * every fresh process, so it no longer reads as a change between runs.
+ * 0.05 / 78 = 0.00064), but only with the two sides completely apart: one
+ * process of the new side caught in a slow spell of the host (a whole cell
+ * about 1.8x slower, see the README) and a real change goes unseen. 9 leave
+ * room for that: U <= 3 still gives p = 2 x 7 / C(18, 9) = 0.00029. The
+ * shorter timing pays for them: within a process a cell's rounds vary by a
+ * few % at most, between processes by far more, and the warm-up lap has
+ * the shared code compiled before any cell is timed. Measured on this
+ * 2-vCPU VM, same commit, one run each: 7 x (120 + 120 ms) took 165-170 s,
+ * 9 x (80 + 80 ms) 151-154 s. Against a run where madvise-encrypt's
+ * allocate made three extra page copies per page, 9 x 80 ms flagged fault
+ * t1 (+12.3%, p_holm 0.003) and enosys-fallback t1 (+10.9%, 0.022); 7 x 120
+ * ms flagged fault t1 (+13.9%, 0.045) and, with the exact test for ties,
+ * enosys-fallback on the unpatched kernel (+16.9%, 0.045). Two runs of one
+ * commit flagged nothing with either. The warm-up is shorter than it was
+ * with one process (500 ms): a slope left in it is the same in every fresh
+ * process, so it does not read as a change between runs.
  */
-export const REPEAT = 7;
-export const WARMUP_MS = 120;
-export const TIME_MS = 120;
+export const REPEAT = 9;
+export const WARMUP_MS = 80;
+export const TIME_MS = 80;
 
 /**
  * Cells of the warm-up lap each process runs first and throws away. The

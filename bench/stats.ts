@@ -72,7 +72,7 @@ function exactP(u: number, n1: number, n2: number): number {
  * first sample, the share whose rank sum is as extreme, twice the smaller
  * tail (as exactP, and as SciPy's mannwhitneyu(method=PermutationMethod())
  * with every permutation). The normal approximation is far too cautious at
- * the sizes compare sees (7 processes a side): complete separation with one
+ * the sizes compare sees (7 to 9 processes a side): complete separation with one
  * tie gives p = 0.0021 there against 2 / C(14, 7) = 0.00058 here, which is
  * what decides whether a change can pass Holm over a suite's cells.
  * twiceRanks: the N mid-ranks doubled (integers); sum2: the first sample's

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { shuffledOrder } from '../../bench/repeat.js';
 import { LoadMeter, stabilityFlags } from '../../bench/stability.js';
-import { bimodalityCoefficient, cvPct, minExactP, normalQuantile, spearmanTrend } from '../../bench/stats.js';
+import { REPEAT } from '../../bench/runner.js';
+import { bimodalityCoefficient, cvPct, mannWhitney, minExactP, normalQuantile, spearmanTrend } from '../../bench/stats.js';
 
 const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
 
@@ -15,11 +16,24 @@ describe('statistics for stability', () => {
     close(minExactP(7, 7), 2 / 3432);
     close(minExactP(1, 1), 1);
     assert.equal(minExactP(0, 5), 1);
-    // why --repeat defaults to 7: Holm over the default suite's timed cells needs p < 0.05 / 78.
+    // Holm over the default suite's timed cells needs p < 0.05 / 78.
     // 78 = 42 at 1 thread (60 cells less 18 that do not run their scenario: unsupported, crashed)
     // + 36 at 2 threads (the same less key-exhaustion's 6, which runs at 1 thread only);
-    // 7 a side holds up to 85 timed cells (2 / 3432 < 0.05 / 85)
+    // 7 a side are the fewest that can (2 / 3432 < 0.05 / 78), with the sides completely apart only
     assert.ok(minExactP(6, 6) > 0.05 / 78 && minExactP(7, 7) < 0.05 / 78);
+  });
+
+  it('why --repeat defaults to 9: a change still passes Holm over 78 cells with 3 of the 81 pairs the other way round', () => {
+    assert.equal(REPEAT, 9);
+    const base = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+    // one process of the new side as fast as the base's best three (a slow spell on the base's side, say)
+    const slower = [6.5, 10, 11, 12, 13, 14, 15, 16, 17];
+    const r = mannWhitney(base, slower);
+    assert.equal(r.u, 3);
+    close(r.p, (2 * (1 + 1 + 2 + 3)) / 48620, 1e-15); // U = 0, 1, 2, 3: 1, 1, 2 and 3 of the C(18, 9) orders
+    assert.ok(r.p < 0.05 / 78);
+    // with 7 a side, one such pair is already too many
+    assert.ok(mannWhitney([1, 2, 3, 4, 5, 6, 7], [6.5, 8, 9, 10, 11, 12, 13]).p > 0.05 / 78);
   });
 
   it('Spearman trend and the bimodality coefficient match SciPy 1.17 (spearmanr; skew and kurtosis with bias=False)', () => {
