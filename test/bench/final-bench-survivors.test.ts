@@ -159,6 +159,22 @@ describe('compare: p-values and verdicts', () => {
     assert.equal(back.cells[0].lower, 1);
     assert.match(formatCompareCsv(back), /,true,false,[\d.]+,slower,\n$/);
   });
+
+  it('the U test direction: 0 when neither side is lower; a nonzero change of the medians names the verdict, not the direction', () => {
+    // the same samples on both sides: U at its mean
+    const same = compareRuns(mem('b.csv', [fault], [S9]), mem('n.csv', [fault], [S9]), OPTS);
+    assert.equal(same.cells[0].lower, 0);
+    // a bimodal base (median 549.75) against a new side whose median is 1.9% higher but
+    // whose ranks are mostly lower (U = 1180 of 1600, p 0.00019): significant, within the
+    // threshold, and 'slower' as its +1.9% says, though the U test saw the new side lower
+    const base = [...Array.from({ length: 20 }, (_, i) => 90 + i * 0.5), ...Array.from({ length: 20 }, (_, i) => 1000 + i)];
+    const now = [...Array.from({ length: 19 }, (_, i) => 1 + i), 560, 560, ...Array.from({ length: 19 }, (_, i) => 561 + i)];
+    const r = compareRuns(mem('b.csv', [fault], [base]), mem('n.csv', [fault], [now]), OPTS);
+    const [c] = r.cells;
+    assert.ok(c.significant && !c.regression && c.changePct > 0 && c.changePct < 5, `${c.changePct} ${c.pHolm}`);
+    assert.equal(c.lower, -1);
+    assert.match(formatCompareCsv(r), /,true,false,[\d.]+,slower,\n$/);
+  });
 });
 
 describe('compare: cells timed on one side only', () => {
