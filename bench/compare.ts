@@ -223,7 +223,7 @@ export function formatCompare(r: CompareResult): string {
   out.push(...wrapWords(`machine: ${m.host}, ${m.cpu_model}, ${m.nproc} CPUs, ${(m.mem_bytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel_release}, node ${m.node_version}`, '', '  ', W));
   out.push(
     ...wrapWords(
-      `settings: repeat ${m.repeat}, warm-up ${m.warmup_ms} ms, time ${m.time_ms} ms, >= ${m.min_samples} rounds, backend ${m.crypto_backends.join(',')}, costs ${m.cost_source}`,
+      `settings: repeat ${m.repeat}, ${m.warmup_cells === undefined ? '' : `warm-up lap ${m.warmup_cells} cells, `}warm-up ${m.warmup_ms} ms, time ${m.time_ms} ms, >= ${m.min_samples} rounds, backend ${m.crypto_backends.join(',')}, costs ${m.cost_source}`,
       '',
       '  ',
       W,

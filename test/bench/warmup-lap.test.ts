@@ -117,6 +117,9 @@ describe('the warm-up lap in the meta file and on the command line', () => {
     const opts = { thresholdPct: 5, alpha: 0.05 };
     assert.match(formatCompare(compareRuns(run('b.csv', 0), run('n.csv', 8), opts)), /settings differ \(warmup_cells 0 vs 8\)/);
     assert.doesNotMatch(formatCompare(compareRuns(run('b.csv', 8), run('n.csv', 8), opts)), /settings differ/);
+    // the header gives the new run's lap with its other settings; an older run's header has none
+    assert.match(formatCompare(compareRuns(run('b.csv', 0), run('n.csv', 8), opts)), /^settings: repeat 1, warm-up lap 8 cells, warm-up 500 ms, time 300 ms,/m);
+    assert.match(formatCompare(compareRuns(run('b.csv', 8), run('n.csv', undefined), opts)), /^settings: repeat 1, warm-up 500 ms, time 300 ms,/m);
   });
 
   it('run --warmup-cells takes an integer from 0 to 1000, and says what was wrong otherwise', () => {
