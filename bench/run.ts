@@ -37,7 +37,7 @@ export interface RunArgs {
   time: number;
   samples: number;
   warmup: number;
-  /** cells of each process's warm-up lap (run first, discarded; default WARMUP_CELLS) */
+  /** cells of each process's warm-up lap, run first and discarded (none when absent; the command line's default is WARMUP_CELLS) */
   warmupCells?: number;
   costs?: string;
   out?: string;

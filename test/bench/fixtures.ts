@@ -5,6 +5,7 @@ import { COST_NAMES, DEFAULT_COSTS } from '../../hardware/costs.js';
 import { InputError } from '../../bench/io.js';
 import { modelCell } from '../../bench/model.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, termColumn, type CounterColumn, type Row, type RunMeta } from '../../bench/schema.js';
+import type { Workload } from '../../workloads/workload.js';
 
 const COUNTERS: Record<CounterColumn, number> = {
   syscalls: 3,
@@ -135,4 +136,9 @@ export function refuses(fn: () => unknown, line: number, message: string): void 
     assert.equal(e.line, line);
     return true;
   });
+}
+
+/** A one-page workload that does nothing but `round`: the fakes the runner tests time. */
+export function fakeWorkload(name: Workload['name'], description: string, round: Workload['round']): Workload {
+  return { name, description, op: 'page', kernels: ['patched'], pages: 1, swap: false, dax: false, memLimit: () => Infinity, setup: async () => 0, round };
 }

@@ -9,7 +9,7 @@ import { DEFAULT_COSTS } from '../../hardware/costs.js';
 import { NO_LEAK } from '../../interfaces/conformance.js';
 import { runMatrix, type CellPlan } from '../../bench/runner.js';
 import type { RoundReport, Workload } from '../../workloads/workload.js';
-import { mkMeta } from './fixtures.js';
+import { fakeWorkload, mkMeta } from './fixtures.js';
 
 const OPS = 4;
 const spin = (ms: number) => {
@@ -25,16 +25,7 @@ function fake(lie = false): Workload & { calls: { n: number; counting: boolean }
   const calls: { n: number; counting: boolean }[] = [];
   return {
     calls,
-    name: 'fault',
-    description: 'a fake workload of known duration',
-    op: 'page',
-    kernels: ['patched'],
-    pages: 1,
-    swap: false,
-    dax: false,
-    memLimit: () => Infinity,
-    setup: async () => 0,
-    round: async (s, n, counting): Promise<RoundReport> => {
+    ...fakeWorkload('fault', 'a fake workload of known duration', async (s, n, counting): Promise<RoundReport> => {
       calls.push({ n, counting });
       if (!counting) spin(n <= 10 ? 40 : 1);
       s.k.count('faults', OPS); // the counting round's events: what one round does
@@ -49,7 +40,7 @@ function fake(lie = false): Workload & { calls: { n: number; counting: boolean }
         leaks: NO_LEAK,
         detail: '',
       };
-    },
+    }),
   };
 }
 

@@ -15,7 +15,7 @@ import { InputError } from '../../bench/io.js';
 import { runMatrix, type CellPlan } from '../../bench/runner.js';
 import { cellKey } from '../../bench/schema.js';
 import type { RoundReport, Workload } from '../../workloads/workload.js';
-import { mkMeta, mkRow } from './fixtures.js';
+import { fakeWorkload, mkMeta, mkRow } from './fixtures.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
 
@@ -27,23 +27,14 @@ function recorder(label: string, name: 'fault' | 'swap' = 'fault'): Workload & {
   const rounds: { n: number; counting: boolean }[] = [];
   return {
     rounds,
-    name,
-    description: 'records its rounds',
-    op: 'page',
-    kernels: ['patched'],
-    pages: 1,
-    swap: false,
-    dax: false,
-    memLimit: () => Infinity,
-    setup: async () => 0,
-    round: async (s, n, counting): Promise<RoundReport> => {
+    ...fakeWorkload(name, 'records its rounds', async (s, n, counting): Promise<RoundReport> => {
       rounds.push({ n, counting });
       if (counting) log.push(label);
       const end = performance.now() + 0.2;
       while (performance.now() < end);
       s.k.count('faults', 1);
       return { ops: 1, errors: 0, fault: 0, errno: 0, refused: false, fallback: false, observed: counting ? 'encrypted' : null, leaks: NO_LEAK, detail: '' };
-    },
+    }),
   };
 }
 
