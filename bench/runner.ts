@@ -100,7 +100,8 @@ export const TIME_MS = 80;
  * is still being compiled and re-optimised while new designs and workloads
  * come along; a cell's own warm-up sees only its own paths). Since every
  * process starts with other cells, that start-up cost reached every cell's
- * spread between processes. Eight cells are about 2 s per process.
+ * spread between processes. Eight cells added 12 s to a default run of 7
+ * processes at 120 + 120 ms a cell (1.7 s each); less at 80 + 80 ms.
  */
 export const WARMUP_CELLS = 8;
 

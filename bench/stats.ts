@@ -76,7 +76,8 @@ function exactP(u: number, n1: number, n2: number): number {
  * tie gives p = 0.0021 there against 2 / C(14, 7) = 0.00058 here, which is
  * what decides whether a change can pass Holm over a suite's cells.
  * twiceRanks: the N mid-ranks doubled (integers); sum2: the first sample's
- * doubled rank sum.
+ * doubled rank sum. Without ties it gives exactP's p; exactP stays for that
+ * case because its table is n1 n2 wide where this one is N (N + 1).
  */
 function exactTiedP(sum2: number, n1: number, twiceRanks: readonly number[]): number {
   // ways[k][s]: subsets of k of the ranks seen so far with doubled sum s
