@@ -12,11 +12,11 @@
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, MmStruct } from './kernel.js';
-import { allocAnonPage, freeEncryptedPage } from './memory.js';
+import { allocAnonPage, freeEncryptedPage, vmaPteFlags } from './memory.js';
 import { PG_ANON, PG_UNEVICTABLE } from './page_alloc.js';
-import { PTE_ACCESSED, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE, mkPte, ptePfn, pteKeyid } from './pgtable.js';
+import { PTE_ACCESSED, PTE_MIGRATION, PTE_SWAP, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
-import { VM_WRITE, type Vma } from './vma.js';
+import type { Vma } from './vma.js';
 
 const page = new Uint8Array(PAGE_SIZE);
 
@@ -97,7 +97,7 @@ export function swapIn(k: Kernel, mm: MmStruct, vma: Vma, va: number, i: number,
   k.engine.write(asPfn(pfn), keyid, page); // encrypted for the new address
   page.fill(0);
   k.swap!.freeSlot(slot);
-  Atomics.store(k.pool.words, i, mkPte(pfn, keyid, PTE_PRESENT | (vma.flags & VM_WRITE ? PTE_WRITE : 0)));
+  Atomics.store(k.pool.words, i, mkPte(pfn, keyid, vmaPteFlags(vma))); // mk_pte(page, vma->vm_page_prot)
   k.count('swap_in');
   return 0;
 }

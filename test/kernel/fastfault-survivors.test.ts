@@ -23,7 +23,7 @@ import type { Kernel, Task } from '../../kernel/kernel.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PCP_BATCH } from '../../kernel/page_alloc.js';
-import { PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '../../kernel/pgtable.js';
+import { PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
@@ -74,8 +74,12 @@ describe('fast faults: the VMA snapshot and its lookup', () => {
     const { k, t, ff, done } = threeVmas();
     assert.equal(ff.tryFault(BASE + 3 * PAGE, false), true, 'read of V1 (read-only, second in the snapshot)');
     assert.equal(k.pool.get(t.mm.pgd, BASE + 3 * PAGE) & PTE_WRITE, 0, 'a read-only VMA gets a read-only PTE');
+    // vm_page_prot carries ACCESSED (memory.ts vmaPteFlags): the PTE has it before any access retries
+    const flags = PTE_PRESENT | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY;
+    assert.equal(k.pool.get(t.mm.pgd, BASE + 3 * PAGE) & flags, PTE_PRESENT | PTE_ACCESSED, 'read of V1: present, accessed');
     assert.equal(ff.tryFault(BASE + 4 * PAGE, true), true, 'write at V2 start = V1 end');
     assert.equal(ff.tryFault(BASE, true), true, 'write at V0 start');
+    assert.equal(k.pool.get(t.mm.pgd, BASE) & flags, flags, 'write of V0: present, writable, accessed, dirty');
     assert.equal(ff.tryFault(BASE + 5 * PAGE + 100, true), true, 'write inside the last page of V2');
     assert.deepEqual([ff.handled, ff.passed], [4, 0]);
     assert.equal(k.counters.get('faults'), 4);

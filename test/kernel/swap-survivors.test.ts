@@ -307,6 +307,32 @@ describe('swap.ts: reclaim', () => {
     done();
   });
 
+  it('a page a fault has just mapped is accessed already: reclaim before the access retries takes an older page, and a swap-in is accessed too', () => {
+    // x86 vm_page_prot carries _PAGE_ACCESSED (memory.ts vmaPteFlags). Without
+    // it, a second CPU's fault could evict the page between the first CPU's
+    // fault and its retry; two CPUs under one limit did so thousands of times
+    // in a round. k.fault is the kernel's half of a fault, without the retry.
+    const { k, done } = boot({ swapSlots: 8 });
+    const t = k.spawn({ memLimit: 2 });
+    const cpu = k.localCpu(t);
+    mapAnon(k, t, 3);
+    assert.equal(cpu.store(BASE, pageOf(0)), 0);
+    assert.equal(k.fault(t, BASE + PAGE, true), 0);
+    assert.equal(pte(k, t, 1) & (PTE_PRESENT | PTE_ACCESSED), PTE_PRESENT | PTE_ACCESSED, 'first touch: accessed on arrival');
+    // at the limit: the clock clears page 0's bit and page 1's, and takes page 0 on its second turn
+    assert.equal(k.fault(t, BASE + 2 * PAGE, true), 0);
+    assert.equal(k.counters.get('swap_out'), 1);
+    assert.ok(swapped(k, t, 0), 'page 0 is the one swapped out');
+    assert.ok(present(k, t, 1), 'page 1 stays for the access that faulted it');
+    assert.equal(k.fault(t, BASE, false), 0); // swap-in of page 0
+    assert.equal(k.counters.get('swap_in'), 1);
+    assert.equal(pte(k, t, 0) & (PTE_PRESENT | PTE_ACCESSED), PTE_PRESENT | PTE_ACCESSED, 'swap-in: accessed on arrival');
+    const out = new Uint8Array(PAGE);
+    assert.equal(cpu.load(BASE, out), 0);
+    assert.deepEqual(out, pageOf(0));
+    done();
+  });
+
   it('mlocked pages are never swapped out: the clock skips them and takes the next page', () => {
     const { k, done } = boot({ swapSlots: 8 });
     const t = k.spawn({ memLimit: 3 });
