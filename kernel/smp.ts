@@ -28,6 +28,13 @@
 // Host CPUs: the word after the doorbell holds how many host CPUs the
 // simulator's threads share; hand-offs spin freely only if the simulated CPUs
 // (one thread each) fit them (backoff.ts).
+//
+// Kernel waits: the word after that is 1 while the kernel waits for an ack
+// that did not come at once, when the simulated CPUs outnumber the host's. A
+// CPU waiting for its trap reply then sleeps instead of spinning: the CPU
+// the kernel waits for may be the one its spin keeps off the host CPU. (As a
+// paravirtual TLB flush does not wait for a preempted vCPU, arch/x86/kernel/
+// kvm.c kvm_flush_tlb_multi, it lets the CPU that must ack run.)
 
 import { Spinner } from './backoff.js';
 
@@ -51,6 +58,8 @@ export interface SmpDescriptor {
 
 /** Polls of an ack before the kernel sleeps on it: an ack takes a CPU one access boundary. */
 const ACK_SPIN = 2000;
+/** Polls of an ack before, threads outnumbering host CPUs, CPUs in traps are asked to sleep. */
+const ACK_YIELD = 64;
 
 export class Smp {
   readonly nrCpus: number;
@@ -79,7 +88,7 @@ export class Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
     if (!Number.isInteger(hostCpus) || hostCpus < 1) throw new RangeError(`hostCpus: expected >= 1, got ${hostCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 2) * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 3) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
     });
@@ -113,6 +122,11 @@ export class Smp {
   /** Host CPUs the simulator's threads share. */
   get hostCpus(): number {
     return Atomics.load(this.words, this.doorbell + 1);
+  }
+
+  /** Index of the kernel-waits word: 1 while CPUs in traps should sleep, not spin. */
+  get kernelWaits(): number {
+    return this.doorbell + 2;
   }
 
   ring(): void {
@@ -155,6 +169,8 @@ export class Smp {
       gens[c] = Atomics.add(w, this.w(c, W_IPI), 1) + 1;
       Atomics.notify(w, this.w(c, W_IPI)); // a CPU sleeping in a wait loop acks at once
     }
+    const crowded = this.nrCpus > this.hostCpus;
+    let asked = false;
     for (let c = 0; c < this.nrCpus; c++) {
       const gen = gens[c];
       if (gen === 0) continue;
@@ -163,9 +179,14 @@ export class Smp {
         // the generations are 32-bit counters that wrap: compare mod 2^32
         if (((ack - gen) | 0) >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
         if (Atomics.load(w, this.w(c, W_REQ)) !== Atomics.load(w, this.w(c, W_RESP))) break; // in a trap
+        if (spin === ACK_YIELD && crowded && !asked) {
+          Atomics.store(w, this.kernelWaits, 1);
+          asked = true;
+        }
         if (spin >= ACK_SPIN) Atomics.wait(w, this.w(c, W_ACK), ack, 0.05);
       }
     }
+    if (asked) Atomics.store(w, this.kernelWaits, 0);
     return sent;
   }
 }

@@ -100,12 +100,15 @@ export class WorkerCpu {
     // Spin first: a trap is served in microseconds, and a futex sleep and
     // wake costs tens of them on a VM. IPIs need no ack while we wait here:
     // the kernel does not wait for a CPU in a trap (smp.ts).
+    // But not while the kernel waits for another CPU's ack: that CPU may need
+    // the host CPU this spin holds (smp.ts, kernel waits).
     const sp = this.spinner;
+    const kw = this.smp.kernelWaits;
     sp.start();
     for (;;) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;
-      if (!sp.spin()) sp.sleep(w, this.base + W_RESP, resp, 1);
+      if (Atomics.load(w, kw) !== 0 || !sp.spin()) sp.sleep(w, this.base + W_RESP, resp, 1);
     }
     this.user.pollIpi(); // before the next access: IPIs sent while we were in the kernel
     return a[this.argBase + A_RET];

@@ -1,9 +1,11 @@
 // Survivors of the quick mutation run in kernel/smp.ts, on an Smp of its own
 // (no kernel, no worker thread): Smp.create's check of the CPU count and its
 // message, the layout of the shared words (per-CPU blocks, then the doorbell,
-// then the host CPU count), ring() and its wake-up, the spinning regime a
-// spinner() gets, targets() (the mm_cpumask), and shootdown: which CPUs get an
-// IPI, which acks it waits for, and its spin-then-sleep on an ack. The CPUs are
+// then the host CPU count, then the kernel-waits word), ring() and its
+// wake-up, the spinning regime a spinner() gets, targets() (the
+// mm_cpumask), and shootdown: which CPUs get an IPI, which acks it waits
+// for, its spin-then-sleep on an ack, and when it asks CPUs in traps to
+// sleep (the kernel-waits word). The CPUs are
 // played by the test: it writes their words, and node:test mocks of
 // Atomics.load and Atomics.wait make a CPU ack at a chosen poll or when the
 // kernel sleeps on its ACK word (a spy on Atomics.notify sees ring's wake-up).
@@ -75,18 +77,19 @@ describe('smp.ts: Smp.create and the shared words', () => {
     assert.throws(() => Smp.create(-2), { name: 'RangeError', message: 'nrCpus: expected >= 1, got -2' });
     const one = Smp.create(1);
     assert.equal(one.nrCpus, 1);
-    assert.equal(one.words.length, CPU_WORDS + 2);
+    assert.equal(one.words.length, CPU_WORDS + 3);
   });
 
-  it('the doorbell is the word after the per-CPU blocks and the host CPU count the one after it; ring() bumps the doorbell and wakes its sleeper', async () => {
+  it('the doorbell is the word after the per-CPU blocks, the host CPU count the one after it and the kernel-waits word the last; ring() bumps the doorbell and wakes its sleeper', async () => {
     const smp = Smp.create(3, 2);
-    assert.equal(smp.words.length, 3 * CPU_WORDS + 2);
+    assert.equal(smp.words.length, 3 * CPU_WORDS + 3);
     assert.equal(smp.doorbell, 3 * CPU_WORDS);
     assert.equal(smp.words[3 * CPU_WORDS + 1], 2);
     assert.equal(smp.hostCpus, 2);
+    assert.equal(smp.kernelWaits, 3 * CPU_WORDS + 2);
     const others = () => [...smp.words].filter((_, i) => i !== smp.doorbell);
     const before = others();
-    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2], 'only the boot CPU is online');
+    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2, 0], 'only the boot CPU is online; the kernel waits for nobody');
     const sleeper = Atomics.waitAsync(smp.words, 3 * CPU_WORDS, 0);
     assert.equal(sleeper.async, true);
     const realNotify = Atomics.notify;
@@ -172,6 +175,27 @@ describe('smp.ts: shootdown', () => {
     assert.equal(played.spunOn, false, 'the kernel went to sleep');
     assert.deepEqual(played.sleeps, [[1, 0, 2001]], '2000 polls, then the read whose value it sleeps on');
     assert.equal(realLoad(smp.words, smp.w(1, W_ACK)), 1);
+  });
+
+  it('with more CPUs than host CPUs, an ack still missing at the 65th read (ACK_YIELD) raises the kernel-waits word once, lowered when the shootdown is done', () => {
+    const raised = (smp: Smp, ackAtPoll: number): number[] => {
+      const stores: number[] = [];
+      playCpus(smp, ackAtPoll);
+      mock.method(Atomics, 'store', (a: Int32Array, i: number, v: number) => {
+        if (a === smp.words && i === smp.kernelWaits) stores.push(v);
+        return realStore(a, i, v);
+      });
+      smp.setOnline(1, 7);
+      smp.setOnline(2, 7);
+      assert.equal(smp.shootdown(0, 7), 2);
+      assert.equal(realLoad(smp.words, smp.kernelWaits), 0, 'lowered at the end');
+      mock.restoreAll();
+      return stores;
+    };
+    assert.deepEqual(raised(Smp.create(3, 2), 65), [], 'acks at the 65th read: nobody is asked to sleep');
+    assert.deepEqual(raised(Smp.create(3, 2), 66), [1, 0], 'raised at the 65th read, once for both CPUs waited on');
+    assert.deepEqual(raised(Smp.create(3, 2), 0), [1, 0], 'the kernel went to sleep on the acks: raised once');
+    assert.deepEqual(raised(Smp.create(3, 3), 0), [], 'the CPUs fit the host: CPUs in traps may spin');
   });
 
   it('a CPU of another mm is not waited for, even when its generation counter has wrapped negative', () => {

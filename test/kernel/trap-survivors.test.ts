@@ -3,7 +3,8 @@
 // so that every outcome is exact. Covers cpuDescriptor's CPU range check and
 // its fast-fault switch; WorkerCpu.trap (number, arguments and return value of
 // a syscall, the address and write flag of a fault, the argument limit, the
-// REQ notify, polling before sleeping on RESP) and online(); TrapServer's
+// REQ notify, polling before sleeping on RESP, sleeping at once while the
+// kernel waits for another CPU's ack) and online(); TrapServer's
 // serveOne (what it answers, where it writes RET, waking the CPU), its serving
 // loop (a trap already outstanding, stop() ending the loops) and pump (step(),
 // not sleeping while there is work, polling before sleeping, the stall error
@@ -320,6 +321,23 @@ describe('trap.ts: WorkerCpu.trap', () => {
       [0, 1],
     ]);
     assert.ok(st.pollsBeforeSleep > 1, `it polled ${st.pollsBeforeSleep} times before its first sleep`);
+    s.done();
+  });
+
+  it('while the kernel waits for another CPU\'s ack (the kernel-waits word is 1), a CPU waiting for its trap reply sleeps after one look instead of polling', () => {
+    const s = setup(2);
+    const cpu = workerCpu(s.k, s.t, 1);
+    const st = kernelAnswers(s.k, new TrapServer(s.k, s.t), 1, { onPoll: 10, onSleep: 2 });
+    Atomics.store(s.k.smp.words, s.k.smp.kernelWaits, 1);
+    s.rets.push(13);
+    assert.equal(cpu.trap(NR_PROBE), 13);
+    assert.equal(st.forced, false);
+    assert.equal(st.pollsBeforeSleep, 1, 'one look at RESP, then a sleep');
+    assert.deepEqual(st.sleeps, [
+      [0, 1],
+      [0, 1],
+    ]);
+    Atomics.store(s.k.smp.words, s.k.smp.kernelWaits, 0);
     s.done();
   });
 
