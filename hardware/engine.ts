@@ -74,9 +74,11 @@ export class MemoryEncryptionEngine {
   private readonly frameOwner: Int32Array;
   private readonly row: Float64Array;
   private readonly scratch: DataBuf;
-  /** the last caller buffer a whole page went straight to or from (_direct) */
+  /** the last two caller buffers a whole page went straight to or from (_direct), most recent first */
   private lastU8: Uint8Array | null = null;
   private lastBuf: DataBuf | null = null;
+  private prevU8: Uint8Array | null = null;
+  private prevBuf: DataBuf | null = null;
   private readonly keyCache: (XtsKey | null)[];
   /**
    * The generation each cached key was imported at; NaN (equal to nothing)
@@ -219,13 +221,25 @@ export class MemoryEncryptionEngine {
 
   /**
    * The caller's buffer as a DataBuf, when a whole page can go straight to or
-   * from it at off (16-byte aligned, as the backends need); else null. One
-   * entry is kept: a CPU's loop reads into and writes from the same buffers.
+   * from it at off (16-byte aligned, as the backends need); else null. Two
+   * entries are kept, so that a loop that stores from one buffer and loads
+   * into another (a CPU's pattern and read-back buffers, page by page) makes
+   * no DataBuf per page.
    */
   private _direct(u8: Uint8Array, off: number): DataBuf | null {
     // (a view of a resizable ArrayBuffer may have grown or shrunk since its DataBuf's fixed-length u32 was made)
     if (u8 === this.lastU8 && u8.byteLength === this.lastBuf!.u32.byteLength) return off % 16 === 0 ? this.lastBuf : null;
+    if (u8 === this.prevU8 && u8.byteLength === this.prevBuf!.u32.byteLength) {
+      const b = this.prevBuf!;
+      this.prevU8 = this.lastU8;
+      this.prevBuf = this.lastBuf;
+      this.lastU8 = u8;
+      this.lastBuf = b;
+      return off % 16 === 0 ? b : null;
+    }
     if (off % 16 !== 0 || u8.byteOffset % 4 !== 0 || u8.byteLength % 4 !== 0) return null;
+    this.prevU8 = this.lastU8;
+    this.prevBuf = this.lastBuf;
     this.lastU8 = u8;
     this.lastBuf = dataBuf(u8);
     return this.lastBuf;
