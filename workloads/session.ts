@@ -234,7 +234,13 @@ export class CellSession {
       p(P_PAGES, this.pages);
       this.command(c, KIND_ROUND);
     }
-    this.server.pump(() => cpus.every((c, i) => Atomics.load(w, roundWord(c)) !== before[i]), step);
+    // polled millions of times a second while the CPUs work: no allocation per call
+    const words = cpus.map(roundWord);
+    const finished = (): boolean => {
+      for (let i = 0; i < words.length; i++) if (Atomics.load(w, words[i]) === before[i]) return false;
+      return true;
+    };
+    this.server.pump(finished, step);
     if (cpus.some((c) => Atomics.load(b.i32, b.i(c, R_FAILED)) === 1)) {
       // the CPU's 'fail' message says what happened; give it a turn to arrive
       for (let i = 0; i < 100 && this.failure === null; i++) await new Promise((r) => setTimeout(r, 1));
