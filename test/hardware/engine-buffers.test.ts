@@ -152,6 +152,14 @@ for (const backend of availableBackends()) {
         assert.notEqual(seen.at(-1)!.view, srcView, 'src got a new view');
         assert.equal(m.engine.read(P(5), 1, dst), true);
         assert.deepEqual(dst, src);
+        // the older view serves a page at any 16-aligned offset of its buffer, straight
+        const big = rnd(3 * PAGE_SIZE);
+        m.engine.write(P(6), 1, big, 16);
+        assert.equal(m.engine.read(P(6), 1, dst), true); // big's view is now the older one
+        m.engine.write(P(7), 1, big, 32);
+        assert.equal(seen.at(-1)!.u8, big, 'a page at offset 32 goes straight from big');
+        assert.equal(m.engine.read(P(7), 1, dst), true);
+        assert.deepEqual(dst, big.subarray(32, 32 + PAGE_SIZE));
       });
     });
 
