@@ -218,10 +218,10 @@ export class CellSession {
     const b = this.board;
     const f = b.f64;
     const w = this.k.smp.words;
-    const roundWord = (c: number) => this.k.smp.w(c, W_ROUND);
     const flags = (spec.verifyOnly ? FLAG_VERIFY_ONLY : 0) | (spec.writeOnly ? FLAG_WRITE_ONLY : 0);
     const cpus = this.workers.map((_, i) => i + 1);
-    const before = cpus.map((c) => Atomics.load(w, roundWord(c)));
+    const words = cpus.map((c) => this.k.smp.w(c, W_ROUND)); // rounds each CPU has finished
+    const before = words.map((i) => Atomics.load(w, i));
     for (const c of cpus) {
       const p = (slot: number, v: number) => (f[b.f(c, slot)] = v);
       p(P_ROUND, spec.round);
@@ -235,7 +235,6 @@ export class CellSession {
       this.command(c, KIND_ROUND);
     }
     // polled millions of times a second while the CPUs work: no allocation per call
-    const words = cpus.map(roundWord);
     const finished = (): boolean => {
       for (let i = 0; i < words.length; i++) if (Atomics.load(w, words[i]) === before[i]) return false;
       return true;
