@@ -27,8 +27,8 @@
 // needed, for a time slice), and never spinning made swap ops take
 // milliseconds (every trap two futex wake-ups): there the adaptive budget
 // does best (swap t2 12-183 us per op, measured while the two CPUs still
-// evicted each other's just-faulted pages; 6-10 us since, memory.ts
-// vmaPteFlags). A CPU in a trap also stops spinning while the kernel waits
+// evicted each other's just-faulted pages; 6-10 us since, pgtable.ts
+// pageProt). A CPU in a trap also stops spinning while the kernel waits
 // for another CPU's ack (smp.ts, kernel waits).
 
 /** Longest spin of one wait, in ms: longer than a round of the default workloads. */

@@ -38,7 +38,7 @@ import { PAGE_SIZE, asPfn } from '../hardware/types.js';
 import type { Kernel, MmStruct } from './kernel.js';
 import { PCP_BATCH, PG_ALLOCATED, PG_ANON, type MemMap } from './page_alloc.js';
 import { W_MM } from './smp.js';
-import { PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, type PageTablePool } from './pgtable.js';
+import { PTE_DIRTY, mkPte, pageProt, type PageTablePool } from './pgtable.js';
 import { VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
 
 // Int32 words of an mm's shared area
@@ -323,8 +323,7 @@ export class FastFault {
     c.map.flags[pfn] = PG_ALLOCATED | PG_ANON;
     c.map.ownerMm[pfn] = c.mmId;
     c.map.ownerVa[pfn] = page;
-    // vm_page_prot, as memory.ts vmaPteFlags: ACCESSED comes with the mapping
-    const pte = mkPte(pfn, keyid, PTE_PRESENT | PTE_ACCESSED | (fl & VM_WRITE ? PTE_WRITE : 0) | (write ? PTE_DIRTY : 0));
+    const pte = mkPte(pfn, keyid, pageProt((fl & VM_WRITE) !== 0) | (write ? PTE_DIRTY : 0));
     if (Atomics.compareExchange(w, i, 0, pte) !== 0) {
       // another CPU faulted the page in first: undo, and retry the access
       if (keyid !== 0) {

@@ -7,7 +7,6 @@ import type { Kernel, MmStruct, OpenFile, Task } from './kernel.js';
 import type { MktmeKey } from './keys.js';
 import { PG_ALLOCATED, PG_ANON, PG_FILE, PG_UNEVICTABLE } from './page_alloc.js';
 import {
-  PTE_ACCESSED,
   PTE_DIRTY,
   PTE_MIGRATION,
   PTE_PINNED,
@@ -15,6 +14,7 @@ import {
   PTE_SWAP,
   PTE_WRITE,
   mkPte,
+  pageProt,
   ptePfn,
 } from './pgtable.js';
 import { reclaimPages, swapIn } from './swap.js';
@@ -58,19 +58,9 @@ function freeAnonPage(k: Kernel, mm: MmStruct, pfn: number): void {
   mm.rss--;
 }
 
-/**
- * PTE flags a VMA's pages get when a fault maps them (vma->vm_page_prot).
- * ACCESSED is among them: x86's user protections all carry _PAGE_ACCESSED
- * (PAGE_SHARED, PAGE_COPY, PAGE_READONLY in
- * arch/x86/include/asm/pgtable_types.h), and do_anonymous_page and
- * do_swap_page build the PTE from vm_page_prot (mm/memory.c). So a page that
- * has just been faulted in survives reclaim's first look at it until the
- * faulting CPU has retried its access. Without the bit, two CPUs swapping in
- * under one memory limit evicted each other's pages between the fault and
- * the retry, thousands of times in a round.
- */
+/** PTE flags a VMA's pages get when a fault maps them (pgtable.ts pageProt). */
 export function vmaPteFlags(vma: Vma): number {
-  return PTE_PRESENT | PTE_ACCESSED | (vma.flags & VM_WRITE ? PTE_WRITE : 0);
+  return pageProt((vma.flags & VM_WRITE) !== 0);
 }
 
 /**

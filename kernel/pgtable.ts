@@ -33,6 +33,18 @@ export const ptePfn = (pte: number): number => pte >>> PFN_SHIFT;
 export const pteKeyid = (pte: number): number => (pte >>> KEYID_SHIFT) & KEYID_MASK;
 export const ptePresent = (pte: number): boolean => (pte & PTE_PRESENT) !== 0;
 
+/**
+ * The flags a fault maps a user page with (vma->vm_page_prot). ACCESSED is
+ * among them: x86's user protections all carry _PAGE_ACCESSED (PAGE_SHARED,
+ * PAGE_COPY, PAGE_READONLY in arch/x86/include/asm/pgtable_types.h), and
+ * do_anonymous_page and do_swap_page build the PTE from vm_page_prot
+ * (mm/memory.c). So a page that has just been faulted in survives reclaim's
+ * first look at it until the faulting CPU has retried its access. Without
+ * the bit, two CPUs swapping in under one memory limit evicted each other's
+ * pages between the fault and the retry, thousands of times in a round.
+ */
+export const pageProt = (writable: boolean): number => PTE_PRESENT | PTE_ACCESSED | (writable ? PTE_WRITE : 0);
+
 const ENTRIES = 1024;
 const TOP_SLOTS = 32; // 32768 top-level entries
 const TOP_SHIFT = 2 ** 20; // vpn / 2^20 -> top index

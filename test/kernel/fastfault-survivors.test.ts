@@ -74,7 +74,7 @@ describe('fast faults: the VMA snapshot and its lookup', () => {
     const { k, t, ff, done } = threeVmas();
     assert.equal(ff.tryFault(BASE + 3 * PAGE, false), true, 'read of V1 (read-only, second in the snapshot)');
     assert.equal(k.pool.get(t.mm.pgd, BASE + 3 * PAGE) & PTE_WRITE, 0, 'a read-only VMA gets a read-only PTE');
-    // vm_page_prot carries ACCESSED (memory.ts vmaPteFlags): the PTE has it before any access retries
+    // vm_page_prot carries ACCESSED (pgtable.ts pageProt): the PTE has it before any access retries
     const flags = PTE_PRESENT | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY;
     assert.equal(k.pool.get(t.mm.pgd, BASE + 3 * PAGE) & flags, PTE_PRESENT | PTE_ACCESSED, 'read of V1: present, accessed');
     assert.equal(ff.tryFault(BASE + 4 * PAGE, true), true, 'write at V2 start = V1 end');

@@ -109,8 +109,8 @@ describe('memory.ts: the reclaim clock across a zap that frees no anonymous page
     const A = BASE, B = BASE + 2 * PAGE, C = BASE + 4 * PAGE, D = BASE + 6 * PAGE;
     mapAnon(k, t, 1, A);
     assert.equal(k.localCpu(t).store(A, new Uint8Array(8).fill(1), 0, 8), 0); // A: accessed
-    // Populating maps a page accessed, as x86's vm_page_prot does (memory.ts
-    // vmaPteFlags); age() clears the bit as an earlier scan of the clock would.
+    // Populating maps a page accessed, as x86's vm_page_prot does (pgtable.ts
+    // pageProt); age() clears the bit as an earlier scan of the clock would.
     const age = (va: number): number => Atomics.and(k.pool.words, k.pool.pteIndex(t.mm.pgd, va), ~PTE_ACCESSED);
     assert.equal(mmap(k, t, B, PAGE, RW, ANON | MAP_FIXED | MAP_POPULATE), B);
     assert.ok(age(B) & PTE_ACCESSED, 'B was populated accessed'); // B: populated, then aged

@@ -308,7 +308,7 @@ describe('swap.ts: reclaim', () => {
   });
 
   it('a page a fault has just mapped is accessed already: reclaim before the access retries takes an older page, and a swap-in is accessed too', () => {
-    // x86 vm_page_prot carries _PAGE_ACCESSED (memory.ts vmaPteFlags). Without
+    // x86 vm_page_prot carries _PAGE_ACCESSED (pgtable.ts pageProt). Without
     // it, a second CPU's fault could evict the page between the first CPU's
     // fault and its retry; two CPUs under one limit did so thousands of times
     // in a round. k.fault is the kernel's half of a fault, without the retry.
