@@ -116,12 +116,17 @@ export class Smp {
 
   /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts). */
   spinner(): Spinner {
-    return new Spinner(this.nrCpus <= this.hostCpus);
+    return new Spinner(!this.crowded);
   }
 
   /** Host CPUs the simulator's threads share. */
   get hostCpus(): number {
     return Atomics.load(this.words, this.doorbell + 1);
+  }
+
+  /** The simulated CPUs (one thread each) outnumber the host CPUs they share. */
+  get crowded(): boolean {
+    return this.nrCpus > this.hostCpus;
   }
 
   /** Index of the kernel-waits word: 1 while CPUs in traps should sleep, not spin. */
@@ -169,7 +174,7 @@ export class Smp {
       gens[c] = Atomics.add(w, this.w(c, W_IPI), 1) + 1;
       Atomics.notify(w, this.w(c, W_IPI)); // a CPU sleeping in a wait loop acks at once
     }
-    const crowded = this.nrCpus > this.hostCpus;
+    const crowded = this.crowded;
     let asked = false;
     for (let c = 0; c < this.nrCpus; c++) {
       const gen = gens[c];
