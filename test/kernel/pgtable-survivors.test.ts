@@ -120,6 +120,32 @@ describe('pgtable.ts: freeTables over a whole middle table', () => {
   });
 });
 
+describe('pgtable.ts: freeTables frees the tables its pgd made, and only those', () => {
+  it('two tasks\' tables at the lowest and the highest top-level entry: freeing one gives back its own and keeps the other\'s mapped', () => {
+    const pool = PageTablePool.create(2 * 32 + 1 + 4 * 2);
+    const a = pool.allocPgd();
+    const b = pool.allocPgd();
+    const TOP = 2 ** 47 - P; // the last page a 47-bit user address reaches: top-level entry 32767
+    for (const pgd of [a, b])
+      for (const va of [P, TOP]) pool.words[pool.pteIndex(pgd, va, true)] = mkPte(pgd, 0, PTE_PRESENT);
+    assert.equal(pool.used, 2 * 32 + 8);
+    for (const va of [P, TOP]) pool.words[pool.pteIndex(a, va)] = 0; // exit cleared a's PTEs
+    pool.freeTables(a);
+    assert.equal(pool.used, 32 + 4, 'a\'s top-level table, both middle tables and both leaves are free');
+    assert.equal(pool.get(a, TOP), 0);
+    assert.equal(pool.get(b, P), mkPte(b, 0, PTE_PRESENT), 'b keeps its low mapping');
+    assert.equal(pool.get(b, TOP), mkPte(b, 0, PTE_PRESENT), 'b keeps its high mapping');
+    const c = pool.allocPgd();
+    assert.equal(c, a);
+    assert.equal(pool.get(c, TOP), 0, 'the reused top-level table has no entry left at 32767');
+    for (const va of [P, TOP]) pool.words[pool.pteIndex(b, va)] = 0;
+    pool.freeTables(b);
+    assert.equal(pool.used, 32, 'only c\'s top-level table');
+    pool.freeTables(c);
+    assert.equal(pool.used, 0, 'a pgd that never made a table frees just itself');
+  });
+});
+
 describe('tlb.ts: flushTlbMm', () => {
   it('flushes the TLB of the local CPUs that run the mm and keeps the translations of a CPU running another mm', () => {
     const { k, done } = boot();
