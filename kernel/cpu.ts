@@ -16,7 +16,7 @@ import {
   ptePfn,
   pteKeyid,
 } from './pgtable.js';
-import { W_ACK, W_IPI, type Smp } from './smp.js';
+import { W_ACK, W_IPI, W_WAIT, type Smp } from './smp.js';
 
 /** Fault into the kernel: 0 when the access may be retried, else -errno (-EFAULT = SIGSEGV). */
 export type FaultFn = (va: number, write: boolean) => number;
@@ -25,6 +25,12 @@ const TLB_ENTRIES = 64;
 
 /** Polls of a migration entry before this CPU sleeps on it. */
 const MIGRATION_SPIN = 1000;
+/**
+ * Longest sleep on a migration entry, ms, before it is looked at again. The
+ * kernel wakes the sleeper when it installs the moved page's PTE, so this
+ * only bounds the wait should that never come.
+ */
+const MIGRATION_SLEEP_MS = 5;
 
 export class UserCpu {
   readonly cpu: number;
@@ -38,6 +44,7 @@ export class UserCpu {
   private readonly tlbPte = new Int32Array(TLB_ENTRIES);
   private readonly ipiWord: number;
   private readonly ackWord: number;
+  private readonly waitWord: number;
   /** TLB hits and misses of this CPU (not shared counters: timing-dependent). */
   tlbHits = 0;
   tlbMisses = 0;
@@ -52,6 +59,7 @@ export class UserCpu {
     this.fault = fault;
     this.ipiWord = smp.w(this.cpu, W_IPI);
     this.ackWord = smp.w(this.cpu, W_ACK);
+    this.waitWord = smp.w(this.cpu, W_WAIT);
   }
 
   flushTlb(): void {
@@ -98,15 +106,23 @@ export class UserCpu {
         return want >>> 0;
       }
       if (pte & PTE_MIGRATION) {
-        // Wait for the kernel to finish moving the page, acking IPIs
-        // meanwhile: spin (a page moves in microseconds), then sleep on our
-        // own IPI word, so that a shootdown wakes us at once; the PTE is
-        // looked at again at least every 50 us.
+        // Wait for the kernel to finish moving the page: spin, acking IPIs (a
+        // page moves in microseconds), then sleep on the PTE's word until
+        // the kernel installs the new PTE and wakes its waiters, as
+        // migration_entry_wait sleeps until the folio is unlocked
+        // (mm/migrate.c). Asleep, the CPU is in the kernel and uses no
+        // translation: WAIT tells a shootdown not to wait for its ack, and
+        // it polls IPIs before it goes on (smp.ts).
         const sw = this.smp.words;
         for (let spin = 0; Atomics.load(w, i) === pte; spin++) {
           this.pollIpi();
-          if (spin >= MIGRATION_SPIN) Atomics.wait(sw, this.ipiWord, Atomics.load(sw, this.ackWord), 0.05);
+          if (spin >= MIGRATION_SPIN) {
+            Atomics.store(sw, this.waitWord, 1);
+            Atomics.wait(w, i, pte, MIGRATION_SLEEP_MS);
+            Atomics.store(sw, this.waitWord, 0);
+          }
         }
+        this.pollIpi(); // a shootdown may have passed us by while we slept
         continue;
       }
       const r = this.fault(va, write);

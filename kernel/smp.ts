@@ -12,9 +12,10 @@
 // and then stores ACK = IPI (seq-cst: the flush happens before the kernel sees
 // the ack, so the kernel may then reuse the frame or change its KeyID). A CPU
 // that is OFFLINE is not waited for, and neither is one inside a trap
-// (REQ != RESP): it is blocked until the kernel answers and polls IPIs before
-// its next access (cpu.ts), like a CPU in lazy TLB mode. An access is never
-// split by an ack: translate + engine access run between two IPI checks.
+// (REQ != RESP) or asleep on a migration entry (WAIT = 1): it is blocked
+// until the kernel answers (or installs the moved page's PTE) and polls IPIs
+// before its next access (cpu.ts), like a CPU in lazy TLB mode. An access is
+// never split by an ack: translate + engine access run between two IPI checks.
 //
 // Trap: the CPU writes NR and ARGS, then bumps REQ and notifies; the kernel
 // (which waits on REQ with Atomics.waitAsync) runs the call, writes RET, sets
@@ -47,6 +48,7 @@ export const W_RESP = 4;
 export const W_NR = 5;
 export const W_MM = 6; // id of the mm this CPU runs (for mm_cpumask-like IPI targeting)
 export const W_ROUND = 7; // rounds of user work this CPU has finished (workloads/)
+export const W_WAIT = 8; // 1 while this CPU sleeps on a migration entry (cpu.ts, migration_entry_wait)
 export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
 export const A_RET = 6;
 
@@ -184,6 +186,7 @@ export class Smp {
         // the generations are 32-bit counters that wrap: compare mod 2^32
         if (((ack - gen) | 0) >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
         if (Atomics.load(w, this.w(c, W_REQ)) !== Atomics.load(w, this.w(c, W_RESP))) break; // in a trap
+        if (Atomics.load(w, this.w(c, W_WAIT)) === 1) break; // asleep on a migration entry
         if (spin === ACK_YIELD && crowded && !asked) {
           Atomics.store(w, this.kernelWaits, 1);
           asked = true;

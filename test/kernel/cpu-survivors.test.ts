@@ -1,6 +1,6 @@
 // Survivors of the quick mutation run in kernel/cpu.ts (the user-mode CPU):
 // the TLB's hits and misses, the ACCESSED and DIRTY bits it sets, waiting on
-// a migration entry, a PTE whose frame number sets the sign bit, the default
+// a migration entry (asleep on the PTE's word, marked WAIT), a PTE whose frame number sets the sign bit, the default
 // lengths of load and store, integrity faults, and copying across pages.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -12,7 +12,7 @@ import { E } from '../../kernel/errno.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_ACCESSED, PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, ptePfn } from '../../kernel/pgtable.js';
-import { W_IPI } from '../../kernel/smp.js';
+import { W_WAIT } from '../../kernel/smp.js';
 import { AT_FDCWD, NR } from '../../kernel/syscalls.js';
 import { MAP_SHARED } from '../../kernel/uapi.js';
 import { BASE, boot, mapAnon, PAGE } from './util.js';
@@ -188,7 +188,7 @@ describe('the user CPU', () => {
     done();
   });
 
-  it('waits on a migration entry (acking IPIs, sleeping on its IPI word) instead of faulting into the kernel', async () => {
+  it('waits on a migration entry (spinning, then asleep on the PTE\'s word with WAIT raised) instead of faulting into the kernel', async () => {
     const { k, done } = boot();
     const t = k.spawn();
     mapAnon(k, t, 1);
@@ -206,22 +206,26 @@ describe('the user CPU', () => {
       return k.fault(t, va, write);
     });
     // the "kernel" finishing the move, on another thread: once this CPU sleeps on
-    // its IPI word (a waiter to wake), or once it has faulted (then it did not wait)
+    // the PTE's word with WAIT raised (a waiter to wake there: the wake-up finds
+    // the entry still there and the CPU sleeps again), or once it has faulted
+    // (then it did not wait); then the new PTE and its wake-up, as migrate.ts
     const code = `
       const { workerData: d, parentPort } = require('node:worker_threads');
       const w = new Int32Array(d.pt), sw = new Int32Array(d.sw), faulted = new Int32Array(d.faulted);
       const nap = new Int32Array(new SharedArrayBuffer(4));
       let how;
-      for (;;) {
+      for (let naps = 0; ; naps++) {
         if (Atomics.load(faulted, 0)) { how = 'faulted'; break; }
-        if (Atomics.notify(sw, d.ipi, 1) > 0) { how = 'slept'; break; }
+        if (Atomics.load(sw, d.wait) === 1 && Atomics.notify(w, d.i, 1) > 0) { how = 'slept'; break; }
+        if (naps === 2000) { how = 'never slept on the PTE'; break; }
         Atomics.wait(nap, 0, 0, 1);
       }
       Atomics.store(w, d.i, d.pte);
+      Atomics.notify(w, d.i);
       parentPort.postMessage(how);`;
     const worker = new Worker(code, {
       eval: true,
-      workerData: { pt: w.buffer, sw: k.smp.words.buffer, faulted: faulted.buffer, ipi: k.smp.w(cpu.cpu, W_IPI), i, pte },
+      workerData: { pt: w.buffer, sw: k.smp.words.buffer, faulted: faulted.buffer, wait: k.smp.w(cpu.cpu, W_WAIT), i, pte },
     });
     try {
       const how = new Promise<string>((res, rej) => {
@@ -233,6 +237,7 @@ describe('the user CPU', () => {
       assert.equal(cpu.load(BASE, out), 0);
       assert.equal(await how, 'slept');
       assert.equal(faults, 0);
+      assert.equal(Atomics.load(k.smp.words, k.smp.w(cpu.cpu, W_WAIT)), 0, 'WAIT is lowered once the CPU goes on');
       assert.ok(out.every((b) => b === 9));
     } finally {
       await worker.terminate();

@@ -15,7 +15,7 @@ import { type FastFault, enableFastFaults } from '../../kernel/fastfault.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
-import { W_IPI } from '../../kernel/smp.js';
+import { W_WAIT } from '../../kernel/smp.js';
 import { KEYCTL_INVALIDATE, NR } from '../../kernel/syscalls.js';
 import {
   MADV_DONTNEED,
@@ -111,7 +111,7 @@ describe('the user CPU and the PTE it walks', () => {
     done();
   });
 
-  it('polls a migration entry 1000 times before it first sleeps, then sleeps (on its IPI word, at most 50 us) between looks', () => {
+  it('polls a migration entry 1000 times before it first sleeps, then sleeps (on the PTE\'s word, WAIT raised, at most 5 ms) between looks, and polls IPIs after the wait before it goes on', () => {
     const { k, done } = boot();
     const t = k.spawn();
     mapAnon(k, t, 1);
@@ -134,9 +134,12 @@ describe('the user CPU and the PTE it walks', () => {
     };
     const realStore = Atomics.store;
     const sleeps: number[] = [];
-    mock.method(Atomics, 'wait', (a: Int32Array, j: number, _v: number, ms: number) => {
-      assert.ok(a === k.smp.words && j === k.smp.w(cpu.cpu, W_IPI), 'sleeps on its own IPI word');
-      assert.ok(ms > 0 && ms <= 0.05, `sleeps at most 50 us, not ${ms} ms`);
+    const waiting = () => Atomics.load(k.smp.words, k.smp.w(cpu.cpu, W_WAIT));
+    mock.method(Atomics, 'wait', (a: Int32Array, j: number, v: number, ms: number) => {
+      assert.ok(a === w && j === i, 'sleeps on the PTE\'s word, where the kernel wakes it');
+      assert.equal(v, (pte & ~PTE_PRESENT) | PTE_MIGRATION, 'while it holds the migration entry');
+      assert.ok(ms > 0 && ms <= 5, `sleeps at most 5 ms, not ${ms} ms`);
+      assert.equal(waiting(), 1, 'with WAIT raised: a shootdown does not wait for it');
       sleeps.push(polls);
       polls = 0;
       if (sleeps.length === 4) realStore(w, i, pte); // the kernel ends the move
@@ -150,6 +153,8 @@ describe('the user CPU and the PTE it walks', () => {
     assert.equal(sleeps.length, 4);
     assert.ok(sleeps[0] >= 1000, `${sleeps[0]} polls before the first sleep`);
     assert.deepEqual(sleeps.slice(1), [1, 1, 1], 'then one look per sleep');
+    assert.equal(polls, 1, 'one IPI poll after the wait, before the access');
+    assert.equal(waiting(), 0, 'WAIT lowered');
     done();
   });
 });

@@ -13,7 +13,7 @@
 // generation wraps past 2^31 - 1 is not waited for. No test measures time.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, mock } from 'node:test';
-import { CPU_WORDS, Smp, W_ACK, W_IPI, W_ONLINE, W_REQ } from '../../kernel/smp.js';
+import { CPU_WORDS, Smp, W_ACK, W_IPI, W_ONLINE, W_REQ, W_WAIT } from '../../kernel/smp.js';
 
 const realLoad = Atomics.load;
 const realStore = Atomics.store;
@@ -156,6 +156,22 @@ describe('smp.ts: shootdown', () => {
     assert.equal(realLoad(smp.words, smp.w(4, W_ACK)), 1);
     assert.equal(smp.shootdown(0, 7), 3);
     assert.deepEqual(ipis(smp), [0, 2, 2, 0, 2], 'a new generation per shootdown');
+  });
+
+  it('a CPU asleep on a migration entry (WAIT) gets its IPI but is not waited for; once awake it is again', () => {
+    const smp = Smp.create(3);
+    smp.setOnline(1, 7);
+    smp.setOnline(2, 7);
+    realStore(smp.words, smp.w(1, W_WAIT), 1);
+    const { sleeps } = playCpus(smp);
+    assert.equal(smp.shootdown(0, 7), 2);
+    assert.deepEqual(ipis(smp), [0, 1, 1]);
+    assert.deepEqual(sleeps.map(([c]) => c), [2], 'only cpu 2 is waited for');
+    assert.equal(realLoad(smp.words, smp.w(1, W_ACK)), 0, 'cpu 1 acks when it polls, before its next access');
+    realStore(smp.words, smp.w(1, W_WAIT), 0);
+    realStore(smp.words, smp.w(1, W_ACK), 1);
+    assert.equal(smp.shootdown(0, 7), 2);
+    assert.deepEqual(sleeps.map(([c]) => c), [2, 1, 2], 'awake, cpu 1 is waited for');
   });
 
   it('a CPU that acks within a few polls is never slept on', () => {
