@@ -12,7 +12,7 @@ import { asPfn } from '../hardware/types.js';
 import { E } from './errno.js';
 import type { Kernel, Task } from './kernel.js';
 import { PG_ALLOCATED, PG_ANON, PG_INACCESSIBLE, PG_UNMOVABLE } from './page_alloc.js';
-import { PTE_ACCESSED, PTE_MIGRATION, PTE_PRESENT, mkPte, ptePfn, pteKeyid } from './pgtable.js';
+import { PTE_MIGRATION, PTE_PRESENT, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
 
 /** Why a page of this kind cannot move (-errno), or 0. */
@@ -84,8 +84,12 @@ export function movePages(k: Kernel, task: Task, pages: readonly number[], nodes
     k.alloc.keyid[dst] = keyid;
     k.alloc.ownerMm[dst] = k.alloc.ownerMm[pfn];
     k.alloc.ownerVa[dst] = k.alloc.ownerVa[pfn];
-    // 4. the new PTE; CPUs waiting on the migration entry see it
-    Atomics.store(w, i, mkPte(dst, keyid, (pte & 0x7f & ~PTE_MIGRATION & ~PTE_ACCESSED) | PTE_PRESENT));
+    // 4. the new PTE; CPUs waiting on the migration entry see it. It is as
+    //    young and as dirty as the old one: try_to_migrate_one records both
+    //    in the migration entry (make_migration_entry_young/_dirty, which
+    //    x86-64's swap entries have room for) and remove_migration_pte
+    //    applies them (pte_mkold unless the entry was young; mm/migrate.c)
+    Atomics.store(w, i, mkPte(dst, keyid, (pte & 0x7f & ~PTE_MIGRATION) | PTE_PRESENT));
     Atomics.notify(w, i);
     // 5. the old frame: flush its keyed lines, back to the allocator
     if (keyid !== 0) k.engine.flush(asPfn(pfn));

@@ -253,19 +253,28 @@ describe('memory.ts: LRU and faults', () => {
 });
 
 describe('migrate.ts: the moved page', () => {
-  it('a migrated page keeps its write and dirty bits, loses the accessed bit, and the notifiers hear of exactly its page', () => {
+  it('a migrated page keeps its write, dirty and accessed bits (an old page stays old), and the notifiers hear of exactly its page', () => {
     const { k, done } = boot();
     const t = k.spawn();
-    mapAnon(k, t, 2);
+    mapAnon(k, t, 3);
     touch(k, t, BASE + PAGE, 8);
+    touch(k, t, BASE + 2 * PAGE, 7);
+    // reclaim's clock has aged the third page since its fault (swap.ts)
+    Atomics.and(k.pool.words, k.pool.pteIndex(t.mm.pgd, BASE + 2 * PAGE), ~PTE_ACCESSED);
     const heard: number[][] = [];
     t.mm.notifiers.add((s: number, e: number) => heard.push([s, e]));
     const status: number[] = [];
     assert.equal(k.syscall(t, NR.move_pages, 0, [BASE + PAGE], [1], status), 0);
     assert.deepEqual(status, [1]);
     assert.deepEqual(heard, [[BASE + PAGE, BASE + 2 * PAGE]]);
-    const pte = k.pool.get(t.mm.pgd, BASE + PAGE);
-    assert.deepEqual([!!(pte & PTE_PRESENT), !!(pte & PTE_WRITE), !!(pte & PTE_DIRTY), !!(pte & PTE_ACCESSED)], [true, true, true, false]);
+    const bits = (va: number) => {
+      const pte = k.pool.get(t.mm.pgd, va);
+      return [!!(pte & PTE_PRESENT), !!(pte & PTE_WRITE), !!(pte & PTE_DIRTY), !!(pte & PTE_ACCESSED)];
+    };
+    assert.deepEqual(bits(BASE + PAGE), [true, true, true, true], 'young before, young after');
+    assert.equal(k.syscall(t, NR.move_pages, 0, [BASE + 2 * PAGE], [1], status), 0);
+    assert.deepEqual(status, [1]);
+    assert.deepEqual(bits(BASE + 2 * PAGE), [true, true, true, false], 'old before, old after');
     const faults = k.counters.snapshot().faults;
     touch(k, t, BASE + PAGE, 9);
     assert.equal(k.counters.snapshot().faults, faults, 'the write after the move does not fault');
