@@ -5,10 +5,11 @@
 // worker threads running user code. Protocols (all words accessed atomically):
 //
 // IPI: as native_flush_tlb_multi does, the kernel first bumps IPI[c] of every
-// target to a new generation (and wakes a target that sleeps on its IPI word),
-// then waits until each ACK[c] reaches it, spinning before it sleeps. A CPU
-// checks IPI at every access boundary, and in every loop in which it waits
-// (for a trap reply or a migration entry); when IPI != ACK it empties its TLB
+// target to a new generation, then waits until each ACK[c] reaches it,
+// spinning before it sleeps. (No CPU sleeps on its IPI word: one that sleeps
+// is offline, in a trap or on a migration entry, and is not waited for.) A CPU
+// checks IPI at every access boundary, on leaving a trap, and while it spins
+// on a migration entry; when IPI != ACK it empties its TLB
 // and then stores ACK = IPI (seq-cst: the flush happens before the kernel sees
 // the ack, so the kernel may then reuse the frame or change its KeyID). A CPU
 // that is OFFLINE is not waited for, and neither is one inside a trap
@@ -174,7 +175,6 @@ export class Smp {
       if (c === self || Atomics.load(w, this.w(c, W_MM)) !== mmId) continue;
       sent++;
       gens[c] = Atomics.add(w, this.w(c, W_IPI), 1) + 1;
-      Atomics.notify(w, this.w(c, W_IPI)); // a CPU sleeping in a wait loop acks at once
     }
     const crowded = this.crowded;
     let asked = false;
