@@ -112,9 +112,8 @@ export class PageTablePool {
   /** Free every table of pgd (after all its PTEs are cleared), pgd itself included: its top-level slots, zeroed, go to the next allocPgd. */
   freeTables(pgd: number): void {
     const w = this.words;
-    const tops = this.tops.get(pgd) ?? [];
-    tops.sort((a, b) => a - b); // freed in address order, as a full scan would
-    for (const i of tops) {
+    // in the order the middle tables were made (any order frees the same slots)
+    for (const i of this.tops.get(pgd) ?? []) {
       const mid = w[pgd * ENTRIES + i];
       for (let j = 0; j < ENTRIES; j++) {
         const leaf = w[mid * ENTRIES + j];
