@@ -82,7 +82,13 @@ export interface RunResult {
  * t1 (+12.3%, p_holm 0.003) and enosys-fallback t1 (+10.9%, 0.022); 7 x 120
  * ms flagged fault t1 (+13.9%, 0.045) and, with the exact test for ties,
  * enosys-fallback on the unpatched kernel (+16.9%, 0.045). Two runs of one
- * commit flagged nothing with either. The warm-up is shorter than it was
+ * commit flagged nothing with either. Shorter still, 9 x (30 + 30 ms) took
+ * 63-67 s a run, but two runs of one commit had swap dm-crypt
+ * madvise-encrypt t2 flagged (+83.9%, p_holm 0.022). With six extra page
+ * copies per page in madvise-encrypt's allocate (+18% a round, measured),
+ * two runs a side crossed into four pairs flagged: fault t1; enosys-fallback
+ * t1; nothing; and both of those plus three cells the change does not touch
+ * (swap t2, memfd-secret fault t1, qemu dev-mktme t1). The warm-up is shorter than it was
  * with one process (500 ms): a slope left in it is the same in every fresh
  * process, so it does not read as a change between runs.
  */
