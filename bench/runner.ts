@@ -88,9 +88,9 @@ export interface RunResult {
  * copies per page in madvise-encrypt's allocate (+18% a round, measured),
  * two runs a side crossed into four pairs flagged: fault t1; enosys-fallback
  * t1; nothing; and both of those plus three cells the change does not touch
- * (swap t2, memfd-secret fault t1, qemu dev-mktme t1). The warm-up is shorter than it was
- * with one process (500 ms): a slope left in it is the same in every fresh
- * process, so it does not read as a change between runs.
+ * (swap t2, memfd-secret fault t1, qemu dev-mktme t1). The warm-up is
+ * shorter than it was with one process (500 ms): a slope left in it is the
+ * same in every fresh process, so it does not read as a change between runs.
  */
 export const REPEAT = 9;
 export const WARMUP_MS = 80;
