@@ -56,6 +56,8 @@ export function hostReplaySettings(memlock = hostMemlock()): Required<Omit<Repla
     mmapMinAddr: readNum('/proc/sys/vm/mmap_min_addr'),
     // x86 registers the 1 GiB huge page size when the CPU has it (arch/x86/mm/hugetlbpage.c)
     gigantic: /^flags\s*:.*\bpdpe1gb\b/m.test(readFileSync('/proc/cpuinfo', 'utf8')),
+    // the kernel enabled protection keys (X86_FEATURE_OSPKE): execute-only memory gets its own key
+    pku: /^flags\s*:.*\bospke\b/m.test(readFileSync('/proc/cpuinfo', 'utf8')),
     overcommit: hostOvercommit(),
     memlock,
     as: hostLimit('Max address space'),

@@ -37,6 +37,7 @@ import type { MemoryEncryptionEngine } from '../hardware/engine.js';
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
 import type { Kernel, MmStruct } from './kernel.js';
 import { PCP_BATCH, PG_ALLOCATED, PG_ANON, type MemMap } from './page_alloc.js';
+import { pkeyDeniesData } from './pkeys.js';
 import { W_MM } from './smp.js';
 import { PTE_DIRTY, mkPte, pageProt, type PageTablePool } from './pgtable.js';
 import { VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
@@ -138,7 +139,8 @@ function publishVmas(k: Kernel, mm: MmStruct): void {
     for (let j = 0; j < v.length; j++) {
       const o = F_SNAP + j * SNAP_WORDS;
       const vma = v[j];
-      const fast = fastVma(k, vma.flags, vma.anonymous, vma.keyid) && mm.guards.size === 0;
+      // a VMA whose protection key denies data access traps, and the kernel refuses it
+      const fast = fastVma(k, vma.flags, vma.anonymous, vma.keyid) && mm.guards.size === 0 && !pkeyDeniesData(vma);
       f[o] = vma.start;
       f[o + 1] = vma.end;
       f[o + 2] = vma.flags + (fast ? SNAP_FAST : 0);

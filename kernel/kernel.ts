@@ -87,6 +87,12 @@ export interface KernelConfig {
    */
   readonly gigantic?: boolean;
   /**
+   * Whether the CPU has protection keys the OS enabled (X86_FEATURE_OSPKE,
+   * "ospke" in /proc/cpuinfo): PROT_EXEC-only mappings then get the
+   * execute-only key (pkeys.ts). Default false.
+   */
+  readonly pku?: boolean;
+  /**
    * vm.overcommit_* and the RAM and swap they weigh against. Default: Linux's
    * defaults for this simulated machine (its frames, its swap device).
    */
@@ -164,6 +170,8 @@ export class MmStruct {
    * them away. While there are any, every fault of the mm traps (fastfault.ts).
    */
   readonly guards = new Set<number>();
+  /** mm->context.execute_only_pkey: -1 until PROT_EXEC-only memory first asks for it (pkeys.ts) */
+  execOnlyPkey = -1;
   /**
    * mmu notifiers (KVM): told of every range whose PTEs are cleared or
    * changed (unmap, zap, swap-out, migration, mprotect) before its frames go.

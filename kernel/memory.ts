@@ -17,6 +17,7 @@ import {
   pageProt,
   ptePfn,
 } from './pgtable.js';
+import { pkeyDeniesData } from './pkeys.js';
 import { reclaimPages, swapIn } from './swap.js';
 import { flushTlbMm } from './tlb.js';
 import { VM_EXEC, VM_LOCKED, VM_READ, VM_WRITE, type Vma } from './vma.js';
@@ -195,10 +196,12 @@ export function handleMmFault(k: Kernel, task: Task, va: number, write: boolean)
   const mm = task.mm;
   k.count('faults');
   const vma = mm.vmas.find(va);
-  // x86 has no write-only pages: any access right lets a read through.
+  // x86 has no write-only pages: any access right lets a read through, unless
+  // the VMA's protection key denies data access (pkeys.ts: execute-only memory)
   if (
     vma === null ||
     (write ? !(vma.flags & VM_WRITE) : !(vma.flags & (VM_READ | VM_WRITE | VM_EXEC))) ||
+    pkeyDeniesData(vma) ||
     (mm.guards.size > 0 && mm.guards.has(Math.floor(va / PAGE_SIZE) * PAGE_SIZE))
   ) {
     k.count('segv');

@@ -5,6 +5,7 @@ import { E } from './errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from './kernel.js';
 import { canDoMlock, mayExpandVm, mlockFutureOk, vmEnoughMemory, vmUnacctMemory } from './limits.js';
 import { allocFilePage, freeFilePages, handleMmFault, zapRange } from './memory.js';
+import { mmapPkey } from './pkeys.js';
 import { offsetInPageReg, PAGE_OFFSET_MASK, pageAlignReg, type RegArg, regUint, toReg, U64_MAX } from './regs.js';
 import {
   CAP_SYS_RAWIO,
@@ -172,6 +173,8 @@ export function doMmap(k: Kernel, task: Task, addrA: RegArg, lenA: RegArg, protA
   lenR = pageAlignReg(lenR);
   if (lenR === 0n) return -E.ENOMEM;
   if (mm.vmas.mapCount > mm.vmas.maxMapCount) return -E.ENOMEM;
+  // exactly PROT_EXEC (all 64 bits of it): the execute-only protection key
+  const pkey = mmapPkey(k, mm, protR);
   let vmFlags = protToVm(prot) | calcVmFlagBits(flags) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
   // __get_unmapped_area
   if (lenR > BigInt(TASK_SIZE)) return -E.ENOMEM;
@@ -232,7 +235,7 @@ export function doMmap(k: Kernel, task: Task, addrA: RegArg, lenA: RegArg, protA
     return -E.ENOMEM;
   }
   const populate = (flags & (MAP_POPULATE | MAP_NONBLOCK)) === MAP_POPULATE || (vmFlags & VM_LOCKED) !== 0;
-  return mmapRegion(k, task, file, addr, len, vmFlags, pgoff, populate);
+  return mmapRegion(k, task, file, addr, len, vmFlags, pkey, pgoff, populate);
 }
 
 /** calc_vm_flag_bits (include/linux/mman.h) */
@@ -252,6 +255,7 @@ function mmapRegion(
   addr: number,
   len: number,
   vmFlags: number,
+  pkey: number,
   pgoff: number,
   populate: boolean,
 ): number {
@@ -281,6 +285,7 @@ function mmapRegion(
     file?.get();
     vma = new Vma(addr, addr + len, vmFlags, pgoff, file);
   }
+  vma.pkey = pkey;
   if (file !== null) {
     // f_op->mmap, after __mmap_prepare cleared the replaced mappings' PTEs
     // (vms_clean_up_area): a refusal leaves a hole where they were

@@ -9,6 +9,7 @@ import type { MktmeKey } from './keys.js';
 import { mayExpandVm, vmEnoughMemory, vmUnacctMemory } from './limits.js';
 import { handleMmFault, zapRange } from './memory.js';
 import { protToVm } from './mmap.js';
+import { mprotectPkey, pkeyDeniesData } from './pkeys.js';
 import { addReg, offsetInPageReg, pageAddr, pageAlignReg, type RegArg, toReg } from './regs.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, PTE_WRITE } from './pgtable.js';
 import { flushTlbMm } from './tlb.js';
@@ -37,7 +38,8 @@ export function setVmaKey(vma: Vma, key: MktmeKey | null): void {
  */
 export function changeProtection(k: Kernel, task: Task, vma: Vma, start: number, end: number): void {
   const w = k.pool.words;
-  const access = (vma.flags & VM_ACCESS_FLAGS) !== 0;
+  // a key other than 0 denies loads and stores (pkeys.ts): no data access at all
+  const access = (vma.flags & VM_ACCESS_FLAGS) !== 0 && !pkeyDeniesData(vma);
   const write = (vma.flags & VM_WRITE) !== 0;
   // A clean page of private anonymous memory stands for the zero page, which
   // change_protection never makes writable (can_change_pte_writable): its
@@ -72,13 +74,15 @@ function mprotectFixup(
   start: number,
   end: number,
   newflags: number,
+  newPkey: number,
   newKey: MktmeKey | null | undefined,
 ): number {
   const vmas = task.mm.vmas;
   const vma = vmas.vmas[i];
   const oldflags = vma.flags;
   const keyChange = newKey !== undefined && newKey !== vma.key;
-  if (newflags === oldflags && !keyChange) return i;
+  // the protection key is part of Linux's vm_flags: a new key alone is a change
+  if (newflags === oldflags && newPkey === vma.pkey && !keyChange) return i;
   // Private memory turning writable is charged (and may pass RLIMIT_DATA);
   // read-only anonymous memory with no anon_vma yet is uncharged again.
   const nrpages = (end - start) / PAGE_SIZE;
@@ -97,6 +101,7 @@ function mprotectFixup(
   let target: Vma | null = null;
   const r = vmas.modify(i, start, end, (v) => {
     v.flags = newflags;
+    v.pkey = newPkey;
     if (keyChange) setVmaKey(v, newKey);
     target = v;
   });
@@ -157,6 +162,7 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
       error = -E.ENOMEM; // a hole: what was changed before it stays changed
       break;
     }
+    const newPkey = mprotectPkey(k, task.mm, prot); // arch_override_mprotect_pkey
     const newflags = protToVm(prot) | (vma.flags & ~VM_ACCESS_FLAGS);
     // VM_MAY* >> 4 lines up with VM_*: asking for what the mapping may not have
     if ((newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS) {
@@ -164,7 +170,7 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
       break;
     }
     tmp = Math.min(vma.end, end);
-    const r = mprotectFixup(k, task, i, nstart, tmp, newflags, newKey);
+    const r = mprotectFixup(k, task, i, nstart, tmp, newflags, newPkey, newKey);
     if (r < 0) {
       error = r;
       break;

@@ -32,6 +32,8 @@ export interface ReplayHost {
   readonly rawio?: boolean;
   /** the CPU has 1 GiB pages (pdpe1gb): MAP_HUGE_1GB names a known size */
   readonly gigantic?: boolean;
+  /** the OS enabled protection keys (ospke): PROT_EXEC-only memory gets the execute-only key */
+  readonly pku?: boolean;
   /** overcommit settings; default Linux's for REPLAY_RAM_PAGES of RAM and no swap */
   readonly overcommit?: Overcommit;
   /** RLIMIT_MEMLOCK in bytes (the process has no CAP_IPC_LOCK); default 8 MiB */
@@ -134,6 +136,7 @@ export class Replayer {
       pgtableSlots: 64,
       mmapMinAddr: host.mmapMinAddr,
       gigantic: host.gigantic,
+      pku: host.pku,
       overcommit: host.overcommit ?? defaultOvercommit(REPLAY_RAM_PAGES, 0),
     });
     this.task = this.k.spawn({

@@ -80,6 +80,13 @@ export class Vma {
    */
   anonVma = 0;
 
+  /**
+   * The x86 protection key (VM_PKEY_BIT0-3 of vm_flags in Linux): 0, or the
+   * mm's execute-only key (pkeys.ts). Compared wherever Linux compares
+   * vm_flags beyond the access bits: merging and anon_vma reuse.
+   */
+  pkey = 0;
+
   get keyid(): number {
     return this.key === null ? 0 : this.key.keyid;
   }
@@ -98,6 +105,7 @@ export class Vma {
     this.file?.get();
     const v = new Vma(this.start, this.end, this.flags, this.pgoff, this.file, this.key);
     v.anonVma = this.anonVma;
+    v.pkey = this.pkey;
     return v;
   }
 
@@ -214,7 +222,7 @@ export class VmaList {
   /**
    * anon_vma_prepare for vmas[i]: nothing if it has one; else the anon_vma of
    * the next VMA, then of the previous one, where anon_vma_compatible allows
-   * (adjacent, same file, flags equal but for the access bits, contiguous
+   * (adjacent, same file, flags and protection key equal but for the access bits, contiguous
    * pgoff: mm/rmap.c find_mergeable_anon_vma); else a new one.
    */
   anonVmaPrepare(i: number): void {
@@ -240,6 +248,7 @@ export class VmaList {
       a.end === b.start &&
       a.file === b.file &&
       ((a.flags ^ b.flags) & ~VM_ACCESS_FLAGS) === 0 &&
+      a.pkey === b.pkey &&
       a.keyid === b.keyid &&
       b.pgoff === a.pgoff + a.pages
     );
@@ -251,6 +260,7 @@ export class VmaList {
       a.end === b.start &&
       (a.anonVma === 0 || b.anonVma === 0 || a.anonVma === b.anonVma) &&
       a.flags === b.flags &&
+      a.pkey === b.pkey &&
       (a.flags & VM_SPECIAL) === 0 &&
       a.file === b.file &&
       a.keyid === b.keyid && // MKTME: VMAs with different KeyIDs never merge

@@ -30,6 +30,8 @@ export interface BootOptions {
    * refuse as Linux does; limits.test.ts tests the modes themselves.
    */
   overcommit?: 0 | 1 | 2;
+  /** the CPU has OS-enabled protection keys (KernelConfig.pku) */
+  pku?: boolean;
 }
 
 export interface Booted {
@@ -64,7 +66,7 @@ export function boot(o: BootOptions = {}): Booted {
     });
   const swap: SwapConfig | null = o.swapSlots ? { path: join(dir, 'swap'), slots: o.swapSlots, encrypt: o.swapEncrypt ?? false } : null;
   const overcommit = { ...defaultOvercommit(m.memory.nrFrames - m.memory.daxFrames, swap?.slots ?? 0), mode: o.overcommit ?? 1 };
-  const cfg: KernelConfig = { features: o.features ?? ALL_FEATURES, swap, maxMapCount: o.maxMapCount, pgtableSlots: 512, overcommit };
+  const cfg: KernelConfig = { features: o.features ?? ALL_FEATURES, swap, maxMapCount: o.maxMapCount, pgtableSlots: 512, overcommit, pku: o.pku };
   const k = new Kernel(m, cfg);
   return {
     m,
