@@ -315,7 +315,7 @@ async function main(argv: string[]): Promise<void> {
           .option('host', {
             type: 'boolean',
             default: false,
-            describe: "take this machine's settings (/proc/sys/vm/mmap_min_addr, overcommit_*, MemTotal, SwapTotal, pdpe1gb, RLIMIT_MEMLOCK); the flags below override them",
+            describe: "take this machine's settings (/proc/sys/vm/mmap_min_addr, overcommit_*, MemTotal, SwapTotal, pdpe1gb, ospke, RLIMIT_MEMLOCK); the flags below override them",
           })
           .option('mmap-min-addr', {
             type: 'string',
@@ -323,6 +323,7 @@ async function main(argv: string[]): Promise<void> {
             coerce: positiveInt('mmap-min-addr', 2 ** 47, 0),
           })
           .option('rawio', { type: 'boolean', describe: 'the process has CAP_SYS_RAWIO (as root has): MAP_FIXED below mmap_min_addr is allowed' })
+          .option('pku', { type: 'boolean', describe: 'the CPU has protection keys the kernel enabled (ospke): PROT_EXEC-only memory gets the execute-only key (default no)' })
           .option('memlock', { type: 'string', describe: 'RLIMIT_MEMLOCK in bytes (default 8388608); the process has no CAP_IPC_LOCK', coerce: positiveInt('memlock', Number.MAX_SAFE_INTEGER, 0) })
           .option('rlimit-as', { type: 'string', describe: 'RLIMIT_AS in bytes (default unlimited)', coerce: positiveInt('rlimit-as', Number.MAX_SAFE_INTEGER, 0) })
           .option('rlimit-data', { type: 'string', describe: 'RLIMIT_DATA in bytes (default unlimited)', coerce: positiveInt('rlimit-data', Number.MAX_SAFE_INTEGER, 0) })
@@ -358,6 +359,7 @@ async function main(argv: string[]): Promise<void> {
           ...host,
           ...(a['mmap-min-addr'] !== undefined && { mmapMinAddr: a['mmap-min-addr'] }),
           ...(a.rawio !== undefined && { rawio: a.rawio }),
+          ...(a.pku !== undefined && { pku: a.pku }),
           ...(a.memlock !== undefined && { memlock: a.memlock }),
           ...(a['rlimit-as'] !== undefined && { as: a['rlimit-as'] }),
           ...(a['rlimit-data'] !== undefined && { data: a['rlimit-data'] }),

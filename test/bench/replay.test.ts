@@ -74,6 +74,19 @@ describe('replay, line by line', () => {
     assert.ok(want.includes('{"maps":3000}'));
   });
 
+  it('--pku: exactly PROT_EXEC takes the execute-only key, so it no longer merges with --x memory mapped otherwise', () => {
+    // 0x100000004: --x as well, but not exactly PROT_EXEC (mmap ignores bit 32 for the flags)
+    const trace = [mmap(0x200000000, 2, '--x'), mmap(0x200002000, 2, '0x100000004'), '{"op":"maps"}'].join('\n') + '\n';
+    const maps = (args: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, 'replay', '-', ...args], { encoding: 'utf8', input: trace });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout.split('\n').filter((l) => l.startsWith('2000'));
+    };
+    assert.deepEqual(maps([]), ['200000000-200004000 --xp 00000000 00:00 0']);
+    assert.deepEqual(maps(['--pku']), ['200000000-200002000 --xp 00000000 00:00 0', '200002000-200004000 --xp 00000000 00:00 0']);
+    assert.deepEqual(maps(['--host', '--no-pku']), ['200000000-200004000 --xp 00000000 00:00 0']);
+  });
+
   it('reads stdin with -', () => {
     const r = replay('-', mmap(0x200000000, 1) + '\n{"op":"maps"}\n');
     assert.equal(r.status, 0, r.stderr);
