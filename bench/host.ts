@@ -52,12 +52,13 @@ export const hostMemlock = (): number => hostLimit('Max locked memory');
  * given RLIMIT_MEMLOCK.
  */
 export function hostReplaySettings(memlock = hostMemlock()): Required<Omit<ReplayHost, 'rawio'>> & { rawio: false } {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
   return {
     mmapMinAddr: readNum('/proc/sys/vm/mmap_min_addr'),
     // x86 registers the 1 GiB huge page size when the CPU has it (arch/x86/mm/hugetlbpage.c)
-    gigantic: /^flags\s*:.*\bpdpe1gb\b/m.test(readFileSync('/proc/cpuinfo', 'utf8')),
+    gigantic: /^flags\s*:.*\bpdpe1gb\b/m.test(cpuinfo),
     // the kernel enabled protection keys (X86_FEATURE_OSPKE): execute-only memory gets its own key
-    pku: /^flags\s*:.*\bospke\b/m.test(readFileSync('/proc/cpuinfo', 'utf8')),
+    pku: /^flags\s*:.*\bospke\b/m.test(cpuinfo),
     overcommit: hostOvercommit(),
     memlock,
     as: hostLimit('Max address space'),

@@ -153,6 +153,8 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
     // VM_GROWSUP is 0 on x86: no VMA grows up
     if (grows & PROT_GROWSUP) return -E.EINVAL;
   }
+  // arch_override_mprotect_pkey, which Linux asks per VMA: here it is the same for all (pkeys.ts)
+  const newPkey = mprotectPkey(k, task.mm, prot);
   let nstart = start;
   let tmp = first.start;
   let error = 0;
@@ -162,7 +164,6 @@ export function doMprotect(k: Kernel, task: Task, startA: RegArg, lenA: RegArg, 
       error = -E.ENOMEM; // a hole: what was changed before it stays changed
       break;
     }
-    const newPkey = mprotectPkey(k, task.mm, prot); // arch_override_mprotect_pkey
     const newflags = protToVm(prot) | (vma.flags & ~VM_ACCESS_FLAGS);
     // VM_MAY* >> 4 lines up with VM_*: asking for what the mapping may not have
     if ((newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS) {
