@@ -10,7 +10,7 @@ import { Bench, type Task } from 'tinybench';
 import { KeyProgram } from '../hardware/engine.js';
 import { Machine } from '../hardware/machine.js';
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
-import { availableBackends } from '../hardware/xts.js';
+import { availableBackends, nativeImpl } from '../hardware/xts.js';
 
 export interface CoreResult {
   readonly name: string;
@@ -104,6 +104,8 @@ export function formatCore(results: readonly CoreResult[], speed: { gbps: number
         `${String(r.samples).padStart(9)}${ratio.padStart(10)}${vs.padStart(10)}`,
     );
   }
+  const impl = nativeImpl();
+  if (impl !== null) lines.push(`native backend: ${impl}`);
   lines.push(
     'gbps' in speed
       ? `openssl speed -evp aes-128-xts -bytes 4096: ${speed.gbps.toFixed(3)} GB/s (same run)`

@@ -246,6 +246,7 @@ export function parseMeta(text: string, file: string): RunMeta {
   if (!Array.isArray(doc.crypto_backends) || !doc.crypto_backends.every((x) => typeof x === 'string'))
     throw new InputError(file, 0, 'crypto_backends: expected an array of strings');
   if (doc.warmup_cells !== undefined && !(Number.isInteger(doc.warmup_cells) && (doc.warmup_cells as number) >= 0)) throw new InputError(file, 0, 'warmup_cells: expected an integer >= 0');
+  if (doc.crypto_impl !== undefined && typeof doc.crypto_impl !== 'string') throw new InputError(file, 0, 'crypto_impl: expected a string');
   if (doc.stopped !== undefined && typeof doc.stopped !== 'string') throw new InputError(file, 0, 'stopped: expected a string');
   if (doc.rows !== undefined && !(Number.isInteger(doc.rows) && (doc.rows as number) >= 0)) throw new InputError(file, 0, 'rows: expected an integer >= 0');
   if (doc.csv_sha256 !== undefined && !(typeof doc.csv_sha256 === 'string' && /^[0-9a-f]{64}$/.test(doc.csv_sha256))) throw new InputError(file, 0, 'csv_sha256: expected 64 hex digits');

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:
 import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { makeRunDir, sweepStaleRuns } from './tempdirs.js';
-import { backendNote } from '../hardware/xts.js';
+import { backendNote, nativeImpl } from '../hardware/xts.js';
 import { CALIBRATION_FILE, hostInfo } from './calibrate/calibrate.js';
 import { resolveCosts } from './costs.js';
 import { formatCsv, formatMeta, formatSamples, metaPath, parseCsv, samplesPath } from './csv.js';
@@ -200,6 +200,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     tinybench_version: tinybenchVersion(io.root),
     crypto_backends: a.backend,
     crypto_note: a.backend.includes('openssl') ? (backendNote() ?? '') : '',
+    crypto_impl: a.backend.includes('native') ? (nativeImpl() ?? '') : '',
     git_sha: sha,
     load_avg_start: loadavg().map((x) => Math.round(x * 100) / 100),
     load_avg_end: [],

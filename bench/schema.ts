@@ -187,6 +187,8 @@ export interface RunMeta {
   crypto_backends: string[];
   /** '' or one line: why the native backend was not used (not built, did not load) */
   crypto_note: string;
+  /** the native backend's XTS implementation ('vaes-avx512', 'openssl-evp'); absent before it had a choice, '' when native was not run */
+  crypto_impl?: string;
   git_sha: string;
   /** 1, 5, 15 minute load averages when the run started and when it ended */
   load_avg_start: number[];

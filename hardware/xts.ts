@@ -3,6 +3,8 @@
 // backendNote() says why in one line.
 import { checkBackendName, type BackendName, type XtsBackend } from './backend.js';
 import { nativeBackend, nativeStatus } from './xts-native.js';
+
+export { nativeImpl } from './xts-native.js';
 import { nobleBackend } from './xts-noble.js';
 import { opensslBackend } from './xts-openssl.js';
 

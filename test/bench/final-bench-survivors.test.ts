@@ -47,6 +47,7 @@ describe('compare: settings notes', () => {
     node_version: 'v22.1.0',
     tinybench_version: '6.3.0',
     crypto_backends: ['openssl', 'noble'],
+    crypto_impl: 'vaes-avx512',
     cost_source: 'file costs.json',
     nproc: 8,
     cpu_model: 'Other CPU',
@@ -56,17 +57,24 @@ describe('compare: settings notes', () => {
   it('each setting that changes what a time means is named when it alone differs', () => {
     const base = mem('b.csv', [fault], [S9]);
     for (const [k, v] of Object.entries(other)) {
-      const b = String(base.meta[k as keyof RunMeta]);
+      const b = base.meta[k as keyof RunMeta] === '' ? 'none' : String(base.meta[k as keyof RunMeta]);
       const r = compareRuns(base, mem('n.csv', [fault], [S9], { [k]: v }), OPTS);
       assert.deepEqual(r.notes, [`settings differ (${k} ${b} vs ${String(v)}): times may not be comparable`], k);
     }
+  });
+
+  it('a run from before crypto_impl was recorded says so', () => {
+    const base = mem('b.csv', [fault], [S9]);
+    delete (base.meta as Partial<RunMeta>).crypto_impl;
+    const r = compareRuns(base, mem('n.csv', [fault], [S9], { crypto_impl: 'openssl-evp' }), OPTS);
+    assert.deepEqual(r.notes, ['settings differ (crypto_impl not recorded vs openssl-evp): times may not be comparable']);
   });
 
   it('all of them differing: one note naming each, in a fixed order', () => {
     const r = compareRuns(mem('b.csv', [fault], [S9]), mem('n.csv', [fault], [S9], other), OPTS);
     assert.deepEqual(r.notes, [
       'settings differ (repeat 1 vs 3; time_ms 300 vs 200; warmup_ms 500 vs 100; min_samples 10 vs 20; node_version v20.20.2 vs v22.1.0; ' +
-        'tinybench_version 6.2.5 vs 6.3.0; crypto_backends openssl vs openssl,noble; cost_source sourced defaults vs file costs.json; ' +
+        'tinybench_version 6.2.5 vs 6.3.0; crypto_backends openssl vs openssl,noble; crypto_impl none vs vaes-avx512; cost_source sourced defaults vs file costs.json; ' +
         'nproc 2 vs 8; cpu_model Test CPU @ 3.0GHz vs Other CPU; kernel_release 6.18.44 vs 6.19.0): times may not be comparable',
     ]);
   });

@@ -102,6 +102,7 @@ export function mkMeta(over: Partial<RunMeta> = {}): RunMeta {
     tinybench_version: '6.2.5',
     crypto_backends: ['openssl'],
     crypto_note: '',
+    crypto_impl: '',
     git_sha: 'abc1234',
     load_avg_start: [0.5, 0.4, 0.3],
     load_avg_end: [0.7, 0.5, 0.3],

@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { inspect } from 'node:util';
-import { availableBackends, backendNote, dataBuf, defaultBackend, getBackend, type XtsBackend } from '../../hardware/xts.js';
+import { availableBackends, backendNote, dataBuf, defaultBackend, getBackend, nativeImpl, type XtsBackend } from '../../hardware/xts.js';
+import { nativeEvpBackend } from '../../hardware/xts-native.js';
 import { spawnSync } from 'node:child_process';
 
 interface Vector {
@@ -28,8 +29,10 @@ describe('XTS-AES-128 backends', () => {
     assert.ok(VECTORS.some(equalHalves));
   });
 
-  for (const name of availableBackends()) {
-    const be = getBackend(name);
+  // the native backend twice where it is built: on its best implementation and with every key on OpenSSL's EVP
+  const named: [string, XtsBackend][] = availableBackends().map((n) => [n, getBackend(n)]);
+  if (backendNote() === null) named.push(['native (evp)', nativeEvpBackend]);
+  for (const [name, be] of named) {
     for (const v of VECTORS) {
       if (name !== 'noble' && equalHalves(v)) {
         it(`${name} refuses ${v.name} (equal key halves) with a clear error`, () => {
@@ -72,6 +75,43 @@ describe('XTS-AES-128 backends', () => {
     nat.decrypt(k, sab, 4096, sab, 4096, 4096, 0x7_0000_1000);
     assert.deepEqual(Uint8Array.from(sab.u8.subarray(4096, 8192)), pt);
     assert.throws(() => nat.encrypt(k, sab, 8192, sab, 8192, 8192, 0), /runs past the buffer/);
+  });
+
+  it('native VAES and native EVP agree byte for byte on every length, in place, at odd offsets and over several units', { skip: backendNote() ?? false }, () => {
+    const nat = getBackend('native');
+    const evp = nativeEvpBackend;
+    // every tail of the VAES path: 16-block groups, 4-block groups and single blocks (1..300 blocks)
+    for (let blocks = 1; blocks <= 300; blocks += blocks < 40 ? 1 : 37) {
+      const len = 16 * blocks;
+      const key = randomBytes(32);
+      key[16] = key[0] ^ 0x80;
+      const kn = nat.importKey(key);
+      const ke = evp.importKey(key);
+      const unit = randomBytes(6).readUIntLE(0, 6) * 16 + blocks;
+      const src = dataBuf(Uint8Array.from(randomBytes(len + 48)));
+      const a = dataBuf(new Uint8Array(len + 32));
+      const b = dataBuf(new Uint8Array(len + 32));
+      nat.encrypt(kn, src, 48, a, 16, len, unit);
+      evp.encrypt(ke, src, 48, b, 16, len, unit);
+      assert.deepEqual(a.u8, b.u8, `encrypt, ${blocks} blocks`);
+      nat.decrypt(kn, a, 16, a, 16, len, unit); // in place
+      assert.deepEqual(a.u8.subarray(16, 16 + len), src.u8.subarray(48, 48 + len), `decrypt, ${blocks} blocks`);
+      evp.decrypt(ke, src, 0, b, 0, len, unit);
+      nat.decrypt(kn, src, 0, a, 0, len, unit);
+      assert.deepEqual(a.u8.subarray(0, len), b.u8.subarray(0, len), `decrypt of random data, ${blocks} blocks`);
+    }
+  });
+
+  it('nativeImpl names the VAES path exactly where the CPU has VAES, VPCLMULQDQ and AVX-512', { skip: backendNote() ?? false }, () => {
+    let flags: string[] = [];
+    try {
+      flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].trim().split(/\s+/) ?? [];
+    } catch {
+      // no /proc/cpuinfo: only the name set is checked
+    }
+    const vaes = process.arch === 'x64' && ['avx512f', 'vaes', 'vpclmulqdq', 'aes'].every((f) => flags.includes(f));
+    if (flags.length > 0) assert.equal(nativeImpl(), vaes ? 'vaes-avx512' : 'openssl-evp');
+    assert.ok(['vaes-avx512', 'openssl-evp'].includes(nativeImpl()!));
   });
 
   it('native is the default where the install step could build it', () => {
