@@ -329,6 +329,39 @@ export class MemoryEncryptionEngine {
   }
 
   /**
+   * A fresh frame's zeroing through keyid (clear_page in prep_encrypted_page)
+   * followed at once by a whole-page store of src[srcOff..+4096): what a
+   * first-touch store of a whole page does. The store overwrites every byte
+   * the zeroing wrote, so the simulator skips the zeroing's encryption; its
+   * counts stay, as the hardware does both. Nothing can see the frame in
+   * between: the caller has not installed its PTE yet. False, with nothing
+   * done, where there is no encryption to skip (no key, or a src the backend
+   * cannot take in place): the caller zeroes and stores as usual.
+   */
+  fillFresh(pfn: Pfn, keyid: number, src: Uint8Array, srcOff: number): boolean {
+    this._check(pfn, keyid, 0, PAGE_SIZE);
+    checkRoom('src', src, srcOff, PAGE_SIZE);
+    if (this._key(keyid) === null) return false;
+    const direct = this._direct(src, srcOff);
+    if (direct === null) return false;
+    this._touch(pfn, keyid);
+    this.row[C_ENC]++;
+    this.row[C_BYTES] += PAGE_SIZE;
+    this._store(pfn, keyid, direct, srcOff);
+    return true;
+  }
+
+  /**
+   * Undo fillFresh's store (its PTE lost a race): the frame holds the zeroing
+   * through keyid, as if the store never came, and the counts are the zeroing's alone.
+   */
+  unfill(pfn: Pfn, keyid: number): void {
+    this.zero(pfn, keyid);
+    this.row[C_ENC] -= 2;
+    this.row[C_BYTES] -= 2 * PAGE_SIZE;
+  }
+
+  /**
    * Copy frame src (read through srcKey) to frame dst (written through dstKey):
    * what migration does through per-KeyID direct mappings. Returns false on
    * an integrity fault at the source.

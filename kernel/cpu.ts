@@ -18,8 +18,17 @@ import {
 } from './pgtable.js';
 import { W_ACK, W_IPI, W_WAIT, type Smp } from './smp.js';
 
-/** Fault into the kernel: 0 when the access may be retried, else -errno (-EFAULT = SIGSEGV). */
-export type FaultFn = (va: number, write: boolean) => number;
+/**
+ * Fault into the kernel: 0 when the access may be retried, else -errno
+ * (-EFAULT = SIGSEGV). `fill` is given for a whole-page store at a
+ * page-aligned va: the page it will write (src at fillOff). A handler may
+ * put it in a fresh page in place of the zeroing and answer FAULT_FILLED:
+ * retry the translation, the store is done.
+ */
+export type FaultFn = (va: number, write: boolean, fill: Uint8Array | null, fillOff: number) => number;
+
+/** A FaultFn's answer: the fresh page already holds the whole-page store it was given. */
+export const FAULT_FILLED = 1;
 
 const TLB_ENTRIES = 64;
 
@@ -48,6 +57,11 @@ export class UserCpu {
   /** TLB hits and misses of this CPU (not shared counters: timing-dependent). */
   tlbHits = 0;
   tlbMisses = 0;
+  /** the whole-page store in flight (store()), for the fault handler */
+  private fill: Uint8Array | null = null;
+  private fillOff = 0;
+  /** the last fault of this translation stored `fill` in the fresh page */
+  private filled = false;
 
   constructor(engine: MemoryEncryptionEngine, pool: PageTablePool, smp: Smp, mm: { id: number; pgd: number }, fault: FaultFn) {
     this.cpu = engine.cpu;
@@ -125,8 +139,10 @@ export class UserCpu {
         this.pollIpi(); // a shootdown may have passed us by while we slept
         continue;
       }
-      const r = this.fault(va, write);
+      const r = this.fault(va, write, this.fill, this.fillOff);
       if (r < 0) return r;
+      // only the last fault counts: a page filled and then taken away (zapped, swapped) must be stored again
+      this.filled = r === FAULT_FILLED;
       this.pollIpi();
     }
   }
@@ -143,8 +159,19 @@ export class UserCpu {
   /** Store len bytes of src at va (within one page). 0 or -errno. */
   store(va: number, src: Uint8Array, srcOff = 0, len = PAGE_SIZE - (va % PAGE_SIZE)): number {
     this.pollIpi();
+    // (a short src is not offered: engine.write refuses it, and the fault handler must not throw)
+    const whole = len === PAGE_SIZE && va % PAGE_SIZE === 0 && Number.isInteger(srcOff) && srcOff >= 0 && srcOff + PAGE_SIZE <= src.length;
+    this.fill = whole ? src : null;
+    this.fillOff = whole ? srcOff : 0;
+    this.filled = false;
     const pte = this.translate(va, true);
+    this.fill = null;
+    this.fillOff = 0;
     if (pte < 0) return pte;
+    if (this.filled) {
+      this.filled = false;
+      return 0;
+    }
     this.engine.write(asPfn(ptePfn(pte)), pteKeyid(pte), src, srcOff, va % PAGE_SIZE, len);
     return 0;
   }

@@ -236,6 +236,8 @@ export class FastFault {
   /** faults handled here, and those passed to the kernel (this CPU's own tally, not a shared counter) */
   handled = 0;
   passed = 0;
+  /** the last tryFault that returned true also did the access's whole-page store (its `fill`) */
+  filled = false;
   private cacheGen = -1;
   private cacheStart = 0;
   private cacheEnd = 0;
@@ -247,16 +249,20 @@ export class FastFault {
   /**
    * Try to resolve a fault at va here. True when the access can be retried
    * (the PTE is now there, ours or another CPU's); false when the kernel
-   * must handle it (trap).
+   * must handle it (trap). `fill`, when given, is the page a whole-page
+   * store at va (page-aligned) is about to write: a fresh encrypted page
+   * then gets it in place of its zeroing's encryption (engine.fillFresh),
+   * and `filled` says so, so that the store is not done twice.
    */
-  tryFault(va: number, write: boolean): boolean {
+  tryFault(va: number, write: boolean, fill: Uint8Array | null = null, fillOff = 0): boolean {
     const L = this.c.mm.i32;
     const v = Atomics.load(L, MM_LOCK);
+    this.filled = false;
     if (v & MM_WRITER || L[MM_FAST] === 0 || Atomics.compareExchange(L, MM_LOCK, v, v + 1) !== v) {
       this.passed++;
       return false;
     }
-    const ok = this.locked(va, write);
+    const ok = this.locked(va, write, fill, fillOff);
     // Leave; wake a kernel that waits for the last CPU to go.
     if ((Atomics.sub(L, MM_LOCK, 1) - 1) === MM_WRITER) Atomics.notify(L, MM_LOCK);
     if (ok) this.handled++;
@@ -286,7 +292,7 @@ export class FastFault {
     return true;
   }
 
-  private locked(va: number, write: boolean): boolean {
+  private locked(va: number, write: boolean, fill: Uint8Array | null, fillOff: number): boolean {
     const c = this.c;
     if (!this.lookup(va)) return false;
     const fl = this.cacheFlags;
@@ -321,13 +327,16 @@ export class FastFault {
       Atomics.add(c.keyPageRefs, keyid, 1); // the VMA holds the key: it cannot die here
     }
     c.map.keyid[pfn] = keyid;
-    c.engine.zero(asPfn(pfn), keyid);
+    // the zeroing; a whole-page store's first touch stores its data in its place
+    const filled = fill !== null && write && keyid !== 0 && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
+    if (!filled) c.engine.zero(asPfn(pfn), keyid);
     c.map.flags[pfn] = PG_ALLOCATED | PG_ANON;
     c.map.ownerMm[pfn] = c.mmId;
     c.map.ownerVa[pfn] = page;
     const pte = mkPte(pfn, keyid, pageProt((fl & VM_WRITE) !== 0) | (write ? PTE_DIRTY : 0));
     if (Atomics.compareExchange(w, i, 0, pte) !== 0) {
       // another CPU faulted the page in first: undo, and retry the access
+      if (filled) c.engine.unfill(asPfn(pfn), keyid);
       if (keyid !== 0) {
         c.engine.flush(asPfn(pfn));
         Atomics.sub(c.keyPageRefs, keyid, 1);
@@ -340,6 +349,7 @@ export class FastFault {
     s.f64[b + 1 + n] = page;
     s.f64[b] = n + 1;
     c.counters[c.faultsIndex]++;
+    this.filled = filled;
     return true;
   }
 }

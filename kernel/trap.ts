@@ -4,7 +4,7 @@
 // Kernel side: one async loop per CPU on Atomics.waitAsync(REQ), running the
 // trap on the boot CPU's thread between other kernel work.
 import { Machine, type MachineDescriptor } from '../hardware/machine.js';
-import { UserCpu } from './cpu.js';
+import { FAULT_FILLED, UserCpu } from './cpu.js';
 import type { Kernel, KernelCounter, KernelDescriptor, Task } from './kernel.js';
 import { FastFault, MmShared, enableFastFaults, type MmSharedDescriptor } from './fastfault.js';
 import { PerCpuCounters } from '../hardware/counters.js';
@@ -80,8 +80,8 @@ export class WorkerCpu {
       });
     } else this.fast = null;
     const fast = this.fast;
-    this.user = new UserCpu(this.machine.engine, pool, this.smp, d.mm, (va, write) =>
-      fast !== null && fast.tryFault(va, write) ? 0 : this.trap(TRAP_FAULT, va, write ? 1 : 0),
+    this.user = new UserCpu(this.machine.engine, pool, this.smp, d.mm, (va, write, fill, fillOff) =>
+      fast !== null && fast.tryFault(va, write, fill, fillOff) ? (fast.filled ? FAULT_FILLED : 0) : this.trap(TRAP_FAULT, va, write ? 1 : 0),
     );
     this.smp.setOnline(d.cpu, d.mm.id);
   }
