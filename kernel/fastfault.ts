@@ -328,7 +328,7 @@ export class FastFault {
     }
     c.map.keyid[pfn] = keyid;
     // the zeroing; a whole-page store's first touch stores its data in its place
-    const filled = fill !== null && write && keyid !== 0 && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
+    const filled = fill !== null && write && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
     if (!filled) c.engine.zero(asPfn(pfn), keyid);
     c.map.flags[pfn] = PG_ALLOCATED | PG_ANON;
     c.map.ownerMm[pfn] = c.mmId;

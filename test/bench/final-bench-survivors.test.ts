@@ -63,6 +63,20 @@ describe('compare: settings notes', () => {
     }
   });
 
+  it("the header names the native backend's implementation where the run recorded one", () => {
+    // the settings line, its wrapped continuation lines joined
+    const at = (impl: string) => {
+      const text = formatCompare(compareRuns(mem('b.csv', [fault], [S9]), mem('n.csv', [fault], [S9], { crypto_backends: ['native'], crypto_impl: impl }), OPTS));
+      const lines = text.split('\n');
+      const i = lines.findIndex((l) => l.startsWith('settings:'));
+      let j = i + 1;
+      while (lines[j].startsWith('  ')) j++;
+      return lines.slice(i, j).join(' ').replace(/\s+/g, ' ');
+    };
+    assert.match(at('vaes-avx512'), /backend native \(vaes-avx512\), costs/);
+    assert.match(at(''), /backend native, costs/);
+  });
+
   it('a run from before crypto_impl was recorded says so', () => {
     const base = mem('b.csv', [fault], [S9]);
     delete (base.meta as Partial<RunMeta>).crypto_impl;
@@ -344,6 +358,13 @@ describe('csv: the optional fields of a meta file', () => {
     } finally {
       JSON.parse = parse;
     }
+  });
+
+  it('reads crypto_impl where it is there and refuses one that is not a string', () => {
+    assert.equal(parseMeta(metaWith('crypto_impl', '"vaes-avx512"'), M).crypto_impl, 'vaes-avx512');
+    const { crypto_impl: _, ...older } = mkMeta();
+    assert.equal(parseMeta(JSON.stringify(older), M).crypto_impl, undefined, 'a run from before it was recorded');
+    for (const v of ['1', 'null', 'true']) refuses(() => parseMeta(metaWith('crypto_impl', v), M), 0, `${M}: crypto_impl: expected a string`);
   });
 
   it('refuses a stopped that is not a string', () => {

@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { asPfn, type Pfn } from '../../hardware/types.js';
 import { FAULT_FILLED, UserCpu } from '../../kernel/cpu.js';
-import { enableFastFaults } from '../../kernel/fastfault.js';
+import { MM_LOCK, enableFastFaults } from '../../kernel/fastfault.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { ptePfn } from '../../kernel/pgtable.js';
@@ -46,6 +46,7 @@ describe('a first-touch whole-page store filled by the fault handler', () => {
   it('a keyed page: filled, holding the store, counted as zeroing plus store', () => {
     const { k, t, done } = setup();
     const ff = fastFaultOn(k, t, 1);
+    assert.equal(ff.filled, false, 'before any fault');
     const src = Uint8Array.from(randomBytes(2 * PAGE));
     assert.equal(ff.tryFault(BASE + PAGE, true, src, PAGE), true);
     assert.equal(ff.filled, true);
@@ -145,6 +146,30 @@ describe('UserCpu.store and FAULT_FILLED', () => {
     done();
   });
 
+  it('a part-page store at a page boundary is not offered: the rest of the page stays zero', () => {
+    const { k, t, done } = setup();
+    const offered: boolean[] = [];
+    const ff = fastFaultOn(k, t, 1);
+    const cpu = cpuWith(k, t, (va, write, fill, off) => {
+      offered.push(fill !== null);
+      assert.equal(ff.tryFault(va, write, fill, off), true);
+      return ff.filled ? FAULT_FILLED : 0;
+    });
+    const src = Uint8Array.from(randomBytes(PAGE));
+    assert.equal(cpu.store(BASE, src, 0, 64), 0);
+    const want = new Uint8Array(PAGE);
+    want.set(src.subarray(0, 64));
+    assert.deepEqual(readBack(k, t, BASE), want);
+    // a whole page at an address inside a page is refused, as without the fill, and nothing is stored
+    assert.throws(() => cpu.store(BASE + PAGE + 8, src, 0, PAGE), /len|pageOff/);
+    assert.deepEqual(readBack(k, t, BASE + PAGE), new Uint8Array(PAGE));
+    // a negative src offset is refused by the store itself, and the fault handler leaves the mm unlocked
+    assert.throws(() => cpu.store(BASE + 2 * PAGE, src, -16), /srcOff|src/);
+    assert.equal(t.mm.shared.i32[MM_LOCK], 0);
+    assert.deepEqual(offered, [false, false, false]);
+    done();
+  });
+
   it('FAULT_FILLED skips the store; a later plain fault in the same translation stores again', () => {
     const { k, t, done } = setup();
     const src = Uint8Array.from(randomBytes(PAGE));
@@ -174,6 +199,10 @@ describe('UserCpu.store and FAULT_FILLED', () => {
     assert.equal(cpu2.store(BASE + PAGE, src, 0), 0);
     assert.equal(enc(k).pages_encrypted - before, 2, 'zeroing and store, counted once each');
     assert.deepEqual(readBack(k, t, BASE + PAGE), src);
+    // the next store to the page, which is mapped now (no fault): stored
+    const again = Uint8Array.from(randomBytes(PAGE));
+    assert.equal(cpu2.store(BASE + PAGE, again, 0), 0);
+    assert.deepEqual(readBack(k, t, BASE + PAGE), again);
     done();
   });
 });
