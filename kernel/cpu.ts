@@ -168,10 +168,7 @@ export class UserCpu {
     this.fill = null;
     this.fillOff = 0;
     if (pte < 0) return pte;
-    if (this.filled) {
-      this.filled = false;
-      return 0;
-    }
+    if (this.filled) return 0;
     this.engine.write(asPfn(ptePfn(pte)), pteKeyid(pte), src, srcOff, va % PAGE_SIZE, len);
     return 0;
   }
