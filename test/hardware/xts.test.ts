@@ -6,6 +6,7 @@ import { inspect } from 'node:util';
 import { availableBackends, backendNote, dataBuf, defaultBackend, getBackend, nativeImpl, type XtsBackend } from '../../hardware/xts.js';
 import { nativeEvpBackend } from '../../hardware/xts-native.js';
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 
 interface Vector {
   name: string;
@@ -100,6 +101,16 @@ describe('XTS-AES-128 backends', () => {
       nat.decrypt(kn, src, 0, a, 0, len, unit);
       assert.deepEqual(a.u8.subarray(0, len), b.u8.subarray(0, len), `decrypt of random data, ${blocks} blocks`);
     }
+  });
+
+  it('the addon itself refuses a key with equal halves on either path, as OpenSSL does (the backend checks first)', { skip: backendNote() ?? false }, () => {
+    const addon = createRequire(import.meta.url)('../../../build/xts_native.node') as { importKey(k: Uint8Array, impl?: string): object };
+    const key = Uint8Array.from(randomBytes(32));
+    key.copyWithin(16, 0, 16);
+    for (const impl of [undefined, 'evp']) assert.throws(() => addon.importKey(key, impl), (e: Error) => e instanceof RangeError && e.message === 'key: OpenSSL refused the XTS key', String(impl));
+    key[31] ^= 1;
+    for (const impl of [undefined, 'evp']) assert.equal(typeof addon.importKey(key, impl), 'object');
+    assert.throws(() => addon.importKey(key, 'aesni'), /impl: expected "evp" or undefined/);
   });
 
   it('nativeImpl names the VAES path exactly where the CPU has VAES, VPCLMULQDQ and AVX-512', { skip: backendNote() ?? false }, () => {
