@@ -17,8 +17,14 @@ interface Addon {
   /** the implementation keys get by default: 'vaes-avx512' or 'openssl-evp' */
   readonly impl: string;
   importKey(key: Uint8Array, impl?: 'evp'): object;
-  crypt(h: object, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number, unit: number, count: number, enc: boolean): void;
+  /** this thread's call registers: crypt reads its numbers from them */
+  setRegs(regs: Float64Array): void;
+  /** count data units of len bytes from src[srcOff] to dst[dstOff], unit numbers unit, unit + len, ...: the numbers in the registers */
+  crypt(h: object, src: Uint8Array, dst: Uint8Array): void;
 }
+
+/** The call registers' slots (xts-native.c): srcOff, dstOff, len, unit, count, enc. */
+const R_SOFF = 0, R_DOFF = 1, R_LEN = 2, R_UNIT = 3, R_COUNT = 4, R_ENC = 5;
 
 interface NativeKey extends XtsKey {
   readonly h: object;
@@ -29,8 +35,15 @@ const ADDON = '../../build/xts_native.node';
 
 let addon: Addon | null = null;
 let why = '';
+// on an ArrayBuffer of its own, so that its memory never moves (a small typed array may live in V8's heap)
+const regs = new Float64Array(new ArrayBuffer(8 * 8));
+regs[R_COUNT] = 1;
 try {
-  addon = createRequire(import.meta.url)(ADDON) as Addon;
+  const a = createRequire(import.meta.url)(ADDON) as Addon;
+  // an addon built from an older checkout has no call registers
+  if (typeof a.setRegs !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  a.setRegs(regs);
+  addon = a;
 } catch (e) {
   const err = e as NodeJS.ErrnoException;
   why = err.code === 'MODULE_NOT_FOUND' ? 'build/xts_native.node was not built (npm ci builds it with cc)' : `build/xts_native.node did not load: ${err.message.split('\n')[0]}`;
@@ -51,6 +64,15 @@ function _addon(): Addon {
   return addon;
 }
 
+function crypt(h: object, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number, unit: number, enc: 0 | 1): void {
+  regs[R_SOFF] = srcOff;
+  regs[R_DOFF] = dstOff;
+  regs[R_LEN] = len;
+  regs[R_UNIT] = unit;
+  regs[R_ENC] = enc;
+  (addon as Addon).crypt(h, src, dst);
+}
+
 function nativeOn(impl: 'evp' | undefined): XtsBackend {
   return {
     name: 'native',
@@ -60,11 +82,11 @@ function nativeOn(impl: 'evp' | undefined): XtsBackend {
     },
     encrypt(key, src, srcOff, dst, dstOff, len, unit) {
       checkUnit(src, srcOff, dst, dstOff, len, unit);
-      (addon as Addon).crypt((key as NativeKey).h, src.u8, srcOff, dst.u8, dstOff, len, unit, 1, true);
+      crypt((key as NativeKey).h, src.u8, srcOff, dst.u8, dstOff, len, unit, 1);
     },
     decrypt(key, src, srcOff, dst, dstOff, len, unit) {
       checkUnit(src, srcOff, dst, dstOff, len, unit);
-      (addon as Addon).crypt((key as NativeKey).h, src.u8, srcOff, dst.u8, dstOff, len, unit, 1, false);
+      crypt((key as NativeKey).h, src.u8, srcOff, dst.u8, dstOff, len, unit, 0);
     },
   };
 }

@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as XtsModule from '../../hardware/xts.js';
 import type * as NativeModule from '../../hardware/xts-native.js';
@@ -30,15 +31,44 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const NOT_BUILT = 'build/xts_native.node was not built (npm ci builds it with cc)';
 
-/** A copy of dist/hardware/ whose build/xts_native.node is absent, junk, or the real addon. */
-async function tree(name: string, addon: 'absent' | 'junk' | 'real'): Promise<{ xts: typeof XtsModule; native: typeof NativeModule }> {
+/**
+ * An addon as a build from before the call registers (setRegs) would be: it
+ * loads and has importKey and crypt, nothing more. Its path, or why not where
+ * there is no C compiler or no node headers.
+ */
+function oldAddon(): string | { why: string } {
+  const inc = join(dirname(dirname(process.execPath)), 'include', 'node');
+  if (!existsSync(join(inc, 'node_api.h'))) return { why: `no node headers under ${inc}` };
+  const src = join(tmp, 'old.c');
+  const out = join(tmp, 'old.node');
+  writeFileSync(
+    src,
+    [
+      '#include <node_api.h>',
+      'static napi_value nop(napi_env env, napi_callback_info info) { (void)env; (void)info; return NULL; }',
+      'static napi_value init(napi_env env, napi_value exports) {',
+      '  napi_property_descriptor p[] = { { "importKey", NULL, nop, NULL, NULL, NULL, napi_default, NULL },',
+      '                                   { "crypt", NULL, nop, NULL, NULL, NULL, napi_default, NULL } };',
+      '  napi_define_properties(env, exports, 2, p);',
+      '  return exports;',
+      '}',
+      'NAPI_MODULE(old, init)',
+      '',
+    ].join('\n'),
+  );
+  const r = spawnSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-I', inc, '-o', out, src], { encoding: 'utf8' });
+  return r.status === 0 ? out : { why: `cc: ${r.error?.message ?? r.stderr.split('\n')[0]}` };
+}
+
+/** A copy of dist/hardware/ whose build/xts_native.node is absent, junk, the real addon, or another .node file. */
+async function tree(name: string, addon: 'absent' | 'junk' | 'real', other?: string): Promise<{ xts: typeof XtsModule; native: typeof NativeModule }> {
   const root = join(tmp, name);
   mkdirSync(join(root, 'dist', 'hardware'), { recursive: true });
   for (const f of readdirSync(HW)) if (f.endsWith('.js')) copyFileSync(join(HW, f), join(root, 'dist', 'hardware', f));
   symlinkSync(NODE_MODULES, join(root, 'node_modules'));
   if (addon !== 'absent') mkdirSync(join(root, 'build'));
   if (addon === 'junk') writeFileSync(join(root, 'build', 'xts_native.node'), 'not a shared object\n');
-  if (addon === 'real') symlinkSync(ADDON, join(root, 'build', 'xts_native.node'));
+  if (addon === 'real') symlinkSync(other ?? ADDON, join(root, 'build', 'xts_native.node'));
   const url = (f: string) => pathToFileURL(join(root, 'dist', 'hardware', f)).href;
   return { xts: await import(url('xts.js')), native: await import(url('xts-native.js')) };
 }
@@ -86,6 +116,17 @@ describe('native backend built but not loadable', () => {
     assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
     assert.equal(xts.backendNote(), `native crypto backend unavailable (${s}); using node:crypto (openssl)`);
     assert.throws(() => xts.getBackend('native'), /^RangeError: backend: native is not available: build\/xts_native\.node did not load: /);
+  });
+});
+
+describe('native backend built from an older checkout', () => {
+  const old = oldAddon();
+  it('is not used, and the one line says npm ci rebuilds it', { skip: typeof old === 'string' ? false : old.why }, async () => {
+    const { xts, native } = await tree('old', 'real', old as string);
+    const s = native.nativeStatus();
+    assert.equal(s, 'build/xts_native.node did not load: it was built from an older checkout (npm ci rebuilds it)');
+    assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
+    assert.equal(xts.defaultBackend(), 'openssl');
   });
 });
 
