@@ -7,6 +7,7 @@ import { availableBackends, backendNote, dataBuf, defaultBackend, getBackend, na
 import { nativeEvpBackend } from '../../hardware/xts-native.js';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 interface Vector {
   name: string;
@@ -111,6 +112,48 @@ describe('XTS-AES-128 backends', () => {
     key[31] ^= 1;
     for (const impl of [undefined, 'evp']) assert.equal(typeof addon.importKey(key, impl), 'object');
     assert.throws(() => addon.importKey(key, 'aesni'), /impl: expected "evp" or undefined/);
+  });
+
+  it('the addon checks its call registers before it touches memory (in a process of its own: registers are per thread)', { skip: backendNote() ?? false }, () => {
+    const addon = fileURLToPath(new URL('../../../build/xts_native.node', import.meta.url));
+    const code = `
+      const a = require(${JSON.stringify(addon)});
+      const k = a.importKey(new Uint8Array(32).map((_, i) => i));
+      const src = new Uint8Array(8192), dst = new Uint8Array(8192);
+      const out = [];
+      const tryIt = (f) => { try { f(); out.push('ok'); } catch (e) { out.push(e.constructor.name + ': ' + e.message); } };
+      tryIt(() => a.crypt(k, src, dst));
+      const r = new Float64Array(new ArrayBuffer(48));
+      tryIt(() => a.setRegs(new Float64Array(new ArrayBuffer(40))));
+      tryIt(() => a.setRegs(new Uint8Array(48)));
+      a.setRegs(r);
+      const set = (soff, doff, len, unit, count) => { r[0] = soff; r[1] = doff; r[2] = len; r[3] = unit; r[4] = count; r[5] = 1; };
+      for (const regs of [[0, 0, 4096, 0, 2], [0, 4096, 4096, 0, 1], [-16, 0, 4096, 0, 1], [0, 0, 4096, NaN, 1], [0.5, 0, 4096, 0, 1],
+                          [0, 0, 4095, 0, 1], [0, 0, 4096, 2 ** 53, 1], [0, 0, 4096, 0, 0], [4096, 4096, 4096, 0, 1], [4112, 0, 4096, 0, 1]]) {
+        set(...regs);
+        tryIt(() => a.crypt(k, src, dst));
+      }
+      tryIt(() => a.crypt(k, src, new Float64Array(8)));
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const range = 'RangeError: crypt: data unit out of range';
+    assert.deepEqual(JSON.parse(r.stdout), [
+      'TypeError: crypt: expected (handle, src, dst) after setRegs',
+      'TypeError: regs: expected a Float64Array of at least 6',
+      'TypeError: regs: expected a Float64Array of at least 6',
+      'ok',
+      'ok',
+      range,
+      range,
+      range,
+      range,
+      range,
+      range,
+      'ok',
+      range,
+      'TypeError: crypt: src and dst: expected Uint8Arrays',
+    ]);
   });
 
   it('nativeImpl names the VAES path exactly where the CPU has VAES, VPCLMULQDQ and AVX-512', { skip: backendNote() ?? false }, () => {
