@@ -58,7 +58,12 @@ struct xts_key {
 #define AES_TARGET __attribute__((target("aes,sse4.1")))
 #define VAES_TARGET __attribute__((target("aes,sse4.1,avx2,avx512f,vaes,vpclmulqdq")))
 
-static int have_vaes;
+/* The CPU has what xts_unit_vaes needs (libgcc's CPU model, set up when the addon loads). */
+static int have_vaes(void)
+{
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq") &&
+	       __builtin_cpu_supports("aes") && __builtin_cpu_supports("sse4.1");
+}
 
 /* One AES-128 key-expansion step (FIPS 197 5.2) from the previous round key
  * and AESKEYGENASSIST's SubWord(RotWord(w3)) ^ Rcon. */
@@ -276,7 +281,7 @@ static napi_value import_key(napi_env env, napi_callback_info info)
 	}
 	k = memset(mem, 0, sizeof(*k));
 #ifdef XTS_VAES
-	if (have_vaes && !evp_only) {
+	if (!evp_only && have_vaes()) {
 		/* the one key OpenSSL's XTS refuses (aes_xts_check_keys): both halves equal */
 		if (CRYPTO_memcmp(key, key + 16, 16) == 0) {
 			key_free(env, k, NULL);
@@ -437,9 +442,7 @@ static napi_value init(napi_env env, napi_value exports)
 
 #ifdef XTS_VAES
 	__builtin_cpu_init();
-	have_vaes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vaes") &&
-		    __builtin_cpu_supports("vpclmulqdq") && __builtin_cpu_supports("aes") && __builtin_cpu_supports("sse4.1");
-	if (have_vaes)
+	if (have_vaes())
 		name = "vaes-avx512";
 #endif
 	CHECK(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &impl));
