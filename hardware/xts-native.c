@@ -228,12 +228,9 @@ static int bytes_of(napi_env env, napi_value v, uint8_t **p, size_t *n, const ch
 	napi_typedarray_type type;
 	size_t len;
 	void *data;
-	napi_value ab;
-	size_t off;
-	bool is;
 
-	if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
-	    napi_get_typedarray_info(env, v, &type, &len, &data, &ab, &off) != napi_ok || type != napi_uint8_array) {
+	/* (napi_invalid_arg for anything but a typed array) */
+	if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
 		napi_throw_type_error(env, NULL, what);
 		return -1;
 	}
@@ -377,7 +374,6 @@ static napi_value crypt(napi_env env, napi_callback_info info)
 	napi_value argv[3];
 	struct xts_key *k;
 	struct xts_env *e;
-	napi_typedarray_type ts, td;
 	uint8_t *src, *dst, iv[16];
 	size_t nsrc, ndst;
 	uint64_t soff, doff, len, unit, count;
@@ -391,11 +387,9 @@ static napi_value crypt(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	CHECK(env, napi_get_value_external(env, argv[0], (void **)&k));
-	if (napi_get_typedarray_info(env, argv[1], &ts, &nsrc, (void **)&src, NULL, NULL) != napi_ok || ts != napi_uint8_array ||
-	    napi_get_typedarray_info(env, argv[2], &td, &ndst, (void **)&dst, NULL, NULL) != napi_ok || td != napi_uint8_array) {
-		napi_throw_type_error(env, NULL, "crypt: src and dst: expected Uint8Arrays");
+	if (bytes_of(env, argv[1], &src, &nsrc, "crypt: src and dst: expected Uint8Arrays") < 0 ||
+	    bytes_of(env, argv[2], &dst, &ndst, "crypt: src and dst: expected Uint8Arrays") < 0)
 		return NULL;
-	}
 	enc = e->regs[R_ENC] != 0;
 	if (!reg_u53(e->regs[R_SOFF], &soff) || !reg_u53(e->regs[R_DOFF], &doff) || !reg_u53(e->regs[R_LEN], &len) ||
 	    !reg_u53(e->regs[R_UNIT], &unit) || !reg_u53(e->regs[R_COUNT], &count) || len < 16 || len % 16 || count < 1 ||
