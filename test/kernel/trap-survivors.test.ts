@@ -59,13 +59,13 @@ interface Setup {
  * fixed budget of polls before it sleeps, backoff.ts), a task, and the probe
  * syscall registered.
  */
-function setup(nrCpus = 3): Setup {
+function setup(nrCpus = 3, hostCpus = 1): Setup {
   const m = Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [64, 64], daxFrames: 0 }, nrCpus });
   const k = new Kernel(m, {
     features: ALL_FEATURES,
     swap: null,
     pgtableSlots: 512,
-    hostCpus: 1,
+    hostCpus,
     overcommit: { ...defaultOvercommit(128, 0), mode: 1 },
   });
   const t = k.spawn();
@@ -530,22 +530,72 @@ describe('trap.ts: TrapServer.pump', () => {
     });
     server.pump(f.finished);
     assert.equal(s.calls.length, 2999);
-    assert.deepEqual(q.sleeps, [], 'a trap in every round');
+    // the first poll came before the first trap, and the last pump served none: the
+    // crowded kernel went to sleep at once, and the trap's ring sent it back at once
+    assert.deepEqual(q.sleeps, ['not-equal'], 'a trap in every round');
     await server.stop();
     s.done();
   });
 
-  it('a quiet pump polls before it sleeps: a CPU that traps within the spin is served without a sleep', async () => {
+  it('a quiet pump after one that served a trap polls before it sleeps: a CPU that traps within the spin is served without a sleep', async () => {
     const s = setup(2);
     const q = quiet(s.k);
     const server = new TrapServer(s.k, s.t);
     server.serve(1);
-    s.rets.push(61);
+    s.rets.push(60, 61, 62);
+    post(s.k, 1, NR_PROBE, [5]);
+    server.pump(after(1, q).finished);
+    assert.deepEqual([retSlot(s.k, 1), q.sleeps], [60, []]);
     const f = after(20, q, (call) => {
       if (call === 10) post(s.k, 1, NR_PROBE, [6]);
     });
     server.pump(f.finished);
     assert.equal(retSlot(s.k, 1), 61);
+    assert.deepEqual(q.sleeps, []);
+    // that pump served a trap too: the next one spins as well
+    const g = after(20, q, (call) => {
+      if (call === 10) post(s.k, 1, NR_PROBE, [7]);
+    });
+    server.pump(g.finished);
+    assert.equal(retSlot(s.k, 1), 62);
+    assert.deepEqual(q.sleeps, []);
+    await server.stop();
+    s.done();
+  });
+
+  it('a crowded kernel whose CPUs trapped in neither this pump nor the last sleeps at the first quiet poll, and serves the trap that rings it', async () => {
+    const s = setup(2);
+    const q = quiet(s.k, (n) => n === 3, () => post(s.k, 1, NR_PROBE, [8]));
+    const server = new TrapServer(s.k, s.t);
+    server.serve(1);
+    s.rets.push(71, 72);
+    const f = after(3, q);
+    server.pump(f.finished);
+    assert.deepEqual(q.sleeps, ['timed-out', 'timed-out'], 'a sleep after each quiet poll, none spun for');
+    // the last pump served nothing either: sleeps at once again, until the trap rings;
+    // from the served trap on it polls, and catches the next trap without a sleep
+    let since = 0;
+    const g = after(Infinity, q, () => {
+      if (retSlot(s.k, 1) === 71 && ++since === 10) post(s.k, 1, NR_PROBE, [9]);
+    });
+    server.pump(() => g.finished() || retSlot(s.k, 1) === 72);
+    assert.deepEqual([retSlot(s.k, 1), s.calls.length, since], [72, 2, 10]);
+    assert.deepEqual(q.sleeps, ['timed-out', 'timed-out', 'ok']);
+    await server.stop();
+    s.done();
+  });
+
+  it('a kernel with a host CPU for each thread polls before it sleeps even when no CPU trapped', async () => {
+    const s = setup(2, 2);
+    const q = quiet(s.k);
+    const server = new TrapServer(s.k, s.t);
+    server.serve(1);
+    s.rets.push(81);
+    const f = after(20, q, (call) => {
+      if (call === 10) post(s.k, 1, NR_PROBE, [9]);
+    });
+    server.pump(f.finished);
+    assert.equal(retSlot(s.k, 1), 81);
     assert.deepEqual(q.sleeps, []);
     await server.stop();
     s.done();
