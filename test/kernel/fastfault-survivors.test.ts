@@ -389,6 +389,7 @@ describe('fast faults: per-CPU frames and LRU batches', () => {
 
 describe('fast faults: the tallies and the mm lock word', () => {
   afterEach(() => mock.restoreAll());
+  const lockWord = (L: Int32Array): number => L[MM_LOCK];
 
   it('a fault while the kernel holds the mm, and one outside every VMA, count as passed, not handled', () => {
     const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
@@ -403,6 +404,47 @@ describe('fast faults: the tallies and the mm lock word', () => {
     assert.deepEqual([ff.handled, ff.passed], [0, 2]);
     assert.equal(ff.tryFault(BASE, true), true);
     assert.deepEqual([ff.handled, ff.passed], [1, 2]);
+    done();
+  });
+
+  it('another CPU entering or leaving between the look and the CAS does not send the fault to the kernel: the CAS is retried', () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const L = t.mm.shared.i32;
+    const ff = fastCpu(k, t);
+    const realCas = Atomics.compareExchange;
+    const seen: number[] = [];
+    // each of the first two CASes on the lock word loses to another CPU: one enters, then it leaves
+    const others = [1, -1];
+    mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
+      if (a === L && i === MM_LOCK) {
+        seen.push(v);
+        const d = others.shift();
+        if (d !== undefined) Atomics.add(L, MM_LOCK, d);
+      }
+      return realCas(a, i, v, n);
+    });
+    assert.equal(ff.tryFault(BASE, true), true);
+    mock.restoreAll();
+    assert.deepEqual(seen, [0, 1, 0], 'tried from 0, from the 1 the entering CPU left, then from 0 again');
+    assert.deepEqual([ff.handled, ff.passed, lockWord(L)], [1, 0, 0]);
+    assert.equal(k.counters.get('faults'), 1, 'one fault, counted once');
+    // a writer that arrives between two tries still turns the CPU away
+    others.push(MM_WRITER);
+    mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
+      if (a === L && i === MM_LOCK) {
+        seen.push(v);
+        const d = others.shift();
+        if (d !== undefined) Atomics.or(L, MM_LOCK, d);
+      }
+      return realCas(a, i, v, n);
+    });
+    assert.equal(ff.tryFault(BASE + PAGE, true), false);
+    mock.restoreAll();
+    assert.deepEqual(seen.slice(3), [0], 'one CAS, lost to the writer, and no second');
+    assert.deepEqual([ff.handled, ff.passed, lockWord(L)], [1, 1, MM_WRITER]);
+    Atomics.and(L, MM_LOCK, ~MM_WRITER);
     done();
   });
 
