@@ -21,6 +21,8 @@ interface Addon {
   setRegs(regs: Float64Array): void;
   /** count data units of len bytes from src[srcOff] to dst[dstOff], unit numbers unit, unit + len, ...: the numbers in the registers */
   crypt(h: object, src: Uint8Array, dst: Uint8Array): void;
+  /** sched_yield(2) (kernel/backoff.ts) */
+  yieldCpu(): void;
 }
 
 /** The call registers' slots (xts-native.c): srcOff, dstOff, len, unit, count, enc. */
@@ -40,8 +42,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout has no call registers
-  if (typeof a.setRegs !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout has no call registers, or no yieldCpu
+  if (typeof a.setRegs !== 'function' || typeof a.yieldCpu !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -57,6 +59,14 @@ export function nativeStatus(): string | null {
 /** The native backend's XTS implementation ('vaes-avx512', 'openssl-evp'), or null when the addon is not there. */
 export function nativeImpl(): string | null {
   return addon === null ? null : addon.impl;
+}
+
+/**
+ * sched_yield(2), for spin-waits that share the host's CPUs with the threads
+ * they wait for (kernel/backoff.ts); null when the addon is not there.
+ */
+export function hostYield(): (() => void) | null {
+  return addon === null ? null : addon.yieldCpu;
 }
 
 function _addon(): Addon {

@@ -38,7 +38,8 @@
 // paravirtual TLB flush does not wait for a preempted vCPU, arch/x86/kernel/
 // kvm.c kvm_flush_tlb_multi, it lets the CPU that must ack run.)
 
-import { Spinner } from './backoff.js';
+import { hostYield } from '../hardware/xts-native.js';
+import { Spinner, SPIN_CAP_MS } from './backoff.js';
 
 export const CPU_WORDS = 16;
 export const W_ONLINE = 0;
@@ -70,6 +71,8 @@ export class Smp {
   readonly args: Float64Array;
   /** shootdown's per-CPU generations, made once */
   private readonly gens: Int32Array;
+  /** sched_yield for spin-waits that ask for it when crowded (backoff.ts); null without the native addon, and where a test says so */
+  yieldCpu: (() => void) | null = hostYield();
   private readonly sab: SharedArrayBuffer;
   private readonly argSab: SharedArrayBuffer;
 
@@ -119,7 +122,7 @@ export class Smp {
 
   /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts). */
   spinner(): Spinner {
-    return new Spinner(!this.crowded);
+    return new Spinner(!this.crowded, SPIN_CAP_MS, this.yieldCpu);
   }
 
   /** Host CPUs the simulator's threads share. */

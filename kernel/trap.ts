@@ -47,6 +47,8 @@ export class WorkerCpu {
   readonly cpu: number;
   /** this CPU's own anonymous-fault handler, or null when every fault traps */
   readonly fast: FastFault | null;
+  /** traps this CPU made (a worker asks whether its last round made any: cpu-worker.ts) */
+  traps = 0;
   private readonly base: number;
   private readonly argBase: number;
   /**
@@ -88,6 +90,7 @@ export class WorkerCpu {
 
   /** Enter the kernel: a fault or a syscall with numeric arguments. */
   trap(nr: number, ...args: number[]): number {
+    this.traps++;
     const w = this.smp.words;
     const a = this.smp.args;
     if (args.length > 6) throw new RangeError(`args: at most 6, got ${args.length}`);
@@ -192,7 +195,8 @@ export class TrapServer {
    * not spin at all: nothing is coming for it to catch (a fault round of
    * fast faults traps about once in 20 rounds), and its spin takes the host
    * CPU a worker needs. It sleeps on the doorbell at once, which a trap or
-   * a finished round rings. Once a trap came, it spins as before. Measured
+   * a finished round rings. Once a trap came, it polls, with sched_yield
+   * where the native addon is there (backoff.ts). Measured
    * with 2 worker CPUs on this 2-vCPU VM, 5 alternating fresh processes per
    * side, medians: migration madvise-encrypt 9581 -> 7172 ns per op,
    * plain-mmap 8136 -> 6022, dax-stacking madvise-encrypt 5401 -> 2246,
@@ -207,7 +211,7 @@ export class TrapServer {
     let more = true;
     let served = 0;
     let quietSince = performance.now();
-    sp.start();
+    sp.start(true);
     for (;;) {
       const rung = Atomics.load(w, bell);
       let busy = false;
@@ -220,7 +224,7 @@ export class TrapServer {
       }
       if (busy || more) {
         quietSince = performance.now();
-        sp.start();
+        sp.start(true);
       } else {
         // (a sleep at once bypasses the spinner, whose budget would learn from waits it never spun for)
         const r = crowded && served === 0 && this.servedLast === 0 ? Atomics.wait(w, bell, rung, 5) : sp.spin() ? null : sp.sleep(w, bell, rung, 5);

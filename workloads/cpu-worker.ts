@@ -102,8 +102,11 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
   const sp = c.smp.spinner(); // its own: the trap reply's (c.spinner) adapts to other waits
   const cmdWord = b.i(c.cpu, R_CMD);
   let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
+  // traps made before the last round: after a round without any, the wait
+  // polls with sched_yield when the threads do not fit the host (backoff.ts)
+  let trapsBefore = -1;
   for (;;) {
-    sp.start();
+    sp.start(c.traps === trapsBefore);
     while (Atomics.load(w, cmdWord) === seen) if (!sp.spin()) sp.sleep(w, cmdWord, seen, 20);
     seen = Atomics.load(w, cmdWord);
     if (Atomics.load(w, b.i(c.cpu, R_KIND)) === KIND_PARK) {
@@ -112,6 +115,7 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
       return;
     }
     c.online();
+    trapsBefore = c.traps;
     let failure: unknown = null;
     try {
       round(c, b);

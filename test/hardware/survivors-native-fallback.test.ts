@@ -32,27 +32,27 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const NOT_BUILT = 'build/xts_native.node was not built (npm ci builds it with cc)';
 
 /**
- * An addon as a build from before the call registers (setRegs) would be: it
- * loads and has importKey and crypt, nothing more. Its path, or why not where
- * there is no C compiler or no node headers.
+ * An addon as a build from an older checkout would be: it loads and has the
+ * named functions, nothing more (before the call registers: importKey and
+ * crypt; before yieldCpu: setRegs too). Its path, or why not where there is
+ * no C compiler or no node headers.
  */
-function oldAddon(): string | { why: string } {
+function oldAddon(name: string, fns: readonly string[]): string | { why: string } {
   const inc = join(dirname(dirname(process.execPath)), 'include', 'node');
   if (!existsSync(join(inc, 'node_api.h'))) return { why: `no node headers under ${inc}` };
-  const src = join(tmp, 'old.c');
-  const out = join(tmp, 'old.node');
+  const src = join(tmp, `${name}.c`);
+  const out = join(tmp, `${name}.node`);
   writeFileSync(
     src,
     [
       '#include <node_api.h>',
       'static napi_value nop(napi_env env, napi_callback_info info) { (void)env; (void)info; return NULL; }',
       'static napi_value init(napi_env env, napi_value exports) {',
-      '  napi_property_descriptor p[] = { { "importKey", NULL, nop, NULL, NULL, NULL, napi_default, NULL },',
-      '                                   { "crypt", NULL, nop, NULL, NULL, NULL, napi_default, NULL } };',
-      '  napi_define_properties(env, exports, 2, p);',
+      `  napi_property_descriptor p[] = { ${fns.map((f) => `{ "${f}", NULL, nop, NULL, NULL, NULL, napi_default, NULL }`).join(', ')} };`,
+      `  napi_define_properties(env, exports, ${fns.length}, p);`,
       '  return exports;',
       '}',
-      'NAPI_MODULE(old, init)',
+      `NAPI_MODULE(${name}, init)`,
       '',
     ].join('\n'),
   );
@@ -120,20 +120,29 @@ describe('native backend built but not loadable', () => {
 });
 
 describe('native backend built from an older checkout', () => {
-  const old = oldAddon();
-  it('is not used, and the one line says npm ci rebuilds it', { skip: typeof old === 'string' ? false : old.why }, async () => {
-    const { xts, native } = await tree('old', 'real', old as string);
-    const s = native.nativeStatus();
-    assert.equal(s, 'build/xts_native.node did not load: it was built from an older checkout (npm ci rebuilds it)');
-    assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
-    assert.equal(xts.defaultBackend(), 'openssl');
-  });
+  for (const [name, fns] of [
+    ['old', ['importKey', 'crypt']],
+    ['noyield', ['importKey', 'crypt', 'setRegs']],
+  ] as const) {
+    const old = oldAddon(name, fns);
+    it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
+      const { xts, native } = await tree(name, 'real', old as string);
+      const s = native.nativeStatus();
+      assert.equal(s, 'build/xts_native.node did not load: it was built from an older checkout (npm ci rebuilds it)');
+      assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
+      assert.equal(xts.defaultBackend(), 'openssl');
+      assert.equal(native.hostYield(), null);
+    });
+  }
 });
 
 describe('native backend built', { skip: existsSync(ADDON) ? false : 'build/xts_native.node was not built' }, () => {
   it('is available, the default, and named in its keys', async () => {
     const { xts, native } = await tree('real', 'real');
     assert.equal(native.nativeStatus(), null);
+    const y = native.hostYield();
+    assert.equal(typeof y, 'function');
+    assert.equal(y!(), undefined, 'sched_yield, nothing returned');
     assert.deepEqual(xts.availableBackends(), ['native', 'openssl', 'noble']);
     assert.equal(xts.defaultBackend(), 'native');
     assert.equal(xts.backendNote(), null);

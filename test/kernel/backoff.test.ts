@@ -70,6 +70,58 @@ describe('spinning before a futex sleep', () => {
     }
   });
 
+  it('where they do not fit and the wait asks for it: polls with sched_yield up to the cap, then gives up; the budget still adapts', () => {
+    let now = 0;
+    mock.method(performance, 'now', () => now);
+    try {
+      let yields = 0;
+      let step = 0.125;
+      const sp = new Spinner(false, 2, () => {
+        yields++;
+        now += step;
+      });
+      sp.start(true);
+      let n = 0;
+      while (sp.spin()) n++;
+      assert.deepEqual([n, yields], [15, 16], 'the clock read every 16 yields: 16 x 0.125 ms is the 2 ms cap');
+      assert.equal(sp.spin(), false);
+      assert.equal(yields, 16, 'over the cap: no more yields');
+      step = 0.0625; // 1 ms per look at the clock
+      sp.start(true);
+      n = 0;
+      while (sp.spin()) n++;
+      assert.deepEqual([n, yields], [31, 48], 'a new wait yields again, timed from its own start: the cap at the second look');
+      sp.start(false);
+      n = 0;
+      while (sp.spin()) n++;
+      assert.equal(n, 1999, 'not asked: the budget, doubled twice by the two waits that did not sleep');
+      assert.equal(yields, 48);
+    } finally {
+      mock.restoreAll();
+    }
+  });
+
+  it('a wait that asks for yielding polls spins on the budget without a yield to call, and to the cap without yields where the threads fit', () => {
+    let now = 0;
+    mock.method(performance, 'now', () => now);
+    try {
+      const none = new Spinner(false, 2, null);
+      none.start(true);
+      let n = 0;
+      while (none.spin()) n++;
+      assert.equal(n, 499, 'the first budget');
+      let yields = 0;
+      const fit = new Spinner(true, 2, () => yields++);
+      fit.start(true);
+      for (let i = 1; i < 128; i++) assert.equal(fit.spin(), true);
+      now = 2;
+      assert.equal(fit.spin(), false, 'the cap, read at the 128th poll');
+      assert.equal(yields, 0);
+    } finally {
+      mock.restoreAll();
+    }
+  });
+
   it('Smp picks the regime from its CPUs (the kernel thread and the workers) and the host CPUs', () => {
     const three = Smp.create(3, 2).spinner();
     three.start();

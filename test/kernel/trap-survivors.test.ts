@@ -68,6 +68,7 @@ function setup(nrCpus = 3, hostCpus = 1): Setup {
     hostCpus,
     overcommit: { ...defaultOvercommit(128, 0), mode: 1 },
   });
+  k.smp.yieldCpu = null; // polls on the budget, whether or not the addon is built (yielding polls: their own tests)
   const t = k.spawn();
   const calls: SysArg[][] = [];
   const rets: number[] = [];
@@ -196,6 +197,7 @@ describe('trap.ts: cpuDescriptor', () => {
     const st = kernelAnswers(s.k, new TrapServer(s.k, s.t), 1);
     assert.equal(cpu.user.store(BASE, new Uint8Array(8).fill(7), 0, 8), 0);
     assert.equal(word(s.k, 1, W_REQ), 0, 'no trap');
+    assert.equal(cpu.traps, 0);
     assert.equal(st.forced, false);
     assert.equal(cpu.fast?.handled, 1);
     s.done();
@@ -230,6 +232,7 @@ describe('trap.ts: WorkerCpu.trap', () => {
     assert.equal(cpu.trap(NR_PROBE, ...args), 2 ** 40 + 7);
     assert.equal(cpu.trap(NR_PROBE, 9), -E.EINVAL);
     assert.deepEqual(s.calls, [args, [9, 0, 0, 0, 0, 0]]);
+    assert.equal(cpu.traps, 2, 'the CPU counts its traps');
     assert.equal(word(s.k, 1, W_REQ), 2);
     assert.equal(word(s.k, 1, W_RESP), 2);
     s.done();
@@ -581,6 +584,30 @@ describe('trap.ts: TrapServer.pump', () => {
     server.pump(() => g.finished() || retSlot(s.k, 1) === 72);
     assert.deepEqual([retSlot(s.k, 1), s.calls.length, since], [72, 2, 10]);
     assert.deepEqual(q.sleeps, ['timed-out', 'timed-out', 'ok']);
+    await server.stop();
+    s.done();
+  });
+
+  it('with sched_yield to call, a crowded pump after a served trap polls with it up to the 2 ms cap, then sleeps; one after a quiet pump sleeps without a yield', async () => {
+    const s = setup(2);
+    const q = quiet(s.k);
+    let yields = 0;
+    s.k.smp.yieldCpu = () => {
+      yields++;
+      q.advance(0.125);
+    };
+    const server = new TrapServer(s.k, s.t);
+    server.serve(1);
+    s.rets.push(91);
+    post(s.k, 1, NR_PROBE, [1]);
+    server.pump(after(1, q).finished);
+    assert.deepEqual([retSlot(s.k, 1), yields, q.sleeps], [91, 0, []]);
+    // a trap came in the last pump: 16 yields of 0.125 ms reach the cap, then a sleep
+    server.pump(() => q.sleeps.length === 1 || yields > 1000);
+    assert.deepEqual([yields, q.sleeps], [16, ['timed-out']]);
+    // no trap in that pump nor in this one: asleep at the first quiet poll
+    server.pump(() => q.sleeps.length === 2 || yields > 1000);
+    assert.deepEqual([yields, q.sleeps], [16, ['timed-out', 'timed-out']]);
     await server.stop();
     s.done();
   });
