@@ -96,7 +96,8 @@ export class Spinner {
     this.polls = 0;
     this.over = false;
     this.yielding = yielding && !this.allowed && this.yieldCpu !== null;
-    if (this.allowed || this.yielding) this.since = performance.now();
+    this.since = performance.now(); // (the budget's polls do not look at it)
+    // (with the threads fitting, the budget is never used: nothing to keep)
     if (!this.allowed) {
       if (this.waited) this.adapt();
       this.waited = true;

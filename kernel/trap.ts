@@ -149,8 +149,8 @@ export class TrapServer {
   private readonly cpus: number[] = [];
   /** spin, then sleep, on the doorbell (backoff.ts) */
   private readonly spinner: Spinner;
-  /** traps the last pump served (see pump: whether a crowded kernel spins at all) */
-  private servedLast = 0;
+  /** the last pump served a trap (see pump: whether a crowded kernel polls at all) */
+  private trappedLast = false;
 
   constructor(
     private readonly k: Kernel,
@@ -209,26 +209,27 @@ export class TrapServer {
     const sp = this.spinner;
     const crowded = this.k.smp.crowded;
     let more = true;
-    let served = 0;
+    let trapped = false;
     let quietSince = performance.now();
     sp.start(true);
     for (;;) {
       const rung = Atomics.load(w, bell);
       let busy = false;
       for (const cpu of this.cpus) if (this.serveOne(cpu)) busy = true;
-      if (busy) served++;
+      if (busy) trapped = true;
       if (more) more = step();
       if (finished()) {
-        this.servedLast = served;
+        this.trappedLast = trapped;
         return;
       }
       if (busy || more) {
         quietSince = performance.now();
         sp.start(true);
       } else {
+        const atOnce = crowded && !trapped && !this.trappedLast;
+        if (!atOnce && sp.spin()) continue;
         // (a sleep at once bypasses the spinner, whose budget would learn from waits it never spun for)
-        const r = crowded && served === 0 && this.servedLast === 0 ? Atomics.wait(w, bell, rung, 5) : sp.spin() ? null : sp.sleep(w, bell, rung, 5);
-        if (r === null) continue;
+        const r = atOnce ? Atomics.wait(w, bell, rung, 5) : sp.sleep(w, bell, rung, 5);
         const now = performance.now();
         if (r !== 'timed-out') quietSince = now;
         else if (now - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);

@@ -12,6 +12,7 @@ import { getDesign } from '../../interfaces/registry.js';
 import {
   type FastFault,
   LRU_BATCH,
+  MM_FAST,
   MM_LOCK,
   MM_WRITER,
   SNAP_MAX,
@@ -445,6 +446,21 @@ describe('fast faults: the tallies and the mm lock word', () => {
     assert.deepEqual(seen.slice(3), [0], 'one CAS, lost to the writer, and no second');
     assert.deepEqual([ff.handled, ff.passed, lockWord(L)], [1, 1, MM_WRITER]);
     Atomics.and(L, MM_LOCK, ~MM_WRITER);
+    done();
+  });
+
+  it('an mm the kernel has not opened to CPU-side faults (MM_FAST 0) sends every fault to the kernel, lock word untouched', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const ff = fastCpu(k, t);
+    const L = t.mm.shared.i32;
+    L[MM_FAST] = 0;
+    assert.equal(ff.tryFault(BASE, true), false);
+    assert.deepEqual([ff.handled, ff.passed, lockWord(L), present(k, t, BASE)], [0, 1, 0, false]);
+    L[MM_FAST] = 1;
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.deepEqual([ff.handled, ff.passed, lockWord(L), present(k, t, BASE)], [1, 1, 0, true]);
     done();
   });
 

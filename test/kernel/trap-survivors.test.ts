@@ -590,7 +590,11 @@ describe('trap.ts: TrapServer.pump', () => {
 
   it('with sched_yield to call, a crowded pump after a served trap polls with it up to the 2 ms cap, then sleeps; one after a quiet pump sleeps without a yield', async () => {
     const s = setup(2);
-    const q = quiet(s.k);
+    const q = quiet(
+      s.k,
+      (n) => n === 5,
+      () => post(s.k, 1, NR_PROBE, [2]),
+    );
     let yields = 0;
     s.k.smp.yieldCpu = () => {
       yields++;
@@ -608,6 +612,11 @@ describe('trap.ts: TrapServer.pump', () => {
     // no trap in that pump nor in this one: asleep at the first quiet poll
     server.pump(() => q.sleeps.length === 2 || yields > 1000);
     assert.deepEqual([yields, q.sleeps], [16, ['timed-out', 'timed-out']]);
+    // asleep at once again, until a trap rings in the pump's third sleep: from it on, yields to the cap
+    s.rets.push(92);
+    server.pump(() => q.sleeps.length === 6 || yields > 1000);
+    assert.equal(retSlot(s.k, 1), 92);
+    assert.deepEqual([yields, q.sleeps.slice(2)], [32, ['timed-out', 'timed-out', 'ok', 'timed-out']]);
     await server.stop();
     s.done();
   });
