@@ -192,8 +192,8 @@ export class TrapServer {
    *
    * When the simulator's threads outnumber the host CPUs (backoff.ts), a
    * kernel whose CPUs served no trap in this pump nor in the last one does
-   * not spin at all: nothing is coming for it to catch (a fault round of
-   * fast faults traps about once in 20 rounds), and its spin takes the host
+   * not spin at all: nothing is coming for it to catch (a round of fast
+   * faults makes no trap at all), and its spin takes the host
    * CPU a worker needs. It sleeps on the doorbell at once, which a trap or
    * a finished round rings. Once a trap came, it polls, with sched_yield
    * where the native addon is there (backoff.ts). Measured

@@ -416,31 +416,24 @@ describe('fast faults: the tallies and the mm lock word', () => {
     const ff = fastCpu(k, t);
     const realCas = Atomics.compareExchange;
     const seen: number[] = [];
-    // each of the first two CASes on the lock word loses to another CPU: one enters, then it leaves
-    const others = [1, -1];
-    mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
-      if (a === L && i === MM_LOCK) {
-        seen.push(v);
-        const d = others.shift();
-        if (d !== undefined) Atomics.add(L, MM_LOCK, d);
-      }
-      return realCas(a, i, v, n);
-    });
+    /** CASes on the lock word record the value they expect; before each of the next ones, the next of `others` changes the word first */
+    const racing = (others: ((w: Int32Array) => void)[]) =>
+      mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
+        if (a === L && i === MM_LOCK) {
+          seen.push(v);
+          others.shift()?.(L);
+        }
+        return realCas(a, i, v, n);
+      });
+    // each of the first two CASes loses to another CPU: one enters, then it leaves
+    racing([(w) => Atomics.add(w, MM_LOCK, 1), (w) => Atomics.sub(w, MM_LOCK, 1)]);
     assert.equal(ff.tryFault(BASE, true), true);
     mock.restoreAll();
     assert.deepEqual(seen, [0, 1, 0], 'tried from 0, from the 1 the entering CPU left, then from 0 again');
     assert.deepEqual([ff.handled, ff.passed, lockWord(L)], [1, 0, 0]);
     assert.equal(k.counters.get('faults'), 1, 'one fault, counted once');
     // a writer that arrives between two tries still turns the CPU away
-    others.push(MM_WRITER);
-    mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
-      if (a === L && i === MM_LOCK) {
-        seen.push(v);
-        const d = others.shift();
-        if (d !== undefined) Atomics.or(L, MM_LOCK, d);
-      }
-      return realCas(a, i, v, n);
-    });
+    racing([(w) => Atomics.or(w, MM_LOCK, MM_WRITER)]);
     assert.equal(ff.tryFault(BASE + PAGE, true), false);
     mock.restoreAll();
     assert.deepEqual(seen.slice(3), [0], 'one CAS, lost to the writer, and no second');
