@@ -492,6 +492,15 @@ describe('trap.ts: TrapServer.pump', () => {
     };
   }
 
+  /** A pump of 20 polls in which CPU 1 makes a probe trap (argument arg) at the 10th. */
+  function pumpTrapAt10(s: Setup, q: Quiet, server: TrapServer, arg: number): void {
+    server.pump(
+      after(20, q, (call) => {
+        if (call === 10) post(s.k, 1, NR_PROBE, [arg]);
+      }).finished,
+    );
+  }
+
   it('pump serves the traps of every served CPU, runs step() until it has no more work and never again, and returns when finished', async () => {
     const s = setup(3);
     const q = quiet(s.k);
@@ -549,17 +558,11 @@ describe('trap.ts: TrapServer.pump', () => {
     post(s.k, 1, NR_PROBE, [5]);
     server.pump(after(1, q).finished);
     assert.deepEqual([retSlot(s.k, 1), q.sleeps], [60, []]);
-    const f = after(20, q, (call) => {
-      if (call === 10) post(s.k, 1, NR_PROBE, [6]);
-    });
-    server.pump(f.finished);
+    pumpTrapAt10(s, q, server, 6);
     assert.equal(retSlot(s.k, 1), 61);
     assert.deepEqual(q.sleeps, []);
     // that pump served a trap too: the next one spins as well
-    const g = after(20, q, (call) => {
-      if (call === 10) post(s.k, 1, NR_PROBE, [7]);
-    });
-    server.pump(g.finished);
+    pumpTrapAt10(s, q, server, 7);
     assert.equal(retSlot(s.k, 1), 62);
     assert.deepEqual(q.sleeps, []);
     await server.stop();
@@ -627,10 +630,7 @@ describe('trap.ts: TrapServer.pump', () => {
     const server = new TrapServer(s.k, s.t);
     server.serve(1);
     s.rets.push(81);
-    const f = after(20, q, (call) => {
-      if (call === 10) post(s.k, 1, NR_PROBE, [9]);
-    });
-    server.pump(f.finished);
+    pumpTrapAt10(s, q, server, 9);
     assert.equal(retSlot(s.k, 1), 81);
     assert.deepEqual(q.sleeps, []);
     await server.stop();
