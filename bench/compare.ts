@@ -9,6 +9,7 @@ import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
 import { hasFlag } from './stability.js';
+import { hostRefSummary } from './hostref.js';
 import { geomean, holm, mannWhitney, median, minExactP, normalQuantile } from './stats.js';
 
 export interface LoadedRun {
@@ -135,6 +136,21 @@ function mde(bs: readonly number[], ns: readonly number[], family: number, alpha
   return ((z * s * Math.sqrt(1 / n1 + 1 / n2) * Math.sqrt(Math.PI / 3)) / median(bs)) * 100;
 }
 
+/**
+ * The host's own speed, base against new (bench/hostref.ts): a shift of the
+ * reference loop's median larger than the threshold is said, since every
+ * cell's time moves with the host.
+ */
+function hostRefNotes(b: RunMeta, n: RunMeta, thresholdPct: number): string[] {
+  const bs = b.host_ref_ns ?? [], ns = n.host_ref_ns ?? [];
+  if (bs.length === 0 || ns.length === 0) return [];
+  const shift = (median(ns) / median(bs) - 1) * 100;
+  if (!(Math.abs(shift) > thresholdPct)) return [];
+  return [
+    `the host reference loop, which runs none of the simulator, took ${Math.abs(shift).toFixed(1)}% ${shift > 0 ? 'longer' : 'less time'} in new than in base: the host itself was ${shift > 0 ? 'slower' : 'faster'}, and changes of that size may be the host's`,
+  ];
+}
+
 export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOptions): CompareResult {
   const notes: string[] = settingsNotes(base.meta, now.meta);
   const sameSeed = base.meta.seed === now.meta.seed;
@@ -196,6 +212,7 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
     c.insufficient = !c.significant && c.mdePct > opts.thresholdPct;
   });
   const timedCells = cells.filter((c) => !Number.isNaN(c.p));
+  notes.push(...hostRefNotes(base.meta, now.meta, opts.thresholdPct));
   if (base.meta.host !== now.meta.host) notes.push(`hosts differ (${base.meta.host} vs ${now.meta.host}): times may not be comparable`);
   return {
     base,
@@ -232,6 +249,8 @@ export function formatCompare(r: CompareResult): string {
       W,
     ),
   );
+  const refs = [r.base.meta, m].map((x) => hostRefSummary(x.host_ref_ns) || 'not recorded');
+  if (r.base.meta.host_ref_ns || m.host_ref_ns) out.push(...wrapWords(`host ref: base ${refs[0]}; new ${refs[1]}`, '', '  ', W));
   out.push(
     ...wrapWords(
       `Time: Mann-Whitney U per cell on per-process medians, Holm-corrected over ${r.timedCells} cells, alpha ${r.opts.alpha}; ` +

@@ -52,6 +52,7 @@ export function inOrder(plan: readonly CellPlan[], r: RunResult): RunResult {
   return {
     rows: [...r.rows].sort((a, b) => idx(cellKey(a)) - idx(cellKey(b))),
     samples: [...r.samples].sort((a, b) => idx(a.key) - idx(b.key)),
+    hostRefNs: r.hostRefNs,
   };
 }
 
@@ -72,6 +73,8 @@ export interface CellsJob {
   /** where to write the rows (CSV) and the samples */
   readonly csv: string;
   readonly samples: string;
+  /** where to write the process's host reference time (JSON: an array of 0 or 1 number, ns) */
+  readonly hostRef: string;
   /** the parent's run directory: the cells' scratch files go there */
   readonly tmpdir: string;
   /** the parent's pid: a child whose parent is gone stops */
@@ -104,6 +107,7 @@ export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan
   });
   if (process.ppid !== job.parent) process.exit(1); // no one to read it
   writeFileSync(job.samples, formatSamples(job.meta.run_id, res.samples), { mode: 0o600 });
+  writeFileSync(job.hostRef, JSON.stringify(res.hostRefNs), { mode: 0o600 });
   writeFileSync(job.csv, formatCsv(res.rows), { mode: 0o600 });
 }
 
@@ -133,6 +137,19 @@ function runChild(jobFile: string, stop: () => string | null): Promise<{ status:
       resolve({ status, signal, stderr });
     });
   });
+}
+
+/** A child's host reference file: [] or [ns]. */
+function parseHostRef(text: string, file: string): number[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    v = null;
+  }
+  if (!Array.isArray(v) || v.length > 1 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0))
+    throw new InputError(file, 0, 'expected [] or [ns of one pass of the host reference loop]');
+  return v as number[];
 }
 
 /** Do two rows of one cell agree on everything a single-CPU cell must repeat exactly? */
@@ -172,6 +189,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
   const perCell = new Map<string, { rows: Row[]; samples: CellSamples[] }>();
   const stop = o.stop ?? (() => null);
   let processes = 0;
+  const hostRefNs: number[] = [];
   try {
     let only: number[] | null = null;
     for (let p = 1; p <= a.repeat; p++) {
@@ -191,6 +209,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
         meta,
         csv: join(dir, `p${p}.csv`),
         samples: join(dir, `p${p}.samples.json`),
+        hostRef: join(dir, `p${p}.hostref.json`),
         tmpdir: o.tmpdir,
         parent: process.pid,
       };
@@ -206,6 +225,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
       processes = p;
       const rows = parseCsv(readFileSync(job.csv, 'utf8'), job.csv);
       const { cells: samples } = parseSamples(readFileSync(job.samples, 'utf8'), job.samples);
+      hostRefNs.push(...parseHostRef(readFileSync(job.hostRef, 'utf8'), job.hostRef));
       const byKey = new Map(samples.map((s) => [s.key, s]));
       for (const row of rows) {
         const key = cellKey(row);
@@ -231,5 +251,5 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
     samples.push(m.samples);
   }
   overPlain(rows);
-  return { rows, samples, processes };
+  return { rows, samples, processes, hostRefNs };
 }

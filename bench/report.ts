@@ -8,6 +8,8 @@
 import { COST_NAMES, type CostName } from '../hardware/costs.js';
 import { formatCostTable } from './calibrate/calibrate.js';
 import { TERM_SHORT, topTerms } from './model.js';
+import { hostRefSummary } from './hostref.js';
+import { cvPct } from './stats.js';
 import { termColumn, type Row, type RunMeta } from './schema.js';
 import { DRIFT_RHO, NOISY_SHARE_PCT, hasFlag } from './stability.js';
 import { allWorkloads } from '../workloads/registry.js';
@@ -80,6 +82,7 @@ function _machine(meta: RunMeta): string[] {
     ['load', `${_load(meta.load_avg_start)} at start, ${_load(meta.load_avg_end)} at end`],
     ['node', `${meta.node_version}, tinybench ${meta.tinybench_version}, crypto ${(meta.crypto_backends ?? []).join(',')}${meta.crypto_impl ? ` (native: ${meta.crypto_impl})` : ''}${meta.crypto_note ? ` (${meta.crypto_note})` : ''}`],
     ['costs', meta.cost_source],
+    ...(hostRefSummary(meta.host_ref_ns) ? [['host ref', `${hostRefSummary(meta.host_ref_ns)} (a fixed single-thread loop: the host's own spread)`] as [string, string]] : []),
     ['started', `${meta.started_at}, seed ${meta.seed}, ${meta.wall_seconds} s`],
   ];
   if (meta.stopped) fields.push(['stopped', `${meta.stopped}: a partial result set`]);
@@ -281,7 +284,8 @@ function _costs(meta: RunMeta): string[] {
 }
 
 /** The harness's own speed: simulator time per op, for tracking across commits. */
-function _harness(rows: readonly Row[], ax: _Axes): string[] {
+function _harness(rows: readonly Row[], ax: _Axes, meta: RunMeta): string[] {
+  const ref = meta.host_ref_ns ?? [];
   const timed = _sorted(rows.filter((r) => r.sim_rounds > 0), ax).sort((a, b) => ax.wls.indexOf(a.workload) - ax.wls.indexOf(b.workload));
   const out: string[] = [
     '',
@@ -292,7 +296,10 @@ function _harness(rows: readonly Row[], ax: _Axes): string[] {
         'each process\'s median round, with the spread between processes (cv) ' +
         'and the largest CPU share other processes took meanwhile (load). It ' +
         'tracks the harness and its crypto core across commits (compare, ' +
-        '--baseline); it does not rank the designs.',
+        '--baseline); it does not rank the designs.' +
+        (ref.length > 1
+          ? ` A fixed single-thread loop timed in the same processes (host ref, above) spread ${cvPct(ref).toFixed(1)}% between them: no cell can be expected steadier on this host.`
+          : ''),
       '  ',
     ),
   ];
@@ -419,7 +426,7 @@ const _axes = (rows: readonly Row[]): _Axes => ({
 export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<Record<string, string>> = WORKLOAD_OPS): string {
   const ax = _axes(rows);
   const lines = _machine(meta);
-  if (rows.length) lines.push(..._modelTables(rows, ax, ops), ..._fallback(rows, ax), ..._matrices(rows, ax), ..._costs(meta), ..._harness(rows, ax));
+  if (rows.length) lines.push(..._modelTables(rows, ax, ops), ..._fallback(rows, ax), ..._matrices(rows, ax), ..._costs(meta), ..._harness(rows, ax, meta));
   else lines.push('', 'No cells in this run.');
   const dirty = /-dirty$|^unknown$/.test(String(meta.git_sha));
   lines.push('', ..._reproduce(String(meta.reproduce ?? meta.command ?? ''), dirty));

@@ -249,6 +249,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
       : res.rows.length < cells.length
         ? `${why} after ${res.rows.length} of ${cells.length} cells`
         : `${why} after ${res.processes} of ${a.repeat} processes`;
+  meta.host_ref_ns = res.hostRefNs.map((x) => Math.round(x));
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
   // One rounding rule: the report is made from the rows as the CSV holds

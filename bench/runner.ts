@@ -12,6 +12,7 @@ import type { Counter, LeakScan } from '../interfaces/conformance.js';
 import { TIMEABLE, startCell, timedRound } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
 import { modelCell, overNs } from './model.js';
+import { hostReferenceWindow } from './hostref.js';
 import { LoadMeter, NOISY_RETRIES, isNoisy, stabilityFlags } from './stability.js';
 import { median } from './stats.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type CellSamples, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
@@ -61,6 +62,11 @@ export interface RunResult {
   readonly samples: CellSamples[];
   /** run --repeat: the processes whose cells are in it (fewer than asked when the run was stopped) */
   readonly processes?: number;
+  /**
+   * Per process that ran cells, the median ns of one pass of the host
+   * reference loop over its two windows (hostref.ts); none when it ran none.
+   */
+  readonly hostRefNs: number[];
 }
 
 /**
@@ -231,6 +237,8 @@ async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions): Promise<{ row
 /**
  * Run the planned cells (all, or o.only) in plan order or in o.order, after
  * the warm-up lap (o.warmupCells of the first timed ones, run and discarded).
+ * The host reference loop (hostref.ts) is timed after the lap and after the
+ * last cell.
  */
 export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: RunOptions): Promise<RunResult> {
   const rows: Row[] = [];
@@ -241,6 +249,7 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
     if (o.stop?.() != null) break;
     await runCell(plan[i], meta, o);
   }
+  const ref = order.length > 0 && o.stop?.() == null ? hostReferenceWindow() : [];
   for (const [done, i] of order.entries()) {
     if (o.stop?.() != null) break;
     const r = await runCell(plan[i], meta, o);
@@ -248,8 +257,9 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
     samples.push(r.samples);
     o.progress?.(done + 1, order.length, r.row);
   }
+  if (rows.length > 0) ref.push(...hostReferenceWindow());
   overPlain(rows);
-  return { rows, samples };
+  return { rows, samples, hostRefNs: rows.length > 0 ? [median(ref)] : [] };
 }
 
 /** Where the cell's plain-mmap control is: the same cell but for the design. */

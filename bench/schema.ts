@@ -210,6 +210,12 @@ export interface RunMeta {
    * ("SIGINT after 12 of 70 cells"): the result set holds the cells done.
    */
   stopped?: string;
+  /**
+   * Per process that timed cells, the median ns of one pass of the host
+   * reference loop (bench/hostref.ts): its spread is the host's, its median
+   * the host's speed. Absent in older runs.
+   */
+  host_ref_ns?: number[];
   /** the CSV's record count and its SHA-256: a truncated or foreign CSV is refused (optional: older runs lack them) */
   rows?: number;
   csv_sha256?: string;

@@ -55,8 +55,8 @@ export interface CellTrend {
 }
 
 export interface HistoryTrend {
-  /** the kept commits, oldest first: sha, date of its first run, runs */
-  readonly shas: { sha: string; date: string; runs: number }[];
+  /** the kept commits, oldest first: sha, date of its first run, runs, the host reference's median over them (NaN: not recorded) */
+  readonly shas: { sha: string; date: string; runs: number; hostRefNs: number }[];
   readonly cells: CellTrend[];
   readonly changePoints: number;
   /** U tests made (the Holm family size) */
@@ -123,7 +123,13 @@ export function historyTrend(records: readonly HistoryRecord[], opts: TrendOptio
   const keep = sorted.filter((r) => kept.has(r.git_sha));
   const shaOrder = order.filter((s) => kept.has(s));
   const runsOf = (sha: string) => new Set(keep.filter((r) => r.git_sha === sha).map((r) => r.run_id)).size;
-  const shas = shaOrder.map((sha) => ({ sha, date: keep.find((r) => r.git_sha === sha)!.started_at.slice(0, 10), runs: runsOf(sha) }));
+  // the host's speed at each commit: the median over its runs' host reference (one per run)
+  const hostRefOf = (sha: string): number => {
+    const perRun = new Map<string, number>();
+    for (const r of keep) if (r.git_sha === sha && r.env.host_ref_ns !== undefined) perRun.set(r.run_id, r.env.host_ref_ns);
+    return perRun.size ? median([...perRun.values()]) : NaN;
+  };
+  const shas = shaOrder.map((sha) => ({ sha, date: keep.find((r) => r.git_sha === sha)!.started_at.slice(0, 10), runs: runsOf(sha), hostRefNs: hostRefOf(sha) }));
 
   const byCell = new Map<string, Map<string, HistoryRecord[]>>();
   for (const r of keep) {
@@ -174,7 +180,8 @@ export function formatHistory(t: HistoryTrend): string {
   const W = 72;
   const out: string[] = [];
   out.push(`memcrypt-bench history: the last ${t.shas.length} commit${t.shas.length === 1 ? '' : 's'}, oldest first`);
-  for (const s of t.shas) out.push(`  ${shortSha(s.sha).padEnd(8)}  ${clean(s.date)}  ${s.runs} run${s.runs === 1 ? '' : 's'}`);
+  for (const s of t.shas)
+    out.push(`  ${shortSha(s.sha).padEnd(8)}  ${clean(s.date)}  ${`${s.runs} run${s.runs === 1 ? '' : 's'}`.padEnd(7)}${Number.isFinite(s.hostRefNs) ? `  host ref ${humanNs(s.hostRefNs)}` : ''}`.trimEnd());
   out.push(
     ...wrapWords(
       `Change points: time = Mann-Whitney U between consecutive commits on their pooled samples, Holm-corrected over ${t.tests} tests, ` +

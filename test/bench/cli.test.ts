@@ -68,6 +68,9 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     const timed = rows.filter((row) => row.sim_rounds > 0);
     assert.ok(timed.length > 0 && timed.every((row) => row.sim_ns_per_op_median > 0 && row.sim_rounds >= 4 && row.sim_processes === 2));
     assert.deepEqual([meta.repeat, meta.order_seed, meta.time_ms, meta.warmup_ms, meta.min_samples], [2, 7, 1, 1, 2]);
+    // the host reference loop, once per process, and the report's head says it
+    assert.ok(meta.host_ref_ns?.length === 2 && meta.host_ref_ns.every((x) => Number.isInteger(x) && x > 0), String(meta.host_ref_ns));
+    assert.match(report, /\n {2}host ref \S+ [nu]s a pass, cv \d+\.\d% between 2 processes/);
     // the default warm-up lap, said in the meta and in the command that reproduces the run
     assert.equal(meta.warmup_cells, 8);
     assert.match(meta.command, / --warmup-cells 8 /);
@@ -237,6 +240,8 @@ describe('memcrypt-bench run: repeatable counters', () => {
     const b = join(dir, 'd2.csv');
     const args = ['run', '--workload', 'fault,enosys-fallback,migration', ...FAST, '--seed', '5', '--format', 'none', '--costs', 'defaults'];
     for (const out of [a, b]) assert.equal(cli([...args, '--out', out]).status, 0);
+    // one process (the run's own): one host reference time
+    assert.equal(parseMeta(readFileSync(join(dir, 'd1.meta.json'), 'utf8'), 'm').host_ref_ns?.length, 1);
     const ra = parseCsv(readFileSync(a, 'utf8'), a);
     const rb = parseCsv(readFileSync(b, 'utf8'), b);
     assert.equal(ra.length, rb.length);
