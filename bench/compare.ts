@@ -144,10 +144,11 @@ function mde(bs: readonly number[], ns: readonly number[], family: number, alpha
 function hostRefNotes(b: RunMeta, n: RunMeta, thresholdPct: number): string[] {
   const bs = b.host_ref_ns ?? [], ns = n.host_ref_ns ?? [];
   if (bs.length === 0 || ns.length === 0) return [];
+  if (b.host_ref_impl !== n.host_ref_impl) return [`the host references ran on different code (${shown(b.host_ref_impl)} vs ${shown(n.host_ref_impl)}): the host's speed is not compared`];
   const shift = (median(ns) / median(bs) - 1) * 100;
   if (!(Math.abs(shift) > thresholdPct)) return [];
   return [
-    `the host reference loop, which runs none of the simulator, took ${Math.abs(shift).toFixed(1)}% ${shift > 0 ? 'longer' : 'less time'} in new than in base: the host itself was ${shift > 0 ? 'slower' : 'faster'}, and changes of that size may be the host's`,
+    `the host reference, which runs none of the simulator, took ${Math.abs(shift).toFixed(1)}% ${shift > 0 ? 'longer' : 'less time'} in new than in base: the host itself was ${shift > 0 ? 'slower' : 'faster'}, and changes of that size may be the host's`,
   ];
 }
 
@@ -249,7 +250,7 @@ export function formatCompare(r: CompareResult): string {
       W,
     ),
   );
-  const refs = [r.base.meta, m].map((x) => hostRefSummary(x.host_ref_ns) || 'not recorded');
+  const refs = [r.base.meta, m].map((x) => hostRefSummary(x.host_ref_ns, x.host_ref_impl) || 'not recorded');
   if (r.base.meta.host_ref_ns || m.host_ref_ns) out.push(...wrapWords(`host ref: base ${refs[0]}; new ${refs[1]}`, '', '  ', W));
   out.push(
     ...wrapWords(

@@ -249,6 +249,7 @@ export function parseMeta(text: string, file: string): RunMeta {
   if (doc.crypto_impl !== undefined && typeof doc.crypto_impl !== 'string') throw new InputError(file, 0, 'crypto_impl: expected a string');
   if (doc.host_ref_ns !== undefined && !(Array.isArray(doc.host_ref_ns) && doc.host_ref_ns.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0)))
     throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
+  if (doc.host_ref_impl !== undefined && typeof doc.host_ref_impl !== 'string') throw new InputError(file, 0, 'host_ref_impl: expected a string');
   if (doc.stopped !== undefined && typeof doc.stopped !== 'string') throw new InputError(file, 0, 'stopped: expected a string');
   if (doc.rows !== undefined && !(Number.isInteger(doc.rows) && (doc.rows as number) >= 0)) throw new InputError(file, 0, 'rows: expected an integer >= 0');
   if (doc.csv_sha256 !== undefined && !(typeof doc.csv_sha256 === 'string' && /^[0-9a-f]{64}$/.test(doc.csv_sha256))) throw new InputError(file, 0, 'csv_sha256: expected 64 hex digits');

@@ -44,8 +44,9 @@ export interface HistoryEnv {
   tinybench_version: string;
   load_avg_start: number[];
   load_avg_end: number[];
-  /** median ns of one pass of the host reference loop over the run's processes (bench/hostref.ts); absent in older records */
+  /** median ns of one pass of the host reference over the run's processes, and what it ran on (bench/hostref.ts); absent in older records */
   host_ref_ns?: number;
+  host_ref_impl?: string;
 }
 
 /** One cell of one run. Numbers that were NaN (not run, not timed) are null. */
@@ -92,7 +93,7 @@ export function historyRecords(meta: RunMeta, rows: readonly Row[], samples: rea
     tinybench_version: meta.tinybench_version,
     load_avg_start: [...meta.load_avg_start],
     load_avg_end: [...meta.load_avg_end],
-    ...(meta.host_ref_ns?.length ? { host_ref_ns: median(meta.host_ref_ns) } : {}),
+    ...(meta.host_ref_ns?.length ? { host_ref_ns: median(meta.host_ref_ns), ...(meta.host_ref_impl !== undefined ? { host_ref_impl: meta.host_ref_impl } : {}) } : {}),
   };
   return rows.map((r) => {
     const key = cellKey(r);
@@ -183,6 +184,7 @@ function _whyNot(d: unknown): string | null {
   if (!_isObject(e) || !ENV_NUMBERS.every((f) => _isNum(e[f])) || !ENV_STRINGS.every((f) => typeof e[f] === 'string') || !_isNums(e.load_avg_start) || !_isNums(e.load_avg_end))
     return 'env: expected nproc, mem_bytes, kernel_release, cpu_model, node_version, tinybench_version, load averages';
   if (e.host_ref_ns !== undefined && !(_isNum(e.host_ref_ns) && e.host_ref_ns > 0)) return 'env.host_ref_ns: expected a positive number';
+  if (e.host_ref_impl !== undefined && typeof e.host_ref_impl !== 'string') return 'env.host_ref_impl: expected a string';
   if (!_isNumOrNull(d.modelled_ns_per_op)) return 'modelled_ns_per_op: expected a number or null';
   if (!_isNumOrNull(d.sim_ns_per_op_median)) return 'sim_ns_per_op_median: expected a number or null';
   if (!_isObject(d.counters) || !Object.values(d.counters).every(_isNum)) return 'counters: expected an object of numbers';

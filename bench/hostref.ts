@@ -1,50 +1,63 @@
-// The host's own spread, measured in every process that times cells: a fixed
-// single-thread loop (integer arithmetic over a 64 KiB typed array, no
-// allocation, no I/O, no other thread), timed in a short window before the
-// process's cells and another after them. Nothing the simulator does runs
-// in it, so how much its time moves between the processes of a run is the
-// spread the host gives any timing there: no cell's spread between
-// processes can be expected below it. Run against run, its median says
-// whether the host itself got faster or slower (compare prints both).
+// The host's own spread, measured in every process that times cells: a
+// fixed piece of native work (AES-XTS of one 64 KiB data unit in place,
+// with the native addon's XTS, or node:crypto's where the addon is not
+// there; the same bytes, key and tweak every pass), timed in a short window
+// before the process's cells and another after them. None of the simulator
+// runs in it, and none of it is JIT-compiled JavaScript, so how much its time
+// moves between the processes of a run is the spread the host gives any
+// timing there: no cell's spread between processes can be expected below
+// it. Run against run, its median says whether the host itself got faster
+// or slower (compare prints both).
 //
-// Why it is needed on the development VM (2 vCPUs, shared host): this very
-// loop, 80 ms a process in 20 fresh processes a second apart on an
-// otherwise idle guest, gave a median time with a CV of 7.0% between
-// processes, and windows of 50 ms within one process drifted by 15-20%
-// over seconds. The guest sees no steal and no load while that happens:
-// the other tenants of the host are invisible from inside.
-
+// Why native: a JavaScript loop measures V8 as much as the host. Measured on
+// the development VM (2 vCPUs, shared host), fresh processes: a fixed
+// integer loop over a 64 KiB array ran at two speeds, 23 or 29-30 us a sweep,
+// depending on how V8 had compiled it in that process, and in 3 of 9
+// processes of a run it was still unoptimised after its warm-up (5x
+// slower); with --no-concurrent-recompilation never optimised at all. The
+// native pass in 12 fresh processes: 5.2-6.3 us, one level.
+//
+// Why it is needed there: that loop, 80 ms a process in 20 fresh processes
+// a second apart on an otherwise idle guest, gave a median time with a CV of
+// 7.0% between processes, and windows of 50 ms within one process drifted
+// by 15-20% over seconds. The guest sees no steal and no load while that
+// happens: the other tenants of the host are invisible from inside.
+import { dataBuf, type DataBuf, type XtsBackend, type XtsKey } from '../hardware/backend.js';
+import { nativeBackend, nativeImpl } from '../hardware/xts-native.js';
+import { opensslBackend } from '../hardware/xts-openssl.js';
 import { cvPct, median } from './stats.js';
 import { humanNs } from './text.js';
 
-/** Words of the loop's array: 64 KiB, within any L2. */
-const WORDS = 1 << 14;
-/** Sweeps of the array per pass (one pass is about 0.5 ms on the development VM). */
-const SWEEPS = 4;
-/** Each window: warm-up (the loop's own JIT tiers), then timing, ms. */
+/** Bytes of one pass: one data unit, in place. */
+const UNIT = 64 * 1024;
+/** Each window: warm-up, then timing, ms. */
 export const HOST_REF_WARMUP_MS = 10;
 export const HOST_REF_MS = 30;
 
-const words = new Uint32Array(WORDS);
-/** The loop's last state, kept so that no compiler may drop the loop. */
-let sink = 0;
+/** What the reference runs on this host: 'native vaes-avx512', 'native openssl-evp', or 'openssl' (node:crypto). */
+export function hostRefImpl(): string {
+  const impl = nativeImpl();
+  return impl === null ? 'openssl' : `native ${impl}`;
+}
 
-/** One pass of the loop: ns. */
+let ref: { be: XtsBackend; key: XtsKey; buf: DataBuf } | null = null;
+
+/** One pass: ns. */
 function pass(): number {
+  if (ref === null) {
+    const be = nativeImpl() === null ? opensslBackend : nativeBackend;
+    const key = new Uint8Array(32).map((_, i) => (i * 37 + 11) & 0xff); // two different halves, as OpenSSL wants
+    ref = { be, key: be.importKey(key), buf: dataBuf(new Uint8Array(UNIT)) };
+  }
+  const { be, key, buf } = ref;
   const t = performance.now();
-  let x = sink | 1;
-  for (let s = 0; s < SWEEPS; s++)
-    for (let i = 0; i < WORDS; i++) {
-      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-      words[i] ^= x;
-    }
-  sink = x ^ words[x & (WORDS - 1)];
+  be.encrypt(key, buf, 0, buf, 0, UNIT, 0x1000);
   return (performance.now() - t) * 1e6;
 }
 
 /**
- * Time one window of the reference loop: the passes of `ms` after a warm-up
- * of `warmupMs`. Returns each pass's ns, in time order (at least one).
+ * Time one window of the reference: the passes of `ms` after a warm-up of
+ * `warmupMs`. Returns each pass's ns, in time order (at least one).
  */
 export function hostReferenceWindow(ms = HOST_REF_MS, warmupMs = HOST_REF_WARMUP_MS): number[] {
   const warm = performance.now() + warmupMs;
@@ -58,12 +71,12 @@ export function hostReferenceWindow(ms = HOST_REF_MS, warmupMs = HOST_REF_WARMUP
 }
 
 /**
- * A run's host reference as one line ('6.31 us a pass, cv 7.0% between 9
- * processes'), or '' for a run that did not record it.
+ * A run's host reference as one line ('5.66 us a pass (native vaes-avx512),
+ * cv 5.5% between 9 processes'), or '' for a run that did not record it.
  */
-export function hostRefSummary(perProcess: readonly number[] | undefined): string {
+export function hostRefSummary(perProcess: readonly number[] | undefined, impl: string | undefined): string {
   if (!perProcess || perProcess.length === 0) return '';
   const n = perProcess.length;
-  const spread = n > 1 ? `, cv ${cvPct(perProcess).toFixed(1)}% between ${n} processes` : ' (1 process)';
-  return `${humanNs(median(perProcess))} a pass${spread}`;
+  const spread = n > 1 ? `, cv ${cvPct(perProcess).toFixed(1)}% between ${n} processes` : ', 1 process';
+  return `${humanNs(median(perProcess))} a pass${impl ? ` (${impl})` : ''}${spread}`;
 }

@@ -82,7 +82,9 @@ function _machine(meta: RunMeta): string[] {
     ['load', `${_load(meta.load_avg_start)} at start, ${_load(meta.load_avg_end)} at end`],
     ['node', `${meta.node_version}, tinybench ${meta.tinybench_version}, crypto ${(meta.crypto_backends ?? []).join(',')}${meta.crypto_impl ? ` (native: ${meta.crypto_impl})` : ''}${meta.crypto_note ? ` (${meta.crypto_note})` : ''}`],
     ['costs', meta.cost_source],
-    ...(hostRefSummary(meta.host_ref_ns) ? [['host ref', `${hostRefSummary(meta.host_ref_ns)} (a fixed single-thread loop: the host's own spread)`] as [string, string]] : []),
+    ...(meta.host_ref_ns?.length
+      ? [['host ref', `${hostRefSummary(meta.host_ref_ns, meta.host_ref_impl)}: fixed native work, none of the simulator, its spread the host's own`] as [string, string]]
+      : []),
     ['started', `${meta.started_at}, seed ${meta.seed}, ${meta.wall_seconds} s`],
   ];
   if (meta.stopped) fields.push(['stopped', `${meta.stopped}: a partial result set`]);
@@ -298,7 +300,7 @@ function _harness(rows: readonly Row[], ax: _Axes, meta: RunMeta): string[] {
         'tracks the harness and its crypto core across commits (compare, ' +
         '--baseline); it does not rank the designs.' +
         (ref.length > 1
-          ? ` A fixed single-thread loop timed in the same processes (host ref, above) spread ${cvPct(ref).toFixed(1)}% between them: no cell can be expected steadier on this host.`
+          ? ` Fixed native work timed in the same processes (host ref, above) spread ${cvPct(ref).toFixed(1)}% between them: no cell can be expected steadier on this host.`
           : ''),
       '  ',
     ),

@@ -19,6 +19,7 @@ import { runFigures, renderPng } from './figures.js';
 import { formatHtml, htmlPath, pngPath } from './html.js';
 import { formatReport } from './report.js';
 import { inOrder, runRepeated, shuffledOrder } from './repeat.js';
+import { hostRefImpl } from './hostref.js';
 import { runMatrix, type CellPlan, type RunOptions } from './runner.js';
 import { SCHEMA_VERSION, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 import { getWorkload } from '../workloads/registry.js';
@@ -250,6 +251,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
         ? `${why} after ${res.rows.length} of ${cells.length} cells`
         : `${why} after ${res.processes} of ${a.repeat} processes`;
   meta.host_ref_ns = res.hostRefNs.map((x) => Math.round(x));
+  meta.host_ref_impl = hostRefImpl();
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
   // One rounding rule: the report is made from the rows as the CSV holds

@@ -212,10 +212,12 @@ export interface RunMeta {
   stopped?: string;
   /**
    * Per process that timed cells, the median ns of one pass of the host
-   * reference loop (bench/hostref.ts): its spread is the host's, its median
+   * reference (bench/hostref.ts): its spread is the host's, its median
    * the host's speed. Absent in older runs.
    */
   host_ref_ns?: number[];
+  /** what the host reference ran on: 'native vaes-avx512', 'native openssl-evp', 'openssl' (absent in older runs) */
+  host_ref_impl?: string;
   /** the CSV's record count and its SHA-256: a truncated or foreign CSV is refused (optional: older runs lack them) */
   rows?: number;
   csv_sha256?: string;

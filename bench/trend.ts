@@ -56,7 +56,7 @@ export interface CellTrend {
 
 export interface HistoryTrend {
   /** the kept commits, oldest first: sha, date of its first run, runs, the host reference's median over them (NaN: not recorded) */
-  readonly shas: { sha: string; date: string; runs: number; hostRefNs: number }[];
+  readonly shas: { sha: string; date: string; runs: number; hostRefNs: number; hostRefImpl: string }[];
   readonly cells: CellTrend[];
   readonly changePoints: number;
   /** U tests made (the Holm family size) */
@@ -124,12 +124,21 @@ export function historyTrend(records: readonly HistoryRecord[], opts: TrendOptio
   const shaOrder = order.filter((s) => kept.has(s));
   const runsOf = (sha: string) => new Set(keep.filter((r) => r.git_sha === sha).map((r) => r.run_id)).size;
   // the host's speed at each commit: the median over its runs' host reference (one per run)
-  const hostRefOf = (sha: string): number => {
+  // (and what it ran on: the last run's, said when the kept commits differ in it)
+  const hostRefOf = (sha: string): { ns: number; impl: string } => {
     const perRun = new Map<string, number>();
-    for (const r of keep) if (r.git_sha === sha && r.env.host_ref_ns !== undefined) perRun.set(r.run_id, r.env.host_ref_ns);
-    return perRun.size ? median([...perRun.values()]) : NaN;
+    let impl = '';
+    for (const r of keep)
+      if (r.git_sha === sha && r.env.host_ref_ns !== undefined) {
+        perRun.set(r.run_id, r.env.host_ref_ns);
+        impl = r.env.host_ref_impl ?? '';
+      }
+    return { ns: perRun.size ? median([...perRun.values()]) : NaN, impl };
   };
-  const shas = shaOrder.map((sha) => ({ sha, date: keep.find((r) => r.git_sha === sha)!.started_at.slice(0, 10), runs: runsOf(sha), hostRefNs: hostRefOf(sha) }));
+  const shas = shaOrder.map((sha) => {
+    const ref = hostRefOf(sha);
+    return { sha, date: keep.find((r) => r.git_sha === sha)!.started_at.slice(0, 10), runs: runsOf(sha), hostRefNs: ref.ns, hostRefImpl: ref.impl };
+  });
 
   const byCell = new Map<string, Map<string, HistoryRecord[]>>();
   for (const r of keep) {
@@ -180,8 +189,11 @@ export function formatHistory(t: HistoryTrend): string {
   const W = 72;
   const out: string[] = [];
   out.push(`memcrypt-bench history: the last ${t.shas.length} commit${t.shas.length === 1 ? '' : 's'}, oldest first`);
-  for (const s of t.shas)
-    out.push(`  ${shortSha(s.sha).padEnd(8)}  ${clean(s.date)}  ${`${s.runs} run${s.runs === 1 ? '' : 's'}`.padEnd(7)}${Number.isFinite(s.hostRefNs) ? `  host ref ${humanNs(s.hostRefNs)}` : ''}`.trimEnd());
+  const refKinds = new Set(t.shas.filter((s) => Number.isFinite(s.hostRefNs)).map((s) => s.hostRefImpl));
+  for (const s of t.shas) {
+    const ref = Number.isFinite(s.hostRefNs) ? `  host ref ${humanNs(s.hostRefNs)}${refKinds.size > 1 ? ` ${fit(clean(s.hostRefImpl || '?'), 20)}` : ''}` : '';
+    out.push(`  ${shortSha(s.sha).padEnd(8)}  ${clean(s.date)}  ${`${s.runs} run${s.runs === 1 ? '' : 's'}`.padEnd(7)}${ref}`.trimEnd());
+  }
   out.push(
     ...wrapWords(
       `Change points: time = Mann-Whitney U between consecutive commits on their pooled samples, Holm-corrected over ${t.tests} tests, ` +

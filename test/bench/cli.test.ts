@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { COST_NAMES, DEFAULT_COSTS } from '../../hardware/costs.js';
 import { resolveCosts } from '../../bench/costs.js';
 import { parseCsv, parseMeta, parseSamples } from '../../bench/csv.js';
+import { hostRefImpl } from '../../bench/hostref.js';
 import { TERM_EVENTS } from '../../bench/model.js';
 import { plan, type RunArgs } from '../../bench/run.js';
 import { COLUMNS, COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type Row, type RunMeta } from '../../bench/schema.js';
@@ -70,7 +71,8 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     assert.deepEqual([meta.repeat, meta.order_seed, meta.time_ms, meta.warmup_ms, meta.min_samples], [2, 7, 1, 1, 2]);
     // the host reference loop, once per process, and the report's head says it
     assert.ok(meta.host_ref_ns?.length === 2 && meta.host_ref_ns.every((x) => Number.isInteger(x) && x > 0), String(meta.host_ref_ns));
-    assert.match(report, /\n {2}host ref \S+ [nu]s a pass, cv \d+\.\d% between 2 processes/);
+    assert.match(report, /\n {2}host ref \S+ [nu]s a pass \((native \S+|openssl)\), cv \d+\.\d% between 2/);
+    assert.equal(meta.host_ref_impl, hostRefImpl());
     // the default warm-up lap, said in the meta and in the command that reproduces the run
     assert.equal(meta.warmup_cells, 8);
     assert.match(meta.command, / --warmup-cells 8 /);
