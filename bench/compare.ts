@@ -104,7 +104,7 @@ function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
 }
 
 /** Settings that change what a time means: a mismatch is said, since it can make or hide a change. */
-const SETTINGS: readonly (keyof RunMeta)[] = ['repeat', 'time_ms', 'warmup_ms', 'warmup_cells', 'min_samples', 'node_version', 'tinybench_version', 'crypto_backends', 'crypto_impl', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
+const SETTINGS: readonly (keyof RunMeta)[] = ['repeat', 'time_ms', 'warmup_ms', 'warmup_cells', 'min_samples', 'timing_flags', 'node_version', 'tinybench_version', 'crypto_backends', 'crypto_impl', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
 
 /** A setting's value as the note says it: absent (an older run) is 'not recorded', '' is 'none'. */
 const shown = (v: unknown): string => (v === undefined ? 'not recorded' : v === '' ? 'none' : String(v));
@@ -244,7 +244,7 @@ export function formatCompare(r: CompareResult): string {
   out.push(...wrapWords(`machine: ${m.host}, ${m.cpu_model}, ${m.nproc} CPUs, ${(m.mem_bytes / 2 ** 30).toFixed(0)} GiB, Linux ${m.kernel_release}, node ${m.node_version}`, '', '  ', W));
   out.push(
     ...wrapWords(
-      `settings: repeat ${m.repeat}, ${m.warmup_cells === undefined ? '' : `warm-up lap ${m.warmup_cells} cells, `}warm-up ${m.warmup_ms} ms, time ${m.time_ms} ms, >= ${m.min_samples} rounds, backend ${m.crypto_backends.join(',')}${m.crypto_impl ? ` (${m.crypto_impl})` : ''}, costs ${m.cost_source}`,
+      `settings: repeat ${m.repeat}, ${m.warmup_cells === undefined ? '' : `warm-up lap ${m.warmup_cells} cells, `}warm-up ${m.warmup_ms} ms, time ${m.time_ms} ms, >= ${m.min_samples} rounds, ${m.timing_flags ? `flags ${m.timing_flags}, ` : ''}backend ${m.crypto_backends.join(',')}${m.crypto_impl ? ` (${m.crypto_impl})` : ''}, costs ${m.cost_source}`,
       '',
       '  ',
       W,

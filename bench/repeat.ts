@@ -24,6 +24,25 @@ import { cvPct, median } from './stats.js';
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
 
+/**
+ * V8 flags of the `_cells` children, which time the cells. With
+ * --no-concurrent-recompilation V8 optimises a hot function on the thread
+ * that runs it, at once, instead of queueing it for a background compiler
+ * thread. On 2 host CPUs that thread competes with the simulator's busy
+ * threads (kernel thread and worker CPUs spin), so when a cell's kernel and
+ * worker code got its optimised version depended on the scheduler: a single
+ * cell in one process went 5.0-5.5 us a page for 10 windows of 50 ms and
+ * then 3.1-4.3 as optimisations landed one by one (--trace-opt), more than
+ * a second after its start. Measured on the 2-vCPU development VM, runs of
+ * 9 processes alternated with and without the flag: the median of the
+ * cells' spread between processes (CV) went 14.4 -> 9.1%, 21.4 -> 16.0%,
+ * 22.9 -> 17.1% (24 cells of fault, migration and enosys-fallback) and
+ * 27.3 -> 24.2%, 28.6 -> 22.9% (the default suite), lower for 1-CPU and
+ * 2-CPU cells alike, and the cells' medians were no slower (geomean -5.6%
+ * and -12.6% on the default suite, 0 regressions).
+ */
+export const TIMING_V8_FLAGS: readonly string[] = ['--no-concurrent-recompilation'];
+
 /** A permutation of 0..n-1 from a seed (Fisher-Yates over mulberry32). */
 export function shuffledOrder(n: number, seed: number): number[] {
   let x = seed >>> 0;
@@ -73,8 +92,8 @@ export interface CellsJob {
   /** where to write the rows (CSV) and the samples */
   readonly csv: string;
   readonly samples: string;
-  /** where to write the process's host reference time (JSON: an array of 0 or 1 number, ns) */
-  readonly hostRef: string;
+  /** where the child writes what it says of itself (ProcInfo, JSON) */
+  readonly proc: string;
   /** the parent's run directory: the cells' scratch files go there */
   readonly tmpdir: string;
   /** the parent's pid: a child whose parent is gone stops */
@@ -107,14 +126,15 @@ export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan
   });
   if (process.ppid !== job.parent) process.exit(1); // no one to read it
   writeFileSync(job.samples, formatSamples(job.meta.run_id, res.samples), { mode: 0o600 });
-  writeFileSync(job.hostRef, JSON.stringify(res.hostRefNs), { mode: 0o600 });
+  const info: ProcInfo = { host_ref_ns: res.hostRefNs, exec_argv: process.execArgv };
+  writeFileSync(job.proc, JSON.stringify(info), { mode: 0o600 });
   writeFileSync(job.csv, formatCsv(res.rows), { mode: 0o600 });
 }
 
 /** Run a `_cells` child; resolves with its exit code, after passing it SIGTERM when stop() says so. */
 function runChild(jobFile: string, stop: () => string | null): Promise<{ status: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '_cells', jobFile], { stdio: ['ignore', 'inherit', 'pipe'] });
+    const child = spawn(process.execPath, [...TIMING_V8_FLAGS, CLI, '_cells', jobFile], { stdio: ['ignore', 'inherit', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
@@ -139,17 +159,23 @@ function runChild(jobFile: string, stop: () => string | null): Promise<{ status:
   });
 }
 
-/** A child's host reference file: [] or [ns]. */
-function parseHostRef(text: string, file: string): number[] {
-  let v: unknown;
+/** What a `_cells` child says of itself: its host reference time ([] or [ns]) and the flags it ran with. */
+interface ProcInfo {
+  host_ref_ns: number[];
+  exec_argv: string[];
+}
+
+function parseProcInfo(text: string, file: string): ProcInfo {
+  let v: Partial<ProcInfo> | null;
   try {
-    v = JSON.parse(text);
+    v = JSON.parse(text) as Partial<ProcInfo>;
   } catch {
     v = null;
   }
-  if (!Array.isArray(v) || v.length > 1 || !v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0))
-    throw new InputError(file, 0, 'expected [] or [ns of one pass of the host reference loop]');
-  return v as number[];
+  const ref = v?.host_ref_ns, argv = v?.exec_argv;
+  if (!Array.isArray(ref) || ref.length > 1 || !ref.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0) || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
+    throw new InputError(file, 0, 'expected { host_ref_ns: [] or [ns], exec_argv: [flags] }');
+  return { host_ref_ns: ref, exec_argv: argv };
 }
 
 /** Do two rows of one cell agree on everything a single-CPU cell must repeat exactly? */
@@ -190,6 +216,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
   const stop = o.stop ?? (() => null);
   let processes = 0;
   const hostRefNs: number[] = [];
+  const flags = new Set<string>();
   try {
     let only: number[] | null = null;
     for (let p = 1; p <= a.repeat; p++) {
@@ -209,7 +236,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
         meta,
         csv: join(dir, `p${p}.csv`),
         samples: join(dir, `p${p}.samples.json`),
-        hostRef: join(dir, `p${p}.hostref.json`),
+        proc: join(dir, `p${p}.proc.json`),
         tmpdir: o.tmpdir,
         parent: process.pid,
       };
@@ -225,7 +252,9 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
       processes = p;
       const rows = parseCsv(readFileSync(job.csv, 'utf8'), job.csv);
       const { cells: samples } = parseSamples(readFileSync(job.samples, 'utf8'), job.samples);
-      hostRefNs.push(...parseHostRef(readFileSync(job.hostRef, 'utf8'), job.hostRef));
+      const info = parseProcInfo(readFileSync(job.proc, 'utf8'), job.proc);
+      hostRefNs.push(...info.host_ref_ns);
+      flags.add(info.exec_argv.join(' '));
       const byKey = new Map(samples.map((s) => [s.key, s]));
       for (const row of rows) {
         const key = cellKey(row);
@@ -251,5 +280,5 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
     samples.push(m.samples);
   }
   overPlain(rows);
-  return { rows, samples, processes, hostRefNs };
+  return { rows, samples, processes, hostRefNs, timingFlags: [...flags].join(' | ') };
 }

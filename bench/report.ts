@@ -80,7 +80,7 @@ function _machine(meta: RunMeta): string[] {
     ['host', `${meta.host}, Linux ${meta.kernel_release}`],
     ['cpu', `${meta.cpu_model}, ${meta.nproc} CPUs, ${_gib(meta.mem_bytes)} RAM`],
     ['load', `${_load(meta.load_avg_start)} at start, ${_load(meta.load_avg_end)} at end`],
-    ['node', `${meta.node_version}, tinybench ${meta.tinybench_version}, crypto ${(meta.crypto_backends ?? []).join(',')}${meta.crypto_impl ? ` (native: ${meta.crypto_impl})` : ''}${meta.crypto_note ? ` (${meta.crypto_note})` : ''}`],
+    ['node', `${meta.node_version}${meta.timing_flags ? ` ${meta.timing_flags}` : ''}, tinybench ${meta.tinybench_version}, crypto ${(meta.crypto_backends ?? []).join(',')}${meta.crypto_impl ? ` (native: ${meta.crypto_impl})` : ''}${meta.crypto_note ? ` (${meta.crypto_note})` : ''}`],
     ['costs', meta.cost_source],
     ...(meta.host_ref_ns?.length
       ? [['host ref', `${hostRefSummary(meta.host_ref_ns, meta.host_ref_impl)}: fixed native work, none of the simulator, its spread the host's own`] as [string, string]]

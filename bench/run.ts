@@ -251,6 +251,8 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
         ? `${why} after ${res.rows.length} of ${cells.length} cells`
         : `${why} after ${res.processes} of ${a.repeat} processes`;
   meta.host_ref_ns = res.hostRefNs.map((x) => Math.round(x));
+  // as the processes that timed the cells said: --repeat 1 timed them in this one
+  meta.timing_flags = res.timingFlags ?? process.execArgv.join(' ');
   meta.host_ref_impl = hostRefImpl();
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);

@@ -67,6 +67,8 @@ export interface RunResult {
    * reference loop over its two windows (hostref.ts); none when it ran none.
    */
   readonly hostRefNs: number[];
+  /** run --repeat: the node and V8 flags the children said they ran with (' | ' between different ones) */
+  readonly timingFlags?: string;
 }
 
 /**

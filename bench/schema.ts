@@ -203,6 +203,8 @@ export interface RunMeta {
   /** cells of each process's warm-up lap, run first and discarded (absent in older runs: 0) */
   warmup_cells?: number;
   min_samples: number;
+  /** node and V8 flags of the processes that timed the cells ('' none; absent in older runs) */
+  timing_flags?: string;
   /** seed of the shuffled cell order of each process (process p uses order_seed + p) */
   order_seed: number;
   /**

@@ -13,6 +13,7 @@ import { COST_NAMES, DEFAULT_COSTS } from '../../hardware/costs.js';
 import { resolveCosts } from '../../bench/costs.js';
 import { parseCsv, parseMeta, parseSamples } from '../../bench/csv.js';
 import { hostRefImpl } from '../../bench/hostref.js';
+import { TIMING_V8_FLAGS } from '../../bench/repeat.js';
 import { TERM_EVENTS } from '../../bench/model.js';
 import { plan, type RunArgs } from '../../bench/run.js';
 import { COLUMNS, COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type Row, type RunMeta } from '../../bench/schema.js';
@@ -73,6 +74,9 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     assert.ok(meta.host_ref_ns?.length === 2 && meta.host_ref_ns.every((x) => Number.isInteger(x) && x > 0), String(meta.host_ref_ns));
     assert.match(report, /\n {2}host ref \S+ [nu]s a pass \((native \S+|openssl)\), cv \d+\.\d% between 2/);
     assert.equal(meta.host_ref_impl, hostRefImpl());
+    // the flags the children said they ran with, in the meta and the report's head
+    assert.equal(meta.timing_flags, TIMING_V8_FLAGS.join(' '));
+    assert.match(report, /\n {2}node {5}v\d+\.\d+\.\d+ --no-concurrent-recompilation, tinybench/);
     // the default warm-up lap, said in the meta and in the command that reproduces the run
     assert.equal(meta.warmup_cells, 8);
     assert.match(meta.command, / --warmup-cells 8 /);
@@ -243,7 +247,9 @@ describe('memcrypt-bench run: repeatable counters', () => {
     const args = ['run', '--workload', 'fault,enosys-fallback,migration', ...FAST, '--seed', '5', '--format', 'none', '--costs', 'defaults'];
     for (const out of [a, b]) assert.equal(cli([...args, '--out', out]).status, 0);
     // one process (the run's own): one host reference time
-    assert.equal(parseMeta(readFileSync(join(dir, 'd1.meta.json'), 'utf8'), 'm').host_ref_ns?.length, 1);
+    const m1 = parseMeta(readFileSync(join(dir, 'd1.meta.json'), 'utf8'), 'm');
+    assert.equal(m1.host_ref_ns?.length, 1);
+    assert.equal(m1.timing_flags, ''); // timed in the run's own process, started without flags
     const ra = parseCsv(readFileSync(a, 'utf8'), a);
     const rb = parseCsv(readFileSync(b, 'utf8'), b);
     assert.equal(ra.length, rb.length);

@@ -55,6 +55,7 @@ describe('the host reference in the result set', () => {
     const meta = mkMeta({ host_ref_ns: [114535, 134019], host_ref_impl: 'openssl' });
     assert.deepEqual(parseMeta(formatMeta(meta), 'm.json').host_ref_ns, [114535, 134019]);
     assert.equal(parseMeta(formatMeta(meta), 'm.json').host_ref_impl, 'openssl');
+    assert.throws(() => parseMeta(formatMeta({ ...meta, timing_flags: ['--x'] as unknown as string }), 'm.json'), { message: 'm.json: timing_flags: expected a string' });
     assert.throws(() => parseMeta(formatMeta({ ...meta, host_ref_impl: 5 as unknown as string }), 'm.json'), { message: 'm.json: host_ref_impl: expected a string' });
     assert.equal(parseMeta(formatMeta(mkMeta()), 'm.json').host_ref_ns, undefined); // older runs
     for (const bad of [[0], [-1], ['1'], 5] as unknown[])
@@ -81,6 +82,11 @@ describe('the host reference in the result set', () => {
     assert.deepEqual(compareRuns(run('b.csv', [100_000]), run('n.csv', [200_000], 'openssl'), { thresholdPct: 5, alpha: 0.05 }).notes, [
       "the host references ran on different code (native vaes-avx512 vs openssl): the host's speed is not compared",
     ]);
+    // the flags of the timing processes are a setting: a difference is said
+    const flagged = run('n.csv', [100_000]);
+    flagged.meta.timing_flags = '--no-concurrent-recompilation';
+    assert.match(compareRuns(run('b.csv', [100_000]), flagged, { thresholdPct: 5, alpha: 0.05 }).notes.join('\n'), /settings differ \(timing_flags not recorded vs --no-concurrent-recompilation\)/);
+    assert.match(formatCompare(compareRuns(run('b.csv', [100_000]), flagged, { thresholdPct: 5, alpha: 0.05 })), /rounds, flags\n  --no-concurrent-recompilation, backend openssl/);
     const faster = compareRuns(run('b.csv', [100_000]), run('n.csv', [80_000]), { thresholdPct: 5, alpha: 0.05 });
     assert.match(faster.notes[0], /took 20\.0% less time in new than in base: the host itself was faster/);
     // within the threshold, or not recorded on one side: no note
