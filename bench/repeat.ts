@@ -173,7 +173,7 @@ function parseProcInfo(text: string, file: string): ProcInfo {
     v = null;
   }
   const ref = v?.host_ref_ns, argv = v?.exec_argv;
-  if (!Array.isArray(ref) || ref.length > 1 || !ref.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0) || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
+  if (!Array.isArray(ref) || ref.length > 1 || !ref.every((x: unknown) => Number.isFinite(x) && (x as number) > 0) || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
     throw new InputError(file, 0, 'expected { host_ref_ns: [] or [ns], exec_argv: [flags] }');
   return { host_ref_ns: ref, exec_argv: argv };
 }

@@ -58,7 +58,7 @@ describe('the host reference in the result set', () => {
     assert.throws(() => parseMeta(formatMeta({ ...meta, timing_flags: ['--x'] as unknown as string }), 'm.json'), { message: 'm.json: timing_flags: expected a string' });
     assert.throws(() => parseMeta(formatMeta({ ...meta, host_ref_impl: 5 as unknown as string }), 'm.json'), { message: 'm.json: host_ref_impl: expected a string' });
     assert.equal(parseMeta(formatMeta(mkMeta()), 'm.json').host_ref_ns, undefined); // older runs
-    for (const bad of [[0], [-1], ['1'], 5] as unknown[])
+    for (const bad of [[0], [-1], ['1'], [5, -1], [5, null], 5] as unknown[])
       assert.throws(() => parseMeta(formatMeta({ ...meta, host_ref_ns: bad as number[] }), 'm.json'), { message: 'm.json: host_ref_ns: expected an array of positive numbers' });
   });
 
@@ -93,6 +93,10 @@ describe('the host reference in the result set', () => {
     assert.deepEqual(compareRuns(run('b.csv', [100_000]), run('n.csv', [104_000]), { thresholdPct: 5, alpha: 0.05 }).notes, []);
     assert.deepEqual(compareRuns(run('b.csv', [100_000]), run('n.csv', [104_000]), { thresholdPct: 3, alpha: 0.05 }).notes.length, 1);
     assert.deepEqual(compareRuns(run('b.csv', undefined), run('n.csv', [200_000]), { thresholdPct: 5, alpha: 0.05 }).notes, []);
+    assert.deepEqual(compareRuns(run('b.csv', [100_000]), run('n.csv', undefined), { thresholdPct: 5, alpha: 0.05 }).notes, []);
+    // beyond the threshold, not at it (25% exactly, in binary too)
+    assert.deepEqual(compareRuns(run('b.csv', [100_000]), run('n.csv', [125_000]), { thresholdPct: 25, alpha: 0.05 }).notes, []);
+    assert.equal(compareRuns(run('b.csv', [100_000]), run('n.csv', [125_001]), { thresholdPct: 25, alpha: 0.05 }).notes.length, 1);
     const head = formatCompare(compareRuns(run('b.csv', undefined), run('n.csv', [90_000, 110_000, 100_000]), { thresholdPct: 5, alpha: 0.05 }));
     assert.match(head, /\nhost ref: base not recorded; new 100 us a pass \(native vaes-avx512\), cv\n {2}10\.0% between 3 processes\n/);
     assert.doesNotMatch(formatCompare(compareRuns(run('b.csv', undefined), run('n.csv', undefined), { thresholdPct: 5, alpha: 0.05 })), /host ref/);
