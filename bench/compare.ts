@@ -138,8 +138,8 @@ function mde(bs: readonly number[], ns: readonly number[], family: number, alpha
 
 /**
  * The host's own speed, base against new (bench/hostref.ts): a shift of the
- * reference loop's median larger than the threshold is said, since every
- * cell's time moves with the host.
+ * reference's median larger than the threshold is said, since every cell's
+ * time moves with the host.
  */
 function hostRefNotes(b: RunMeta, n: RunMeta, thresholdPct: number): string[] {
   const bs = b.host_ref_ns ?? [], ns = n.host_ref_ns ?? [];

@@ -11,7 +11,7 @@ import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { checkCostTable } from '../hardware/costs.js';
 import { InputError } from './io.js';
-import { COLUMNS, COUNTER_COLUMNS, MAY_BE_EMPTY, NUMERIC_COLUMNS, SCHEMA_VERSION, SWAP_KINDS, cellKey, type CellSamples, type Column, type Row, type RunMeta } from './schema.js';
+import { COLUMNS, COUNTER_COLUMNS, MAY_BE_EMPTY, NUMERIC_COLUMNS, SCHEMA_VERSION, SWAP_KINDS, cellKey, isHostRefNs, type CellSamples, type Column, type Row, type RunMeta } from './schema.js';
 
 const KERNELS: ReadonlySet<string> = new Set(['patched', 'unpatched']);
 
@@ -248,8 +248,7 @@ export function parseMeta(text: string, file: string): RunMeta {
   if (doc.warmup_cells !== undefined && !(Number.isInteger(doc.warmup_cells) && (doc.warmup_cells as number) >= 0)) throw new InputError(file, 0, 'warmup_cells: expected an integer >= 0');
   if (doc.crypto_impl !== undefined && typeof doc.crypto_impl !== 'string') throw new InputError(file, 0, 'crypto_impl: expected a string');
   if (doc.timing_flags !== undefined && typeof doc.timing_flags !== 'string') throw new InputError(file, 0, 'timing_flags: expected a string');
-  if (doc.host_ref_ns !== undefined && !(Array.isArray(doc.host_ref_ns) && doc.host_ref_ns.every((x: unknown) => Number.isFinite(x) && (x as number) > 0)))
-    throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
+  if (doc.host_ref_ns !== undefined && !isHostRefNs(doc.host_ref_ns)) throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
   if (doc.host_ref_impl !== undefined && typeof doc.host_ref_impl !== 'string') throw new InputError(file, 0, 'host_ref_impl: expected a string');
   if (doc.stopped !== undefined && typeof doc.stopped !== 'string') throw new InputError(file, 0, 'stopped: expected a string');
   if (doc.rows !== undefined && !(Number.isInteger(doc.rows) && (doc.rows as number) >= 0)) throw new InputError(file, 0, 'rows: expected an integer >= 0');

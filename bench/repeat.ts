@@ -18,7 +18,7 @@ import { formatCsv, formatSamples, parseCsv, parseSamples } from './csv.js';
 import { InputError } from './io.js';
 import type { RunArgs, RunIo } from './run.js';
 import { overPlain, runMatrix, type CellPlan, type RunOptions, type RunResult } from './runner.js';
-import { COUNTER_COLUMNS, cellKey, type CellSamples, type Row, type RunMeta } from './schema.js';
+import { COUNTER_COLUMNS, cellKey, isHostRefNs, type CellSamples, type Row, type RunMeta } from './schema.js';
 import { hasFlag, stabilityFlags } from './stability.js';
 import { cvPct, median } from './stats.js';
 
@@ -173,7 +173,7 @@ function parseProcInfo(text: string, file: string): ProcInfo {
     v = null;
   }
   const ref = v?.host_ref_ns, argv = v?.exec_argv;
-  if (!Array.isArray(ref) || ref.length > 1 || !ref.every((x: unknown) => Number.isFinite(x) && (x as number) > 0) || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
+  if (!isHostRefNs(ref) || ref.length > 1 || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
     throw new InputError(file, 0, 'expected { host_ref_ns: [] or [ns], exec_argv: [flags] }');
   return { host_ref_ns: ref, exec_argv: argv };
 }

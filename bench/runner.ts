@@ -64,7 +64,7 @@ export interface RunResult {
   readonly processes?: number;
   /**
    * Per process that ran cells, the median ns of one pass of the host
-   * reference loop over its two windows (hostref.ts); none when it ran none.
+   * reference over its two windows (hostref.ts); none when it ran none.
    */
   readonly hostRefNs: number[];
   /** run --repeat: the node and V8 flags the children said they ran with (' | ' between different ones) */
@@ -239,8 +239,8 @@ async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions): Promise<{ row
 /**
  * Run the planned cells (all, or o.only) in plan order or in o.order, after
  * the warm-up lap (o.warmupCells of the first timed ones, run and discarded).
- * The host reference loop (hostref.ts) is timed after the lap and after the
- * last cell.
+ * The host reference (hostref.ts) is timed after the lap and after the last
+ * cell.
  */
 export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: RunOptions): Promise<RunResult> {
   const rows: Row[] = [];

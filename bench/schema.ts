@@ -225,6 +225,9 @@ export interface RunMeta {
   csv_sha256?: string;
 }
 
+/** RunMeta.host_ref_ns as a meta file or a `run --repeat` child's report holds it: finite, positive numbers. */
+export const isHostRefNs = (v: unknown): v is number[] => Array.isArray(v) && v.every((x: unknown) => Number.isFinite(x) && (x as number) > 0);
+
 /** Per-cell timing samples (ns per op), kept for statistical comparison. */
 export interface CellSamples {
   /** CELL_KEY values joined with '|' */
