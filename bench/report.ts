@@ -381,8 +381,14 @@ function _shellWords(cmd: string): string[] {
  * `\` and continued at column 0, which a shell joins back (except inside
  * single quotes, where no line can be split without changing the word).
  */
-function _reproduce(command: string, dirty = false): string[] {
-  const out = dirty ? [...wrapWords('Reproduce (the tree had uncommitted changes, so no commit reproduces it exactly):', '', '  ')] : ['Reproduce:'];
+function _reproduce(command: string, why: 'dirty' | 'no-git' | null = null): string[] {
+  const head =
+    why === 'dirty'
+      ? 'Reproduce (the tree had uncommitted changes, so no commit reproduces it exactly):'
+      : why === 'no-git'
+        ? 'Reproduce (no git commit was found for the run, so none reproduces it exactly):'
+        : null;
+  const out = head === null ? ['Reproduce:'] : [...wrapWords(head, '', '  ')];
   const words = _shellWords(clean(command));
   let line = '  ';
   let empty = true;
@@ -430,7 +436,9 @@ export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<
   const lines = _machine(meta);
   if (rows.length) lines.push(..._modelTables(rows, ax, ops), ..._fallback(rows, ax), ..._matrices(rows, ax), ..._costs(meta), ..._harness(rows, ax, meta));
   else lines.push('', 'No cells in this run.');
-  const dirty = /-dirty$|^unknown$/.test(String(meta.git_sha));
-  lines.push('', ..._reproduce(String(meta.reproduce ?? meta.command ?? ''), dirty));
+  // (gitSha: 'unknown' where the tree is no git checkout or git is missing)
+  const sha = String(meta.git_sha);
+  const why = sha.endsWith('-dirty') ? 'dirty' : sha === 'unknown' ? 'no-git' : null;
+  lines.push('', ..._reproduce(String(meta.reproduce ?? meta.command ?? ''), why));
   return lines.join('\n') + '\n';
 }

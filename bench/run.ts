@@ -189,7 +189,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     run_id: runId,
     started_at: started.toISOString(),
     command,
-    // a tree with uncommitted changes cannot be checked out again: the command alone
+    // a tree with uncommitted changes, or no git checkout, gives no commit to check out: the command alone
     reproduce: sha.endsWith('-dirty') || sha === 'unknown' ? command : `git checkout ${sha} && npm ci && npm run build && ${command}`,
     seed: a.seed,
     host: host.hostname,

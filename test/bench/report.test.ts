@@ -214,6 +214,17 @@ describe('formatReport', () => {
     assert.equal(reproduced(r).replace(/\s+/g, ' '), command);
   });
 
+  it('reproduce: says why no commit reproduces a run from a dirty tree or from no git checkout', () => {
+    const head = (git_sha: string) => {
+      const lines = formatReport(mkMeta({ command, reproduce: command, git_sha }), realisticRows()).split('\n');
+      const from = lines.findIndex((l) => l.startsWith('Reproduce'));
+      return lines.slice(from, lines.findIndex((l, i) => i > from && l.startsWith('  node dist/bench/cli.js'))).join(' ').replace(/\s+/g, ' ');
+    };
+    assert.equal(head('0123456789abcdef0123456789abcdef01234567'), 'Reproduce:');
+    assert.match(head('0123456789abcdef0123456789abcdef01234567-dirty'), /^Reproduce \(the tree had uncommitted changes, so no commit reproduces it exactly\):$/);
+    assert.match(head('unknown'), /^Reproduce \(no git commit was found for the run, so none reproduces it exactly\):$/);
+  });
+
   it('fits 72 columns for adversarial names, numbers and commands', () => {
     const longPath = '/very/long/' + 'directory-name/'.repeat(12) + 'results.csv';
     const meta = mkMeta({
