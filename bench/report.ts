@@ -376,19 +376,14 @@ function _shellWords(cmd: string): string[] {
 }
 
 /**
- * 'Reproduce:' and the command, wrapped between words with ` \` so it can be
+ * 'Reproduce:' (with why no commit reproduces the run, where none does) and
+ * the command, wrapped between words with ` \` so it can be
  * pasted back into a shell. A word longer than a line is split with a bare
  * `\` and continued at column 0, which a shell joins back (except inside
  * single quotes, where no line can be split without changing the word).
  */
-function _reproduce(command: string, why: 'dirty' | 'no-git' | null = null): string[] {
-  const head =
-    why === 'dirty'
-      ? 'Reproduce (the tree had uncommitted changes, so no commit reproduces it exactly):'
-      : why === 'no-git'
-        ? 'Reproduce (no git commit was found for the run, so none reproduces it exactly):'
-        : null;
-  const out = head === null ? ['Reproduce:'] : [...wrapWords(head, '', '  ')];
+function _reproduce(command: string, why: string | null = null): string[] {
+  const out = why === null ? ['Reproduce:'] : [...wrapWords(`Reproduce (${why}):`, '', '  ')];
   const words = _shellWords(clean(command));
   let line = '  ';
   let empty = true;
@@ -438,7 +433,11 @@ export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<
   else lines.push('', 'No cells in this run.');
   // (gitSha: 'unknown' where the tree is no git checkout or git is missing)
   const sha = String(meta.git_sha);
-  const why = sha.endsWith('-dirty') ? 'dirty' : sha === 'unknown' ? 'no-git' : null;
+  const why = sha.endsWith('-dirty')
+    ? 'the tree had uncommitted changes, so no commit reproduces it exactly'
+    : sha === 'unknown'
+      ? 'no git commit was found for the run, so none reproduces it exactly'
+      : null;
   lines.push('', ..._reproduce(String(meta.reproduce ?? meta.command ?? ''), why));
   return lines.join('\n') + '\n';
 }
