@@ -10,7 +10,7 @@ import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.j
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
 import { hasFlag } from './stability.js';
 import { hostRefSummary } from './hostref.js';
-import { geomean, holm, mannWhitney, median, minExactP, normalQuantile } from './stats.js';
+import { geomean, holm, mannWhitney, median, minExactP, uShiftForPower } from './stats.js';
 
 export interface LoadedRun {
   readonly file: string;
@@ -115,14 +115,13 @@ function settingsNotes(b: RunMeta, n: RunMeta): string[] {
 }
 
 /**
- * The smallest change a cell's samples could show, % of the base median: 0
- * or more as the shift the U test finds half the time (50% power) at alpha
- * divided over the compared cells (Holm's worst case), from the normal
- * approximation: z * s * sqrt(1/n1 + 1/n2) * sqrt(pi/3), with s the pooled
- * standard deviation and sqrt(pi/3) the U test's efficiency against the
- * t test on normal data (3/pi). Infinity when even complete separation
- * cannot reach alpha at these sample sizes (the exact test's floor,
- * minExactP), which is the case of one process per side.
+ * The smallest change a cell's samples could show, % of the base median: the
+ * shift the U test finds half the time (50% power) at alpha divided over the
+ * compared cells (Holm's worst case), for normal data with the pooled
+ * standard deviation s of the two sides: s times the U test's own shift for
+ * that power at these sample sizes (stats.ts uShiftForPower). Infinity when
+ * even complete separation cannot reach alpha at these sample sizes (the
+ * exact test's floor, minExactP), which is the case of one process per side.
  */
 function mde(bs: readonly number[], ns: readonly number[], family: number, alpha: number): number {
   const n1 = bs.length, n2 = ns.length;
@@ -132,8 +131,8 @@ function mde(bs: readonly number[], ns: readonly number[], family: number, alpha
     return xs.reduce((a, x) => a + (x - m) ** 2, 0);
   };
   const s = Math.sqrt((ss(bs) + ss(ns)) / Math.max(1, n1 + n2 - 2));
-  const z = normalQuantile(1 - alpha / family / 2);
-  return ((z * s * Math.sqrt(1 / n1 + 1 / n2) * Math.sqrt(Math.PI / 3)) / median(bs)) * 100;
+  const k = uShiftForPower(n1, n2, alpha / family);
+  return k === Infinity ? Infinity : ((k * s) / median(bs)) * 100;
 }
 
 /**

@@ -278,24 +278,25 @@ describe('compare: what the text says', () => {
     );
   });
 
-  // The smallest detectable changes below are z * s * sqrt(1/n1 + 1/n2) * sqrt(pi/3) / median(base) * 100, the formula
-  // documented at mde() in bench/compare.ts, evaluated with NumPy (s: the pooled standard deviation, n1 + n2 - 2
-  // degrees of freedom) and z = scipy.stats.norm.ppf(1 - 0.05 / family / 2): W1 16.498707146864227 and W2 32.997414293728454 over 4 cells,
-  // 15.813542484230126 and 31.627084968460252 over 3; S9 3.299741429372845 (4 cells) and 3.1627084968460255 (3 cells).
+  // The smallest detectable changes below are k * s / median(base) * 100, as mde() in bench/compare.ts computes
+  // them: s the pooled standard deviation (n1 + n2 - 2 degrees of freedom; W1 13.693, W2 27.386, S9 2.7386, all
+  // medians 100) and k = uShiftForPower(9, 9, 0.05 / family), the shift at which the exact U test rejects half the
+  // time (stats.test.ts checks that against mannWhitney itself): k = 1.37357 over 4 cells (W1 18.81, W2 37.62,
+  // S9 3.76) and 1.30392 over 3 (W1 17.85, W2 35.71, S9 3.57).
   it('cells that cannot show the threshold: too few samples, too spread, or both, with the range of what they could show', () => {
     const rows = [fault, mktme, dax, swap];
     const mixed = formatCompare(compareRuns(mem('b.csv', rows, [[100], W1, W2, S9]), mem('n.csv', rows, [[101], W1, W2, S9]), OPTS));
     assert.deepEqual(block(mixed, 'Warning:'), [
       'Warning: 3 of 4 timed cells cannot show a 5% change: 1 have too few',
       '  samples for the U test to reach alpha after Holm; 2 are too spread',
-      '  (smallest detectable change 16-33%). Run both sides with more',
+      '  (smallest detectable change 19-38%). Run both sides with more',
       '  --repeat.',
     ]);
     const three = rows.slice(1);
     const spread = formatCompare(compareRuns(mem('b.csv', three, [W1, W2, S9]), mem('n.csv', three, [W1, W2, S9]), OPTS));
     assert.deepEqual(block(spread, 'Warning:'), [
       'Warning: 2 of 3 timed cells cannot show a 5% change: 2 are too spread',
-      '  (smallest detectable change 16-32%). Run both sides with more',
+      '  (smallest detectable change 18-36%). Run both sides with more',
       '  --repeat.',
     ]);
     const few = formatCompare(compareRuns(mem('b.csv', [fault], [[100]]), mem('n.csv', [fault], [[150]]), OPTS));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compareRuns, type LoadedRun } from '../../bench/compare.js';
 import { cellKey } from '../../bench/schema.js';
-import { erfc, holm, mannWhitney, normalCdf } from '../../bench/stats.js';
+import { erfc, holm, mannWhitney, normalCdf, uCritical, uShiftForPower } from '../../bench/stats.js';
 import { mkMeta, mkRow } from './fixtures.js';
 
 const range = <T,>(n: number, f: (i: number) => T): T[] => Array.from({ length: n }, (_, i) => f(i));
@@ -86,6 +86,67 @@ describe('Mann-Whitney U against SciPy', () => {
     const b = mannWhitney(range(9, (i) => 10 + i), range(8, (i) => 14.5 + i));
     assert.equal(b.u, 10);
     close(b.p, 0.011106540518305223, 'exact, n = 9 + 8');
+  });
+});
+
+describe('the U test\'s critical value and its shift for 50% power', () => {
+  it('critical values as the published two-sided tables give them at 0.05 (n1 = n2 = 5..10), none below the floor', () => {
+    // Mann-Whitney tables, two-tailed alpha 0.05: U <= 2, 5, 8, 13, 17, 23
+    assert.deepEqual([5, 6, 7, 8, 9, 10].map((n) => uCritical(n, n, 0.05)), [2, 5, 8, 13, 17, 23]);
+    // 5 + 5: complete separation gives p = 2 / C(10, 5) = 0.0079; at alpha 0.05 / 8 no U is below it
+    assert.equal(uCritical(5, 5, 0.05 / 8), -1);
+    assert.equal(uCritical(5, 5, 0.008), 0);
+    // the bound is strict, as compare's p < alpha: 1 against 39 gives at best p = 2 / 40 = 0.05
+    assert.equal(uCritical(1, 39, 0.05), -1);
+    assert.equal(uCritical(1, 39, 0.051), 0);
+  });
+
+  it('every critical value is what mannWhitney rejects: p below alpha at it, not at one more', () => {
+    // samples with a given U of the first: its values sit among 0..n2-1 of the second
+    const withU = (n1: number, n2: number, u: number): [number[], number[]] => {
+      const a: number[] = [];
+      for (let i = 0, left = u; i < n1; i++) {
+        const above = Math.min(n2, left); // how many of b this value is larger than
+        a.push(above - 0.5 + i * 1e-6); // distinct: a tie inside a sample takes the tied test
+        left -= above;
+      }
+      return [a, range(n2, (j) => j)];
+    };
+    for (const [n1, n2, alpha] of [[9, 9, 0.05 / 78], [7, 9, 0.01], [12, 15, 0.05 / 40], [60, 60, 0.05 / 78]] as const) {
+      const c = uCritical(n1, n2, alpha);
+      assert.ok(c >= 0, `${n1}+${n2}`);
+      const [a0, b0] = withU(n1, n2, c);
+      assert.equal(mannWhitney(a0, b0).u, c);
+      assert.ok(mannWhitney(a0, b0).p < alpha, `${n1}+${n2}: p at U = ${c}`);
+      const [a1, b1] = withU(n1, n2, c + 1);
+      assert.ok(mannWhitney(a1, b1).p >= alpha, `${n1}+${n2}: p at U = ${c + 1}`);
+    }
+  });
+
+  it('at the shift it returns, mannWhitney itself rejects about half the time; far less at 0.7 of it, far more at 1.3', () => {
+    // 9 processes a side, alpha 0.05 over 78 cells (the default suite's Holm worst case)
+    const k = uShiftForPower(9, 9, 0.05 / 78);
+    // the large-sample formula z sqrt(2/9) sqrt(pi/3) gives 1.65: too hopeful at this size
+    assert.ok(k > 2 && k < 2.3, String(k));
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+    const power = (d: number) => {
+      let hits = 0;
+      for (let r = 0; r < 400; r++) if (mannWhitney(range(9, normal), range(9, () => normal() + d)).p < 0.05 / 78) hits++;
+      return hits / 400;
+    };
+    const at = power(k);
+    assert.ok(at > 0.4 && at < 0.6, `power ${at} at ${k}`);
+    assert.ok(power(0.7 * k) < 0.3);
+    assert.ok(power(1.3 * k) > 0.75);
+  });
+
+  it('the same on every call, smaller with more samples, Infinity where no test can reject', () => {
+    assert.equal(uShiftForPower(9, 9, 0.05 / 78), uShiftForPower(9, 9, 0.05 / 78));
+    assert.ok(uShiftForPower(18, 18, 0.05 / 78) < uShiftForPower(9, 9, 0.05 / 78));
+    assert.equal(uShiftForPower(5, 5, 0.05 / 8), Infinity);
+    assert.ok(Number.isFinite(uShiftForPower(1, 39, 0.051)));
   });
 });
 
