@@ -79,7 +79,6 @@ function exactP(u: number, n1: number, n2: number): number {
  * most this. -1 when no U is (too few samples for alpha).
  */
 export function uCritical(n1: number, n2: number, alpha: number): number {
-  if (n1 < 1 || n2 < 1) return -1;
   const max = n1 * n2;
   if (max <= 2500) {
     const counts = uNullCounts(n1, n2);
@@ -97,7 +96,7 @@ export function uCritical(n1: number, n2: number, alpha: number): number {
   // p < alpha  <=>  mean - u - 0.5 > z sd
   const n = n1 + n2;
   const sd = Math.sqrt((max / 12) * (n + 1));
-  const z = normalQuantile(1 - alpha / 2);
+  const z = -normalQuantile(alpha / 2); // (from the lower tail: 1 - alpha / 2 rounds to 1 for a tiny alpha)
   const bound = max / 2 - 0.5 - z * sd; // u must lie strictly below it
   return Math.max(-1, Math.ceil(bound) - 1);
 }
@@ -140,39 +139,38 @@ export function uShiftForPower(n1: number, n2: number, alpha: number): number {
   if (memo !== undefined) return memo;
   const crit = uCritical(n1, n2, alpha);
   let shift = Infinity;
-  if (crit >= 0) {
-    const rnd = mulberry32(0x5eed);
-    const normal = (): number => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
-    const base = new Float64Array(POWER_REPS * n1).map(normal);
-    const next = new Float64Array(POWER_REPS * n2).map(normal);
+  // (no critical value, crit -1: no shift is ever seen, and the shift stays Infinity)
+  const rnd = mulberry32(0x5eed);
+  const normal = (): number => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  const base = new Float64Array(POWER_REPS * n1).map(normal);
+  const next = new Float64Array(POWER_REPS * n2).map(normal);
+  for (let rep = 0; rep < POWER_REPS; rep++) {
+    base.subarray(rep * n1, (rep + 1) * n1).sort();
+    next.subarray(rep * n2, (rep + 1) * n2).sort();
+  }
+  // a shifted-up second sample: U of the first (pairs where it is larger)
+  // falls; counted by one merge of the two sorted samples
+  const rejects = (d: number): number => {
+    let r = 0;
     for (let rep = 0; rep < POWER_REPS; rep++) {
-      base.subarray(rep * n1, (rep + 1) * n1).sort();
-      next.subarray(rep * n2, (rep + 1) * n2).sort();
-    }
-    // a shifted-up second sample: U of the first (pairs where it is larger)
-    // falls; counted by one merge of the two sorted samples
-    const rejects = (d: number): number => {
-      let r = 0;
-      for (let rep = 0; rep < POWER_REPS; rep++) {
-        let u = 0;
-        for (let i = 0, j = 0; i < n1; i++) {
-          const b = base[rep * n1 + i];
-          while (j < n2 && next[rep * n2 + j] + d < b) j++;
-          u += j;
-        }
-        if (u <= crit) r++;
+      let u = 0;
+      for (let i = 0, j = 0; i < n1; i++) {
+        const b = base[rep * n1 + i];
+        while (j < n2 && next[rep * n2 + j] + d < b) j++;
+        u += j;
       }
-      return r;
-    };
-    let lo = 0, hi = 64;
-    if (rejects(hi) * 2 >= POWER_REPS) {
-      for (let i = 0; i < 30; i++) {
-        const mid = (lo + hi) / 2;
-        if (rejects(mid) * 2 >= POWER_REPS) hi = mid;
-        else lo = mid;
-      }
-      shift = hi;
+      if (u <= crit) r++;
     }
+    return r;
+  };
+  let lo = 0, hi = 64;
+  if (rejects(hi) * 2 >= POWER_REPS) {
+    for (let i = 0; i < 30; i++) {
+      const mid = (lo + hi) / 2;
+      if (rejects(mid) * 2 >= POWER_REPS) hi = mid;
+      else lo = mid;
+    }
+    shift = hi;
   }
   shiftMemo.set(key, shift);
   return shift;

@@ -99,6 +99,9 @@ describe('the U test\'s critical value and its shift for 50% power', () => {
     // the bound is strict, as compare's p < alpha: 1 against 39 gives at best p = 2 / 40 = 0.05
     assert.equal(uCritical(1, 39, 0.05), -1);
     assert.equal(uCritical(1, 39, 0.051), 0);
+    // the normal approximation's side (n1 n2 > 2500) has a floor too, far smaller
+    assert.equal(uCritical(60, 60, 1e-300), -1);
+    assert.equal(uCritical(0, 9, 0.05), -1);
   });
 
   it('every critical value is what mannWhitney rejects: p below alpha at it, not at one more', () => {
@@ -112,7 +115,8 @@ describe('the U test\'s critical value and its shift for 50% power', () => {
       }
       return [a, range(n2, (j) => j)];
     };
-    for (const [n1, n2, alpha] of [[9, 9, 0.05 / 78], [7, 9, 0.01], [12, 15, 0.05 / 40], [60, 60, 0.05 / 78]] as const) {
+    // (50 x 50 = 2500 is the largest exact case, 51 x 50 the smallest normal one)
+    for (const [n1, n2, alpha] of [[9, 9, 0.05 / 78], [7, 9, 0.01], [12, 15, 0.05 / 40], [50, 50, 0.05 / 78], [51, 50, 0.05 / 78], [60, 60, 0.05 / 78]] as const) {
       const c = uCritical(n1, n2, alpha);
       assert.ok(c >= 0, `${n1}+${n2}`);
       const [a0, b0] = withU(n1, n2, c);
