@@ -146,8 +146,12 @@ describe('the U test\'s critical value and its shift for 50% power', () => {
     assert.ok(power(1.3 * k) > 0.75);
   });
 
-  it('the same on every call, smaller with more samples, Infinity where no test can reject', () => {
+  it('the same on every call and every run, smaller with more samples, Infinity where no test can reject', () => {
     assert.equal(uShiftForPower(9, 9, 0.05 / 78), uShiftForPower(9, 9, 0.05 / 78));
+    // pinned: the simulation is seeded, so two runs' smallest detectable changes differ only by their spreads
+    // (the README quotes 2.13; final-bench-survivors.test.ts derives its figures from 1.37357 over 4 cells)
+    assert.ok(Math.abs(uShiftForPower(9, 9, 0.05 / 78) - 2.126636028289795) < 1e-12);
+    assert.ok(Math.abs(uShiftForPower(9, 9, 0.05 / 4) - 1.3735730051994324) < 1e-12);
     assert.ok(uShiftForPower(18, 18, 0.05 / 78) < uShiftForPower(9, 9, 0.05 / 78));
     assert.equal(uShiftForPower(5, 5, 0.05 / 8), Infinity);
     assert.ok(Number.isFinite(uShiftForPower(1, 39, 0.051)));
