@@ -132,17 +132,33 @@ const child = spawn(bin, ['run', '--mutate', kept.map(([js, a, b]) => `${js}:${a
   stdio: ['ignore', 'inherit', 'inherit'],
   detached: true, // its own process group: the bound stops Stryker and its test processes
 });
+/** Signal Stryker's process group (it and its test processes); false when none is left. */
+const signalGroup = (sig) => {
+  try {
+    process.kill(-child.pid, sig);
+    return true;
+  } catch {
+    return false; // already gone
+  }
+};
+// A test process that a mutant put into an endless loop never runs the
+// SIGTERM handler node:test installs, so it outlived Stryker and kept a CPU
+// busy after the bound (one was still running 16 minutes later): what the
+// group has not ended within KILL_AFTER_MS of SIGTERM gets SIGKILL.
+const KILL_AFTER_MS = 5000;
 let stopped = false;
+let killer = null;
 const timer = setTimeout(() => {
   stopped = true;
-  try {
-    process.kill(-child.pid, 'SIGTERM');
-  } catch {
-    /* already gone */
-  }
+  if (signalGroup('SIGTERM')) killer = setTimeout(() => signalGroup('SIGKILL'), KILL_AFTER_MS);
 }, MAX_MINUTES * 60_000);
 const code = await new Promise((res) => child.on('close', (c) => res(c)));
 clearTimeout(timer);
+if (stopped) {
+  // Stryker is gone; a test process of its group may not be
+  clearTimeout(killer);
+  signalGroup('SIGKILL');
+}
 if (!stopped && code !== 0) {
   console.error(`mutate-changed: stryker exited with ${code}`);
   process.exit(1);
