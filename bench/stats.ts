@@ -2,6 +2,9 @@
 // for timing samples), Holm's step-down correction across the matrix, and
 // the geometric mean of ratios.
 
+/** Largest n1 n2 for which mannWhitney's p is exact; above it, the normal approximation. */
+const EXACT_MAX_PAIRS = 2500;
+
 /** Two-sided Mann-Whitney U test of samples a vs b: U of a and the p-value. */
 export function mannWhitney(a: readonly number[], b: readonly number[]): { u: number; p: number } {
   const n1 = a.length, n2 = b.length;
@@ -25,7 +28,7 @@ export function mannWhitney(a: readonly number[], b: readonly number[]): { u: nu
   }
   const u = r1 - (n1 * (n1 + 1)) / 2;
   const mean = (n1 * n2) / 2;
-  if (n1 * n2 <= 2500) return { u, p: tieTerm === 0 ? exactP(u, n1, n2) : exactTiedP(2 * r1, n1, twiceRanks) };
+  if (n1 * n2 <= EXACT_MAX_PAIRS) return { u, p: tieTerm === 0 ? exactP(u, n1, n2) : exactTiedP(2 * r1, n1, twiceRanks) };
   const n = n1 + n2;
   const variance = ((n1 * n2) / 12) * (n + 1 - tieTerm / (n * (n - 1)));
   if (variance === 0) return { u, p: 1 };
@@ -80,7 +83,7 @@ function exactP(u: number, n1: number, n2: number): number {
  */
 export function uCritical(n1: number, n2: number, alpha: number): number {
   const max = n1 * n2;
-  if (max <= 2500) {
+  if (max <= EXACT_MAX_PAIRS) {
     const counts = uNullCounts(n1, n2);
     let total = 0;
     for (let k = 0; k <= max; k++) total += counts[k];
