@@ -20,7 +20,7 @@ import type { RunArgs, RunIo } from './run.js';
 import { overPlain, runMatrix, type CellPlan, type RunOptions, type RunResult } from './runner.js';
 import { COUNTER_COLUMNS, cellKey, isHostRefNs, type CellSamples, type Row, type RunMeta } from './schema.js';
 import { hasFlag, stabilityFlags } from './stability.js';
-import { cvPct, median } from './stats.js';
+import { cvPct, median, mulberry32 } from './stats.js';
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
 
@@ -45,14 +45,7 @@ export const TIMING_V8_FLAGS: readonly string[] = ['--no-concurrent-recompilatio
 
 /** A permutation of 0..n-1 from a seed (Fisher-Yates over mulberry32). */
 export function shuffledOrder(n: number, seed: number): number[] {
-  let x = seed >>> 0;
-  const rand = (): number => {
-    x = (x + 0x6d2b79f5) >>> 0;
-    let t = x;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
+  const rand = mulberry32(seed);
   const order = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));

@@ -104,8 +104,8 @@ export function uCritical(n1: number, n2: number, alpha: number): number {
   return Math.max(-1, Math.ceil(bound) - 1);
 }
 
-/** Deterministic uniform numbers in [0, 1) (mulberry32), for the power estimate below. */
-function mulberry32(seed: number): () => number {
+/** Deterministic uniform numbers in [0, 1) from a seed (mulberry32): the power estimate below, run --repeat's cell orders. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
