@@ -12,6 +12,8 @@
 // existing mappings (splits, merges, mprotect back to the original prot); the shadow is not an
 // oracle and is never compared with anything.
 
+import { mulberry32 } from '../../bench/stats.js';
+
 export const PAGE_SIZE = 0x1000;
 /** First byte of the test region (8 GiB: far from where Linux puts a process's own mappings). */
 export const REGION_START = 0x2_0000_0000;
@@ -23,17 +25,8 @@ export const REGION_END = REGION_START + REGION_SIZE;
 /** Largest mapping or range the generator asks for, in pages. */
 export const MAX_PAGES = 32;
 
-/** mulberry32: a small seeded PRNG, returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: a small seeded PRNG, returns floats in [0, 1) (the harness's own, bench/stats.ts). */
+export { mulberry32 };
 
 type Prot = string; // "rw-" style
 type Flag = string; // a MAP_* name replay.ts and replay_linux.c both know
