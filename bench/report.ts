@@ -426,18 +426,22 @@ const _axes = (rows: readonly Row[]): _Axes => ({
   wls: ordered(rows.map((r) => r.workload), WORKLOADS),
 });
 
+/**
+ * Why no commit reproduces a run of git_sha (run.ts gitSha: '<sha>-dirty'
+ * for a tree with uncommitted changes, 'unknown' where the tree is no git
+ * checkout or git is missing), or null when its commit does.
+ */
+export function noCommitReason(sha: string): string | null {
+  if (sha.endsWith('-dirty')) return 'the tree had uncommitted changes, so no commit reproduces it exactly';
+  if (sha === 'unknown') return 'no git commit was found for the run, so none reproduces it exactly';
+  return null;
+}
+
 export function formatReport(meta: RunMeta, rows: readonly Row[], ops: Readonly<Record<string, string>> = WORKLOAD_OPS): string {
   const ax = _axes(rows);
   const lines = _machine(meta);
   if (rows.length) lines.push(..._modelTables(rows, ax, ops), ..._fallback(rows, ax), ..._matrices(rows, ax), ..._costs(meta), ..._harness(rows, ax, meta));
   else lines.push('', 'No cells in this run.');
-  // (gitSha: 'unknown' where the tree is no git checkout or git is missing)
-  const sha = String(meta.git_sha);
-  const why = sha.endsWith('-dirty')
-    ? 'the tree had uncommitted changes, so no commit reproduces it exactly'
-    : sha === 'unknown'
-      ? 'no git commit was found for the run, so none reproduces it exactly'
-      : null;
-  lines.push('', ..._reproduce(String(meta.reproduce ?? meta.command ?? ''), why));
+  lines.push('', ..._reproduce(String(meta.reproduce ?? meta.command ?? ''), noCommitReason(String(meta.git_sha))));
   return lines.join('\n') + '\n';
 }

@@ -17,7 +17,7 @@ import { HISTORY_FILE, appendHistory, checkHistoryPath } from './history.js';
 import { InputError, writeFileAtomic } from './io.js';
 import { runFigures, renderPng } from './figures.js';
 import { formatHtml, htmlPath, pngPath } from './html.js';
-import { formatReport } from './report.js';
+import { formatReport, noCommitReason } from './report.js';
 import { inOrder, runRepeated, shuffledOrder } from './repeat.js';
 import { hostRefImpl } from './hostref.js';
 import { runMatrix, type CellPlan, type RunOptions } from './runner.js';
@@ -189,8 +189,8 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     run_id: runId,
     started_at: started.toISOString(),
     command,
-    // a tree with uncommitted changes, or no git checkout, gives no commit to check out: the command alone
-    reproduce: sha.endsWith('-dirty') || sha === 'unknown' ? command : `git checkout ${sha} && npm ci && npm run build && ${command}`,
+    // where no commit reproduces the run (uncommitted changes, no git checkout): the command alone
+    reproduce: noCommitReason(sha) !== null ? command : `git checkout ${sha} && npm ci && npm run build && ${command}`,
     seed: a.seed,
     host: host.hostname,
     kernel_release: host.kernel_release,
