@@ -50,14 +50,17 @@
 // migration 0.90x; 1 worker CPU (whose threads fit) unchanged, 1.01x.
 //
 // The threads are left where the host's scheduler puts them. With 2 worker
-// CPUs, now and then a process runs a trapping cell (file-backed faults,
-// swap) 10-15x slower for stretches of 0.25-1.5 s. Pinning each worker to
-// its own host CPU (sched_setaffinity, prototyped in the addon) removed
-// those stretches (0 of 432 cell-processes more than 3x their cell's
-// fastest, against 23 of 432), but made fault t2 on anonymous memory 1.2-1.8x
-// slower, slower than t1; pinning only while a CPU's rounds trap was worse
-// for the trapping cells; pinning the kernel thread too made t1 file-backed
-// faults about 20x slower. None of them is used.
+// CPUs, a process used to run a trapping cell (file-backed faults, swap)
+// 10-15x slower for stretches of 0.25-1.5 s: the kernel thread and one
+// worker queued on one host CPU, the other CPU idle, and every trap reply
+// spent the worker's whole budget spinning while the kernel it waited for
+// sat preempted behind it. A trap's wait now yields while the kernel has not
+// taken its request (trap.ts, WorkerCpu.trap), which ended them. Pinning
+// each worker to its own host CPU (sched_setaffinity, prototyped in the
+// addon) had removed them too, but made fault t2 on anonymous memory
+// 1.2-1.8x slower, slower than t1; pinning only while a CPU's rounds trap
+// was worse for the trapping cells; pinning the kernel thread too made t1
+// file-backed faults about 20x slower. None of them is used.
 
 /** Longest spin of one wait, in ms: longer than a round of the default workloads. */
 export const SPIN_CAP_MS = 2;

@@ -51,6 +51,7 @@ export const W_NR = 5;
 export const W_MM = 6; // id of the mm this CPU runs (for mm_cpumask-like IPI targeting)
 export const W_ROUND = 7; // rounds of user work this CPU has finished (workloads/)
 export const W_WAIT = 8; // 1 while this CPU sleeps on a migration entry (cpu.ts, migration_entry_wait)
+export const W_TAKEN = 9; // the last trap request (REQ) of this CPU the kernel began to serve (trap.ts)
 export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
 export const A_RET = 6;
 

@@ -10,12 +10,18 @@ import { FastFault, MmShared, enableFastFaults, type MmSharedDescriptor } from '
 import { PerCpuCounters } from '../hardware/counters.js';
 import { MemMap } from './page_alloc.js';
 import { PageTablePool } from './pgtable.js';
-import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND } from './smp.js';
+import { A_RET, CPU_ARGS, Smp, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND, W_TAKEN } from './smp.js';
 
 import type { Spinner } from './backoff.js';
 
 /** Trap number of a page fault (args: va, write); syscalls use their own numbers. */
 export const TRAP_FAULT = -1;
+
+/**
+ * Polls of a trap's reply wait between two looks at whether the kernel has
+ * taken the request (WorkerCpu.trap): 64 polls take about 2 us here.
+ */
+export const TAKEN_POLLS = 64;
 
 /** Everything a worker needs to run as one more CPU of a process. */
 export interface CpuDescriptor {
@@ -57,6 +63,11 @@ export class WorkerCpu {
    * 64 us sleeping at once, 7 us after 200 polls.
    */
   private readonly spinner: Spinner;
+  /**
+   * sched_yield for a trap's wait where the simulator's threads outnumber
+   * the host CPUs (see trap), else null; tests put a counter here.
+   */
+  yieldCpu: (() => void) | null;
 
   constructor(d: CpuDescriptor) {
     this.machine = Machine.attach(d.machine, d.cpu);
@@ -65,6 +76,7 @@ export class WorkerCpu {
     this.base = this.smp.w(d.cpu, 0);
     this.argBase = d.cpu * CPU_ARGS;
     this.spinner = this.smp.spinner();
+    this.yieldCpu = this.smp.crowded ? this.smp.yieldCpu : null;
     const pool = PageTablePool.attach(d.kernel.pgtable);
     if (d.fastFaults) {
       const counters = PerCpuCounters.attach<KernelCounter>(d.kernel.counters);
@@ -105,12 +117,30 @@ export class WorkerCpu {
     // the kernel does not wait for a CPU in a trap (smp.ts).
     // But not while the kernel waits for another CPU's ack: that CPU may need
     // the host CPU this spin holds (smp.ts, kernel waits).
+    //
+    // And where the threads outnumber the host CPUs, a request the kernel
+    // has not taken after TAKEN_POLLS polls gets a sched_yield (and another
+    // every TAKEN_POLLS polls while it stays untaken): the kernel thread may be
+    // queued behind this spin on the same host CPU, as Linux's
+    // mutex_spin_on_owner stops spinning when the owner is not on a CPU
+    // (kernel/locking/mutex.c). A yield with nothing else queued returns at
+    // once. Measured on the 2-vCPU development VM with scheduler tracepoints
+    // (perf sched:sched_switch), in the 10-15x slow stretches of 2-CPU
+    // file-backed faults: the kernel thread and one worker shared a host
+    // CPU while the other stood idle; each reply's wake-up preempted the
+    // kernel (wakeup preemption), and the worker's next trap then spun its
+    // whole budget, about 100-130 us, before sleeping let the kernel run
+    // for the 7-10 us the trap needed. The sleep being short, the adaptive
+    // budget took it for a near miss and stayed at its largest. A yield on
+    // every wait instead, taken or not, made swap t2 2.5x slower.
     const sp = this.spinner;
     const kw = this.smp.kernelWaits;
+    const y = this.yieldCpu;
     sp.start();
-    for (;;) {
+    for (let n = 1; ; n++) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;
+      if (y !== null && n % TAKEN_POLLS === 0 && Atomics.load(w, this.base + W_TAKEN) !== req) y();
       if (Atomics.load(w, kw) !== 0 || !sp.spin()) sp.sleep(w, this.base + W_RESP, resp, 1);
     }
     this.user.pollIpi(); // before the next access: IPIs sent while we were in the kernel
@@ -174,6 +204,7 @@ export class TrapServer {
     const a = k.smp.args;
     const argBase = cpu * CPU_ARGS;
     const nr = Atomics.load(w, base + W_NR);
+    Atomics.store(w, base + W_TAKEN, req); // the waiting CPU stops yielding to us (WorkerCpu.trap)
     let ret: number;
     // (leaving the mm, the kernel tops up the per-CPU lists of its CPUs: fastfault.ts)
     if (nr === TRAP_FAULT) ret = k.fault(this.task, a[argBase], a[argBase + 1] !== 0);

@@ -26,9 +26,9 @@ import { MM_FAST } from '../../kernel/fastfault.js';
 import { ALL_FEATURES, Kernel, type Task } from '../../kernel/kernel.js';
 import { defaultOvercommit } from '../../kernel/limits.js';
 import { PTE_PRESENT, PTE_WRITE } from '../../kernel/pgtable.js';
-import { A_RET, CPU_ARGS, W_ACK, W_IPI, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND } from '../../kernel/smp.js';
+import { A_RET, CPU_ARGS, W_ACK, W_IPI, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND, W_TAKEN } from '../../kernel/smp.js';
 import { NR, type SysArg } from '../../kernel/syscalls.js';
-import { TRAP_FAULT, TrapServer, WorkerCpu, cpuDescriptor } from '../../kernel/trap.js';
+import { TAKEN_POLLS, TRAP_FAULT, TrapServer, WorkerCpu, cpuDescriptor } from '../../kernel/trap.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ } from '../../kernel/uapi.js';
 import { BASE, PAGE, mapAnon } from './util.js';
 
@@ -235,6 +235,42 @@ describe('trap.ts: WorkerCpu.trap', () => {
     assert.equal(cpu.traps, 2, 'the CPU counts its traps');
     assert.equal(word(s.k, 1, W_REQ), 2);
     assert.equal(word(s.k, 1, W_RESP), 2);
+    s.done();
+  });
+
+  it('crowded, a CPU whose request the kernel has not taken yields every TAKEN_POLLS polls; once taken, it does not; serveOne marks it taken', () => {
+    const s = setup(2); // 2 threads on 1 host CPU: crowded
+    const server = new TrapServer(s.k, s.t);
+    const cpu = workerCpu(s.k, s.t, 1);
+    assert.equal(cpu.yieldCpu, cpu.smp.yieldCpu, 'crowded: the host yield, where the addon has one');
+    let yields = 0;
+    cpu.yieldCpu = () => yields++;
+    // answered at the 3rd look past 3 x TAKEN_POLLS: polls TAKEN_POLLS, 2x and 3x yielded
+    const st = kernelAnswers(s.k, server, 1, { onPoll: 3 * TAKEN_POLLS + 3 });
+    s.rets.push(5);
+    assert.equal(cpu.trap(NR_PROBE, 1), 5);
+    assert.deepEqual([yields, st.sleeps.length, st.forced], [3, 0, false]);
+    assert.equal(word(s.k, 1, W_TAKEN), word(s.k, 1, W_REQ), 'serveOne marked the request it served as taken');
+    // the kernel has already taken the next request (it is serving it): the CPU spins without yielding
+    Atomics.store(s.k.smp.words, s.k.smp.w(1, W_TAKEN), word(s.k, 1, W_REQ) + 1);
+    yields = 0;
+    assert.equal(cpu.trap(NR_PROBE, 2), 0);
+    assert.deepEqual([yields, st.forced], [0, false]);
+    // one poll short of TAKEN_POLLS: answered before any yield
+    mock.restoreAll();
+    kernelAnswers(s.k, server, 1, { onPoll: TAKEN_POLLS });
+    assert.equal(cpu.trap(NR_PROBE, 3), 0);
+    assert.equal(yields, 0);
+    s.done();
+  });
+
+  it('with a host CPU for each thread a trap never yields: the kernel thread has a CPU of its own', () => {
+    const s = setup(2, 2);
+    const cpu = workerCpu(s.k, s.t, 1);
+    assert.equal(cpu.yieldCpu, null);
+    const st = kernelAnswers(s.k, new TrapServer(s.k, s.t), 1, { onPoll: 3 * TAKEN_POLLS });
+    assert.equal(cpu.trap(NR_PROBE, 1), 0);
+    assert.equal(st.forced, false);
     s.done();
   });
 
