@@ -39,7 +39,9 @@
 // worker waited 50 us per round for its CPU). Only two waits ask: the
 // kernel's pump once a CPU has trapped (trap.ts), and a worker CPU's wait
 // for its next round after a round without traps (cpu-worker.ts). A worker
-// whose round trapped, and every trap reply, keep the adaptive budget: a
+// whose round trapped, and every trap reply, keep the adaptive budget (a
+// trap reply's wait yields only now and then, while the kernel has not
+// taken its request: the last paragraph below): a
 // thread that yield-spins there holds a CPU the load balancer would give
 // to the kernel thread and the trapping CPU, which otherwise queue on one
 // (swap t2 went 1.4-1.6x slower with yield-spins on every wait). Measured
