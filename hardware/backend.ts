@@ -38,6 +38,13 @@ export interface XtsBackend {
   /** Import a 32-byte XTS-AES-128 key (Key1 || Key2). Throws naming the argument on bad input. */
   importKey(key: Uint8Array): XtsKey;
   /**
+   * Replace key's key material with `key` in place, the same checks as
+   * importKey (a refused key leaves it as it was), for a holder that reuses
+   * one key object per slot (engine.ts, a KeyID that PCONFIG reprograms).
+   * Backends without it get a fresh importKey instead.
+   */
+  rekey?(key: XtsKey, bytes: Uint8Array): void;
+  /**
    * Encrypt src.u8[srcOff, srcOff+len) into dst.u8[dstOff, ...): one data unit
    * of len bytes (a positive multiple of 16; offsets multiples of 16). src and
    * dst may be the same buffer at the same offset (in place).

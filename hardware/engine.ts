@@ -13,10 +13,10 @@
 // and encrypts from there, so only ciphertext is written to the frame. A whole
 // page goes straight between the frame and the caller's buffer, with no copy
 // through the scratch page and no view made per access.
-import { randomFillSync } from 'node:crypto';
 import { dataBuf, redact, type DataBuf, type XtsBackend, type XtsKey } from './backend.js';
 import { PerCpuCounters, type CountersDescriptor } from './counters.js';
 import { PhysicalMemory, type MemoryDescriptor } from './memory.js';
+import { randomKeyFill } from './random.js';
 import { getProfile, type HardwareProfile } from './profiles.js';
 import { LINES_PER_PAGE, PAGE_SIZE, checkUint, type KeyId, type Pfn } from './types.js';
 import { getBackend, type BackendName } from './xts.js';
@@ -81,6 +81,17 @@ export class MemoryEncryptionEngine {
   private prevBuf: DataBuf | null = null;
   private readonly keyCache: (XtsKey | null)[];
   /**
+   * Each KeyID's key object once imported, kept while the KeyID is cleared
+   * and reprogrammed: a backend with rekey (native) takes the new key into
+   * it in place. An import per program made a napi external each time, and
+   * V8 runs the weak callback of every dead one at the next young-generation
+   * GC, on the thread that made it. key-exhaustion programs and clears all
+   * 63 KeyIDs a round: over 600 rounds of encrypt-mprotect (one process,
+   * --trace-gc-nvp) that callback phase took 104-131 ms of 161-215 ms of
+   * GC pauses, 29 ms in one pause; with this and the key pool below, 1 ms.
+   */
+  private readonly keySlot: (XtsKey | null)[];
+  /**
    * The generation each cached key was imported at; NaN (equal to nothing)
    * until the first import. The shared generation is an Int32 that wraps, so
    * any int32 start value (it was -1) would be a real generation after 2^32-1
@@ -105,6 +116,7 @@ export class MemoryEncryptionEngine {
     this.frameOwner = new Int32Array(d.frameSab, memory.nrFrames * 4, memory.nrFrames);
     this.scratch = dataBuf(new Uint8Array(PAGE_SIZE));
     this.keyCache = new Array<XtsKey | null>(n).fill(null);
+    this.keySlot = new Array<XtsKey | null>(n).fill(null);
     this.keyCacheGen = new Float64Array(n).fill(Number.NaN);
     redact(this, `MemoryEncryptionEngine<${this.profile.name}, ${this.backend.name}, cpu ${cpu}>`);
   }
@@ -172,7 +184,7 @@ export class MemoryEncryptionEngine {
         state = KEY_PROGRAMMED;
         break;
       case KeyProgram.SET_KEY_RANDOM:
-        do randomFillSync(slot);
+        do randomKeyFill(slot);
         while (slot.subarray(0, 16).every((b, i) => b === slot[16 + i]));
         state = KEY_PROGRAMMED;
         break;
@@ -206,8 +218,14 @@ export class MemoryEncryptionEngine {
     const gen = Atomics.load(this.keyMeta, keyid * 2 + 1);
     if (this.keyCacheGen[keyid] !== gen) {
       const state = Atomics.load(this.keyMeta, keyid * 2);
-      this.keyCache[keyid] =
-        state === KEY_PROGRAMMED ? this.backend.importKey(this.keyBytes.subarray(keyid * 32, keyid * 32 + 32)) : null;
+      let k: XtsKey | null = null;
+      if (state === KEY_PROGRAMMED) {
+        const bytes = this.keyBytes.subarray(keyid * 32, keyid * 32 + 32);
+        k = this.keySlot[keyid];
+        if (k !== null && this.backend.rekey !== undefined) this.backend.rekey(k, bytes);
+        else k = this.keySlot[keyid] = this.backend.importKey(bytes);
+      }
+      this.keyCache[keyid] = k;
       this.keyCacheGen[keyid] = gen;
     }
     return this.keyCache[keyid];

@@ -310,6 +310,52 @@ static napi_value import_key(napi_env env, napi_callback_info info)
 }
 
 /*
+ * rekey(handle, key: Uint8Array(32)): the handle's key replaced in place, on
+ * the path it was imported for (VAES or EVP). A KeyID slot that PCONFIG
+ * reprograms keeps its one handle: an import per program made a napi
+ * external each time, whose weak handle V8 processes at every young-
+ * generation GC that finds it dead (hardware/engine.ts says what that cost).
+ * A refused key (equal halves) leaves the handle as it was.
+ */
+static napi_value rekey(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2, n;
+	napi_value argv[2];
+	uint8_t *key;
+	struct xts_key *k;
+
+	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 2 || napi_get_value_external(env, argv[0], (void **)&k) != napi_ok) {
+		napi_throw_type_error(env, NULL, "rekey: expected (handle, key)");
+		return NULL;
+	}
+	if (bytes_of(env, argv[1], &key, &n, "key: expected a Uint8Array") < 0)
+		return NULL;
+	if (n != 32) {
+		napi_throw_range_error(env, NULL, "key: XTS-AES-128 needs 32 bytes");
+		return NULL;
+	}
+	if (CRYPTO_memcmp(key, key + 16, 16) == 0) {
+		napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
+		return NULL;
+	}
+#ifdef XTS_VAES
+	if (k->vaes) {
+		expand128(key, k->ek);
+		inverse128(k->ek, k->dk);
+		expand128(key + 16, k->tk);
+		return NULL;
+	}
+#endif
+	/* (cipher NULL: the context keeps AES-128-XTS and takes the new key) */
+	if (EVP_CipherInit_ex(k->enc, NULL, NULL, key, NULL, 1) != 1 || EVP_CipherInit_ex(k->dec, NULL, NULL, key, NULL, 0) != 1) {
+		napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
+		return NULL;
+	}
+	return NULL;
+}
+
+/*
  * The numbers of a crypt call (srcOff, dstOff, len, unit, count, enc) come
  * in a Float64Array the caller registers once per thread (setRegs), not as
  * arguments: reading six numbers through N-API cost about 70 ns of a call
@@ -458,6 +504,7 @@ static napi_value init(napi_env env, napi_value exports)
 	CHECK(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &impl));
 	napi_property_descriptor props[] = {
 		{ "importKey", NULL, import_key, NULL, NULL, NULL, napi_default, NULL },
+		{ "rekey", NULL, rekey, NULL, NULL, NULL, napi_default, NULL },
 		{ "crypt", NULL, crypt, NULL, NULL, NULL, napi_default, NULL },
 		{ "setRegs", NULL, set_regs, NULL, NULL, NULL, napi_default, NULL },
 		{ "yieldCpu", NULL, yield_cpu, NULL, NULL, NULL, napi_default, NULL },

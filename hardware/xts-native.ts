@@ -17,6 +17,8 @@ interface Addon {
   /** the implementation keys get by default: 'vaes-avx512' or 'openssl-evp' */
   readonly impl: string;
   importKey(key: Uint8Array, impl?: 'evp'): object;
+  /** a handle's key replaced in place, on the path it was imported for */
+  rekey(h: object, key: Uint8Array): void;
   /** this thread's call registers: crypt reads its numbers from them */
   setRegs(regs: Float64Array): void;
   /** count data units of len bytes from src[srcOff] to dst[dstOff], unit numbers unit, unit + len, ...: the numbers in the registers */
@@ -42,8 +44,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout lacks the newest function, yieldCpu (and before it setRegs, the call registers)
-  if (typeof a.yieldCpu !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout lacks the newest function, rekey (and before it yieldCpu, setRegs)
+  if (typeof a.rekey !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -89,6 +91,10 @@ function nativeOn(impl: 'evp' | undefined): XtsBackend {
     importKey(key: Uint8Array): XtsKey {
       checkOpensslKey(key);
       return redact<NativeKey>({ backend: 'native', h: _addon().importKey(key, impl) }, '[native XtsKey]');
+    },
+    rekey(key: XtsKey, bytes: Uint8Array): void {
+      checkOpensslKey(bytes);
+      _addon().rekey((key as NativeKey).h, bytes);
     },
     encrypt(key, src, srcOff, dst, dstOff, len, unit) {
       checkUnit(src, srcOff, dst, dstOff, len, unit);

@@ -4,9 +4,12 @@
 //
 // - SET_KEY_RANDOM draws again when the CPU's random source gives a key whose
 //   two halves are equal (OpenSSL refuses such a key). The test makes
-//   node:crypto's randomFillSync give one such key first, through
+//   node:crypto's randomFillSync give such bytes first, through
 //   module.syncBuiltinESMExports, the documented way to update the live
-//   bindings of a built-in ES module.
+//   bindings of a built-in ES module. The engine draws through a pool
+//   (hardware/random.ts): the test empties it first, so that the engine's
+//   draw refills it from the replaced source, every key of which has equal
+//   halves; the engine draws until the next refill, from the real one.
 // - Whole pages that go straight to or from the caller's buffer: the same
 //   buffer at a 16-aligned and then an unaligned offset; a view whose
 //   byteOffset is not a multiple of 4; a source with less than a page after
@@ -19,6 +22,7 @@ import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { describe, it } from 'node:test';
 import { KeyProgram } from '../../hardware/engine.js';
 import { Machine } from '../../hardware/machine.js';
+import { _poolView, randomKeyFill } from '../../hardware/random.js';
 import { PAGE_SIZE, asPfn } from '../../hardware/types.js';
 import { availableBackends } from '../../hardware/xts.js';
 
@@ -42,8 +46,9 @@ describe('SET_KEY_RANDOM and a random source that gives equal halves', () => {
       syncBuiltinESMExports();
       try {
         const m = mk(backend);
+        randomKeyFill(new Uint8Array(_poolView().pool.length - _poolView().at)); // the pool, emptied
         m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
-        assert.ok(draws >= 1, 'the engine drew its key from the replaced source');
+        assert.equal(draws, 2, 'the engine drew from the replaced source, then again from the real one');
         cjs.randomFillSync = real;
         syncBuiltinESMExports();
         const pt = Uint8Array.from(randomBytes(PAGE_SIZE));
