@@ -162,7 +162,7 @@ async function main(argv: string[]): Promise<void> {
           .option('time', { type: 'string', default: TIME_MS, describe: 'minimum timing per cell and process, ms', coerce: positiveInt('time', 600_000) })
           .option('samples', { type: 'string', default: 10, describe: 'minimum timed rounds per cell and process', coerce: positiveInt('samples', 100_000) })
           .option('warmup', { type: 'string', default: WARMUP_MS, describe: 'warm-up per timed cell and process, ms', coerce: positiveInt('warmup', 600_000) })
-          .option('warmup-cells', { type: 'string', default: WARMUP_CELLS, describe: 'cells each process runs first and throws away (its warm-up lap: the first cells of a fresh process run slower)', coerce: positiveInt('warmup-cells', 1000, 0) })
+          .option('warmup-cells', { type: 'string', default: WARMUP_CELLS, describe: 'cells each process runs first and throws away (its warm-up lap: the first cells of a fresh process run slower): the first cell of each workload in its order, then the next ones', coerce: positiveInt('warmup-cells', 1000, 0) })
           .option('repeat', { type: 'string', default: REPEAT, describe: 'fresh processes that time every timed cell, each in its own shuffled order (compare tests their medians)', coerce: positiveInt('repeat', 100) })
           .option('order-seed', { type: 'string', describe: 'seed of the shuffled cell orders (default: random; recorded in the meta file)', coerce: positiveInt('order-seed', 2 ** 31, 0) })
           .option('out', { alias: 'o', type: 'string', describe: 'CSV path (default results/<run id>.csv)' })

@@ -1,6 +1,6 @@
 // The warm-up lap (runMatrix's warmupCells, run --warmup-cells): a process
-// first runs the first timed cells of its order once and throws them away,
-// then runs its cells as before. Untimed (--guest-hardware) cells are not
+// first runs timed cells of its order once and throws them away, the first
+// cell of each workload before any second one, then runs its cells as before. Untimed (--guest-hardware) cells are not
 // part of the lap; a stop during the lap leaves no row.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { NO_LEAK } from '../../interfaces/conformance.js';
 import { compareRuns, formatCompare, type LoadedRun } from '../../bench/compare.js';
 import { formatMeta, parseMeta } from '../../bench/csv.js';
 import { InputError } from '../../bench/io.js';
-import { runMatrix, type CellPlan } from '../../bench/runner.js';
+import { runMatrix, warmupLap, type CellPlan } from '../../bench/runner.js';
 import { cellKey } from '../../bench/schema.js';
 import type { RoundReport, Workload } from '../../workloads/workload.js';
 import { fakeWorkload, mkMeta, mkRow } from './fixtures.js';
@@ -81,6 +81,27 @@ describe('the warm-up lap', () => {
     const r = await runMatrix([cell(a, 'encrypt-mprotect'), cell(b, 'madvise-encrypt')], mkMeta(), { ...opts, warmupCells: 5, order: [1, 0] });
     assert.deepEqual(log, ['b', 'a', 'b', 'a']);
     assert.deepEqual(r.rows.map((x) => x.interface), ['madvise-encrypt', 'encrypt-mprotect']);
+  });
+
+  it('takes the first cell of each workload in the order before a second cell of any', async () => {
+    log = [];
+    const a1 = recorder('a1'), a2 = recorder('a2'), b = recorder('b', 'swap');
+    const plan = [cell(a1, 'encrypt-mprotect'), cell(a2, 'madvise-encrypt'), cell(b, 'dev-mktme')];
+    await runMatrix(plan, mkMeta(), { ...opts, warmupCells: 2, order: [1, 0, 2] });
+    // order a2, a1, b: the lap is a2 (fault's first) and b (swap's first), not a2 and a1
+    assert.deepEqual(log, ['a2', 'b', 'a2', 'a1', 'b']);
+  });
+
+  it('warmupLap: every workload once in order of first appearance, then the rest in order, n in all', () => {
+    const w = (name: string) => ({ workload: { name } }) as CellPlan;
+    const plan = [w('fault'), w('fault'), w('swap'), w('key-exhaustion'), w('swap'), w('fault')];
+    const timed = [5, 1, 4, 0, 3, 2];
+    assert.deepEqual(warmupLap(plan, timed, 3), [5, 4, 3]);
+    assert.deepEqual(warmupLap(plan, timed, 2), [5, 4]);
+    assert.deepEqual(warmupLap(plan, timed, 5), [5, 4, 3, 1, 0]);
+    assert.deepEqual(warmupLap(plan, timed, 100), [5, 4, 3, 1, 0, 2]);
+    assert.deepEqual(warmupLap(plan, timed, 0), []);
+    assert.deepEqual(warmupLap(plan, [], 8), []);
   });
 
   it('a stop asked during the lap ends the run with no row', async () => {
