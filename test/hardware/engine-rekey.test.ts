@@ -144,7 +144,11 @@ describe('randomKeyFill', () => {
     // 37 bytes at a time: every request but the first few straddles a refill of the 1 KiB pool at some point
     for (let i = 0; i < 100; i++) {
       const b = new Uint8Array(37);
+      const before = _poolView().at;
       randomKeyFill(b);
+      // the pool is drawn again only when used up: 32 keys to a draw
+      if (before + 37 <= _poolView().pool.length) assert.equal(_poolView().at, before + 37);
+      else assert.equal(_poolView().at, before + 37 - _poolView().pool.length);
       assert.ok(b.some((x) => x !== 0));
       const hex = Buffer.from(b).toString('hex');
       assert.ok(!seen.has(hex));
