@@ -262,7 +262,8 @@ export function warmupLap(plan: readonly CellPlan[], timed: readonly number[], n
 
 /**
  * Run the planned cells (all, or o.only) in plan order or in o.order, after
- * the warm-up lap (o.warmupCells of the first timed ones, run and discarded).
+ * the warm-up lap (o.warmupCells timed cells, one of each workload first:
+ * warmupLap; run and discarded).
  * The host reference (hostref.ts) is timed after the lap and after the last
  * cell.
  */

@@ -240,6 +240,29 @@ static int bytes_of(napi_env env, napi_value v, uint8_t **p, size_t *n, const ch
 	return 0;
 }
 
+/*
+ * Load key into k, on the path k is for (k->vaes, or its EVP contexts):
+ * 0, or -1 for a key OpenSSL's XTS refuses (aes_xts_check_keys: both
+ * halves equal), refused on either path before k is touched.
+ */
+static int key_load(struct xts_key *k, const uint8_t *key)
+{
+	if (CRYPTO_memcmp(key, key + 16, 16) == 0)
+		return -1;
+#ifdef XTS_VAES
+	if (k->vaes) {
+		expand128(key, k->ek);
+		inverse128(k->ek, k->dk);
+		expand128(key + 16, k->tk);
+		return 0;
+	}
+#endif
+	return EVP_CipherInit_ex(k->enc, EVP_aes_128_xts(), NULL, key, NULL, 1) == 1 &&
+		       EVP_CipherInit_ex(k->dec, EVP_aes_128_xts(), NULL, key, NULL, 0) == 1
+		       ? 0
+		       : -1;
+}
+
 /* importKey(key: Uint8Array(32), impl?: "evp") -> handle */
 static napi_value import_key(napi_env env, napi_callback_info info)
 {
@@ -279,31 +302,21 @@ static napi_value import_key(napi_env env, napi_callback_info info)
 	}
 	k = memset(mem, 0, sizeof(*k));
 #ifdef XTS_VAES
-	if (!evp_only && have_vaes()) {
-		/* the one key OpenSSL's XTS refuses (aes_xts_check_keys): both halves equal */
-		if (CRYPTO_memcmp(key, key + 16, 16) == 0) {
-			key_free(env, k, NULL);
-			napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
-			return NULL;
-		}
+	if (!evp_only && have_vaes())
 		k->vaes = vaes = 1;
-		expand128(key, k->ek);
-		inverse128(k->ek, k->dk);
-		expand128(key + 16, k->tk);
-	}
 #else
 	(void)evp_only;
 #endif
 	/* OpenSSL's contexts, for keys that run on it: making them costs microseconds per key */
-	if (!vaes) {
-		k->enc = EVP_CIPHER_CTX_new();
-		k->dec = EVP_CIPHER_CTX_new();
-		if (!k->enc || !k->dec || EVP_CipherInit_ex(k->enc, EVP_aes_128_xts(), NULL, key, NULL, 1) != 1 ||
-		    EVP_CipherInit_ex(k->dec, EVP_aes_128_xts(), NULL, key, NULL, 0) != 1) {
-			key_free(env, k, NULL);
-			napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
-			return NULL;
-		}
+	if (!vaes && (!(k->enc = EVP_CIPHER_CTX_new()) || !(k->dec = EVP_CIPHER_CTX_new()))) {
+		key_free(env, k, NULL);
+		napi_throw_error(env, NULL, "xts-native: out of memory");
+		return NULL;
+	}
+	if (key_load(k, key) < 0) {
+		key_free(env, k, NULL);
+		napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
+		return NULL;
 	}
 	CHECK(env, napi_create_external(env, k, key_free, NULL, &out));
 	return out;
@@ -335,23 +348,8 @@ static napi_value rekey(napi_env env, napi_callback_info info)
 		napi_throw_range_error(env, NULL, "key: XTS-AES-128 needs 32 bytes");
 		return NULL;
 	}
-	if (CRYPTO_memcmp(key, key + 16, 16) == 0) {
+	if (key_load(k, key) < 0)
 		napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
-		return NULL;
-	}
-#ifdef XTS_VAES
-	if (k->vaes) {
-		expand128(key, k->ek);
-		inverse128(k->ek, k->dk);
-		expand128(key + 16, k->tk);
-		return NULL;
-	}
-#endif
-	/* (cipher NULL: the context keeps AES-128-XTS and takes the new key) */
-	if (EVP_CipherInit_ex(k->enc, NULL, NULL, key, NULL, 1) != 1 || EVP_CipherInit_ex(k->dec, NULL, NULL, key, NULL, 0) != 1) {
-		napi_throw_range_error(env, NULL, "key: OpenSSL refused the XTS key");
-		return NULL;
-	}
 	return NULL;
 }
 
