@@ -32,14 +32,14 @@ export const FAULT_FILLED = 1;
 
 const TLB_ENTRIES = 64;
 
-/** Polls of a migration entry before this CPU sleeps on it. */
-const MIGRATION_SPIN = 1000;
+/** Polls of a word (a migration entry, a lockstep turn) before this CPU sleeps on it. */
+const IDLE_SPIN = 1000;
 /**
- * Longest sleep on a migration entry, ms, before it is looked at again. The
- * kernel wakes the sleeper when it installs the moved page's PTE, so this
- * only bounds the wait should that never come.
+ * Longest sleep on such a word, ms, before it is looked at again. Its
+ * writer wakes the sleeper (the kernel when it installs the moved page's
+ * PTE), so this only bounds the wait should that never come.
  */
-const MIGRATION_SLEEP_MS = 5;
+const IDLE_SLEEP_MS = 5;
 
 export class UserCpu {
   readonly cpu: number;
@@ -92,6 +92,25 @@ export class UserCpu {
   }
 
   /**
+   * Wait between two accesses while words[i] holds v: spin acking IPIs, then
+   * sleep on the word (its writer notifies it). Asleep, the CPU is in the
+   * kernel and uses no translation: WAIT tells a shootdown not to wait for
+   * its ack, and it polls IPIs before it goes on (smp.ts).
+   */
+  idleWhile(words: Int32Array, i: number, v: number): void {
+    const sw = this.smp.words;
+    for (let spin = 0; Atomics.load(words, i) === v; spin++) {
+      this.pollIpi();
+      if (spin >= IDLE_SPIN) {
+        Atomics.store(sw, this.waitWord, 1);
+        Atomics.wait(words, i, v, IDLE_SLEEP_MS);
+        Atomics.store(sw, this.waitWord, 0);
+      }
+    }
+    this.pollIpi(); // a shootdown may have passed us by while we slept
+  }
+
+  /**
    * The PTE allowing this access to va, as an unsigned 32-bit value (a PTE
    * with frame 0x8000 or above is a negative int32), or -errno.
    */
@@ -120,23 +139,11 @@ export class UserCpu {
         return want >>> 0;
       }
       if (pte & PTE_MIGRATION) {
-        // Wait for the kernel to finish moving the page: spin, acking IPIs (a
-        // page moves in microseconds), then sleep on the PTE's word until
-        // the kernel installs the new PTE and wakes its waiters, as
-        // migration_entry_wait sleeps until the folio is unlocked
-        // (mm/migrate.c). Asleep, the CPU is in the kernel and uses no
-        // translation: WAIT tells a shootdown not to wait for its ack, and
-        // it polls IPIs before it goes on (smp.ts).
-        const sw = this.smp.words;
-        for (let spin = 0; Atomics.load(w, i) === pte; spin++) {
-          this.pollIpi();
-          if (spin >= MIGRATION_SPIN) {
-            Atomics.store(sw, this.waitWord, 1);
-            Atomics.wait(w, i, pte, MIGRATION_SLEEP_MS);
-            Atomics.store(sw, this.waitWord, 0);
-          }
-        }
-        this.pollIpi(); // a shootdown may have passed us by while we slept
+        // Wait for the kernel to finish moving the page, as migration_entry_wait
+        // sleeps until the folio is unlocked (mm/migrate.c): a page moves in
+        // microseconds, and the kernel wakes the PTE's sleepers when it
+        // installs the new PTE.
+        this.idleWhile(w, i, pte);
         continue;
       }
       const r = this.fault(va, write, this.fill, this.fillOff);

@@ -7,14 +7,15 @@
 // IPI: as native_flush_tlb_multi does, the kernel first bumps IPI[c] of every
 // target to a new generation, then waits until each ACK[c] reaches it,
 // spinning before it sleeps. (No CPU sleeps on its IPI word: one that sleeps
-// is offline, in a trap or on a migration entry, and is not waited for.) A CPU
+// is offline, in a trap or between accesses, and is not waited for.) A CPU
 // checks IPI at every access boundary, on leaving a trap, and while it spins
-// on a migration entry; when IPI != ACK it empties its TLB
+// between accesses (a migration entry, a lockstep turn: cpu.ts idleWhile);
+// when IPI != ACK it empties its TLB
 // and then stores ACK = IPI (seq-cst: the flush happens before the kernel sees
 // the ack, so the kernel may then reuse the frame or change its KeyID). A CPU
 // that is OFFLINE is not waited for, and neither is one inside a trap
-// (REQ != RESP) or asleep on a migration entry (WAIT = 1): it is blocked
-// until the kernel answers (or installs the moved page's PTE) and polls IPIs
+// (REQ != RESP) or asleep between accesses (WAIT = 1): it is blocked
+// until the kernel answers (or the word it sleeps on changes) and polls IPIs
 // before its next access (cpu.ts), like a CPU in lazy TLB mode. An access is
 // never split by an ack: translate + engine access run between two IPI checks.
 //
@@ -50,7 +51,7 @@ export const W_RESP = 4;
 export const W_NR = 5;
 export const W_MM = 6; // id of the mm this CPU runs (for mm_cpumask-like IPI targeting)
 export const W_ROUND = 7; // rounds of user work this CPU has finished (workloads/)
-export const W_WAIT = 8; // 1 while this CPU sleeps on a migration entry (cpu.ts, migration_entry_wait)
+export const W_WAIT = 8; // 1 while this CPU sleeps between accesses: on a migration entry (migration_entry_wait) or a lockstep turn (cpu.ts idleWhile)
 export const W_TAKEN = 9; // the last trap request (REQ) of this CPU the kernel began to serve (trap.ts)
 export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
 export const A_RET = 6;
@@ -190,7 +191,7 @@ export class Smp {
         // the generations are 32-bit counters that wrap: compare mod 2^32
         if (((ack - gen) | 0) >= 0 || Atomics.load(w, this.w(c, W_ONLINE)) === 0) break;
         if (Atomics.load(w, this.w(c, W_REQ)) !== Atomics.load(w, this.w(c, W_RESP))) break; // in a trap
-        if (Atomics.load(w, this.w(c, W_WAIT)) === 1) break; // asleep on a migration entry
+        if (Atomics.load(w, this.w(c, W_WAIT)) === 1) break; // asleep between accesses
         if (spin === ACK_YIELD && crowded && !asked) {
           Atomics.store(w, this.kernelWaits, 1);
           asked = true;

@@ -32,6 +32,30 @@ export const O_ACCESSES = 10;
 
 export const FLAG_VERIFY_ONLY = 1;
 export const FLAG_WRITE_ONLY = 2;
+/** the CPUs make their accesses in turns (TURN_ABORT says how) */
+export const FLAG_LOCKSTEP = 4;
+
+/**
+ * Lockstep (FLAG_LOCKSTEP): one shared word, after the per-CPU blocks, holds
+ * whose access is next. The kernel sets it to -threads; each CPU adds 1 when
+ * it comes online, so no access is made before every CPU runs the mm. Access
+ * (pass, phase, page p) then has turn (pass * phases + phase) * pages + p:
+ * the order in which one CPU would make them all. Exactly one CPU makes it,
+ * the one whose first page is p % stride. A CPU waits for its turn, makes
+ * the access and passes the turn on; after its last access it waits until
+ * the word reaches the round's total, so every CPU stays online until the
+ * last access is made. TURN_ABORT: a CPU stopped (a fault, a throw), and the
+ * others stop too.
+ */
+export const TURN_ABORT = 0x7fffffff;
+
+/**
+ * How a cell's setup and counting round run 2 or more CPUs: in lockstep
+ * (cell.ts, session.ts), so that every cell's counters are exact, as a 1-CPU
+ * cell's are. Runs record it (bench/ RunMeta.counting); runs made before
+ * counted 2-CPU cells free-running.
+ */
+export const COUNTING = 'lockstep';
 
 export interface BoardDescriptor {
   readonly ints: SharedArrayBuffer;
@@ -44,11 +68,15 @@ export class RoundBoard {
   constructor(readonly d: BoardDescriptor) {
     this.i32 = new Int32Array(d.ints);
     this.f64 = new Float64Array(d.f64);
+    this.turn = this.i32.length - 1;
   }
+
+  /** index of the lockstep turn word in i32 */
+  readonly turn: number;
 
   static create(nrCpus: number): RoundBoard {
     return new RoundBoard({
-      ints: new SharedArrayBuffer(nrCpus * INT_WORDS * 4),
+      ints: new SharedArrayBuffer((nrCpus * INT_WORDS + 1) * 4),
       f64: new SharedArrayBuffer(nrCpus * F64_SLOTS * 8),
     });
   }

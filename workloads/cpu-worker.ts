@@ -8,6 +8,7 @@ import { PAGE_SIZE } from '../hardware/types.js';
 import { PAGE_STEP_WORDS, streamInto } from '../interfaces/conformance.js';
 import { WorkerCpu } from '../kernel/trap.js';
 import {
+  FLAG_LOCKSTEP,
   FLAG_VERIFY_ONLY,
   FLAG_WRITE_ONLY,
   KIND_PARK,
@@ -26,6 +27,7 @@ import {
   R_FAILED,
   R_KIND,
   RoundBoard,
+  TURN_ABORT,
 } from './board.js';
 import type { FromCpu, ToCpu } from './protocol.js';
 
@@ -61,40 +63,79 @@ function patternsFor(seed: number, pages: number): Buffer {
   return patBuf;
 }
 
+/**
+ * Lockstep (board.ts): wait until the turn word holds t. False when a CPU
+ * stopped the round (TURN_ABORT).
+ */
+function awaitTurn(c: WorkerCpu, b: RoundBoard, t: number): boolean {
+  const w = b.i32;
+  for (;;) {
+    const now = Atomics.load(w, b.turn);
+    if (now === t) return true;
+    if (now === TURN_ABORT) return false;
+    if (now > t) throw new Error(`lockstep: turn ${t} of CPU ${c.cpu} passed (the word holds ${now})`);
+    c.user.idleWhile(w, b.turn, now);
+  }
+}
+
+/** Lockstep: give the turn to the next access's CPU (t + 1), or stop everyone (TURN_ABORT). */
+function passTurn(b: RoundBoard, next: number): void {
+  Atomics.store(b.i32, b.turn, next);
+  Atomics.notify(b.i32, b.turn);
+}
+
 /** One round on this CPU's pages, parameters and results on the board. */
 function round(c: WorkerCpu, b: RoundBoard): void {
   const f = b.f64;
   const at = (slot: number) => f[b.f(c.cpu, slot)];
   const addr = at(P_ADDR), seed = at(P_SEED), passes = at(P_PASSES), flags = at(P_FLAGS);
   const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
+  const writes = !(flags & FLAG_VERIFY_ONLY), reads = !(flags & FLAG_WRITE_ONLY);
+  const lockstep = (flags & FLAG_LOCKSTEP) !== 0;
+  const phases = (writes ? 1 : 0) + (reads ? 1 : 0);
   let errors = 0, fault = 0, accesses = 0;
   const u = c.user;
   const pat = patternsFor(seed, pages);
+  if (lockstep) Atomics.add(b.i32, b.turn, 1); // online: one fewer CPU to wait for (turn 0 when all are)
+  let t = 0;
   outer: for (let pass = 0; pass < passes; pass++) {
-    if (!(flags & FLAG_VERIFY_ONLY))
+    let phase = pass * phases;
+    if (writes) {
       for (let p = first; p < pages; p += stride) {
+        if (lockstep && !awaitTurn(c, b, (t = phase * pages + p))) break outer;
         const r = u.store(addr + p * PAGE_SIZE, pat, p * STEP);
         accesses++;
         if (r < 0) {
           fault = r;
           break outer;
         }
+        if (lockstep) passTurn(b, t + 1);
       }
-    if (flags & FLAG_WRITE_ONLY) continue;
+      phase++;
+    }
+    if (!reads) continue;
     for (let p = first; p < pages; p += stride) {
+      if (lockstep && !awaitTurn(c, b, (t = phase * pages + p))) break outer;
       const r = u.load(addr + p * PAGE_SIZE, got);
       accesses++;
       if (r < 0) {
         fault = r;
         break outer;
       }
+      if (lockstep) passTurn(b, t + 1);
       if (pat.compare(got, 0, PAGE_SIZE, p * STEP, p * STEP + PAGE_SIZE) !== 0) errors++;
     }
+  }
+  if (lockstep) {
+    if (fault < 0) passTurn(b, TURN_ABORT);
+    else awaitTurn(c, b, passes * phases * pages); // the others' last accesses, with this CPU still online
   }
   f[b.f(c.cpu, O_ERRORS)] = errors;
   f[b.f(c.cpu, O_FAULT)] = fault;
   f[b.f(c.cpu, O_ACCESSES)] = accesses;
 }
+
+const f64Flags = (b: RoundBoard, cpu: number): number => b.f64[b.f(cpu, P_FLAGS)];
 
 /** Run rounds from the board until the kernel parks us. */
 function serveBoard(c: WorkerCpu, b: RoundBoard): void {
@@ -121,6 +162,7 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
       round(c, b);
     } catch (e) {
       failure = e;
+      if (f64Flags(b, c.cpu) & FLAG_LOCKSTEP) passTurn(b, TURN_ABORT); // the other CPUs must not wait for its turns
     }
     c.offline(); // before reporting: the kernel may unmap as soon as it hears
     Atomics.store(w, b.i(c.cpu, R_FAILED), failure === null ? 0 : 1);

@@ -13,6 +13,7 @@ import { ALL_FEATURES, KERNEL_COUNTERS, Kernel, NO_FEATURES, type KernelCounter,
 import { W_ONLINE, W_ROUND } from '../kernel/smp.js';
 import { TrapServer, cpuDescriptor } from '../kernel/trap.js';
 import {
+  FLAG_LOCKSTEP,
   FLAG_VERIFY_ONLY,
   FLAG_WRITE_ONLY,
   KIND_PARK,
@@ -102,6 +103,13 @@ export class CellSession {
   env!: UserEnv;
   /** the region the workload works on, when it keeps one across rounds */
   region: Allocation | null = null;
+  /**
+   * Rounds of 2 or more CPUs make their accesses in lockstep, one at a time
+   * in the order one CPU would make them (board.ts FLAG_LOCKSTEP). The cell
+   * sets it for its setup and counting round (cell.ts), whose counters must
+   * not depend on how the host schedules the CPUs; timed rounds run free.
+   */
+  lockstep = false;
   private server!: TrapServer;
   private readonly workers: Worker[] = [];
   private waiting = new Map<number, { resolve: (m: FromCpu) => void; reject: (e: Error) => void }>();
@@ -218,7 +226,9 @@ export class CellSession {
     const b = this.board;
     const f = b.f64;
     const w = this.k.smp.words;
-    const flags = (spec.verifyOnly ? FLAG_VERIFY_ONLY : 0) | (spec.writeOnly ? FLAG_WRITE_ONLY : 0);
+    const lockstep = this.lockstep && this.cfg.threads > 1;
+    const flags = (spec.verifyOnly ? FLAG_VERIFY_ONLY : 0) | (spec.writeOnly ? FLAG_WRITE_ONLY : 0) | (lockstep ? FLAG_LOCKSTEP : 0);
+    if (lockstep) Atomics.store(b.i32, b.turn, -this.cfg.threads); // before the commands publish the round
     const cpus = this.workers.map((_, i) => i + 1);
     const words = cpus.map((c) => this.k.smp.w(c, W_ROUND)); // rounds each CPU has finished
     const before = words.map((i) => Atomics.load(w, i));

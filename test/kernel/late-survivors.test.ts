@@ -151,7 +151,7 @@ describe('the user CPU and the PTE it walks', () => {
     assert.equal(faults, 0, 'waited instead of faulting');
     assert.deepEqual(out, fill(9));
     assert.equal(sleeps.length, 4);
-    assert.equal(sleeps[0], 1 + 1001, 'one IPI poll at the access, then one per look at the entry: 1001 looks (MIGRATION_SPIN + 1) before the first sleep');
+    assert.equal(sleeps[0], 1 + 1001, 'one IPI poll at the access, then one per look at the entry: 1001 looks (IDLE_SPIN + 1) before the first sleep');
     assert.deepEqual(sleeps.slice(1), [1, 1, 1], 'then one look per sleep');
     assert.equal(polls, 1, 'one IPI poll after the wait, before the access');
     assert.equal(waiting(), 0, 'WAIT lowered');
