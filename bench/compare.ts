@@ -1,13 +1,14 @@
-// Regression tracking: compare two runs cell by cell. Counters of
-// single-thread cells are deterministic, so any difference there (or in a
-// cell's outcome) is a behaviour change. Time is compared with a
+// Regression tracking: compare two runs cell by cell. Counters are
+// deterministic (those of cells of 2+ CPUs since their counting round runs
+// in lockstep: RunMeta.counting), so any difference there (or in a cell's
+// outcome) is a behaviour change. Time is compared with a
 // Mann-Whitney U test on the timing samples, Holm-corrected across all
 // compared cells; a significant slowdown beyond the threshold is a regression.
 import { stringify } from 'csv-stringify/sync';
 import { checkResultSet, metaPath, parseCsv, parseMeta, parseSamples, samplesPath } from './csv.js';
 import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
-import { CELL_KEY, COUNTER_COLUMNS, cellKey, type Row, type RunMeta } from './schema.js';
+import { CELL_KEY, COUNTER_COLUMNS, cellKey, countersExact, type Row, type RunMeta } from './schema.js';
 import { hasFlag } from './stability.js';
 import { hostRefSummary } from './hostref.js';
 import { geomean, holm, mannWhitney, median, minExactP, uShiftForPower } from './stats.js';
@@ -71,7 +72,7 @@ export interface CellComparison {
   mdePct: number;
   /** not significant, and a change of the threshold's size could not have been seen either */
   insufficient: boolean;
-  /** outcome or exact counters that differ (single-thread cells only for counters) */
+  /** outcome or exact counters that differ (counters: where both runs count the cell exactly, countersExact) */
   readonly changes: CounterChange[];
 }
 
@@ -104,7 +105,7 @@ function label(r: Row, multiHw: boolean, multiBackend: boolean): string {
 }
 
 /** Settings that change what a time means: a mismatch is said, since it can make or hide a change. */
-const SETTINGS: readonly (keyof RunMeta)[] = ['repeat', 'time_ms', 'warmup_ms', 'warmup_cells', 'min_samples', 'timing_flags', 'node_version', 'tinybench_version', 'crypto_backends', 'crypto_impl', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
+const SETTINGS: readonly (keyof RunMeta)[] = ['counting', 'repeat', 'time_ms', 'warmup_ms', 'warmup_cells', 'min_samples', 'timing_flags', 'node_version', 'tinybench_version', 'crypto_backends', 'crypto_impl', 'cost_source', 'nproc', 'cpu_model', 'kernel_release'];
 
 /** A setting's value as the note says it: absent (an older run) is 'not recorded', '' is 'none'. */
 const shown = (v: unknown): string => (v === undefined ? 'not recorded' : v === '' ? 'none' : String(v));
@@ -172,7 +173,7 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
     if (b && n) {
       if (b.outcome !== n.outcome || b.errno !== n.errno)
         changes.push({ column: 'outcome', base: `${b.outcome}${b.errno ? '/' + b.errno : ''}`, now: `${n.outcome}${n.errno ? '/' + n.errno : ''}` });
-      if (sameSeed && b.threads === 1)
+      if (sameSeed && countersExact(b.threads, base.meta.counting, now.meta.counting))
         for (const c of COUNTER_COLUMNS) if (b[c] !== n[c]) changes.push({ column: c, base: b[c], now: n[c] });
     }
     const baseMedian = median(bs);
@@ -280,7 +281,7 @@ export function formatCompare(r: CompareResult): string {
   out.push(`${'geomean'.padEnd(42)}${(Number.isNaN(g) ? '-' : pct((g - 1) * 100)).padStart(8)}`);
   const behaviour = r.cells.filter((c) => c.changes.length > 0);
   if (behaviour.length > 0) {
-    out.push('', 'Behaviour changes (outcomes; exact counters of 1-thread cells):');
+    out.push('', `Behaviour changes (outcomes; exact counters${countersExact(2, r.base.meta.counting, r.now.meta.counting) ? '' : ' of 1-thread cells'}):`);
     for (const c of behaviour) {
       const what = c.changes.map((x) => `${x.column} ${x.base} -> ${x.now}`).join('; ');
       out.push(...wrapWords(`${c.label}: ${what}`, '  ', '    ', W));

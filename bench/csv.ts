@@ -247,6 +247,7 @@ export function parseMeta(text: string, file: string): RunMeta {
     throw new InputError(file, 0, 'crypto_backends: expected an array of strings');
   if (doc.warmup_cells !== undefined && !(Number.isInteger(doc.warmup_cells) && (doc.warmup_cells as number) >= 0)) throw new InputError(file, 0, 'warmup_cells: expected an integer >= 0');
   if (doc.crypto_impl !== undefined && typeof doc.crypto_impl !== 'string') throw new InputError(file, 0, 'crypto_impl: expected a string');
+  if (doc.counting !== undefined && typeof doc.counting !== 'string') throw new InputError(file, 0, 'counting: expected a string');
   if (doc.timing_flags !== undefined && typeof doc.timing_flags !== 'string') throw new InputError(file, 0, 'timing_flags: expected a string');
   if (doc.host_ref_ns !== undefined && !isHostRefNs(doc.host_ref_ns)) throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
   if (doc.host_ref_impl !== undefined && typeof doc.host_ref_impl !== 'string') throw new InputError(file, 0, 'host_ref_impl: expected a string');

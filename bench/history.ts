@@ -24,7 +24,7 @@ export const HISTORY_FILE = 'history.jsonl';
  * run that records them in its meta gets them copied (never parsed from the
  * command, whose spelling may change).
  */
-const OPTIONAL_SETTINGS = ['time', 'time_ms', 'warmup', 'warmup_ms', 'warmup_cells', 'samples', 'min_samples', 'repeat', 'order_seed', 'timing_flags'] as const;
+const OPTIONAL_SETTINGS = ['time', 'time_ms', 'warmup', 'warmup_ms', 'warmup_cells', 'samples', 'min_samples', 'repeat', 'order_seed', 'timing_flags', 'counting'] as const;
 
 export interface HistorySettings {
   command: string;

@@ -171,12 +171,12 @@ function parseProcInfo(text: string, file: string): ProcInfo {
   return { host_ref_ns: ref, exec_argv: argv };
 }
 
-/** Do two rows of one cell agree on everything a single-CPU cell must repeat exactly? */
+/** Do two rows of one cell agree on everything its counting round must repeat exactly? */
 const sameBehaviour = (a: Row, b: Row): boolean =>
   a.outcome === b.outcome && a.errno === b.errno && a.leak_medium === b.leak_medium && COUNTER_COLUMNS.every((c) => a[c] === b[c]);
 
 /** Merge one cell's rows from the processes that ran it (the first ran it first, untimed ones included). */
-function mergeCell(rows: readonly Row[], samples: readonly CellSamples[]): { row: Row; samples: CellSamples } {
+export function mergeCell(rows: readonly Row[], samples: readonly CellSamples[]): { row: Row; samples: CellSamples } {
   const base = { ...rows[0] };
   const key = cellKey(base);
   const timed = rows.map((r, i) => ({ r, s: samples[i] })).filter((x) => x.r.sim_rounds > 0);
@@ -188,8 +188,9 @@ function mergeCell(rows: readonly Row[], samples: readonly CellSamples[]): { row
   const medians = kept.map((x) => x.r.sim_ns_per_op_median);
   const batches = timed.flatMap((x) => x.s.batches ?? []);
   const flags = stabilityFlags(noisyProc.some(Boolean) && clean.length < 2, batches);
-  // single-CPU counters are exact: any difference between processes is a bug worth a flag
-  if (base.threads === 1 && rows.some((r) => !sameBehaviour(r, base))) flags.push('unstable-counters');
+  // counters are exact (2+ CPUs count in lockstep, the processes are this
+  // build): any difference between processes is a bug worth a flag
+  if (rows.some((r) => !sameBehaviour(r, base))) flags.push('unstable-counters');
   base.sim_ns_per_op_median = median(medians);
   base.sim_ns_per_op_p99 = median(kept.map((x) => x.r.sim_ns_per_op_p99));
   base.sim_rme_pct = median(kept.map((x) => x.r.sim_rme_pct));

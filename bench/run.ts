@@ -23,6 +23,7 @@ import { hostRefImpl } from './hostref.js';
 import { runMatrix, type CellPlan, type RunOptions } from './runner.js';
 import { SCHEMA_VERSION, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 import { getWorkload } from '../workloads/registry.js';
+import { COUNTING } from '../workloads/board.js';
 
 export interface RunArgs {
   interface: string[];
@@ -214,6 +215,7 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
     warmup_cells: a.warmupCells ?? 0,
     min_samples: a.samples,
     order_seed: a.orderSeed!,
+    counting: COUNTING,
   };
   const t0 = performance.now();
   // scratch files (swap, DAX images) live in one run directory, gone when the

@@ -11,6 +11,7 @@
 // (sim_processes, sim_cv_pct), with the CPU share other processes took
 // (other_cpu_pct) and stability flags; samples are per-process medians.
 import { COST_NAMES, type CostName, type CostTable } from '../hardware/costs.js';
+import { COUNTING } from '../workloads/board.js';
 
 export const SCHEMA_VERSION = 4;
 
@@ -220,10 +221,23 @@ export interface RunMeta {
   host_ref_ns?: number[];
   /** what the host reference ran on: 'native vaes-avx512', 'native openssl-evp', 'openssl' (absent in older runs) */
   host_ref_impl?: string;
+  /**
+   * 'lockstep': the counting round ran cells of 2 or more CPUs in lockstep, so
+   * every cell's counters are exact (workloads/board.ts COUNTING). Absent in
+   * older runs, whose 2-CPU counters depended on how the CPUs interleaved.
+   */
+  counting?: string;
   /** the CSV's record count and its SHA-256: a truncated or foreign CSV is refused (optional: older runs lack them) */
   rows?: number;
   csv_sha256?: string;
 }
+
+/**
+ * Must a cell of `threads` CPUs count the same events in runs made the way
+ * `countings` (RunMeta.counting of each) say? 1-CPU cells always must.
+ */
+export const countersExact = (threads: number, ...countings: (string | number | string[] | undefined)[]): boolean =>
+  threads === 1 || countings.every((c) => c === COUNTING);
 
 /** RunMeta.host_ref_ns as a meta file or a `run --repeat` child's report holds it: finite, positive numbers. */
 export const isHostRefNs = (v: unknown): v is number[] => Array.isArray(v) && v.every((x: unknown) => Number.isFinite(x) && (x as number) > 0);

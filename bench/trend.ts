@@ -3,11 +3,12 @@
 // test between the pooled samples of consecutive commits, Holm-corrected
 // across every (cell, consecutive pair) tested, flagged when significant and
 // beyond the threshold; and, since they do not drift, any change of outcome,
-// of a single-thread cell's exact counters, or of the modelled cost.
+// of a cell's exact counters (2-CPU cells': where both runs counted in
+// lockstep, schema.ts countersExact), or of the modelled cost.
 import type { HistoryRecord } from './history.js';
 import { holm, mannWhitney, median } from './stats.js';
 import { clean, fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
-import type { SwapKind } from './schema.js';
+import { countersExact, type SwapKind } from './schema.js';
 
 export interface TrendOptions {
   /** keep the runs of the last N distinct git shas */
@@ -99,8 +100,9 @@ function point(sha: string, recs: HistoryRecord[]): ShaPoint {
 function exactChanges(a: HistoryRecord, b: HistoryRecord, threads: number): ChangeReason[] {
   const out: ChangeReason[] = [];
   if (outcomeOf(a) !== outcomeOf(b)) out.push({ kind: 'outcome', text: `outcome ${outcomeOf(a)} -> ${outcomeOf(b)}` });
-  // with 2+ CPUs the counters depend on how the CPUs interleave; another seed means other data
-  if (threads === 1 && a.settings.seed === b.settings.seed)
+  // 2+ CPUs: exact where both runs counted in lockstep (free-running, they
+  // depended on how the CPUs interleaved); another seed means other data
+  if (countersExact(threads, a.settings.counting, b.settings.counting) && a.settings.seed === b.settings.seed)
     for (const [c, v] of Object.entries(b.counters)) {
       const was = a.counters[c];
       if (was !== undefined && was !== v) out.push({ kind: 'counter', text: `${c} ${was} -> ${v}` });
@@ -197,7 +199,7 @@ export function formatHistory(t: HistoryTrend): string {
   out.push(
     ...wrapWords(
       `Change points: time = Mann-Whitney U between consecutive commits on their pooled samples, Holm-corrected over ${t.tests} tests, ` +
-        `alpha ${t.opts.alpha}, beyond ${t.opts.thresholdPct}%; any change of outcome, of the counters of 1-thread cells, ` +
+        `alpha ${t.opts.alpha}, beyond ${t.opts.thresholdPct}%; any change of outcome, of exact counters (of 2-CPU cells where both runs counted in lockstep), ` +
         `or of the modelled cost beyond ${MODEL_TOLERANCE * 100}%. '?': runs under load only (noisy), not tested.`,
       '',
       '  ',

@@ -80,7 +80,8 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     // the default warm-up lap, said in the meta and in the command that reproduces the run
     assert.equal(meta.warmup_cells, 8);
     assert.match(meta.command, / --warmup-cells 8 /);
-    // exact counters: the two processes agreed on every single-CPU cell
+    // exact counters: the two processes agreed on every cell, 2-CPU cells too (their counting round runs in lockstep)
+    assert.equal(meta.counting, 'lockstep');
     assert.ok(rows.every((row) => !row.stability.includes('unstable-counters')), rows.map((x) => x.stability).join(' '));
     const samples = parseSamples(readFileSync(join(dir, 'all.samples.json'), 'utf8'), 'all.samples.json');
     assert.equal(samples.runId, meta.run_id);

@@ -184,6 +184,27 @@ describe('compareRuns', () => {
     assert.deepEqual(compareRuns(now, base, OPTS).cells[1].changes, [{ column: 'outcome', base: 'unsupported/ENOSYS', now: 'encrypted' }]);
   });
 
+  it('counters of 2-thread cells are compared exactly between runs that both counted in lockstep', () => {
+    const t2 = cell({ workload: 'swap', interface: 'plain-mmap', swap: 'plain', threads: 2, swap_out: 96, swap_in: 64 });
+    const lock = { counting: 'lockstep' };
+    const base = mem('b.csv', [a, t2], [S9, S9], lock);
+    const now = mem('n.csv', [a, { ...t2, swap_out: 32, swap_in: 0 }], [S9, S9], lock);
+    const r = compareRuns(base, now, OPTS);
+    assert.deepEqual(r.cells[1].changes, [
+      { column: 'swap_out', base: 96, now: 32 },
+      { column: 'swap_in', base: 64, now: 0 },
+    ]);
+    assert.equal(r.behaviourChanges, 1);
+    assert.ok(!r.notes.some((n) => n.includes('counting')), r.notes.join('|'));
+    assert.match(formatCompare(r), /Behaviour changes \(outcomes; exact counters\):/);
+    // a base from before lockstep counting: its 2-thread counts are not exact, and the setting differs
+    const old = compareRuns(mem('o.csv', [a, t2], [S9, S9]), now, OPTS);
+    assert.deepEqual(old.cells[1].changes, []);
+    assert.ok(old.notes.some((n) => n.includes('counting not recorded vs lockstep')), old.notes.join('|'));
+    const oldText = formatCompare(compareRuns(mem('o.csv', [a, t2], [S9, S9]), mem('n.csv', [{ ...a, faults: 1 }, t2], [S9, S9], lock), OPTS));
+    assert.match(oldText, /Behaviour changes \(outcomes; exact counters of 1-thread cells\):/);
+  });
+
   it('different seeds: a note, counters not compared, outcomes still are', () => {
     const base = mem('b.csv', [a, b], [S9, S9]);
     const now = mem('n.csv', [{ ...a, faults: 65 }, { ...b, outcome: 'crashed' }], [S9, S9], { seed: 2 });

@@ -141,8 +141,14 @@ let files = 0;
  * enc-mprot t1, fault dev-mktme t1, fault memfd-sec t2, swap enc-mprot t1;
  * the model is fixed (500 ns) unless given, so a counter changes alone.
  */
-function run(sha: string, n: number, over: { slow?: string[]; noisy?: string; unsupported?: boolean; syscalls?: number; model?: number; seed?: number } = {}): HistoryRecord[] {
-  const meta = mkMeta({ run_id: `${sha}-${n}`, git_sha: sha, started_at: new Date(Date.UTC(2025, 0, 1) + n * 3600_000).toISOString(), seed: over.seed ?? 42 });
+function run(sha: string, n: number, over: { slow?: string[]; noisy?: string; unsupported?: boolean; syscalls?: number; model?: number; seed?: number; counting?: string } = {}): HistoryRecord[] {
+  const meta = mkMeta({
+    run_id: `${sha}-${n}`,
+    git_sha: sha,
+    started_at: new Date(Date.UTC(2025, 0, 1) + n * 3600_000).toISOString(),
+    seed: over.seed ?? 42,
+    ...(over.counting !== undefined ? { counting: over.counting } : {}),
+  });
   const common = { syscalls: over.syscalls ?? 3, modelled_ns_per_op: over.model ?? 500 };
   const rows: Row[] = [
     mkRow({ interface: 'encrypt-mprotect', ...common }),
@@ -189,7 +195,7 @@ describe('history: the trend and its change points', () => {
     const dev = cellOf(t, 'fault dev-mktme p t1');
     assert.deepEqual(kinds(dev), [['c1', 'c2', ['counter']], ['c3', 'c4', ['outcome']]]);
     assert.deepEqual(dev.changes[1].reasons.map((r) => r.text), ['outcome encrypted -> unsupported/ENOSYS']);
-    // 2-thread counters depend on the interleaving: not a change point
+    // 2-thread counters of runs that did not count in lockstep depended on the interleaving: not a change point
     assert.deepEqual(kinds(cellOf(t, 'fault memfd-sec p t2')), []);
     assert.deepEqual(kinds(cellOf(t, 'swap enc-mprot p t1')), [['c1', 'c2', ['counter']]]);
     assert.equal(t.changePoints, 5);
@@ -215,6 +221,14 @@ describe('history: the trend and its change points', () => {
     assert.deepEqual(kinds(cellOf(m, 'swap enc-mprot p t1')), [['m2', 'm3', ['model']]]);
     assert.equal(cellOf(m, 'swap enc-mprot p t1').changes[0].reasons[0].text, 'model +0.9%');
     assert.match(m.notes.join('\n'), /seeds differ \(42, 7\)/);
+  });
+
+  it('2-thread counters are a change point between runs that both counted in lockstep', () => {
+    const lock = { counting: 'lockstep' };
+    const t = historyTrend([...run('k0', 40), ...run('k1', 41, { ...lock, syscalls: 4 }), ...run('k2', 42, { ...lock, syscalls: 5 })], OPTS);
+    assert.deepEqual(kinds(cellOf(t, 'fault memfd-sec p t2')), [['k1', 'k2', ['counter']]]);
+    assert.deepEqual(kinds(cellOf(t, 'fault enc-mprot p t1')), [['k0', 'k1', ['counter']], ['k1', 'k2', ['counter']]]);
+    assert.equal(run('k3', 43, lock)[0].settings.counting, 'lockstep'); // kept in the store's records
   });
 
   it('prints plain ASCII within 72 columns: per-commit medians, the change points with their reasons, a summary', () => {
