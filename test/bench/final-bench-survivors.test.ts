@@ -368,6 +368,12 @@ describe('csv: the optional fields of a meta file', () => {
     for (const v of ['1', 'null', 'true']) refuses(() => parseMeta(metaWith('crypto_impl', v), M), 0, `${M}: crypto_impl: expected a string`);
   });
 
+  it('reads counting where it is there and refuses one that is not a string', () => {
+    assert.equal(parseMeta(metaWith('counting', '"lockstep"'), M).counting, 'lockstep');
+    assert.equal(parseMeta(JSON.stringify(mkMeta()), M).counting, undefined, 'a run from before it was recorded');
+    for (const v of ['1', 'null', 'true']) refuses(() => parseMeta(metaWith('counting', v), M), 0, `${M}: counting: expected a string`);
+  });
+
   it('refuses a stopped that is not a string', () => {
     for (const v of ['1', 'null', 'true']) refuses(() => parseMeta(metaWith('stopped', v), M), 0, `${M}: stopped: expected a string`);
   });
