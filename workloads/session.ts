@@ -164,7 +164,7 @@ export class CellSession {
       hostCpus: cfg.hostCpus ?? availableParallelism(),
     });
     this.design.install(this.k);
-    this.task = this.k.spawn({ memLimit: wl.memLimit(this.pages) });
+    this.task = this.k.spawn({ memLimit: wl.memLimit(this.pages, this.cfg.threads) });
     const k = this.k;
     const task = this.task;
     this.env = { sys: (nr, ...a) => k.syscall(task, nr, ...a), cpu: k.localCpu(task) };

@@ -39,8 +39,8 @@ export interface Workload {
   readonly swap: boolean;
   /** needs a Device-DAX region */
   readonly dax: boolean;
-  /** the process's memory limit, in pages */
-  memLimit(pages: number): number;
+  /** the process's memory limit, in pages, for a cell of `threads` worker CPUs */
+  memLimit(pages: number, threads: number): number;
   /** a VMM and its guest (or VMs' keys): also run on --guest-hardware, where the CPU has confidential VMs */
   readonly guest?: boolean;
   /** the most worker CPUs worth a cell (its work runs on the boot CPU); none: any */
