@@ -13,16 +13,36 @@ import { allWorkloads, getWorkload } from '../../workloads/registry.js';
 const dirs: string[] = [];
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
-async function cell(workload: string, design: string, threads: number, kernel: 'patched' | 'unpatched' = 'patched', rounds = 0, encryptedSwap = false): Promise<CellStart> {
+/** A cell started, then `rounds` timed rounds; `work` is the counters each timed round changed, and by how much. */
+async function cell(
+  workload: string,
+  design: string,
+  threads: number,
+  kernel: 'patched' | 'unpatched' = 'patched',
+  rounds = 0,
+  encryptedSwap = false,
+): Promise<CellStart & { work: string[] }> {
   const workdir = mkdtempSync(join(tmpdir(), 'memcrypt-wl-'));
   dirs.push(workdir);
   const c = await startCell({ design, hardware: 'mktme', kernel, workload: getWorkload(workload), threads, seed: 3, backend: 'openssl', workdir, encryptedSwap });
+  const work: string[] = [];
   try {
-    if (c.timeable) for (let n = 1; n <= rounds; n++) await timedRound(c, n);
+    if (c.timeable)
+      for (let n = 1; n <= rounds; n++) {
+        const before = c.session.counters(0);
+        await timedRound(c, n);
+        const after = c.session.counters(0);
+        work.push(
+          Object.keys(after)
+            .filter((k) => after[k as keyof typeof after] !== before[k as keyof typeof before])
+            .map((k) => `${k} +${after[k as keyof typeof after] - before[k as keyof typeof before]}`)
+            .join(', '),
+        );
+      }
   } finally {
     await c.session.close();
   }
-  return c;
+  return { ...c, work };
 }
 const show = (c: CellStart) => `${c.outcome}${c.errno ? '/' + c.errno : ''}`;
 
@@ -97,7 +117,7 @@ const EXPECTED: Record<string, Record<string, string>> = {
 
 describe('workloads on two worker CPUs', () => {
   for (const wl of allWorkloads())
-    it(`${wl.name}: the matrix row, no integrity errors, timed rounds run clean`, async () => {
+    it(`${wl.name}: the matrix row, no integrity errors, timed rounds run clean and alike`, async () => {
       for (const design of DESIGN_NAMES) {
         const kernel = wl.name === 'enosys-fallback' ? 'unpatched' : 'patched';
         // workloads that allocate every round: more rounds than there are KeyIDs
@@ -106,6 +126,8 @@ describe('workloads on two worker CPUs', () => {
         assert.equal(show(c), EXPECTED[wl.name][design], `${wl.name} ${design}: ${c.detail}`);
         assert.equal(c.counters.integrity_errors, 0);
         assert.equal(c.counters.alias_conflicts, 0);
+        // the CPUs run free in timed rounds, yet every round does the same work: a time per op is of one thing
+        assert.deepEqual(new Set(c.work).size <= 1 ? [] : c.work, [], `${wl.name} ${design}: rounds differ`);
       }
     });
 
