@@ -92,16 +92,18 @@ export class UserCpu {
   }
 
   /**
-   * Wait between two accesses while words[i] holds v: spin acking IPIs, then
-   * sleep on the word (its writer notifies it). Asleep, the CPU is in the
-   * kernel and uses no translation: WAIT tells a shootdown not to wait for
-   * its ack, and it polls IPIs before it goes on (smp.ts).
+   * Wait between two accesses while words[i] holds v: spin `spins` polls
+   * acking IPIs (calling yieldCpu, if given, every 64), then sleep on the
+   * word (its writer notifies it). Asleep, the CPU is in the kernel and uses
+   * no translation: WAIT tells a shootdown not to wait for its ack, and it
+   * polls IPIs before it goes on (smp.ts).
    */
-  idleWhile(words: Int32Array, i: number, v: number): void {
+  idleWhile(words: Int32Array, i: number, v: number, spins = IDLE_SPIN, yieldCpu: (() => void) | null = null): void {
     const sw = this.smp.words;
     for (let spin = 0; Atomics.load(words, i) === v; spin++) {
       this.pollIpi();
-      if (spin >= IDLE_SPIN) {
+      if (yieldCpu !== null && (spin & 63) === 63) yieldCpu();
+      if (spin >= spins) {
         Atomics.store(sw, this.waitWord, 1);
         Atomics.wait(words, i, v, IDLE_SLEEP_MS);
         Atomics.store(sw, this.waitWord, 0);

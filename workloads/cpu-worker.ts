@@ -64,9 +64,9 @@ function patternsFor(seed: number, pages: number): Buffer {
 }
 
 /**
- * Polls of the turn word, acking IPIs, before a CPU waits as on a migration
- * entry (UserCpu.idleWhile: 1000 polls, then sleeps). Where the threads do not
- * fit the host CPUs it yields every 64 polls, so the CPU whose turn it is,
+ * Polls of the turn word, acking IPIs, before a CPU sleeps on it (a
+ * migration entry's wait polls 1000: UserCpu.idleWhile). Where the threads do
+ * not fit the host CPUs it yields every 64 polls, so the CPU whose turn it is,
  * or the kernel serving it, gets the host CPU. Sleeping after 1000 polls,
  * a 2-CPU counting round paid a futex wake-up for nearly every turn. The
  * whole matrix at 2 CPUs, one round a cell, on the 2-vCPU development VM
@@ -86,11 +86,7 @@ function awaitTurn(c: WorkerCpu, b: RoundBoard, t: number): boolean {
     if (now === t) return true;
     if (now === TURN_ABORT) return false;
     if (now > t) throw new Error(`lockstep: turn ${t} of CPU ${c.cpu} passed (the word holds ${now})`);
-    for (let spin = 1; spin < TURN_SPIN && Atomics.load(w, b.turn) === now; spin++) {
-      c.user.pollIpi();
-      if ((spin & 63) === 0 && c.yieldCpu !== null) c.yieldCpu();
-    }
-    c.user.idleWhile(w, b.turn, now);
+    c.user.idleWhile(w, b.turn, now, TURN_SPIN, c.yieldCpu);
   }
 }
 
