@@ -28,13 +28,12 @@ export async function startCell(cfg: CellConfig): Promise<CellStart> {
     // counted rounds run their CPUs in lockstep: the same counters in every run
     session.lockstep = true;
     const r = await wl.setup(session);
-    if (r !== 0) {
-      session.lockstep = false;
+    const rep: RoundReport | null = r === 0 ? await wl.round(session, 0, true) : null;
+    session.lockstep = false;
+    if (rep === null) {
       const o = r === -E.EFAULT ? { outcome: 'crashed' as const, errno: 'EFAULT' as const, leaks: NO_LEAK } : setupOutcome(r, r > 0);
       return { ...o, session, counters: session.counters(0), ops: 0, detail: 'setup failed', timeable: false, fallback: false };
     }
-    const rep: RoundReport = await wl.round(session, 0, true);
-    session.lockstep = false;
     const o = outcomeOf(rep);
     const timeable = TIMEABLE.has(o.outcome);
     return { ...o, session, counters: session.counters(rep.errors, rep.procs), ops: rep.ops, detail: rep.detail, timeable, fallback: rep.fallback };
