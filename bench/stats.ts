@@ -377,3 +377,35 @@ export function normalQuantile(p: number): number {
   }
   return (lo + hi) / 2;
 }
+
+/**
+ * Wilcoxon's signed-rank test of "xs is symmetric about 0", two-sided,
+ * exact: the distribution of the positive ranks' sum over all 2^n sign
+ * patterns, counted by dynamic programming. Zeros are dropped (Wilcoxon's
+ * rule); tied magnitudes share their mean rank, counted in half ranks so the
+ * sums stay integers. ab tests the per-process log ratios with it: each
+ * process is one paired unit.
+ */
+export function signedRank(xs: readonly number[]): { w: number; p: number; n: number } {
+  const nz = xs.filter((x) => x !== 0 && Number.isFinite(x));
+  const n = nz.length;
+  if (n === 0) return { w: 0, p: 1, n: 0 };
+  const r = ranks(nz.map(Math.abs)).map((x) => Math.round(x * 2)); // half ranks
+  const wPlus2 = nz.reduce((s, x, i) => s + (x > 0 ? r[i] : 0), 0);
+  const total2 = r.reduce((s, x) => s + x, 0);
+  // ways[s]: sign patterns whose positive half-rank sum is s
+  let ways = new Float64Array(total2 + 1);
+  ways[0] = 1;
+  for (const ri of r) {
+    const next = ways.slice();
+    for (let s = total2 - ri; s >= 0; s--) if (ways[s] > 0) next[s + ri] += ways[s];
+    ways = next;
+  }
+  const lo = Math.min(wPlus2, total2 - wPlus2);
+  let tail = 0;
+  for (let s = 0; s <= lo; s++) tail += ways[s];
+  return { w: wPlus2 / 2, p: Math.min(1, (2 * tail) / 2 ** n), n };
+}
+
+/** The smallest two-sided p the exact signed-rank test can give for n nonzero values: every sign alike, 2 / 2^n. */
+export const minSignedRankP = (n: number): number => (n < 1 ? 1 : Math.min(1, 2 / 2 ** n));
