@@ -124,6 +124,17 @@ export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan
   writeFileSync(job.csv, formatCsv(res.rows), { mode: 0o600 });
 }
 
+/**
+ * What a child that died said last: its stderr's last line that is not a
+ * stack frame, the source line and caret above an uncaught error, or node's
+ * closing version line (`Node.js v20.20.2`), so that an uncaught error gives
+ * its own message.
+ */
+export function lastErrorLine(stderr: string): string | undefined {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '' && !/^\s+at /.test(l) && !/^Node\.js v\d/.test(l) && !/^\s*\^+\s*$/.test(l));
+  return lines.pop()?.trim();
+}
+
 /** Run a `_cells` child; resolves with its exit code, after passing it SIGTERM when stop() says so. */
 function runChild(jobFile: string, stop: () => string | null): Promise<{ status: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -239,7 +250,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
       io.say(`process ${p} of ${a.repeat}: ${only === null ? cells.length : only.length} cells`);
       const r = await runChild(jobFile, stop);
       if (r.status !== 0) {
-        const why = r.stderr.trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status ?? r.signal}`;
+        const why = lastErrorLine(r.stderr) ?? `exit ${r.status ?? r.signal}`;
         throw new Error(`process ${p} of ${a.repeat} failed: ${why}`);
       }
       if (stop() !== null && p > 1) break; // a later process cut short: its cells would have one sample fewer
