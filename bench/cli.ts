@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // memcrypt-bench command line. The only layer that touches process, the
 // terminal and report files.
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, openSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { PROFILE_NAMES, getProfile } from '../hardware/profiles.js';
 import { availableBackends, backendNote, defaultBackend, getBackend } from '../hardware/xts.js';
@@ -16,10 +17,10 @@ import { defaultOvercommit } from '../kernel/limits.js';
 import { REPLAY_RAM_PAGES, Replayer, type ReplayHost, TraceError } from '../kernel/replay.js';
 import { csvList, nonNegative, positiveInt, probability } from './args.js';
 import { hostReplaySettings } from './host.js';
-import { onStopSignals, signalExitCode } from './tempdirs.js';
+import { makeRunDir, onStopSignals, signalExitCode } from './tempdirs.js';
 import { getWorkload } from '../workloads/registry.js';
 import { WORKLOAD_NAMES } from '../workloads/workload.js';
-import { CALIBRATION_FILE, formatCalibration } from './calibrate/calibrate.js';
+import { CALIBRATION_FILE, formatCalibration, hostInfo } from './calibrate/calibrate.js';
 import { compareRuns, formatCompare, formatCompareCsv, loadRun, type CompareResult } from './compare.js';
 import { formatCore, opensslSpeed, runCoreBench } from './core.js';
 import { calibrateInto } from './costs.js';
@@ -31,7 +32,8 @@ import { formatFigurePage, formatHtml, htmlPath, pngPath } from './html.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
-import { plan, runBench, type RunArgs } from './run.js';
+import { AB_TIME_MS, AB_WARMUP_MS, cellName, checkPair, formatAb, formatAbCsv, loadBuild, runAb, runAbJob, specOf } from './ab.js';
+import { checkOut, gitSha, plan, runBench, type RunArgs } from './run.js';
 import { REPEAT, TIME_MS, WARMUP_CELLS, WARMUP_MS } from './runner.js';
 import type { Row } from './schema.js';
 import { formatHistory, historyTrend } from './trend.js';
@@ -83,6 +85,19 @@ const alphaOption = {
 } as const;
 const failOnOption = { choices: ['regression', 'any', 'none'], default: 'any', describe: 'exit 1 on a regression only, also on any behaviour change, or never' } as const;
 
+/** The options that choose the cells: run and ab share them. */
+function matrixOptions<T>(y: Argv<T>) {
+  return y
+    .option('interface', { alias: 'i', type: 'string', array: true, default: [...DESIGN_NAMES], describe: 'designs (comma list)', coerce: csvList('interface', (s) => getDesign(s)) })
+    .option('hardware', { alias: 'H', type: 'string', array: true, default: ['mktme'], describe: 'hardware profiles', coerce: csvList('hardware', (s) => getProfile(s)) })
+    .option('workload', { alias: 'w', type: 'string', array: true, default: [...WORKLOAD_NAMES], describe: 'workloads', coerce: csvList('workload', (s) => getWorkload(s)) })
+    .option('threads', { alias: 't', type: 'string', array: true, default: ['1', '2'], describe: 'worker CPUs per cell', coerce: csvList('threads', positiveInt('threads', 16)) })
+    .option('kernel', { type: 'string', array: true, describe: "kernels (patched,unpatched); default: each workload's own", coerce: csvList('kernel', (s: string) => { if (s !== 'patched' && s !== 'unpatched') throw new Error(`expected patched or unpatched, got '${s}'`); }) })
+    .option('swap', { type: 'string', array: true, default: ['plain', 'encrypted'], describe: 'swap devices for workloads that swap: plain, encrypted (dm-crypt)', coerce: csvList('swap', (s: string) => { if (s !== 'plain' && s !== 'encrypted') throw new Error(`expected plain or encrypted, got '${s}'`); }) })
+    .option('backend', { type: 'string', array: true, default: [defaultBackend()], describe: 'crypto backends: native (N-API addon built by npm ci, in place: its own VAES XTS where the CPU has VAES and AVX-512, else OpenSSL EVP), openssl (node:crypto), noble (pure JS)', coerce: csvList('backend', (s) => getBackend(s)) })
+    .option('seed', { type: 'string', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) });
+}
+
 async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void> {
   // the baseline must be readable before an hour of work, not after
   const baseline = a.baseline === undefined ? undefined : resolve(a.baseline === '' ? join(ROOT, 'results', 'baseline.csv') : a.baseline);
@@ -124,6 +139,74 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
   }
 }
 
+interface AbArgs extends GateArgs {
+  vs: string;
+  interface: string[];
+  hardware: string[];
+  workload: string[];
+  threads: string[];
+  kernel?: string[];
+  swap: string[];
+  backend: string[];
+  seed: number;
+  time: number;
+  warmup: number;
+  repeat?: number;
+  'order-seed'?: number;
+  out?: string;
+  format: string;
+}
+
+async function ab(a: AbArgs): Promise<void> {
+  const what = `--vs ${a.vs}`;
+  const base = resolve(a.vs);
+  checkPair(ROOT, base, what);
+  await loadBuild(base, what); // a checkout that is not a build: one line now, not a failed child later
+  const out = a.out === undefined ? undefined : resolve(a.out);
+  if (out !== undefined) checkOut(out, a.out);
+  const cells = plan({ ...a, guestHardware: [] } as unknown as RunArgs)
+    .filter((c) => c.timed !== false)
+    .map(specOf);
+  const orderSeed = a['order-seed'] ?? randomBytes(4).readUInt32LE(0) % 1_000_000_007;
+  const say = (line: string): void => void process.stderr.write(`memcrypt-bench: ${line}\n`);
+  const stop = onStopSignals(say);
+  const t0 = performance.now();
+  const r = await runAb({
+    now: ROOT,
+    base,
+    cells,
+    processes: a.repeat ?? null,
+    seed: a.seed,
+    orderSeed,
+    timeMs: a.time,
+    warmupMs: a.warmup,
+    thresholdPct: a.threshold,
+    alpha: a.alpha,
+    tmpdir: makeRunDir(),
+    say,
+    stop: () => stop.reason,
+  });
+  const stopped = stop.reason;
+  stop.dispose();
+  if (r === null) {
+    process.stderr.write(`stopped by ${stopped ?? 'a signal'} before two processes finished: no verdict\n`);
+    process.exitCode = signalExitCode(stopped ?? 'SIGTERM');
+    return;
+  }
+  const h = hostInfo();
+  const text = formatAb(r, [
+    ['new', `${gitSha(ROOT)} ${ROOT}`],
+    ['base', `${gitSha(base)} ${base}`],
+    ['machine', `${h.hostname}, ${h.cpu_model}, ${h.nproc} CPUs, ${h.kernel_release}, node ${h.node}`],
+    ['settings', `--time ${a.time} --warmup ${a.warmup} (ms a cell and process, for both builds together), --seed ${a.seed}, --order-seed ${orderSeed}${stopped ? `; stopped by ${stopped} after ${r.processes} processes` : ''}`],
+  ]);
+  if (out !== undefined) writeFileAtomic(out, formatAbCsv(r));
+  process.stdout.write(a.format === 'csv' ? formatAbCsv(r) : text + '\n');
+  process.stderr.write(`${r.processes} processes in ${((performance.now() - t0) / 1000).toFixed(1)} s${out !== undefined ? `; wrote ${out}` : ''}\n`);
+  if (stopped) process.exitCode = signalExitCode(stopped);
+  else if (a['fail-on'] !== 'none') process.exitCode = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0) ? 1 : 0;
+}
+
 function listAll(): void {
   const lines = ['interfaces:'];
   for (const n of DESIGN_NAMES) lines.push(`  ${n.padEnd(18)} ${getDesign(n).summary}`);
@@ -148,17 +231,9 @@ async function main(argv: string[]): Promise<void> {
       'run',
       'run the matrix; writes <run id>.csv, .meta.json, .samples.json and .txt to results/. The argument is the modelled cost per op (exact counters x this host\'s calibrated cost table, itemised); the simulator time is the harness\'s own speed',
       (y) =>
-        y
-          .option('interface', { alias: 'i', type: 'string', array: true, default: [...DESIGN_NAMES], describe: 'designs (comma list)', coerce: csvList('interface', (s) => getDesign(s)) })
-          .option('hardware', { alias: 'H', type: 'string', array: true, default: ['mktme'], describe: 'hardware profiles', coerce: csvList('hardware', (s) => getProfile(s)) })
+        matrixOptions(y)
           .option('guest-hardware', { type: 'string', array: true, default: ['sev', 'tdx'], describe: 'hardware profiles the guest workloads (qemu-guest, qemu-nvdimm, key-exhaustion) also run on, beyond --hardware: counted and modelled, not timed', coerce: csvList('guest-hardware', (s) => getProfile(s)) })
-          .option('workload', { alias: 'w', type: 'string', array: true, default: [...WORKLOAD_NAMES], describe: 'workloads', coerce: csvList('workload', (s) => getWorkload(s)) })
-          .option('threads', { alias: 't', type: 'string', array: true, default: ['1', '2'], describe: 'worker CPUs per cell', coerce: csvList('threads', positiveInt('threads', 16)) })
-          .option('kernel', { type: 'string', array: true, describe: "kernels (patched,unpatched); default: each workload's own", coerce: csvList('kernel', (s: string) => { if (s !== 'patched' && s !== 'unpatched') throw new Error(`expected patched or unpatched, got '${s}'`); }) })
-          .option('swap', { type: 'string', array: true, default: ['plain', 'encrypted'], describe: 'swap devices for workloads that swap: plain, encrypted (dm-crypt)', coerce: csvList('swap', (s: string) => { if (s !== 'plain' && s !== 'encrypted') throw new Error(`expected plain or encrypted, got '${s}'`); }) })
-          .option('backend', { type: 'string', array: true, default: [defaultBackend()], describe: 'crypto backends: native (N-API addon built by npm ci, in place: its own VAES XTS where the CPU has VAES and AVX-512, else OpenSSL EVP), openssl (node:crypto), noble (pure JS)', coerce: csvList('backend', (s) => getBackend(s)) })
           .option('costs', { type: 'string', describe: `cost table: a calibration file, or 'defaults' (the sourced defaults); default ${CALIBRATION_FILE}, made by calibrating this host first if missing` })
-          .option('seed', { type: 'string', default: 1, describe: 'seed for data and keys', coerce: positiveInt('seed', 2 ** 31) })
           .option('time', { type: 'string', default: TIME_MS, describe: 'minimum timing per cell and process, ms', coerce: positiveInt('time', 600_000) })
           .option('samples', { type: 'string', default: 10, describe: 'minimum timed rounds per cell and process', coerce: positiveInt('samples', 100_000) })
           .option('warmup', { type: 'string', default: WARMUP_MS, describe: 'warm-up per timed cell and process, ms', coerce: positiveInt('warmup', 600_000) })
@@ -227,6 +302,34 @@ async function main(argv: string[]): Promise<void> {
           const facts: [string, string][] = [['store', file], ['commits', t.shas.map((s) => s.sha.slice(0, 12)).join(' ')]];
           writeFileAtomic(resolve(a.html), formatFigurePage('memcrypt-bench history', facts, [{ name: 'history', title: 'Trend per cell', svg }], text));
         }
+      },
+    )
+    .command(
+      'ab',
+      'this build against another checkout (--vs DIR, built), both timed in turn in the same processes: batches of one, then the other, so the host\'s changes of speed hit both alike. Counting rounds compared exactly; per cell a ratio new/base from each process, the signed-rank test over the processes',
+      (y) =>
+        matrixOptions(y)
+          .option('vs', { type: 'string', demandOption: true, describe: 'the base: another memcrypt-bench checkout with its build (git worktree add DIR COMMIT; cd DIR; npm ci)' })
+          .option('time', { type: 'string', default: AB_TIME_MS, describe: 'timed pairs per cell and process, ms (both builds together)', coerce: positiveInt('time', 600_000) })
+          .option('warmup', { type: 'string', default: AB_WARMUP_MS, describe: 'warm-up per cell and process, ms (both builds, in turns)', coerce: positiveInt('warmup', 600_000) })
+          .option('repeat', { type: 'string', describe: 'fresh processes (default: enough that every cell can reach --alpha after Holm, at least 6)', coerce: positiveInt('repeat', 100, 2) })
+          .option('order-seed', { type: 'string', describe: 'seed of the shuffled cell orders and of the pairs\' order (default: random; printed)', coerce: positiveInt('order-seed', 2 ** 31, 0) })
+          .option('threshold', { type: 'string', default: 5, describe: 'a significant slowdown above this % is a regression', coerce: nonNegative('threshold') })
+          .option('alpha', { ...alphaOption, describe: 'significance level of the signed-rank test, after Holm' })
+          .option('fail-on', failOnOption)
+          .option('out', { alias: 'o', type: 'string', describe: 'also write the verdicts as CSV here' })
+          .option('format', { alias: 'f', choices: ['text', 'csv'], default: 'text', describe: 'what to print on stdout' }),
+      (a) => ab(a as unknown as AbArgs),
+    )
+    .command(
+      '_ab <job>',
+      false,
+      (y) => y.positional('job', { type: 'string', demandOption: true }),
+      async (a) => {
+        const tty = process.stderr.isTTY;
+        await runAbJob(a.job, (done, total, key) => {
+          if (tty) process.stderr.write(`\r\x1b[K  [${done}/${total}] ${cellName(key)}${done === total ? '\n' : ''}`);
+        });
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())
