@@ -39,6 +39,7 @@ const config = {
     'dist/bench/stats.js',
     'dist/bench/compare.js',
     'dist/bench/csv.js',
+    'dist/bench/ab.js',
   ],
   // The tap runner, with the test files put in order (see orderTestFiles)
   testRunner: 'tap-ordered',

@@ -322,6 +322,8 @@ function runChild(jobFile: string, job: AbJob, stop: () => string | null): Promi
 /** One cell over all processes. */
 export interface AbCell {
   readonly key: string;
+  /** the counting round's outcome: the new build's, or 'base -> new' where they differ */
+  readonly outcome: string;
   /** what differs in the counting rounds (empty: the same behaviour) */
   readonly behaviour: string[];
   /** a side that could not run it, and why */
@@ -368,7 +370,8 @@ export function abVerdicts(procs: readonly AbCellResult[][], thresholdPct: numbe
     const timed = rs.filter((r) => r.pairs > 0 && r.ratio > 0);
     const ratios = timed.map((r) => r.ratio);
     const p = ratios.length ? signedRank(ratios.map(Math.log)).p : NaN;
-    return { key, behaviour, error, timed, ratios, p };
+    const outcome = first.base.outcome === first.now.outcome ? first.now.outcome : `${first.base.outcome} -> ${first.now.outcome}`;
+    return { key, outcome, behaviour, error, timed, ratios, p };
   });
   const adj = holm(pre.map((c) => c.p));
   const tested = pre.filter((c) => !Number.isNaN(c.p)).length;
@@ -385,6 +388,7 @@ export function abVerdicts(procs: readonly AbCellResult[][], thresholdPct: numbe
     }
     return {
       key: c.key,
+      outcome: c.outcome,
       behaviour: c.behaviour,
       ...(c.error !== undefined ? { error: c.error } : {}),
       baseNs: median(c.timed.map((r) => r.baseNs)),
@@ -545,13 +549,14 @@ export function formatAb(r: AbResult, head: readonly [string, string][]): string
   return lines.join('\n');
 }
 
-export const AB_COLUMNS = ['cell', 'base_ns_per_op', 'new_ns_per_op', 'change_pct', 'ratios', 'p', 'p_holm', 'verdict', 'behaviour'] as const;
+export const AB_COLUMNS = ['cell', 'outcome', 'base_ns_per_op', 'new_ns_per_op', 'change_pct', 'ratios', 'p', 'p_holm', 'verdict', 'behaviour'] as const;
 
 /** The verdicts as CSV, one row per cell (the per-process ratios joined by spaces). */
 export function formatAbCsv(r: AbResult): string {
   const num = (x: number, d: number): string => (Number.isFinite(x) ? x.toFixed(d) : '');
   const rows = r.cells.map((c) => [
     c.key,
+    c.outcome,
     num(c.baseNs, 3),
     num(c.nowNs, 3),
     num(c.changePct, 2),

@@ -99,6 +99,7 @@ describe('ab verdicts', () => {
     assert.deepEqual(behaviourDiff(side(), side()), []);
     assert.deepEqual(behaviourDiff(side(), side({ counters: { syscalls: 4, faults: 64, only_new: 1 } })), ['syscalls 3 -> 4']);
     assert.deepEqual(behaviourDiff(side(), side({ outcome: 'plaintext-fallback', errno: 'EINVAL' })), ['outcome encrypted -> plaintext-fallback', 'errno - -> EINVAL']);
+    assert.deepEqual(behaviourDiff(side({ errno: 'ENOSYS' }), side({ ops: 32 })), ['errno ENOSYS -> -', 'ops 64 -> 32']);
     const r = abVerdicts(
       [
         [res(A, NaN, { pairs: 0, base: side({ outcome: 'error', error: 'unknown design', timeable: false }) }), res(B, 1, { now: side({ counters: { syscalls: 4, faults: 64 } }) })],
@@ -208,14 +209,41 @@ describe('memcrypt-bench ab', () => {
     const at = 'export async function timedRound(c, n) {';
     assert.ok(src.includes(at));
     // the base's madvise-encrypt rounds read back wrong from the third on
-    writeFileSync(f, src.replace(at, `${at}\n    if (n >= 3 && c.session.cfg.design === 'madvise-encrypt') throw new Error(\`round \${n}: 1 pages read back wrong, fault 0\`);`));
+    const start = 'export async function startCell(cfg) {';
+    assert.ok(src.includes(start));
+    writeFileSync(
+      f,
+      src
+        .replace(at, `${at}\n    if (n >= 3 && c.session.cfg.design === 'madvise-encrypt') throw new Error(\`round \${n}: 1 pages read back wrong, fault 0\`);`)
+        // and it has no encrypt-mprotect
+        .replace(start, `${start}\n    if (cfg.design === 'encrypt-mprotect') throw new Error('unknown design: encrypt-mprotect\\n    at x');`),
+    );
     const out = join(dir, 'failing.csv');
-    const r = ab(['--vs', failing, ...FAST, '-i', 'plain-mmap,madvise-encrypt', '-o', out]);
+    const r = ab(['--vs', failing, ...FAST, '-i', 'plain-mmap,madvise-encrypt,encrypt-mprotect', '-o', out]);
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stdout, /fault madvise-encrypt t1:\n {4}base: a timed round: round \d+: 1 pages read back wrong/);
+    assert.match(r.stdout, /fault encrypt-mprotect t1:\n {4}base: unknown design: encrypt-mprotect\n/);
     const rows = parse(readFileSync(out, 'utf8'), { columns: true }) as Record<string, string>[];
-    assert.equal(rows.find((x) => x.cell.includes('plain-mmap'))!.ratios.split(' ').length, 2);
-    assert.equal(rows.find((x) => x.cell.includes('madvise-encrypt'))!.verdict, 'not timed');
+    const row = (d: string) => rows.find((x) => x.cell.includes(`|${d}|`))!;
+    assert.equal(row('plain-mmap').ratios.split(' ').length, 2);
+    assert.equal(row('madvise-encrypt').verdict, 'not timed');
+    assert.equal(row('encrypt-mprotect').verdict, 'not timed');
+    assert.equal(row('encrypt-mprotect').outcome, 'error -> encrypted');
+    assert.equal(row('plain-mmap').outcome, 'plaintext');
+  });
+
+  it('passes each cell as run does: swap over dm-crypt encrypts what plain swap leaks', () => {
+    const out = join(dir, 'swap.csv');
+    const r = ab(['--vs', same, '-w', 'swap', '-i', 'encrypt-mprotect', '--swap', 'plain,encrypted', '-t', '1', '--repeat', '2', '--time', '20', '--warmup', '10', '-o', out]);
+    assert.equal(r.status, 0, r.stderr);
+    const rows = parse(readFileSync(out, 'utf8'), { columns: true }) as Record<string, string>[];
+    assert.deepEqual(
+      rows.map((x) => [x.cell, x.outcome]),
+      [
+        ['native|mktme|encrypt-mprotect|patched|plain|swap|1', 'leaked'],
+        ['native|mktme|encrypt-mprotect|patched|encrypted|swap|1', 'encrypted'],
+      ],
+    );
   });
 
   it('refuses, in one line and exit 2 before any work, a base that is not another built checkout', () => {
@@ -224,11 +252,23 @@ describe('memcrypt-bench ab', () => {
     const linked = copy('linked');
     rmSync(join(linked, 'build'), { recursive: true });
     symlinkSync(join(ROOT, 'build'), join(linked, 'build'));
+    const broken = copy('broken');
+    writeFileSync(join(broken, 'dist/workloads/cell.js'), 'export const startCell = (;\n');
+    // a build from before timedRound, and one whose registry lost getWorkload
+    const old = copy('old');
+    const cellJs = join(old, 'dist/workloads/cell.js');
+    writeFileSync(cellJs, readFileSync(cellJs, 'utf8').replace('export async function timedRound(', 'async function timedRound('));
+    const noReg = copy('noreg');
+    const regJs = join(noReg, 'dist/workloads/registry.js');
+    writeFileSync(regJs, readFileSync(regJs, 'utf8').replace('export function getWorkload(', 'function getWorkload('));
     for (const [vs, why] of [
       [join(dir, 'nowhere'), /--vs .*nowhere: no such directory/],
-      [ROOT, /is this checkout/],
+      [ROOT, /is this checkout; give another one/],
       [empty, /not a built memcrypt-bench checkout: no .*cell\.js \(run npm ci there\)/],
       [linked, /xts_native\.node is this checkout's \(a link\): give it its own build/],
+      [broken, /--vs .*broken: cannot load its build: Unexpected token/],
+      [old, /--vs .*old: its build has no startCell\/timedRound\/getWorkload: too old or not memcrypt-bench/],
+      [noReg, /--vs .*noreg: its build has no startCell\/timedRound\/getWorkload/],
     ] as const) {
       const r = ab(['--vs', vs, ...FAST]);
       assert.equal(r.status, 2, r.stderr);
