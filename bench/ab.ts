@@ -26,6 +26,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { stringify } from 'csv-stringify/sync';
 import { InputError } from './io.js';
 import { TIMING_V8_FLAGS, lastErrorLine, shuffledOrder } from './repeat.js';
+import type { CellConfig } from '../workloads/session.js';
 import type { CellPlan } from './runner.js';
 import { cellKey, type SwapKind } from './schema.js';
 import { holm, median, minSignedRankP, mulberry32, signedRank } from './stats.js';
@@ -108,7 +109,7 @@ export interface AbCellResult {
 // The parts of a build ab uses. Kept this small so builds of older commits
 // (any with dist/workloads/cell.js and registry.js) can be the base.
 interface BuildApi {
-  startCell(cfg: Record<string, unknown>): Promise<{
+  startCell(cfg: Omit<CellConfig, 'workload'> & { workload: unknown }): Promise<{
     outcome: string;
     errno: string;
     counters: Record<string, number>;
@@ -157,21 +158,28 @@ export function checkPair(now: string, base: string, what: string): void {
 
 type Started = Awaited<ReturnType<BuildApi['startCell']>>;
 
+/**
+ * The CellConfig a build's startCell takes for a cell, as run makes it
+ * (runner.ts runCell), with that build's own workload object. Typed as this
+ * build's CellConfig, so a field renamed there fails to compile here.
+ */
+export function cellConfig(c: AbCellSpec, workload: unknown, seed: number, workdir: string): Omit<CellConfig, 'workload'> & { workload: unknown } {
+  return {
+    design: c.design,
+    hardware: c.hardware,
+    kernel: c.kernel,
+    workload,
+    threads: c.threads,
+    seed,
+    backend: c.backend,
+    workdir,
+    encryptedSwap: c.swap === 'encrypted',
+  };
+}
+
 async function start(api: BuildApi, c: AbCellSpec, seed: number, workdir: string): Promise<{ side: AbSide; started: Started | null }> {
-  let workload: unknown;
   try {
-    workload = api.getWorkload(c.workload);
-    const s = await api.startCell({
-      design: c.design,
-      hardware: c.hardware,
-      kernel: c.kernel,
-      workload,
-      threads: c.threads,
-      seed,
-      backend: c.backend,
-      workdir,
-      encryptedSwap: c.swap === 'encrypted',
-    });
+    const s = await api.startCell(cellConfig(c, api.getWorkload(c.workload), seed, workdir));
     return { side: { outcome: s.outcome, errno: s.errno, counters: { ...s.counters }, ops: s.ops, timeable: s.timeable }, started: s };
   } catch (e) {
     const error = (e as Error).message.split('\n')[0];
