@@ -19,20 +19,17 @@
 // pairs' ratios (new / base, per op). Processes are the independent units:
 // the exact signed-rank test of their log ratios, Holm over the cells, gives
 // the verdict, with the same threshold as compare.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { stringify } from 'csv-stringify/sync';
 import { InputError } from './io.js';
-import { TIMING_V8_FLAGS, lastErrorLine, shuffledOrder } from './repeat.js';
+import { lastErrorLine, runChild, shuffledOrder } from './repeat.js';
 import type { CellConfig } from '../workloads/session.js';
 import type { CellPlan } from './runner.js';
 import { cellKey, type SwapKind } from './schema.js';
 import { holm, median, minSignedRankP, mulberry32, signedRank } from './stats.js';
 import { clean, fit, shortInterface, shortWorkload, wrapWords } from './text.js';
-
-const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
 
 /** A batch: at least this many ms of rounds of one side, and at least MIN_BATCH_ROUNDS rounds (its median drops the first round, which wakes the side's CPUs). */
 export const BATCH_MS = 20;
@@ -297,36 +294,6 @@ export async function runAbJob(file: string, progress?: (done: number, total: nu
   writeFileSync(job.out, JSON.stringify(results), { mode: 0o600 });
 }
 
-/** Run one `_ab` child; resolves with its results, rejects with its last stderr line. */
-function runChild(jobFile: string, job: AbJob, stop: () => string | null): Promise<AbCellResult[] | null> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...TIMING_V8_FLAGS, CLI, '_ab', jobFile], { stdio: ['ignore', 'inherit', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      stderr += d;
-      process.stderr.write(d);
-    });
-    let told = false;
-    const poll = setInterval(() => {
-      if (!told && stop() !== null) {
-        told = true;
-        child.kill('SIGTERM');
-      }
-    }, 100);
-    child.on('error', (e) => {
-      clearInterval(poll);
-      reject(e);
-    });
-    child.on('close', (status, signal) => {
-      clearInterval(poll);
-      if (told) return resolve(null);
-      if (status !== 0) return reject(new Error(`ab process failed: ${lastErrorLine(stderr) ?? `exit ${status ?? signal}`}`));
-      resolve(JSON.parse(readFileSync(job.out, 'utf8')) as AbCellResult[]);
-    });
-  });
-}
-
 /** One cell over all processes. */
 export interface AbCell {
   readonly key: string;
@@ -487,8 +454,12 @@ export async function runAb(o: AbRunOptions): Promise<AbResult | null> {
       const jobFile = join(dir, `p${p}.job.json`);
       writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
       o.say(`process ${p}${Number.isFinite(total) ? ` of ${total}` : ''}: ${cells.length} cells`);
-      const r = await runChild(jobFile, job, o.stop);
-      if (r === null) break;
+      const c = await runChild('_ab', jobFile, o.stop);
+      if (c.status !== 0) {
+        if (o.stop() !== null) break; // stopped: the processes that finished give the verdict
+        throw new Error(`ab process ${p} failed: ${lastErrorLine(c.stderr) ?? `exit ${c.status ?? c.signal}`}`);
+      }
+      const r = JSON.parse(readFileSync(job.out, 'utf8')) as AbCellResult[];
       procs.push(r);
       if (p === 1) {
         const timed = new Set(r.filter((x) => x.pairs > 0).map((x) => x.key));

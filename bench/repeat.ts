@@ -135,10 +135,14 @@ export function lastErrorLine(stderr: string): string | undefined {
   return lines.pop()?.trim();
 }
 
-/** Run a `_cells` child; resolves with its exit code, after passing it SIGTERM when stop() says so. */
-function runChild(jobFile: string, stop: () => string | null): Promise<{ status: number | null; signal: string | null; stderr: string }> {
+/**
+ * Run a timing child (this CLI's hidden `_cells` or `_ab` with a job file)
+ * on TIMING_V8_FLAGS; resolves with its exit code, after passing it SIGTERM
+ * when stop() says so.
+ */
+export function runChild(command: '_cells' | '_ab', jobFile: string, stop: () => string | null): Promise<{ status: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...TIMING_V8_FLAGS, CLI, '_cells', jobFile], { stdio: ['ignore', 'inherit', 'pipe'] });
+    const child = spawn(process.execPath, [...TIMING_V8_FLAGS, CLI, command, jobFile], { stdio: ['ignore', 'inherit', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => {
@@ -248,7 +252,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
       const jobFile = join(dir, `p${p}.job.json`);
       writeFileSync(jobFile, JSON.stringify(job), { mode: 0o600 });
       io.say(`process ${p} of ${a.repeat}: ${only === null ? cells.length : only.length} cells`);
-      const r = await runChild(jobFile, stop);
+      const r = await runChild('_cells', jobFile, stop);
       if (r.status !== 0) {
         const why = lastErrorLine(r.stderr) ?? `exit ${r.status ?? r.signal}`;
         throw new Error(`process ${p} of ${a.repeat} failed: ${why}`);
