@@ -68,9 +68,13 @@ async function gate(base: string, now: string, a: GateArgs, format: string, html
     const facts: [string, string][] = [['base', `${r.base.file} (${r.base.meta.git_sha})`], ['new', `${r.now.file} (${r.now.meta.git_sha})`]];
     writeFileAtomic(html, formatFigurePage('memcrypt-bench compare', facts, [{ name: 'compare', title: 'Base against new', svg: await renderSvg(spec) }], text));
   }
+  return failStatus(a, r);
+}
+
+/** The exit status --fail-on asks for: 1 for a regression (or also a behaviour change with any; never with none). */
+function failStatus(a: GateArgs, r: { regressions: number; behaviourChanges: number }): number {
   if (a['fail-on'] === 'none') return 0;
-  const failed = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0);
-  return failed ? 1 : 0;
+  return r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0) ? 1 : 0;
 }
 
 const alphaOption = {
@@ -204,7 +208,7 @@ async function ab(a: AbArgs): Promise<void> {
   process.stdout.write(a.format === 'csv' ? formatAbCsv(r) : text + '\n');
   process.stderr.write(`${r.processes} processes in ${((performance.now() - t0) / 1000).toFixed(1)} s${out !== undefined ? `; wrote ${out}` : ''}\n`);
   if (stopped) process.exitCode = signalExitCode(stopped);
-  else if (a['fail-on'] !== 'none') process.exitCode = r.regressions > 0 || (a['fail-on'] === 'any' && r.behaviourChanges > 0) ? 1 : 0;
+  else process.exitCode = failStatus(a, r);
 }
 
 function listAll(): void {
