@@ -33,7 +33,7 @@ import { InputError, readInput, writeFileAtomic } from './io.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
 import { AB_TIME_MS, AB_WARMUP_MS, cellName, checkPair, formatAb, formatAbCsv, loadBuild, runAb, runAbJob, specOf } from './ab.js';
-import { checkOut, gitSha, plan, runBench, type RunArgs } from './run.js';
+import { checkOut, gitSha, plan, runBench, type MatrixArgs, type RunArgs } from './run.js';
 import { REPEAT, TIME_MS, WARMUP_CELLS, WARMUP_MS } from './runner.js';
 import type { Row } from './schema.js';
 import { formatHistory, historyTrend } from './trend.js';
@@ -143,23 +143,13 @@ async function run(a: RunArgs & GateArgs & { baseline?: string }): Promise<void>
   }
 }
 
-interface AbArgs extends GateArgs {
-  vs: string;
-  interface: string[];
-  hardware: string[];
-  workload: string[];
-  threads: string[];
-  kernel?: string[];
-  swap: string[];
-  backend: string[];
-  seed: number;
-  time: number;
-  warmup: number;
-  repeat?: number;
-  'order-seed'?: number;
-  out?: string;
-  format: string;
-}
+type AbArgs = MatrixArgs &
+  Pick<RunArgs, 'seed' | 'time' | 'warmup' | 'out' | 'format'> &
+  GateArgs & {
+    vs: string;
+    repeat?: number;
+    'order-seed'?: number;
+  };
 
 async function ab(a: AbArgs): Promise<void> {
   const what = `--vs ${a.vs}`;
@@ -168,7 +158,7 @@ async function ab(a: AbArgs): Promise<void> {
   await loadBuild(base, what); // a checkout that is not a build: one line now, not a failed child later
   const out = a.out === undefined ? undefined : resolve(a.out);
   if (out !== undefined) checkOut(out, a.out);
-  const cells = plan({ ...a, guestHardware: [] } as unknown as RunArgs)
+  const cells = plan({ ...a, guestHardware: [] })
     .filter((c) => c.timed !== false)
     .map(specOf);
   const orderSeed = a['order-seed'] ?? randomBytes(4).readUInt32LE(0) % 1_000_000_007;

@@ -74,7 +74,10 @@ function tinybenchVersion(root: string): string {
   }
 }
 
-export function plan(a: RunArgs): CellPlan[] {
+/** The arguments that choose the cells (run and ab). */
+export type MatrixArgs = Pick<RunArgs, 'interface' | 'hardware' | 'guestHardware' | 'workload' | 'threads' | 'kernel' | 'swap' | 'backend'>;
+
+export function plan(a: MatrixArgs): CellPlan[] {
   const cells: CellPlan[] = [];
   const extra = (a.guestHardware ?? []).filter((h) => !a.hardware.includes(h));
   for (const backend of a.backend)
