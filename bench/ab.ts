@@ -24,10 +24,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { stringify } from 'csv-stringify/sync';
 import { InputError } from './io.js';
-import { lastErrorLine, runChild, shuffledOrder } from './repeat.js';
+import { lastErrorLine, namedCellKey, runChild, shuffledOrder } from './repeat.js';
 import type { CellConfig } from '../workloads/session.js';
 import type { CellPlan } from './runner.js';
-import { cellKey, type SwapKind } from './schema.js';
+import type { SwapKind } from './schema.js';
 import { holm, median, minSignedRankP, mulberry32, signedRank } from './stats.js';
 import { clean, fit, shortInterface, shortWorkload, wrapWords } from './text.js';
 
@@ -59,9 +59,6 @@ export const specOf = (p: CellPlan): AbCellSpec => ({
   workload: p.workload.name,
   threads: p.threads,
 });
-
-export const specKey = (c: AbCellSpec): string =>
-  cellKey({ crypto_backend: c.backend, hardware: c.hardware, interface: c.design, kernel: c.kernel, swap: c.swap, workload: c.workload, threads: c.threads });
 
 export interface AbJob {
   /** checkouts: this build (new) and the other one (base) */
@@ -281,7 +278,7 @@ export async function runAbJob(file: string, progress?: (done: number, total: nu
           if (!(e instanceof SideError)) throw e;
           started[e.side].side = { ...started[e.side].side, error: `a timed round: ${e.message}` };
         }
-      results.push({ key: specKey(c), base: b.side, now: nw.side, baseNs: t.ns[0], nowNs: t.ns[1], ratio: t.ratio, pairs: t.pairs });
+      results.push({ key: namedCellKey(c), base: b.side, now: nw.side, baseNs: t.ns[0], nowNs: t.ns[1], ratio: t.ratio, pairs: t.pairs });
     } finally {
       for (const s of started) {
         if (s === undefined) continue;
@@ -289,7 +286,7 @@ export async function runAbJob(file: string, progress?: (done: number, total: nu
         rmSync(s.dir, { recursive: true, force: true });
       }
     }
-    progress?.(done + 1, job.order.length, specKey(c));
+    progress?.(done + 1, job.order.length, namedCellKey(c));
   }
   writeFileSync(job.out, JSON.stringify(results), { mode: 0o600 });
 }
@@ -463,7 +460,7 @@ export async function runAb(o: AbRunOptions): Promise<AbResult | null> {
       procs.push(r);
       if (p === 1) {
         const timed = new Set(r.filter((x) => x.pairs > 0).map((x) => x.key));
-        cells = cells.filter((c) => timed.has(specKey(c)));
+        cells = cells.filter((c) => timed.has(namedCellKey(c)));
         if (o.processes === null) total = defaultProcesses(cells.length, o.alpha);
         if (cells.length === 0) break;
       }
@@ -472,7 +469,7 @@ export async function runAb(o: AbRunOptions): Promise<AbResult | null> {
     rmSync(dir, { recursive: true, force: true });
   }
   if (procs.length < 2 && !(procs.length === 1 && procs[0].every((r) => r.pairs === 0))) return null;
-  return abVerdicts(procs, o.thresholdPct, o.alpha, o.cells.map(specKey));
+  return abVerdicts(procs, o.thresholdPct, o.alpha, o.cells.map(namedCellKey));
 }
 
 /** A cell's name in reports: workload, design, kernel and swap where not the usual, CPUs. */

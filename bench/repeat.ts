@@ -54,8 +54,11 @@ export function shuffledOrder(n: number, seed: number): number[] {
   return order;
 }
 
-const planKey = (p: CellPlan): string =>
-  cellKey({ crypto_backend: p.backend, hardware: p.hardware, interface: p.design, kernel: p.kernel, swap: p.swap, workload: p.workload.name, threads: p.threads });
+/** A planned cell's key, from names alone (ab's cells name their workload; the other build has its own object). */
+export const namedCellKey = (c: Omit<CellPlan, 'workload' | 'timed'> & { workload: string }): string =>
+  cellKey({ crypto_backend: c.backend, hardware: c.hardware, interface: c.design, kernel: c.kernel, swap: c.swap, workload: c.workload, threads: c.threads });
+
+const planKey = (p: CellPlan): string => namedCellKey({ ...p, workload: p.workload.name });
 
 /** A run's rows and samples put back in plan order (reports and CSVs read in plan order). */
 export function inOrder(plan: readonly CellPlan[], r: RunResult): RunResult {
