@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'csv-parse/sync';
-import { abVerdicts, behaviourDiff, cellConfig, cellName, checkPair, loadBuild, shortCellName, defaultProcesses, formatAb, type AbCellResult, type AbSide } from '../../bench/ab.js';
+import { abVerdicts, behaviourDiff, cellConfig, cellName, checkPair, loadBuild, runAbJob, shortCellName, type AbJob, defaultProcesses, formatAb, type AbCellResult, type AbSide } from '../../bench/ab.js';
 import { InputError } from '../../bench/io.js';
-import { lastErrorLine } from '../../bench/repeat.js';
+import { lastErrorLine, namedCellKey } from '../../bench/repeat.js';
 import { minSignedRankP, signedRank } from '../../bench/stats.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -240,6 +240,8 @@ describe('memcrypt-bench ab', () => {
     const out = join(dir, 'failing.csv');
     const r = ab(['--vs', failing, ...FAST, '-i', 'plain-mmap,madvise-encrypt,encrypt-mprotect', '-o', out]);
     assert.equal(r.status, 1, r.stderr);
+    // the first process runs every cell, the second only the one both builds could time
+    assert.match(r.stderr, /process 1 of 2: 3 cells\nmemcrypt-bench: process 2 of 2: 1 cells\n/);
     assert.match(r.stdout, /fault madvise-encrypt t1:\n {4}base: a timed round: round \d+: 1 pages read back wrong/);
     assert.match(r.stdout, /fault encrypt-mprotect t1:\n {4}base: unknown design: encrypt-mprotect\n/);
     const rows = parse(readFileSync(out, 'utf8'), { columns: true }) as Record<string, string>[];
@@ -249,6 +251,23 @@ describe('memcrypt-bench ab', () => {
     assert.equal(row('encrypt-mprotect').verdict, 'not timed');
     assert.equal(row('encrypt-mprotect').outcome, 'error -> encrypted');
     assert.equal(row('plain-mmap').outcome, 'plaintext');
+  });
+
+  it("a child's job: every cell in the job's order, progress after each, its results written for the parent", async () => {
+    const jobDir = mkdtempSync(join(dir, 'job-'));
+    const cells = (['plain-mmap', 'madvise-encrypt'] as const).map((design) => ({ backend: 'native', hardware: 'mktme', design, kernel: 'patched', swap: 'none', workload: 'fault', threads: 1 }) as const);
+    const job: AbJob = { now: ROOT, base: same, cells, order: [1, 0], seed: 1, timeMs: 5, warmupMs: 4, pairSeed: 9, tmpdir: jobDir, out: join(jobDir, 'out.json'), parent: process.ppid };
+    writeFileSync(join(jobDir, 'job.json'), JSON.stringify(job));
+    const seen: [number, number, string][] = [];
+    await runAbJob(join(jobDir, 'job.json'), (done, total, key) => seen.push([done, total, key]));
+    const keys = cells.map(namedCellKey);
+    assert.deepEqual(seen, [
+      [1, 2, keys[1]],
+      [2, 2, keys[0]],
+    ]);
+    const res = JSON.parse(readFileSync(job.out, 'utf8')) as AbCellResult[];
+    assert.deepEqual(res.map((x) => x.key), [keys[1], keys[0]]);
+    assert.ok(res.every((x) => x.pairs >= 5 && x.ratio > 0 && behaviourDiff(x.base, x.now).length === 0));
   });
 
   it('refuses a base that is not another built checkout, each case in its own words', async () => {
