@@ -247,7 +247,7 @@ async function timePairs(
 }
 
 /** The `_ab` child: both builds, every cell of the job in its order; writes AbCellResult[] (JSON) to job.out. */
-export async function runAbJob(file: string, progress?: (done: number, total: number, key: string) => void): Promise<void> {
+export async function runAbJob(file: string, progress: (done: number, total: number, key: string) => void): Promise<void> {
   const job = JSON.parse(readFileSync(file, 'utf8')) as AbJob;
   const apis = [await loadBuild(job.base, job.base), await loadBuild(job.now, job.now)];
   const rand = mulberry32(job.pairSeed);
@@ -286,7 +286,7 @@ export async function runAbJob(file: string, progress?: (done: number, total: nu
         rmSync(s.dir, { recursive: true, force: true });
       }
     }
-    progress?.(done + 1, job.order.length, namedCellKey(c));
+    progress(done + 1, job.order.length, namedCellKey(c));
   }
   writeFileSync(job.out, JSON.stringify(results), { mode: 0o600 });
 }
