@@ -30,7 +30,11 @@
  * x^128 + x^7 + x^2 + x + 1, the 128-bit tweak read little-endian. Data
  * units here are whole blocks (len % 16 == 0), so no ciphertext stealing.
  */
+#define _GNU_SOURCE /* O_CLOEXEC, pread */
+#include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <sched.h>
 #include <node_api.h>
 #include <openssl/crypto.h>
@@ -38,6 +42,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define XTS_VAES 1
@@ -412,8 +417,9 @@ static bool reg_u53(double x, uint64_t *out)
  * unit + len, ... (consecutive frames: the tweak is the physical address).
  * Offsets and lengths are checked by the caller (backend.ts checkUnit) and
  * again here for memory safety.
+ * (crypt_units, not crypt: <unistd.h> declares crypt(3).)
  */
-static napi_value crypt(napi_env env, napi_callback_info info)
+static napi_value crypt_units(napi_env env, napi_callback_info info)
 {
 	size_t argc = 3;
 	napi_value argv[3];
@@ -482,6 +488,51 @@ static napi_value yield_cpu(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/*
+ * schedstat(out): the calling thread's time on a host CPU and its time
+ * runnable but waiting for one (on a runqueue), in ns, into out[0] and
+ * out[1]; false where the host does not say (not Linux, or a kernel without
+ * CONFIG_SCHED_INFO). Linux keeps both per task in /proc/<pid>/task/<tid>/
+ * schedstat, the first two of its three numbers (Documentation/scheduler/
+ * sched-stats.rst). kernel/backoff.ts divides the second by their sum over
+ * windows: how much of its runnable time a thread of the simulator waited
+ * for a CPU, which says whether the host has a CPU free for every one of
+ * them. Each thread keeps its own file open (pread at 0 reads it anew) for
+ * as long as it lives: the simulator's threads live as long as the process.
+ */
+static __thread int sched_fd = -2;
+
+static napi_value schedstat(napi_env env, napi_callback_info info)
+{
+	size_t argc = 1, n = 0;
+	napi_value argv[1], ret;
+	napi_typedarray_type type;
+	void *data = NULL;
+	char buf[128];
+	unsigned long long run, wait;
+	ssize_t got;
+	bool ok = false;
+
+	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &n, &data, NULL, NULL) != napi_ok || type != napi_float64_array ||
+	    n < 2) {
+		napi_throw_type_error(env, NULL, "schedstat: expected a Float64Array of at least 2");
+		return NULL;
+	}
+	if (sched_fd == -2)
+		sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	if (sched_fd >= 0 && (got = pread(sched_fd, buf, sizeof(buf) - 1, 0)) > 0) {
+		buf[got] = '\0';
+		if (sscanf(buf, "%llu %llu", &run, &wait) == 2) {
+			((double *)data)[0] = (double)run;
+			((double *)data)[1] = (double)wait;
+			ok = true;
+		}
+	}
+	CHECK(env, napi_get_boolean(env, ok, &ret));
+	return ret;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_value impl;
@@ -503,9 +554,10 @@ static napi_value init(napi_env env, napi_value exports)
 	napi_property_descriptor props[] = {
 		{ "importKey", NULL, import_key, NULL, NULL, NULL, napi_default, NULL },
 		{ "rekey", NULL, rekey, NULL, NULL, NULL, napi_default, NULL },
-		{ "crypt", NULL, crypt, NULL, NULL, NULL, napi_default, NULL },
+		{ "crypt", NULL, crypt_units, NULL, NULL, NULL, napi_default, NULL },
 		{ "setRegs", NULL, set_regs, NULL, NULL, NULL, napi_default, NULL },
 		{ "yieldCpu", NULL, yield_cpu, NULL, NULL, NULL, napi_default, NULL },
+		{ "schedstat", NULL, schedstat, NULL, NULL, NULL, napi_default, NULL },
 		{ "impl", NULL, NULL, NULL, NULL, impl, napi_enumerable, NULL },
 	};
 

@@ -25,6 +25,8 @@ interface Addon {
   crypt(h: object, src: Uint8Array, dst: Uint8Array): void;
   /** sched_yield(2) (kernel/backoff.ts) */
   yieldCpu(): void;
+  /** this thread's ns on a host CPU and ns runnable but waiting for one, into out[0] and out[1]; false where the host does not say */
+  schedstat(out: Float64Array): boolean;
 }
 
 /** The call registers' slots (xts-native.c): srcOff, dstOff, len, unit, count, enc. */
@@ -44,8 +46,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout lacks the newest function, rekey (and before it yieldCpu, setRegs)
-  if (typeof a.rekey !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout lacks the newest function, schedstat (and before it rekey, yieldCpu, setRegs)
+  if (typeof a.schedstat !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -69,6 +71,16 @@ export function nativeImpl(): string | null {
  */
 export function hostYield(): (() => void) | null {
   return addon === null ? null : addon.yieldCpu;
+}
+
+/**
+ * The calling thread's time on a host CPU and its time runnable but waiting
+ * for one, ns, into out[0] and out[1] (Linux's per-thread schedstat; false
+ * where the host does not keep it), for the spin-waits' view of the host's
+ * load (kernel/backoff.ts); null when the addon is not there.
+ */
+export function hostSchedstat(): ((out: Float64Array) => boolean) | null {
+  return addon === null ? null : addon.schedstat;
 }
 
 function _addon(): Addon {

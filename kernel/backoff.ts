@@ -64,6 +64,100 @@
 // was worse for the trapping cells; pinning the kernel thread too made t1
 // file-backed faults about 20x slower. None of them is used.
 
+// A busy host. Whether the threads fit is not only a matter of counting
+// them: other processes may hold the host CPUs. Then a spin to the cap is
+// the worst choice of all: the thread waited for sits on a runqueue behind
+// another process's thread, the spinner burns its own share, and a hand-off
+// waits for a time slice. Measured on this 2-vCPU VM with two busy-loop
+// processes beside one worker CPU (the threads "fit"): swap took 8.1-8.4 ms
+// an op against 25-31 us quiet, fault plain-mmap 63.6 against 3.4-5.5 us;
+// with the adaptive regime of crowded machines instead, 33.9 and 6.2 us.
+// Yet on a quiet host the adaptive regime costs the 1-CPU cells up to 30%
+// (ab, the same processes: enosys-fallback +24 to +30%, dax-stacking +15 to
+// +22%, migration +6%). So the regime follows the host's load as the
+// threads see it: each thread reads its own time on a CPU and time waiting
+// on a runqueue (Linux's schedstat, through the native addon) every
+// LOAD_WINDOW_MS, and when it waited for more than BUSY_WAIT_SHARE of its
+// runnable time, every thread of the simulator takes the adaptive regime
+// for BUSY_HOLD_MS (a shared word), as if it were crowded. That share of
+// 100 ms windows, measured on this VM: one worker CPU, quiet, 0.00-0.35
+// (median 0.01-0.10) on the kernel thread; with the two busy loops 0.47-0.59
+// on both threads while they spin, and 0.41-0.54 (worker CPU) while they
+// sleep in the adaptive regime, so the hold keeps being renewed.
+// Without the addon, or where Linux does not keep schedstat, the regime
+// is the thread count's alone.
+//
+// Measured with the two busy loops, 1 worker CPU (a single-cell script,
+// 1.5 s of rounds): swap plain-mmap 8119 us -> 30.9 us an op, fault
+// plain-mmap 63.6 -> 5.2 us, fault madvise-encrypt 4.9 us. On the quiet VM,
+// ab against the build before (10 processes, the 1-CPU cells of fault,
+// swap and swap over dm-crypt, migration, enosys-fallback, dax-stacking and
+// qemu-guest; plain-mmap, madvise-encrypt): no cell changed significantly,
+// -0.4 to +2.8%.
+
+/** Each thread's window for its share of runnable time spent waiting for a CPU, ms. */
+export const LOAD_WINDOW_MS = 100;
+/** A window counts only with at least this much runnable time in it, ms (a mostly asleep thread says little). */
+export const LOAD_MIN_RUNNABLE_MS = 10;
+/** Above this share of its runnable time waiting for a CPU, a thread finds the host busy. */
+export const BUSY_WAIT_SHARE = 0.4;
+/** How long every thread then takes the adaptive regime, ms. */
+export const BUSY_HOLD_MS = 500;
+
+/**
+ * The host's load as the simulator's threads see it. One per thread (its
+ * windows are its own) on a word shared by all of them: the time, ms after
+ * `epoch` (absolute ms, performance.timeOrigin + performance.now()), until
+ * which the host counts as busy.
+ */
+export class HostLoad {
+  private next = -Infinity;
+  private readonly now = new Float64Array(2);
+  private readonly last = new Float64Array(2);
+  private have = false;
+
+  /**
+   * @param probe the calling thread's ns on a CPU and ns waiting for one
+   * (the addon's schedstat); null: never busy
+   */
+  constructor(
+    private readonly words: Int32Array,
+    private readonly index: number,
+    private readonly epoch: number,
+    readonly probe: ((out: Float64Array) => boolean) | null,
+  ) {}
+
+  /** ms since the epoch: the shared word's clock */
+  private ms(now: number): number {
+    return Math.floor(performance.timeOrigin + now - this.epoch);
+  }
+
+  /** Is the host busy? `now`: this thread's performance.now(). Samples the thread's schedstat once a window. */
+  busy(now: number): boolean {
+    if (now >= this.next && this.probe !== null) this.sample(now);
+    return Atomics.load(this.words, this.index) > this.ms(now);
+  }
+
+  private sample(now: number): void {
+    this.next = now + LOAD_WINDOW_MS;
+    const c = this.now, l = this.last;
+    if (!this.probe!(c)) {
+      this.have = false;
+      return;
+    }
+    if (this.have) {
+      const waited = c[1] - l[1];
+      const runnable = c[0] - l[0] + waited;
+      if (runnable >= LOAD_MIN_RUNNABLE_MS * 1e6 && waited > BUSY_WAIT_SHARE * runnable) {
+        const until = this.ms(now) + BUSY_HOLD_MS;
+        if (until > Atomics.load(this.words, this.index)) Atomics.store(this.words, this.index, until);
+      }
+    }
+    l.set(c);
+    this.have = true;
+  }
+}
+
 /** Longest spin of one wait, in ms: longer than a round of the default workloads. */
 export const SPIN_CAP_MS = 2;
 
@@ -89,18 +183,30 @@ export class Spinner {
   private sleptMs = -1;
   /** this wait polls with sched_yield (start(true) in the adaptive regime, with a yield to call) */
   private yielding = false;
+  /** this wait spins to the cap: the threads fit and the host is not busy (HostLoad) */
+  private fits: boolean;
 
   /**
    * @param allowed true when the simulated CPUs fit the host CPUs (spin to
    * the cap); false for the adaptive regime
    * @param yieldCpu sched_yield (the native addon's), for waits that ask for
    * yielding polls; null: they poll on the adaptive budget like the rest
+   * @param load the host's load: while busy, a spinner whose threads fit
+   * takes the adaptive regime; null: the thread count alone decides
    */
   constructor(
     private readonly allowed: boolean,
     private readonly capMs = SPIN_CAP_MS,
     private readonly yieldCpu: (() => void) | null = null,
-  ) {}
+    private readonly load: HostLoad | null = null,
+  ) {
+    this.fits = allowed;
+  }
+
+  /** The current wait spins to the cap (the threads fit a host that is not busy); false: the adaptive regime. */
+  get fitting(): boolean {
+    return this.fits;
+  }
 
   /**
    * A wait begins (and the previous one, if any, is over). `yielding`: in
@@ -110,10 +216,11 @@ export class Spinner {
   start(yielding = false): void {
     this.polls = 0;
     this.over = false;
-    this.yielding = yielding && !this.allowed && this.yieldCpu !== null;
     this.since = performance.now(); // (the budget's polls do not look at it)
+    this.fits = this.allowed && !(this.load !== null && this.load.busy(this.since));
+    this.yielding = yielding && !this.fits && this.yieldCpu !== null;
     // (with the threads fitting, the budget is never used: nothing to keep)
-    if (!this.allowed) {
+    if (!this.fits) {
       if (this.waited) this.adapt();
       this.waited = true;
       this.sleptMs = -1;
@@ -128,7 +235,7 @@ export class Spinner {
 
   /** A poll found nothing: may the thread poll again (true), or must it sleep (false)? */
   spin(): boolean {
-    if (!this.allowed && !this.yielding) return ++this.polls < this.budget;
+    if (!this.fits && !this.yielding) return ++this.polls < this.budget;
     if (this.over) return false;
     if (this.yielding) (this.yieldCpu as () => void)();
     if (++this.polls % (this.yielding ? YIELD_CLOCK_EVERY : CLOCK_EVERY) !== 0) return true;
@@ -138,7 +245,7 @@ export class Spinner {
 
   /** Futex-sleep on w[index] while it holds value, at most ms. */
   sleep(w: Int32Array, index: number, value: number, ms: number): 'ok' | 'not-equal' | 'timed-out' {
-    if (this.allowed) return Atomics.wait(w, index, value, ms);
+    if (this.fits) return Atomics.wait(w, index, value, ms);
     const t = performance.now();
     const r = Atomics.wait(w, index, value, ms);
     this.sleptMs = Math.max(this.sleptMs, 0) + performance.now() - t;

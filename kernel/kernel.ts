@@ -74,6 +74,8 @@ export interface KernelConfig {
   readonly pgtableSlots?: number;
   /** host CPUs the simulator's threads share (smp.ts): how far hand-offs may spin */
   readonly hostCpus?: number;
+  /** hand-offs also follow the host's load (backoff.ts HostLoad; default true); tests that assert a regime turn it off */
+  readonly probeLoad?: boolean;
   /**
    * vm.mmap_min_addr: MAP_FIXED below it is EPERM without CAP_SYS_RAWIO
    * (security/commoncap.c:cap_mmap_addr). Default MMAP_MIN_ADDR (65536, most
@@ -319,7 +321,7 @@ export class Kernel {
       throw new RangeError(`mmapMinAddr: expected an integer in [0, ${TASK_SIZE}], got ${config.mmapMinAddr}`);
     this.alloc = new PageAllocator(machine.memory, machine.nrCpus);
     this.pool = PageTablePool.create(config.pgtableSlots ?? 4096);
-    this.smp = Smp.create(machine.nrCpus, config.hostCpus);
+    this.smp = Smp.create(machine.nrCpus, config.hostCpus, config.probeLoad ?? true);
     this.counters = PerCpuCounters.create(KERNEL_COUNTERS, machine.nrCpus);
     this.row = this.counters.row(0);
     this.keys = new KeyService(machine.engine);

@@ -32,6 +32,11 @@
 // simulator's threads share; hand-offs spin freely only if the simulated CPUs
 // (one thread each) fit them (backoff.ts).
 //
+// Busy: the word after the kernel-waits word holds until when (ms after the
+// descriptor's epoch) the host counts as busy, whatever the thread count
+// says: other processes hold its CPUs, and the hand-offs take the adaptive
+// regime of a crowded machine (backoff.ts, HostLoad).
+//
 // Kernel waits: the word after that is 1 while the kernel waits for an ack
 // that did not come at once, when the simulated CPUs outnumber the host's. A
 // CPU waiting for its trap reply then sleeps instead of spinning: the CPU
@@ -39,8 +44,8 @@
 // paravirtual TLB flush does not wait for a preempted vCPU, arch/x86/kernel/
 // kvm.c kvm_flush_tlb_multi, it lets the CPU that must ack run.)
 
-import { hostYield } from '../hardware/xts-native.js';
-import { Spinner, SPIN_CAP_MS } from './backoff.js';
+import { hostSchedstat, hostYield } from '../hardware/xts-native.js';
+import { HostLoad, Spinner, SPIN_CAP_MS } from './backoff.js';
 
 export const CPU_WORDS = 16;
 export const W_ONLINE = 0;
@@ -60,6 +65,10 @@ export interface SmpDescriptor {
   readonly sab: SharedArrayBuffer;
   readonly argSab: SharedArrayBuffer;
   readonly nrCpus: number;
+  /** absolute ms (performance.timeOrigin + performance.now()) at create: the busy word's clock starts there */
+  readonly epoch: number;
+  /** each thread reads its schedstat for the busy word (HostLoad); false: only the thread count decides the regime */
+  readonly probeLoad: boolean;
 }
 
 /** Polls of an ack before the kernel sleeps on it: an ack takes a CPU one access boundary. */
@@ -75,30 +84,41 @@ export class Smp {
   private readonly gens: Int32Array;
   /** sched_yield for spin-waits that ask for it when crowded (backoff.ts); null without the native addon, and where a test says so */
   yieldCpu: (() => void) | null = hostYield();
+  /** the host's load as this thread sees it (backoff.ts); its probe is null without the addon, and where the kernel's config says so */
+  readonly load: HostLoad;
   private readonly sab: SharedArrayBuffer;
   private readonly argSab: SharedArrayBuffer;
+  private readonly epoch: number;
+  private readonly probeLoad: boolean;
 
   private constructor(d: SmpDescriptor) {
     this.nrCpus = d.nrCpus;
     this.sab = d.sab;
     this.argSab = d.argSab;
+    this.epoch = d.epoch;
     this.words = new Int32Array(d.sab);
     this.args = new Float64Array(d.argSab);
     this.gens = new Int32Array(d.nrCpus);
+    this.probeLoad = d.probeLoad;
+    this.load = new HostLoad(this.words, this.busyWord, d.epoch, d.probeLoad ? hostSchedstat() : null);
   }
 
   /**
    * @param hostCpus the host CPUs the simulator's threads share: hand-offs
    * spin freely only when the simulated CPUs fit them (backoff.ts); by
    * default one per simulated CPU
+   * @param probeLoad the regime also follows the host's load, as each thread
+   * sees it (backoff.ts HostLoad); false: the thread count alone decides
    */
-  static create(nrCpus: number, hostCpus = nrCpus): Smp {
+  static create(nrCpus: number, hostCpus = nrCpus, probeLoad = true): Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
     if (!Number.isInteger(hostCpus) || hostCpus < 1) throw new RangeError(`hostCpus: expected >= 1, got ${hostCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 3) * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 4) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
+      epoch: performance.timeOrigin + performance.now(),
+      probeLoad,
     });
     Atomics.store(s.words, W_ONLINE, 1); // the boot CPU
     Atomics.store(s.words, s.doorbell + 1, hostCpus);
@@ -110,7 +130,7 @@ export class Smp {
   }
 
   descriptor(): SmpDescriptor {
-    return { sab: this.sab, argSab: this.argSab, nrCpus: this.nrCpus };
+    return { sab: this.sab, argSab: this.argSab, nrCpus: this.nrCpus, epoch: this.epoch, probeLoad: this.probeLoad };
   }
 
   w(cpu: number, word: number): number {
@@ -122,9 +142,9 @@ export class Smp {
     return this.nrCpus * CPU_WORDS;
   }
 
-  /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts). */
+  /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts): it follows this thread's view of the host's load. */
   spinner(): Spinner {
-    return new Spinner(!this.crowded, SPIN_CAP_MS, this.yieldCpu);
+    return new Spinner(this.nrCpus <= this.hostCpus, SPIN_CAP_MS, this.yieldCpu, this.load);
   }
 
   /** Host CPUs the simulator's threads share. */
@@ -132,9 +152,17 @@ export class Smp {
     return Atomics.load(this.words, this.doorbell + 1);
   }
 
-  /** The simulated CPUs (one thread each) outnumber the host CPUs they share. */
+  /**
+   * The simulated CPUs (one thread each) outnumber the host CPUs they share,
+   * or the host is busy (HostLoad: other processes hold its CPUs).
+   */
   get crowded(): boolean {
-    return this.nrCpus > this.hostCpus;
+    return this.nrCpus > this.hostCpus || this.load.busy(performance.now());
+  }
+
+  /** Index of the busy word: until when (ms after the epoch) the host counts as busy (HostLoad). */
+  get busyWord(): number {
+    return this.doorbell + 3;
   }
 
   /** Index of the kernel-waits word: 1 while CPUs in traps should sleep, not spin. */

@@ -65,8 +65,9 @@ export class WorkerCpu {
    */
   private readonly spinner: Spinner;
   /**
-   * sched_yield for a trap's wait where the simulator's threads outnumber
-   * the host CPUs (see trap), else null; tests put a counter here.
+   * sched_yield for a trap's wait in the adaptive regime: the simulator's
+   * threads outnumber the host CPUs, or the host is busy (see trap); null
+   * without the addon; tests put a counter here.
    */
   yieldCpu: (() => void) | null;
 
@@ -77,7 +78,7 @@ export class WorkerCpu {
     this.base = this.smp.w(d.cpu, 0);
     this.argBase = d.cpu * CPU_ARGS;
     this.spinner = this.smp.spinner();
-    this.yieldCpu = this.smp.crowded ? this.smp.yieldCpu : null;
+    this.yieldCpu = this.smp.yieldCpu;
     const pool = PageTablePool.attach(d.kernel.pgtable);
     if (d.fastFaults) {
       const counters = PerCpuCounters.attach<KernelCounter>(d.kernel.counters);
@@ -119,7 +120,8 @@ export class WorkerCpu {
     // But not while the kernel waits for another CPU's ack: that CPU may need
     // the host CPU this spin holds (smp.ts, kernel waits).
     //
-    // And where the threads outnumber the host CPUs, a request the kernel
+    // And where the threads outnumber the host CPUs (or the host is busy:
+    // backoff.ts, HostLoad), a request the kernel
     // has not taken after TAKEN_POLLS polls gets a sched_yield (and another
     // every TAKEN_POLLS polls while it stays untaken): the kernel thread may be
     // queued behind this spin on the same host CPU, as Linux's
@@ -136,8 +138,8 @@ export class WorkerCpu {
     // every wait instead, taken or not, made swap t2 2.5x slower.
     const sp = this.spinner;
     const kw = this.smp.kernelWaits;
-    const y = this.yieldCpu;
     sp.start();
+    const y = sp.fitting ? null : this.yieldCpu;
     for (let n = 1; ; n++) {
       const resp = Atomics.load(w, this.base + W_RESP);
       if (resp === req) break;

@@ -86,7 +86,7 @@ function awaitTurn(c: WorkerCpu, b: RoundBoard, t: number): boolean {
     if (now === t) return true;
     if (now === TURN_ABORT) return false;
     if (now > t) throw new Error(`lockstep: turn ${t} of CPU ${c.cpu} passed (the word holds ${now})`);
-    c.user.idleWhile(w, b.turn, now, TURN_SPIN, c.yieldCpu);
+    c.user.idleWhile(w, b.turn, now, TURN_SPIN, c.smp.crowded ? c.yieldCpu : null);
   }
 }
 

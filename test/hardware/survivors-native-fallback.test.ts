@@ -34,7 +34,7 @@ const NOT_BUILT = 'build/xts_native.node was not built (npm ci builds it with cc
 /**
  * An addon as a build from an older checkout would be: it loads and has the
  * named functions, nothing more (before the call registers: importKey and
- * crypt; before yieldCpu: setRegs too). Its path, or why not where there is
+ * crypt; before yieldCpu: setRegs too; before schedstat: yieldCpu and rekey too). Its path, or why not where there is
  * no C compiler or no node headers.
  */
 function oldAddon(name: string, fns: readonly string[]): string | { why: string } {
@@ -123,6 +123,7 @@ describe('native backend built from an older checkout', () => {
   for (const [name, fns] of [
     ['old', ['importKey', 'crypt']],
     ['noyield', ['importKey', 'crypt', 'setRegs']],
+    ['noschedstat', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu']],
   ] as const) {
     const old = oldAddon(name, fns);
     it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
@@ -132,6 +133,7 @@ describe('native backend built from an older checkout', () => {
       assert.deepEqual(xts.availableBackends(), ['openssl', 'noble']);
       assert.equal(xts.defaultBackend(), 'openssl');
       assert.equal(native.hostYield(), null);
+      assert.equal(native.hostSchedstat(), null);
     });
   }
 });
@@ -143,6 +145,7 @@ describe('native backend built', { skip: existsSync(ADDON) ? false : 'build/xts_
     const y = native.hostYield();
     assert.equal(typeof y, 'function');
     assert.equal(y!(), undefined, 'sched_yield, nothing returned');
+    assert.equal(typeof native.hostSchedstat(), 'function');
     assert.deepEqual(xts.availableBackends(), ['native', 'openssl', 'noble']);
     assert.equal(xts.defaultBackend(), 'native');
     assert.equal(xts.backendNote(), null);

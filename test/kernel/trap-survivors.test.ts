@@ -66,6 +66,7 @@ function setup(nrCpus = 3, hostCpus = 1): Setup {
     swap: null,
     pgtableSlots: 512,
     hostCpus,
+    probeLoad: false, // the regime is the thread count's, however busy the machine running the tests
     overcommit: { ...defaultOvercommit(128, 0), mode: 1 },
   });
   k.smp.yieldCpu = null; // polls on the budget, whether or not the addon is built (yielding polls: their own tests)
@@ -267,10 +268,30 @@ describe('trap.ts: WorkerCpu.trap', () => {
   it('with a host CPU for each thread a trap never yields: the kernel thread has a CPU of its own', () => {
     const s = setup(2, 2);
     const cpu = workerCpu(s.k, s.t, 1);
-    assert.equal(cpu.yieldCpu, null);
-    const st = kernelAnswers(s.k, new TrapServer(s.k, s.t), 1, { onPoll: 3 * TAKEN_POLLS });
+    let yields = 0;
+    cpu.yieldCpu = () => yields++;
+    const st = kernelAnswers(s.k, new TrapServer(s.k, s.t), 1, { onPoll: 3 * TAKEN_POLLS + 3 });
     assert.equal(cpu.trap(NR_PROBE, 1), 0);
-    assert.equal(st.forced, false);
+    assert.deepEqual([yields, st.forced], [0, false]);
+    s.done();
+  });
+
+  it('on a busy host a trap yields as a crowded one does, though there is a host CPU for each thread; once the host is quiet again, it does not', () => {
+    const s = setup(2, 2);
+    const cpu = workerCpu(s.k, s.t, 1);
+    let yields = 0;
+    cpu.yieldCpu = () => yields++;
+    const ms = Math.floor(performance.timeOrigin + performance.now() - s.k.smp.descriptor().epoch);
+    Atomics.store(s.k.smp.words, s.k.smp.busyWord, ms + 60_000); // other processes hold the host CPUs (HostLoad)
+    const server = new TrapServer(s.k, s.t);
+    const st = kernelAnswers(s.k, server, 1, { onPoll: 3 * TAKEN_POLLS + 3 });
+    s.rets.push(5);
+    assert.equal(cpu.trap(NR_PROBE, 1), 5);
+    assert.deepEqual([yields, st.sleeps.length, st.forced], [3, 0, false]);
+    Atomics.store(s.k.smp.words, s.k.smp.busyWord, ms - 1);
+    yields = 0;
+    assert.equal(cpu.trap(NR_PROBE, 2), 0);
+    assert.deepEqual([yields, st.forced], [0, false]);
     s.done();
   });
 
