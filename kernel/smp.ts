@@ -37,6 +37,10 @@
 // says: other processes hold its CPUs, and the hand-offs take the adaptive
 // regime of a crowded machine (backoff.ts, HostLoad).
 //
+// Online bell: the word after the busy word is 1 while the kernel's work
+// waits for a CPU to come online for a round (trap.ts, TrapServer.pump); a
+// CPU that comes online then rings the doorbell.
+//
 // Kernel waits: the word after that is 1 while the kernel waits for an ack
 // that did not come at once, when the simulated CPUs outnumber the host's. A
 // CPU waiting for its trap reply then sleeps instead of spinning: the CPU
@@ -114,7 +118,7 @@ export class Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
     if (!Number.isInteger(hostCpus) || hostCpus < 1) throw new RangeError(`hostCpus: expected >= 1, got ${hostCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 4) * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 5) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
       epoch: performance.timeOrigin + performance.now(),
@@ -163,6 +167,11 @@ export class Smp {
   /** Index of the busy word: until when (ms after the epoch) the host counts as busy (HostLoad). */
   get busyWord(): number {
     return this.doorbell + 3;
+  }
+
+  /** Index of the online-bell word: 1 while the kernel waits for a CPU to come online (a CPU that does rings the doorbell). */
+  get onlineBell(): number {
+    return this.doorbell + 4;
   }
 
   /** Index of the kernel-waits word: 1 while CPUs in traps should sleep, not spin. */

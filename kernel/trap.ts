@@ -167,11 +167,15 @@ export class WorkerCpu {
   /**
    * Back to running user code. Online first, then catch up on any IPI sent
    * while idle (seq-cst: a kernel that saw us offline had already bumped IPI,
-   * so this poll sees it and flushes before the first access).
+   * so this poll sees it and flushes before the first access). A kernel
+   * whose work waits for a running CPU (TrapServer.pump, step() 'wait';
+   * the online bell) hears it on the doorbell; no other kernel is woken.
    */
   online(): void {
-    Atomics.store(this.smp.words, this.smp.w(this.cpu, W_ONLINE), 1);
+    const w = this.smp.words;
+    Atomics.store(w, this.smp.w(this.cpu, W_ONLINE), 1);
     this.user.pollIpi();
+    if (Atomics.load(w, this.smp.onlineBell) !== 0) this.smp.ring();
   }
 }
 
@@ -221,15 +225,17 @@ export class TrapServer {
   /**
    * Serve traps synchronously until `finished()`, running `step()` (the
    * kernel's own work, one bounded piece at a time; false when it has none
-   * left) between them, and sleeping on the doorbell when there is nothing to
-   * do. Blocks this thread: much lower trap latency than the event loop.
+   * left; 'wait' when it has none yet, waiting for the CPUs: a pass that
+   * served no trap either is then a quiet one, below) between them, and
+   * sleeping on the doorbell when there is nothing to do. Blocks this
+   * thread: much lower trap latency than the event loop.
    *
    * When the simulator's threads outnumber the host CPUs (backoff.ts), a
    * kernel whose CPUs served no trap in this pump nor in the last one does
    * not spin at all: nothing is coming for it to catch (a round of fast
    * faults makes no trap at all), and its spin takes the host
-   * CPU a worker needs. It sleeps on the doorbell at once, which a trap or
-   * a finished round rings. Once a trap came, it polls, with sched_yield
+   * CPU a worker needs. It sleeps on the doorbell at once, which a trap, a
+   * CPU coming online for a round, or a finished round rings. Once a trap came, it polls, with sched_yield
    * where the native addon is there (backoff.ts). Measured
    * with 2 worker CPUs on this 2-vCPU VM, 5 alternating fresh processes per
    * side, medians: migration madvise-encrypt 9581 -> 7172 ns per op,
@@ -237,37 +243,53 @@ export class TrapServer {
    * enosys-fallback 146 -> 133 us, qemu-guest 37.3 -> 36.2 us; swap (a trap
    * every op) and fault unchanged within the noise (1.03, 1.00, 1.01).
    */
-  pump(finished: () => boolean, step: () => boolean = () => false, stallMs = 60_000): void {
+  pump(finished: () => boolean, step: () => boolean | 'wait' = () => false, stallMs = 60_000): void {
     const w = this.k.smp.words;
     const bell = this.k.smp.doorbell;
     const sp = this.spinner;
     const crowded = this.k.smp.crowded;
+    const onlineBell = this.k.smp.onlineBell;
+    let bell1 = 0;
     let more = true;
     let trapped = false;
     let quietSince = performance.now();
     sp.start(true);
-    for (;;) {
-      const rung = Atomics.load(w, bell);
-      let busy = false;
-      for (const cpu of this.cpus) if (this.serveOne(cpu)) busy = true;
-      if (busy) trapped = true;
-      if (more) more = step();
-      if (finished()) {
-        this.trappedLast = trapped;
-        return;
+    try {
+      for (;;) {
+        const rung = Atomics.load(w, bell);
+        let busy = false;
+        for (const cpu of this.cpus) if (this.serveOne(cpu)) busy = true;
+        if (busy) trapped = true;
+        let worked = false;
+        if (more) {
+          // the online bell rings before step() looks at the CPUs' online
+          // words (seq-cst, both sides): either it sees a CPU online, or that
+          // CPU sees the bell and rings the doorbell, changing it from `rung`
+          if (!bell1) Atomics.store(w, onlineBell, (bell1 = 1));
+          const r = step();
+          more = r !== false;
+          worked = r === true;
+          if (r !== 'wait') Atomics.store(w, onlineBell, (bell1 = 0));
+        }
+        if (finished()) {
+          this.trappedLast = trapped;
+          return;
+        }
+        if (busy || worked) {
+          quietSince = performance.now();
+          sp.start(true);
+        } else {
+          const atOnce = crowded && !trapped && !this.trappedLast;
+          if (!atOnce && sp.spin()) continue;
+          // (a sleep at once bypasses the spinner, whose budget would learn from waits it never spun for)
+          const r = atOnce ? Atomics.wait(w, bell, rung, 5) : sp.sleep(w, bell, rung, 5);
+          const now = performance.now();
+          if (r !== 'timed-out') quietSince = now;
+          else if (now - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
+        }
       }
-      if (busy || more) {
-        quietSince = performance.now();
-        sp.start(true);
-      } else {
-        const atOnce = crowded && !trapped && !this.trappedLast;
-        if (!atOnce && sp.spin()) continue;
-        // (a sleep at once bypasses the spinner, whose budget would learn from waits it never spun for)
-        const r = atOnce ? Atomics.wait(w, bell, rung, 5) : sp.sleep(w, bell, rung, 5);
-        const now = performance.now();
-        if (r !== 'timed-out') quietSince = now;
-        else if (now - quietSince > stallMs) throw new Error(`trap server: no CPU rang for ${stallMs} ms`);
-      }
+    } finally {
+      if (bell1) Atomics.store(w, onlineBell, 0);
     }
   }
 

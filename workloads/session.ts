@@ -220,9 +220,10 @@ export class CellSession {
   /**
    * One round of user work on every CPU, handed over on the round board.
    * Meanwhile this thread serves their traps synchronously and runs `step`
-   * (the kernel's own work, one piece per call, false when done).
+   * (the kernel's own work, one piece per call, false when done, 'wait'
+   * while it waits for the CPUs: TrapServer.pump).
    */
-  async runCpus(spec: RoundSpec, step?: () => boolean): Promise<CpuReport[]> {
+  async runCpus(spec: RoundSpec, step?: () => boolean | 'wait'): Promise<CpuReport[]> {
     const b = this.board;
     const f = b.f64;
     const w = this.k.smp.words;

@@ -581,6 +581,42 @@ describe('trap.ts: TrapServer.pump', () => {
     s.done();
   });
 
+  it("step() 'wait' (its work waits for a running CPU) is no work: a crowded pump sleeps; the online bell is up while step() looks, so the CPU that comes online rings the pump awake; down once step() works and when the pump returns", async () => {
+    const s = setup(2);
+    const w = s.k.smp.words;
+    const cpu = workerCpu(s.k, s.t, 1);
+    cpu.offline();
+    const bellUp = () => realLoad(w, s.k.smp.onlineBell);
+    // the CPU comes online during the pump's 2nd sleep
+    const q = quiet(s.k, (n) => n === 2, () => cpu.online());
+    const server = new TrapServer(s.k, s.t);
+    server.serve(1);
+    const inStep: number[] = [], afterStep: number[] = [];
+    let works = 0;
+    const step = (): boolean | 'wait' => {
+      inStep.push(bellUp());
+      if (realLoad(w, s.k.smp.w(1, W_ONLINE)) === 0) return 'wait';
+      return ++works < 3;
+    };
+    const g = after(Infinity, q, () => afterStep.push(bellUp()));
+    server.pump(() => g.finished() || works === 3, step);
+    assert.deepEqual(q.sleeps, ['timed-out', 'ok'], 'asleep at once while it waited; the online CPU rang');
+    assert.deepEqual(inStep, [1, 1, 1, 1, 1]);
+    assert.deepEqual(afterStep, [1, 1, 0, 0, 0]);
+    assert.equal(bellUp(), 0);
+    // with the bell down, a CPU that comes online rings nobody
+    cpu.offline();
+    const rung = realLoad(w, s.k.smp.doorbell);
+    cpu.online();
+    assert.equal(realLoad(w, s.k.smp.doorbell), rung);
+    // a pump that returns while its step() still waits takes the bell down
+    cpu.offline();
+    server.pump(after(3, q).finished, () => 'wait');
+    assert.equal(bellUp(), 0);
+    await server.stop();
+    s.done();
+  });
+
   it('pump does not sleep while step() has work, nor while CPUs keep trapping, however long that goes on', async () => {
     const s = setup(2);
     const q = quiet(s.k);
