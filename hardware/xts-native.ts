@@ -27,6 +27,8 @@ interface Addon {
   yieldCpu(): void;
   /** this thread's ns on a host CPU and ns runnable but waiting for one, into out[0] and out[1]; false where the host does not say */
   schedstat(out: Float64Array): boolean;
+  /** len bytes from src[srcOff] to dst[dstOff] (memmove): the numbers in the registers */
+  copy(src: Uint8Array, dst: Uint8Array): void;
 }
 
 /** The call registers' slots (xts-native.c): srcOff, dstOff, len, unit, count, enc. */
@@ -46,8 +48,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout lacks the newest function, schedstat (and before it rekey, yieldCpu, setRegs)
-  if (typeof a.schedstat !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout lacks the newest function, copy (and before it schedstat, rekey, yieldCpu, setRegs)
+  if (typeof a.copy !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -81,6 +83,22 @@ export function hostYield(): (() => void) | null {
  */
 export function hostSchedstat(): ((out: Float64Array) => boolean) | null {
   return addon === null ? null : addon.schedstat;
+}
+
+function copy(src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number): void {
+  regs[R_SOFF] = srcOff;
+  regs[R_DOFF] = dstOff;
+  regs[R_LEN] = len;
+  (addon as Addon).copy(src, dst);
+}
+
+/**
+ * len bytes from src[srcOff] to dst[dstOff] (memmove), without a view of
+ * either range (hardware/engine.ts); null when the addon is not there. The
+ * addon checks the ranges: out of bounds is a RangeError.
+ */
+export function hostCopy(): ((src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number, len: number) => void) | null {
+  return addon === null ? null : copy;
 }
 
 function _addon(): Addon {

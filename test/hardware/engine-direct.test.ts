@@ -63,6 +63,20 @@ for (const backend of availableBackends()) {
       assert.deepEqual(m.memory.buf.u8.subarray(5 * PAGE_SIZE, 6 * PAGE_SIZE), big.subarray(64, 64 + PAGE_SIZE));
       m.engine.zero(asPfn(5), 0);
       assert.ok(m.memory.buf.u8.subarray(5 * PAGE_SIZE, 6 * PAGE_SIZE).every((x) => x === 0));
+      // and read back into a larger buffer, at an aligned offset (straight: the addon's copy where it is there) and not
+      m.engine.write(asPfn(6), 0, big, PAGE_SIZE - 32);
+      m.engine.write(asPfn(7), 0, big, 4);
+      for (const [pfn, from] of [[6, PAGE_SIZE - 32], [7, 4]] as const)
+        for (const at of [48, 8]) {
+          const out = new Uint8Array(2 * PAGE_SIZE).fill(0x5a);
+          assert.equal(m.engine.read(asPfn(pfn), 0, out, at), true);
+          assert.deepEqual(out.subarray(at, at + PAGE_SIZE), big.subarray(from, from + PAGE_SIZE), `pfn ${pfn} read at ${at}`);
+          assert.ok(out.subarray(0, at).every((b) => b === 0x5a) && out.subarray(at + PAGE_SIZE).every((b) => b === 0x5a), 'nothing else touched');
+        }
+      assert.ok(m.memory.buf.u8.subarray(4 * PAGE_SIZE, 5 * PAGE_SIZE).every((x) => x === 0), 'the frame before untouched');
+      assert.ok(m.memory.buf.u8.subarray(8 * PAGE_SIZE, 9 * PAGE_SIZE).every((x) => x === 0), 'the frame after untouched');
+      const c = m.engine.counters.snapshot();
+      assert.deepEqual([c.pages_encrypted, c.pages_decrypted], [0, 0], 'plain frames: no crypto');
     });
 
     it('a load that fails the integrity check gives zeros for the page only, straight into the caller\'s buffer too', () => {

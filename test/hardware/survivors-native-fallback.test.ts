@@ -124,6 +124,7 @@ describe('native backend built from an older checkout', () => {
     ['old', ['importKey', 'crypt']],
     ['noyield', ['importKey', 'crypt', 'setRegs']],
     ['noschedstat', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu']],
+    ['nocopy', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat']],
   ] as const) {
     const old = oldAddon(name, fns);
     it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
@@ -134,6 +135,7 @@ describe('native backend built from an older checkout', () => {
       assert.equal(xts.defaultBackend(), 'openssl');
       assert.equal(native.hostYield(), null);
       assert.equal(native.hostSchedstat(), null);
+      assert.equal(native.hostCopy(), null);
     });
   }
 });
@@ -146,6 +148,18 @@ describe('native backend built', { skip: existsSync(ADDON) ? false : 'build/xts_
     assert.equal(typeof y, 'function');
     assert.equal(y!(), undefined, 'sched_yield, nothing returned');
     assert.equal(typeof native.hostSchedstat(), 'function');
+    const copy = native.hostCopy()!;
+    const a = new Uint8Array(new SharedArrayBuffer(16)).map((_, i) => i);
+    const b = new Uint8Array(8);
+    copy(a, 4, b, 2, 4);
+    assert.deepEqual([...b], [0, 0, 4, 5, 6, 7, 0, 0]);
+    copy(a, 0, a, 2, 8); // one buffer, overlapping: memmove
+    assert.deepEqual([...a], [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]);
+    copy(a, 16, b, 8, 0);
+    for (const [so, d, doff, len] of [[10, b, 0, 8], [0, b, 1, 8], [0, b, 0, 9], [-1, b, 0, 1], [0.5, b, 0, 1]] as const)
+      assert.throws(() => copy(a, so, d, doff, len), { name: 'RangeError', message: 'copy: range out of bounds' }, `${so} ${doff} ${len}`);
+    assert.deepEqual([...b], [0, 0, 4, 5, 6, 7, 0, 0], 'a refused copy copies nothing');
+    assert.throws(() => copy(new Float64Array(2) as unknown as Uint8Array, 0, b, 0, 1), { name: 'TypeError', message: 'copy: src and dst: expected Uint8Arrays' });
     assert.deepEqual(xts.availableBackends(), ['native', 'openssl', 'noble']);
     assert.equal(xts.defaultBackend(), 'native');
     assert.equal(xts.backendNote(), null);
