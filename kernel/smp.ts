@@ -75,6 +75,9 @@ export interface SmpDescriptor {
   readonly probeLoad: boolean;
 }
 
+/** The busy word's value until a thread finds the host busy: before any clock (a clock mocked to before the epoch, in tests, included). */
+export const NEVER_BUSY = -0x80000000;
+
 /** Polls of an ack before the kernel sleeps on it: an ack takes a CPU one access boundary. */
 const ACK_SPIN = 2000;
 /** Polls of an ack before, threads outnumbering host CPUs, CPUs in traps are asked to sleep. */
@@ -126,6 +129,7 @@ export class Smp {
     });
     Atomics.store(s.words, W_ONLINE, 1); // the boot CPU
     Atomics.store(s.words, s.doorbell + 1, hostCpus);
+    Atomics.store(s.words, s.busyWord, NEVER_BUSY);
     return s;
   }
 

@@ -13,7 +13,7 @@
 // generation wraps past 2^31 - 1 is not waited for. No test measures time.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, mock } from 'node:test';
-import { CPU_WORDS, Smp, W_ACK, W_IPI, W_ONLINE, W_REQ, W_WAIT } from '../../kernel/smp.js';
+import { CPU_WORDS, NEVER_BUSY, Smp, W_ACK, W_IPI, W_ONLINE, W_REQ, W_WAIT } from '../../kernel/smp.js';
 
 const realLoad = Atomics.load;
 const realStore = Atomics.store;
@@ -91,7 +91,7 @@ describe('smp.ts: Smp.create and the shared words', () => {
     assert.equal(smp.onlineBell, 3 * CPU_WORDS + 4);
     const others = () => [...smp.words].filter((_, i) => i !== smp.doorbell);
     const before = others();
-    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2, 0, 0, 0], 'only the boot CPU is online; the kernel waits for nobody; not busy; no online bell');
+    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2, 0, NEVER_BUSY, 0], 'only the boot CPU is online; the kernel waits for nobody; never busy; no online bell');
     const sleeper = Atomics.waitAsync(smp.words, 3 * CPU_WORDS, 0);
     assert.equal(sleeper.async, true);
     const realNotify = Atomics.notify;
