@@ -93,20 +93,15 @@ export class Smp {
   yieldCpu: (() => void) | null = hostYield();
   /** the host's load as this thread sees it (backoff.ts); its probe is null without the addon, and where the kernel's config says so */
   readonly load: HostLoad;
-  private readonly sab: SharedArrayBuffer;
-  private readonly argSab: SharedArrayBuffer;
-  private readonly epoch: number;
-  private readonly probeLoad: boolean;
+  /** what other threads attach to */
+  private readonly d: SmpDescriptor;
 
   private constructor(d: SmpDescriptor) {
+    this.d = d;
     this.nrCpus = d.nrCpus;
-    this.sab = d.sab;
-    this.argSab = d.argSab;
-    this.epoch = d.epoch;
     this.words = new Int32Array(d.sab);
     this.args = new Float64Array(d.argSab);
     this.gens = new Int32Array(d.nrCpus);
-    this.probeLoad = d.probeLoad;
     this.load = new HostLoad(this.words, this.busyWord, d.epoch, d.probeLoad ? hostSchedstat() : null);
   }
 
@@ -138,7 +133,7 @@ export class Smp {
   }
 
   descriptor(): SmpDescriptor {
-    return { sab: this.sab, argSab: this.argSab, nrCpus: this.nrCpus, epoch: this.epoch, probeLoad: this.probeLoad };
+    return this.d;
   }
 
   w(cpu: number, word: number): number {
