@@ -147,7 +147,12 @@ export class Smp {
 
   /** A spin-then-sleep policy for one thread's hand-offs (backoff.ts): it follows this thread's view of the host's load. */
   spinner(): Spinner {
-    return new Spinner(this.nrCpus <= this.hostCpus, SPIN_CAP_MS, this.yieldCpu, this.load);
+    return new Spinner(this.threadsFit, SPIN_CAP_MS, this.yieldCpu, this.load);
+  }
+
+  /** The simulated CPUs (one thread each) fit the host CPUs they share: the thread count's half of the regime. */
+  get threadsFit(): boolean {
+    return this.nrCpus <= this.hostCpus;
   }
 
   /** Host CPUs the simulator's threads share. */
@@ -160,7 +165,7 @@ export class Smp {
    * or the host is busy (HostLoad: other processes hold its CPUs).
    */
   get crowded(): boolean {
-    return this.nrCpus > this.hostCpus || this.load.busy(performance.now());
+    return !this.threadsFit || this.load.busy(performance.now());
   }
 
   /** Index of the busy word: until when (ms after the epoch) the host counts as busy (HostLoad). */
