@@ -173,14 +173,22 @@ function refillCpus(k: Kernel, mm: MmStruct): void {
 /** lru_add_drain for mm: move every CPU's batch to the mm's LRU. Kernel only, under the write lock. */
 function drainLruBatches(mm: MmStruct): void {
   const f = mm.shared.f64;
+  // the VMA of the last page, prepared: the pages of a batch mostly share one
+  let lo = 0, hi = 0;
   for (let c = 0; c < mm.shared.nrCpus; c++) {
     const b = mm.shared.batchBase(c);
     const n = f[b];
     for (let j = 0; j < n; j++) {
       const va = f[b + 1 + j];
       mm.lru.push(va);
+      if (va >= lo && va < hi) continue;
       // a CPU's own faults are taken as writes: the VMA gets its anon_vma now
-      if (mm.vmas.find(va) !== null) mm.vmas.anonVmaPrepare(mm.vmas.findIndex(va));
+      const i = mm.vmas.findIndex(va);
+      const vma = mm.vmas.vmas[i];
+      if (vma === undefined || vma.start > va) continue;
+      mm.vmas.anonVmaPrepare(i);
+      lo = vma.start;
+      hi = vma.end;
     }
     f[b] = 0;
   }

@@ -71,32 +71,47 @@ export function vmaPteFlags(vma: Vma): number {
  */
 export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): number {
   const w = k.pool.words;
-  const freed: number[] = [];
+  let freed = _freed;
+  let nf = 0;
   let zapped = 0;
-  for (let va = start; va < end; va += PAGE_SIZE) {
-    const i = k.pool.pteIndex(mm.pgd, va);
-    if (i < 0) {
-      va = k.pool.nextSlot(mm.pgd, va) - PAGE_SIZE; // past the missing table
+  for (let va = start; va < end; ) {
+    // one leaf table at a time: its PTEs are consecutive words
+    const next = Math.min(end, k.pool.nextSlot(mm.pgd, va));
+    const i0 = k.pool.pteIndex(mm.pgd, va);
+    if (i0 < 0) {
+      va = next; // past the missing table
       continue;
     }
-    const pte = Atomics.exchange(w, i, 0);
-    if (pte === 0) continue;
-    zapped++;
-    if (pte & PTE_SWAP) {
-      k.swap!.freeSlot(ptePfn(pte));
-      continue;
+    for (let i = i0; va < next; va += PAGE_SIZE, i++) {
+      const pte = Atomics.exchange(w, i, 0);
+      if (pte === 0) continue;
+      zapped++;
+      if (pte & PTE_SWAP) {
+        k.swap!.freeSlot(ptePfn(pte));
+        continue;
+      }
+      const pfn = ptePfn(pte);
+      if (k.alloc.flags[pfn] & PG_ANON && k.alloc.ownerMm[pfn] === mm.id) {
+        if (nf === freed.length) {
+          const more = new Int32Array(Math.max(64, freed.length * 2));
+          more.set(freed);
+          freed = _freed = more;
+        }
+        freed[nf++] = pfn;
+      }
     }
-    const pfn = ptePfn(pte);
-    if (k.alloc.flags[pfn] & PG_ANON && k.alloc.ownerMm[pfn] === mm.id) freed.push(pfn);
   }
   if (zapped === 0) return 0;
   mm.invalidate(start, end);
   flushTlbMm(k, mm);
-  for (const pfn of freed) freeAnonPage(k, mm, pfn);
-  if (freed.length > 0) dropFromLru(mm, start, end);
+  for (let j = 0; j < nf; j++) freeAnonPage(k, mm, freed[j]);
+  if (nf > 0) dropFromLru(mm, start, end);
   k.count('pages_zapped', zapped);
   return zapped;
 }
+
+/** zapRange's frames to free, grown, never shrunk: no allocation per call or page. */
+let _freed = new Int32Array(64);
 
 function dropFromLru(mm: MmStruct, start: number, end: number): void {
   let j = 0;

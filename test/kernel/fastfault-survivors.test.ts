@@ -316,6 +316,22 @@ describe('fast faults: per-CPU frames and LRU batches', () => {
     done();
   });
 
+  it('a batch whose pages alternate between two VMAs gives both their anon_vma, and keeps the pages in fault order', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const ff = fastCpu(k, t);
+    mmapAt(k, t, BASE, 4 * PAGE);
+    mmapAt(k, t, BASE + 8 * PAGE, 4 * PAGE);
+    assert.equal(t.mm.vmas.vmas.length, 2, 'two VMAs, a hole between them');
+    const order = [BASE + 3 * PAGE, BASE + 8 * PAGE, BASE + 2 * PAGE, BASE + 11 * PAGE, BASE];
+    for (const va of order) assert.equal(ff.tryFault(va, true), true);
+    settle(k, t);
+    assert.notEqual(t.mm.vmas.find(BASE)!.anonVma, 0);
+    assert.notEqual(t.mm.vmas.find(BASE + 8 * PAGE)!.anonVma, 0);
+    assert.deepEqual(t.mm.lru, order);
+    done();
+  });
+
   it(`a CPU's LRU batch holds ${LRU_BATCH} pages, even when its list holds more frames`, () => {
     const { k, done } = boot({ nrCpus: 2, nodeFrames: [300, 64] });
     const a = k.spawn();

@@ -51,6 +51,28 @@ describe('sparse page-table walks', () => {
   });
 });
 
+describe('munmap walks each leaf table\'s PTEs in a row', () => {
+  it('frees every frame of a range of 300 pages across a leaf boundary, and not one page past its end', () => {
+    const { k, done } = boot({ nodeFrames: [600, 64] });
+    const t = k.spawn();
+    const sys = (nr: number, ...a: (number | string)[]) => k.syscall(t, nr, ...a);
+    const start = 16 * MID + LEAF - 100 * P; // 100 pages in one leaf, the rest in the next
+    assert.equal(sys(NR.mmap, start, 320 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), start);
+    const cpu = k.localCpu(t);
+    const free = k.alloc.freeFrames();
+    for (let i = 0; i < 320; i++) assert.equal(cpu.store(start + i * P, new Uint8Array(P).fill(i & 0xff), 0), 0);
+    const zapped = k.counters.snapshot().pages_zapped;
+    assert.equal(sys(NR.munmap, start, 300 * P), 0);
+    assert.equal(k.counters.snapshot().pages_zapped - zapped, 300);
+    assert.equal(k.alloc.freeFrames(), free - 20, 'the 300 frames back, the last 20 pages still held');
+    for (let i = 0; i < 320; i++) assert.equal(k.pool.get(t.mm.pgd, start + i * P) !== 0, i >= 300, `page ${i}`);
+    const got = new Uint8Array(P);
+    assert.equal(cpu.load(start + 300 * P, got), 0);
+    assert.equal(got[0], 300 & 0xff);
+    done();
+  });
+});
+
 describe('page-table memory across tasks', () => {
   it('an exited task\'s top-level table goes to the next task: spawn and exit without end in a small pool', () => {
     const { k, done } = boot();
