@@ -26,7 +26,7 @@ import { doMprotect } from '../../kernel/mprotect.js';
 import { PCP_BATCH } from '../../kernel/page_alloc.js';
 import { PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
 import { BASE, PAGE, boot, fastFaultOn } from './util.js';
 
@@ -316,20 +316,26 @@ describe('fast faults: per-CPU frames and LRU batches', () => {
     done();
   });
 
-  it('a batch whose pages alternate between two VMAs gives both their anon_vma, and keeps the pages in fault order', () => {
-    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
-    const t = k.spawn();
-    const ff = fastCpu(k, t);
-    mmapAt(k, t, BASE, 4 * PAGE);
-    mmapAt(k, t, BASE + 8 * PAGE, 4 * PAGE);
-    assert.equal(t.mm.vmas.vmas.length, 2, 'two VMAs, a hole between them');
-    const order = [BASE + 3 * PAGE, BASE + 8 * PAGE, BASE + 2 * PAGE, BASE + 11 * PAGE, BASE];
-    for (const va of order) assert.equal(ff.tryFault(va, true), true);
-    settle(k, t);
-    assert.notEqual(t.mm.vmas.find(BASE)!.anonVma, 0);
-    assert.notEqual(t.mm.vmas.find(BASE + 8 * PAGE)!.anonVma, 0);
-    assert.deepEqual(t.mm.lru, order);
-    done();
+  it('a batch whose pages go from one VMA to another, either way round, gives each its anon_vma, in fault order', () => {
+    // two VMAs side by side that do not merge (RW and RWX): a page at the end
+    // of the VMA looked up last is the next one's first
+    for (const order of [
+      [BASE + 3 * PAGE, BASE + 4 * PAGE],
+      [BASE + 5 * PAGE, BASE + 2 * PAGE, BASE + 6 * PAGE, BASE],
+    ]) {
+      const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+      const t = k.spawn();
+      const ff = fastCpu(k, t);
+      mmapAt(k, t, BASE, 4 * PAGE);
+      mmapAt(k, t, BASE + 4 * PAGE, 4 * PAGE, RW | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED);
+      assert.equal(t.mm.vmas.vmas.length, 2, 'two VMAs');
+      for (const va of order) assert.equal(ff.tryFault(va, true), true);
+      settle(k, t);
+      assert.notEqual(t.mm.vmas.find(BASE)!.anonVma, 0, `${order}: the first VMA`);
+      assert.notEqual(t.mm.vmas.find(BASE + 4 * PAGE)!.anonVma, 0, `${order}: the second VMA`);
+      assert.deepEqual(t.mm.lru, order);
+      done();
+    }
   });
 
   it(`a CPU's LRU batch holds ${LRU_BATCH} pages, even when its list holds more frames`, () => {

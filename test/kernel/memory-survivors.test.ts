@@ -13,6 +13,7 @@ import { E } from '../../kernel/errno.js';
 import { ALL_FEATURES, Kernel, OpenFile, type FileOps, type Task } from '../../kernel/kernel.js';
 import { allocFilePage, freeFilePages } from '../../kernel/memory.js';
 import { doMprotect } from '../../kernel/mprotect.js';
+import { PG_ALLOCATED } from '../../kernel/page_alloc.js';
 import { PTE_DIRTY, PTE_MIGRATION, PTE_PRESENT, PTE_WRITE, ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MADV_DONTNEED, MAP_SHARED } from '../../kernel/uapi.js';
@@ -72,6 +73,23 @@ describe('memory.ts', () => {
     before = lines();
     assert.equal(k.syscall(t, NR.munmap, BASE + PAGE, PAGE), 0);
     assert.equal(lines() - before, 64);
+    done();
+  });
+
+  it('munmap of part of a shared mapping zaps its PTE but leaves the page to the page cache', () => {
+    const { k, done } = boot();
+    const t = k.spawn();
+    const cpu = k.localCpu(t);
+    mapAnon(k, t, 2, BASE, MAP_SHARED); // shmem
+    assert.equal(cpu.store(BASE, buf(7), 0, 8), 0);
+    assert.equal(cpu.store(BASE + PAGE, buf(8), 0, 8), 0);
+    const frame = ptePfn(k.pool.get(t.mm.pgd, BASE));
+    const free = k.alloc.freeFrames();
+    assert.equal(k.syscall(t, NR.munmap, BASE, PAGE), 0);
+    assert.equal(k.counters.snapshot().pages_zapped, 1);
+    assert.equal(k.pool.get(t.mm.pgd, BASE), 0);
+    assert.equal(k.alloc.freeFrames(), free, 'no frame freed');
+    assert.notEqual(k.alloc.flags[frame] & PG_ALLOCATED, 0);
     done();
   });
 
