@@ -183,10 +183,9 @@ function drainLruBatches(mm: MmStruct): void {
       mm.lru.push(va);
       if (va >= lo && va < hi) continue;
       // a CPU's own faults are taken as writes: the VMA gets its anon_vma now
-      const i = mm.vmas.findIndex(va);
-      const vma = mm.vmas.vmas[i];
-      if (vma === undefined || vma.start > va) continue;
-      mm.vmas.anonVmaPrepare(i);
+      const vma = mm.vmas.find(va);
+      if (vma === null) continue;
+      mm.vmas.anonVmaPrepare(mm.vmas.findIndex(va));
       lo = vma.start;
       hi = vma.end;
     }

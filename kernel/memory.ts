@@ -93,7 +93,7 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
       const pfn = ptePfn(pte);
       if (k.alloc.flags[pfn] & PG_ANON && k.alloc.ownerMm[pfn] === mm.id) {
         if (nf === freed.length) {
-          const more = new Int32Array(Math.max(64, freed.length * 2));
+          const more = new Int32Array(freed.length * 2);
           more.set(freed);
           freed = _freed = more;
         }
