@@ -30,6 +30,7 @@ import { HISTORY_FILE, readHistory } from './history.js';
 import { compareSpec, historySpec, renderPng, renderSvg, runFigures } from './figures.js';
 import { formatFigurePage, formatHtml, htmlPath, pngPath } from './html.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
+import { formatPhases, groupByCell, measurePhases, type PhaseCell } from './phases.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
 import { AB_TIME_MS, AB_WARMUP_MS, cellName, checkPair, formatAb, formatAbCsv, loadBuild, runAb, runAbJob, specOf } from './ab.js';
@@ -324,6 +325,24 @@ async function main(argv: string[]): Promise<void> {
         await runAbJob(a.job, (done, total, key) => {
           if (tty) process.stderr.write(`\r\x1b[K  [${done}/${total}] ${cellName(key)}${done === total ? '\n' : ''}`);
         });
+      },
+    )
+    .command(
+      'phases',
+      "where a timed round's time goes at each worker-CPU count: the kernel thread's own work, the slowest CPU's, what the kernel waited beyond it; and the best more CPUs could do with free hand-offs (one process, rounds timed in turn)",
+      (y) =>
+        matrixOptions(y)
+          .option('time', { type: 'string', default: 1000, describe: 'timed rounds per cell and CPU count, ms', coerce: positiveInt('time', 600_000) })
+          .option('warmup', { type: 'string', default: 300, describe: 'warm-up per cell and CPU count, ms', coerce: positiveInt('warmup', 600_000, 0) }),
+      async (a) => {
+        const o = { seed: a.seed, timeMs: a.time, warmupMs: a.warmup, tmpdir: makeRunDir() };
+        const cells: PhaseCell[] = [];
+        for (const g of groupByCell(plan({ ...(a as unknown as MatrixArgs), guestHardware: [] }))) {
+          const rows = [];
+          for (const p of g.cells) rows.push(await measurePhases(p, o));
+          cells.push({ name: g.name, rows });
+        }
+        process.stdout.write(formatPhases(cells) + '\n');
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())

@@ -17,7 +17,7 @@ export const R_FAILED = 3; // 1: the last round threw (the CPU sent a 'fail' mes
 export const KIND_ROUND = 1;
 export const KIND_PARK = 2; // leave the board loop, back to the message loop
 
-export const F64_SLOTS = 11;
+export const F64_SLOTS = 12;
 export const P_ROUND = 0;
 export const P_ADDR = 1;
 export const P_SEED = 2;
@@ -29,6 +29,7 @@ export const P_PAGES = 7; // below this
 export const O_ERRORS = 8;
 export const O_FAULT = 9;
 export const O_ACCESSES = 10;
+export const O_WORK = 11; // ms the CPU spent on its round, by its own clock
 
 export const FLAG_VERIFY_ONLY = 1;
 export const FLAG_WRITE_ONLY = 2;

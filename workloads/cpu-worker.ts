@@ -15,6 +15,7 @@ import {
   O_ACCESSES,
   O_ERRORS,
   O_FAULT,
+  O_WORK,
   P_ADDR,
   P_FIRST,
   P_FLAGS,
@@ -170,12 +171,14 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
     c.online();
     trapsBefore = c.traps;
     let failure: unknown = null;
+    const t = performance.now();
     try {
       round(c, b);
     } catch (e) {
       failure = e;
       if (f64Flags(b, c.cpu) & FLAG_LOCKSTEP) passTurn(b, TURN_ABORT); // the other CPUs must not wait for its turns
     }
+    b.f64[b.f(c.cpu, O_WORK)] = performance.now() - t;
     c.offline(); // before reporting: the kernel may unmap as soon as it hears
     Atomics.store(w, b.i(c.cpu, R_FAILED), failure === null ? 0 : 1);
     Atomics.store(w, b.i(c.cpu, R_DONE), seen);

@@ -51,4 +51,6 @@ export interface CpuReport {
   readonly fault: number;
   /** page accesses done */
   readonly accesses: number;
+  /** ms this CPU spent on the round, from taking it to finishing it, by its own clock */
+  readonly work: number;
 }

@@ -21,6 +21,7 @@ import {
   O_ACCESSES,
   O_ERRORS,
   O_FAULT,
+  O_WORK,
   P_ADDR,
   P_FIRST,
   P_FLAGS,
@@ -115,6 +116,14 @@ export class CellSession {
   private waiting = new Map<number, { resolve: (m: FromCpu) => void; reject: (e: Error) => void }>();
   private failure: Error | null = null;
   private readonly board: RoundBoard;
+  /**
+   * The CPUs' rounds so far (runCpus), as sums: the ms from handing a round
+   * out to seeing it done (the kernel thread's clock), the slowest CPU's
+   * work in each, and every CPU's work (each CPU's own clock). What the
+   * kernel waited beyond the slowest CPU's work is the hand-offs' cost and
+   * the CPUs' uneven starts (bench/phases.ts).
+   */
+  readonly cpuRounds = { rounds: 0, waitMs: 0, slowestMs: 0, workMs: 0 };
   /** kernel counters of kernels that ran before a power cycle */
   private readonly carried = Object.fromEntries(KERNEL_COUNTERS.map((c) => [c, 0])) as Record<KernelCounter, number>;
 
@@ -233,6 +242,7 @@ export class CellSession {
     const cpus = this.workers.map((_, i) => i + 1);
     const words = cpus.map((c) => this.k.smp.w(c, W_ROUND)); // rounds each CPU has finished
     const before = words.map((i) => Atomics.load(w, i));
+    const handedOut = performance.now();
     for (const c of cpus) {
       const p = (slot: number, v: number) => (f[b.f(c, slot)] = v);
       p(P_ROUND, spec.round);
@@ -256,11 +266,22 @@ export class CellSession {
       for (let i = 0; i < 100 && this.failure === null; i++) await new Promise((r) => setTimeout(r, 1));
       throw this.failure ?? new Error('a CPU failed in a round');
     }
+    const r = this.cpuRounds;
+    r.rounds++;
+    r.waitMs += performance.now() - handedOut;
+    let slowest = 0;
+    for (const c of cpus) {
+      const work = f[b.f(c, O_WORK)];
+      r.workMs += work;
+      slowest = Math.max(slowest, work);
+    }
+    r.slowestMs += slowest;
     return cpus.map((c) => ({
       cpu: c,
       errors: f[b.f(c, O_ERRORS)],
       fault: f[b.f(c, O_FAULT)],
       accesses: f[b.f(c, O_ACCESSES)],
+      work: f[b.f(c, O_WORK)],
     }));
   }
 

@@ -131,6 +131,23 @@ describe('workloads on two worker CPUs', () => {
       }
     });
 
+  it('the kernel sums what it waited for the CPUs\' rounds, the slowest CPU\'s work and every CPU\'s (bench/phases.ts)', async () => {
+    const workdir = mkdtempSync(join(tmpdir(), 'memcrypt-wl-'));
+    dirs.push(workdir);
+    const c = await startCell({ design: 'plain-mmap', hardware: 'mktme', kernel: 'patched', workload: getWorkload('fault'), threads: 2, seed: 3, backend: 'openssl', workdir });
+    try {
+      const s = c.session.cpuRounds;
+      assert.equal(s.rounds, 1, 'the counting round');
+      for (let n = 1; n <= 3; n++) await timedRound(c, n);
+      assert.equal(s.rounds, 4);
+      // each CPU's work lies within the kernel's wait; two CPUs' work is at most twice the slower one's
+      assert.ok(s.slowestMs > 0 && s.slowestMs <= s.waitMs, JSON.stringify(s));
+      assert.ok(s.workMs >= s.slowestMs && s.workMs <= 2 * s.slowestMs, JSON.stringify(s));
+    } finally {
+      await c.session.close();
+    }
+  });
+
   it('migration moves every page once per round and IPIs both CPUs once per batch of 8', async () => {
     const c = await cell('migration', 'encrypt-mprotect', 2);
     assert.equal(c.counters.migrated, 64);

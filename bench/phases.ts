@@ -1,0 +1,160 @@
+// A timed round taken apart: where the simulator's time per op goes at each
+// worker-CPU count, and how far more CPUs could take it. For each round it
+// keeps the round's time on the kernel thread, what the kernel thread waited
+// for the CPUs (workloads/session.ts cpuRounds), and each CPU's own time on
+// its share. So a round splits into
+//   kernel   the kernel thread's work outside the CPUs' round: the design's
+//            syscalls (mmap, add_key, madvise, munmap, ...), the workload's
+//            own steps
+//   slowest  the slowest CPU's work (the round waits for it)
+//   extra    what the kernel waited beyond that: handing the round out and
+//            hearing it done, CPUs that started late, and kernel work done
+//            while the CPUs ran (migration's move_pages)
+// and `all cpus` is every CPU's work added up. At n CPUs, the best round of
+// a simulator whose hand-offs cost nothing and whose CPUs split the 1-CPU
+// work evenly is kernel(1) + all(1) / n: `bound` is that over the 1-CPU
+// round. Medians over the rounds, each part's own median (they need not add
+// up to the round's). README, "A round taken apart", has its figures.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { startCell, timedRound } from '../workloads/cell.js';
+import type { CellPlan } from './runner.js';
+import { median } from './stats.js';
+import { humanNs } from './text.js';
+
+/** One round's parts, ms. */
+export interface RoundParts {
+  readonly round: number;
+  readonly kernel: number;
+  readonly slowest: number;
+  readonly all: number;
+  readonly extra: number;
+}
+
+/** A cell's rounds at one CPU count: medians, ms per round. */
+export interface PhaseRow extends RoundParts {
+  readonly threads: number;
+  readonly rounds: number;
+  /** ops of one round */
+  readonly ops: number;
+}
+
+/** A cell that ran no timed rounds: why. */
+export interface PhaseSkip {
+  readonly threads: number;
+  readonly why: string;
+}
+
+/** One cell at every CPU count asked for. */
+export interface PhaseCell {
+  readonly name: string;
+  readonly rows: readonly (PhaseRow | PhaseSkip)[];
+}
+
+export interface PhaseOptions {
+  readonly seed: number;
+  readonly timeMs: number;
+  readonly warmupMs: number;
+  readonly tmpdir: string;
+}
+
+/** The parts of one round, from the round's time and the kernel's sums before and after it (ms). */
+export function roundParts(
+  round: number,
+  before: { readonly waitMs: number; readonly slowestMs: number; readonly workMs: number },
+  after: { readonly waitMs: number; readonly slowestMs: number; readonly workMs: number },
+): RoundParts {
+  const wait = after.waitMs - before.waitMs;
+  const slowest = after.slowestMs - before.slowestMs;
+  return { round, kernel: round - wait, slowest, all: after.workMs - before.workMs, extra: wait - slowest };
+}
+
+/** Each part's median over the rounds. */
+export function medianParts(xs: readonly RoundParts[]): RoundParts {
+  const m = (k: keyof RoundParts) => median(xs.map((x) => x[k]));
+  return { round: m('round'), kernel: m('kernel'), slowest: m('slowest'), all: m('all'), extra: m('extra') };
+}
+
+/** Time one planned cell's rounds for o.timeMs after o.warmupMs, taken apart. */
+export async function measurePhases(p: CellPlan, o: PhaseOptions): Promise<PhaseRow | PhaseSkip> {
+  const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-phases-'));
+  try {
+    const c = await startCell({
+      design: p.design,
+      hardware: p.hardware,
+      kernel: p.kernel,
+      workload: p.workload,
+      threads: p.threads,
+      seed: o.seed,
+      backend: p.backend,
+      workdir,
+      encryptedSwap: p.swap === 'encrypted',
+    });
+    try {
+      if (!c.timeable) return { threads: p.threads, why: `not timed (${c.outcome})` };
+      const sums = c.session.cpuRounds;
+      const parts: RoundParts[] = [];
+      let n = 0;
+      const warm = performance.now() + o.warmupMs;
+      while (performance.now() < warm) await timedRound(c, ++n);
+      const end = performance.now() + o.timeMs;
+      do {
+        const before = { ...sums };
+        const t = performance.now();
+        await timedRound(c, ++n);
+        parts.push(roundParts(performance.now() - t, before, sums));
+      } while (performance.now() < end);
+      return { threads: p.threads, rounds: parts.length, ops: c.ops, ...medianParts(parts) };
+    } finally {
+      await c.session.close();
+    }
+  } finally {
+    rmSync(workdir, { recursive: true, force: true });
+  }
+}
+
+/** The planned cells grouped by everything but the CPU count, in plan order. */
+export function groupByCell(cells: readonly CellPlan[]): { name: string; cells: CellPlan[] }[] {
+  const groups = new Map<string, { name: string; cells: CellPlan[] }>();
+  for (const p of cells) {
+    const swap = p.swap === 'none' ? '' : `, ${p.swap} swap`;
+    const name = `${p.workload.name} ${p.design} (${p.kernel}, ${p.hardware}, ${p.backend}${swap})`;
+    let g = groups.get(name);
+    if (g === undefined) groups.set(name, (g = { name, cells: [] }));
+    g.cells.push(p);
+  }
+  for (const g of groups.values()) g.cells.sort((a, b) => a.threads - b.threads);
+  return [...groups.values()];
+}
+
+const us = (ms: number): string => humanNs(ms * 1e6);
+const isRow = (r: PhaseRow | PhaseSkip): r is PhaseRow => 'rounds' in r;
+
+/** The report: a table per cell, 72 columns. */
+export function formatPhases(cells: readonly PhaseCell[]): string {
+  const out: string[] = [
+    'Where a timed round goes (medians of the rounds, each part its own):',
+    'kernel = the kernel thread outside the CPUs\' round; slowest = the',
+    'slowest CPU\'s work; all = every CPU\'s work; extra = what the kernel',
+    'waited beyond the slowest CPU (hand-offs, late starts, its own work',
+    'meanwhile); bound = kernel(1) + all(1) / cpus over the 1-CPU round:',
+    'the best more CPUs could do with free hand-offs and an even split.',
+  ];
+  const w = [4, 6, 8, 8, 8, 8, 8, 5, 5];
+  const line = (cols: string[]) => '  ' + cols.map((c, i) => c.padStart(w[i])).join(' ');
+  for (const cell of cells) {
+    out.push('', cell.name);
+    out.push(line(['cpus', 'rounds', 'round', 'kernel', 'slowest', 'all', 'extra', 'vs 1', 'bound']));
+    const one = cell.rows.find((r): r is PhaseRow => isRow(r) && r.threads === 1);
+    for (const r of cell.rows) {
+      if (!isRow(r)) {
+        out.push(`  ${String(r.threads).padStart(w[0])} ${r.why}`);
+        continue;
+      }
+      const vs = one === undefined ? '-' : (r.round / one.round).toFixed(2);
+      const bound = one === undefined ? '-' : ((one.kernel + one.all / r.threads) / one.round).toFixed(2);
+      out.push(line([String(r.threads), String(r.rounds), us(r.round), us(r.kernel), us(r.slowest), us(r.all), us(r.extra), vs, bound]));
+    }
+  }
+  return out.join('\n');
+}

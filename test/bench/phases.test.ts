@@ -1,0 +1,67 @@
+// phases: a timed round taken apart. The parts from the kernel's sums, the
+// table (72 columns, the 1-CPU row as the reference of the others), and the
+// command on real cells.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { formatPhases, groupByCell, medianParts, roundParts } from '../../bench/phases.js';
+import { plan } from '../../bench/run.js';
+
+const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
+
+describe('phases', () => {
+  it('splits a round into the kernel\'s own part, the slowest CPU\'s work and the wait beyond it', () => {
+    const before = { waitMs: 10, slowestMs: 6, workMs: 11 };
+    const after = { waitMs: 10.25, slowestMs: 6.125, workMs: 11.25 };
+    assert.deepEqual(roundParts(0.5, before, after), { round: 0.5, kernel: 0.25, slowest: 0.125, all: 0.25, extra: 0.125 });
+  });
+
+  it('takes each part\'s own median', () => {
+    const r = (round: number, kernel: number) => ({ round, kernel, slowest: round - kernel, all: 2 * (round - kernel), extra: 0 });
+    assert.deepEqual(medianParts([r(3, 1), r(1, 0), r(2, 2)]), { round: 2, kernel: 1, slowest: 1, all: 2, extra: 0 });
+  });
+
+  it('groups a plan by cell, CPU counts in order, and prints each against its 1-CPU row in 72 columns', () => {
+    const cells = plan({ interface: ['plain-mmap', 'madvise-encrypt'], hardware: ['mktme'], workload: ['fault'], threads: ['2', '1'], swap: ['plain'], backend: ['openssl'] });
+    const groups = groupByCell(cells);
+    assert.deepEqual(
+      groups.map((g) => [g.name, g.cells.map((c) => c.threads)]),
+      [
+        ['fault plain-mmap (patched, mktme, openssl)', [1, 2]],
+        ['fault madvise-encrypt (patched, mktme, openssl)', [1, 2]],
+      ],
+    );
+    const text = formatPhases([
+      {
+        name: groups[0].name,
+        rows: [
+          { threads: 1, rounds: 100, ops: 64, round: 0.3, kernel: 0.05, slowest: 0.24, all: 0.24, extra: 0.01 },
+          { threads: 2, rounds: 150, ops: 64, round: 0.2, kernel: 0.05, slowest: 0.13, all: 0.25, extra: 0.02 },
+          { threads: 4, why: 'not timed (unsupported)' },
+        ],
+      },
+      { name: groups[1].name, rows: [{ threads: 2, rounds: 9, ops: 64, round: 0.2, kernel: 0.05, slowest: 0.13, all: 0.25, extra: 0.02 }] },
+    ]);
+    for (const l of text.split('\n')) assert.ok(l.length <= 72, `over 72 columns: ${l}`);
+    const rows = text.split('\n').filter((l) => /^ +[0-9]+ /.test(l));
+    assert.equal(rows.length, 4, text);
+    assert.match(rows[0], /^ +1 +100 .* 1\.00 +0\.97$/); // (0.05 + 0.24) / 0.3
+    assert.match(rows[1], /^ +2 +150 .* 0\.67 +0\.57$/); // 0.2 / 0.3; (0.05 + 0.24 / 2) / 0.3
+    assert.match(rows[2], /^ +4 not timed \(unsupported\)$/);
+    assert.match(rows[3], /^ +2 +9 .* - +-$/); // no 1-CPU row to compare with
+    assert.match(text, /300 us +50\.0 us +240 us +240 us +10\.0 us/);
+  });
+
+  it('times real cells at 1 and 2 CPUs from the command line, and refuses a bad argument with one line', () => {
+    const r = spawnSync(process.execPath, [CLI, 'phases', '-w', 'fault', '-i', 'plain-mmap', '-t', '1,2', '--time', '30', '--warmup', '0', '--backend', 'openssl'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const rows = r.stdout.split('\n').filter((l) => /^ +[12] +[0-9]+ /.test(l));
+    assert.equal(rows.length, 2, r.stdout);
+    assert.match(rows[0], / 1\.00 +[0-9.]+$/);
+    const bad = spawnSync(process.execPath, [CLI, 'phases', '-w', 'fault', '--time', '0'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    assert.match(bad.stderr, /time/);
+  });
+});
