@@ -154,7 +154,7 @@ type Started = Awaited<ReturnType<BuildApi['startCell']>>;
 
 /**
  * The CellConfig a build's startCell takes for a cell, as run makes it
- * (runner.ts runCell), with that build's own workload object. Typed as this
+ * (runner.ts plannedConfig), with that build's own workload object. Typed as this
  * build's CellConfig, so a field renamed there fails to compile here.
  */
 export function cellConfig(c: AbCellSpec, workload: unknown, seed: number, workdir: string): Omit<CellConfig, 'workload'> & { workload: unknown } {

@@ -18,7 +18,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCell, timedRound } from '../workloads/cell.js';
-import type { CellPlan } from './runner.js';
+import { plannedConfig, type CellPlan } from './runner.js';
 import { median } from './stats.js';
 import { humanNs } from './text.js';
 
@@ -79,17 +79,7 @@ export function medianParts(xs: readonly RoundParts[]): RoundParts {
 export async function measurePhases(p: CellPlan, o: PhaseOptions): Promise<PhaseRow | PhaseSkip> {
   const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-phases-'));
   try {
-    const c = await startCell({
-      design: p.design,
-      hardware: p.hardware,
-      kernel: p.kernel,
-      workload: p.workload,
-      threads: p.threads,
-      seed: o.seed,
-      backend: p.backend,
-      workdir,
-      encryptedSwap: p.swap === 'encrypted',
-    });
+    const c = await startCell(plannedConfig(p, o.seed, workdir));
     try {
       if (!c.timeable) return { threads: p.threads, why: `not timed (${c.outcome})` };
       const sums = c.session.cpuRounds;

@@ -9,7 +9,7 @@ import { Bench } from 'tinybench';
 import { COST_NAMES, type CostTable } from '../hardware/costs.js';
 import { CONTROL_DESIGN } from '../interfaces/contract.js';
 import type { Counter, LeakScan } from '../interfaces/conformance.js';
-import { TIMEABLE, startCell, timedRound } from '../workloads/cell.js';
+import { TIMEABLE, startCell, timedRound, type CellConfig } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
 import { modelCell, overNs } from './model.js';
 import { hostReferenceWindow } from './hostref.js';
@@ -205,21 +205,26 @@ async function timeClean(run: (n: number) => Promise<number>, ops: number, o: Ru
   return { ...best!, noisy: isNoisy(best!.otherPct) };
 }
 
+/** The session config of a planned cell (run, phases; ab's cellConfig makes it for another build). */
+export function plannedConfig(p: CellPlan, seed: number, workdir: string): CellConfig {
+  return {
+    design: p.design,
+    hardware: p.hardware,
+    kernel: p.kernel,
+    workload: p.workload,
+    threads: p.threads,
+    seed,
+    backend: p.backend,
+    workdir,
+    encryptedSwap: p.swap === 'encrypted',
+  };
+}
+
 /** Run one planned cell: its row, and its samples for compare. */
 async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions): Promise<{ row: Row; samples: CellSamples }> {
   const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-cell-'));
   try {
-    const start = await startCell({
-      design: p.design,
-      hardware: p.hardware,
-      kernel: p.kernel,
-      workload: p.workload,
-      threads: p.threads,
-      seed: o.seed,
-      backend: p.backend,
-      workdir,
-      encryptedSwap: p.swap === 'encrypted',
-    });
+    const start = await startCell(plannedConfig(p, o.seed, workdir));
     let t: Timing & { otherPct: number; noisy: boolean } = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [], otherPct: NaN, noisy: false };
     try {
       if (start.timeable && p.timed !== false) t = await timeClean((n) => timedRound(start, n), start.ops, o);
