@@ -51,6 +51,4 @@ export interface CpuReport {
   readonly fault: number;
   /** page accesses done */
   readonly accesses: number;
-  /** ms this CPU spent on the round, from taking it to finishing it, by its own clock */
-  readonly work: number;
 }

@@ -281,7 +281,6 @@ export class CellSession {
       errors: f[b.f(c, O_ERRORS)],
       fault: f[b.f(c, O_FAULT)],
       accesses: f[b.f(c, O_ACCESSES)],
-      work: f[b.f(c, O_WORK)],
     }));
   }
 
