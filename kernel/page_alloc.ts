@@ -47,6 +47,13 @@ export class MemMap {
   readonly ownerMm: Int32Array;
   readonly ownerVa: Float64Array;
   readonly pcp: Int32Array;
+  /**
+   * Per frame, the CPU that took it last: a worker CPU from its per-CPU
+   * list (pcpAlloc), else 0 (the kernel's alloc). Not part of the model:
+   * zapRange reads it to hand each CPU back the frames its host cache
+   * holds (memory.ts).
+   */
+  readonly cpu: Uint8Array;
   readonly nrCpus: number;
   private readonly d: PageAllocDescriptor;
 
@@ -54,7 +61,7 @@ export class MemMap {
     const n = d.nrFrames;
     this.d = d;
     this.nrCpus = d.nrCpus;
-    // Float64 first for alignment: ownerVa | ownerMm | flags | pcp | keyid
+    // Float64 first for alignment: ownerVa | ownerMm | flags | pcp | keyid | cpu
     let off = 0;
     this.ownerVa = new Float64Array(d.sab, off, n);
     off += n * 8;
@@ -65,10 +72,13 @@ export class MemMap {
     this.pcp = new Int32Array(d.sab, off, d.nrCpus * PCP_WORDS);
     off += d.nrCpus * PCP_WORDS * 4;
     this.keyid = new Uint16Array(d.sab, off, n);
+    off += n * 2;
+    this.cpu = new Uint8Array(d.sab, off, n);
   }
 
   static create(nrFrames: number, nrCpus: number): MemMap {
-    const bytes = nrFrames * (8 + 4 + 4 + 2) + nrCpus * PCP_WORDS * 4;
+    if (nrCpus > 256) throw new RangeError(`nrCpus: at most 256 (a frame's CPU is a byte), got ${nrCpus}`);
+    const bytes = nrFrames * (8 + 4 + 4 + 2 + 1) + nrCpus * PCP_WORDS * 4;
     return new MemMap({ sab: new SharedArrayBuffer(bytes), nrFrames, nrCpus });
   }
 
@@ -119,6 +129,7 @@ export class MemMap {
       this.flags[pfn] = PG_ALLOCATED;
       this.keyid[pfn] = 0;
       this.ownerMm[pfn] = -1;
+      this.cpu[pfn] = cpu;
     }
     return pfn;
   }
@@ -199,6 +210,7 @@ export class PageAllocator {
         this.flags[pfn] = PG_ALLOCATED;
         this.keyid[pfn] = 0;
         this.ownerMm[pfn] = -1;
+        this.map.cpu[pfn] = 0;
         return pfn;
       }
       if (strict) return -1;
