@@ -30,6 +30,7 @@ import { HISTORY_FILE, readHistory } from './history.js';
 import { compareSpec, historySpec, renderPng, renderSvg, runFigures } from './figures.js';
 import { formatFigurePage, formatHtml, htmlPath, pngPath } from './html.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
+import { hostScaling } from './hostref.js';
 import { formatPhases, groupByCell, measurePhases, type PhaseCell } from './phases.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
@@ -337,12 +338,16 @@ async function main(argv: string[]): Promise<void> {
       async (a) => {
         const o = { seed: a.seed, timeMs: a.time, warmupMs: a.warmup, tmpdir: makeRunDir() };
         const cells: PhaseCell[] = [];
-        for (const g of groupByCell(plan({ ...(a as unknown as MatrixArgs), guestHardware: [] }))) {
+        const planned = plan({ ...(a as unknown as MatrixArgs), guestHardware: [] });
+        // what the host gives that many threads of native work side by side, in this process
+        const scaling = new Map<number, number>();
+        for (const n of new Set(planned.map((p) => p.threads))) if (n > 1) scaling.set(n, await hostScaling(n));
+        for (const g of groupByCell(planned)) {
           const rows = [];
           for (const p of g.cells) rows.push(await measurePhases(p, o));
           cells.push({ name: g.name, rows });
         }
-        process.stdout.write(formatPhases(cells) + '\n');
+        process.stdout.write(formatPhases(cells, scaling) + '\n');
       },
     )
     .command('list', 'list interfaces, hardware profiles, workloads and backends', {}, () => listAll())

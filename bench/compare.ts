@@ -10,7 +10,7 @@ import { InputError, readInput } from './io.js';
 import { fit, humanNs, shortInterface, shortWorkload, wrapWords } from './text.js';
 import { CELL_KEY, COUNTER_COLUMNS, cellKey, countersExact, type Row, type RunMeta } from './schema.js';
 import { hasFlag } from './stability.js';
-import { hostRefSummary } from './hostref.js';
+import { hostRefSummary, hostScalingSummary } from './hostref.js';
 import { geomean, holm, mannWhitney, median, minExactP, uShiftForPower } from './stats.js';
 
 export interface LoadedRun {
@@ -152,6 +152,24 @@ function hostRefNotes(b: RunMeta, n: RunMeta, thresholdPct: number): string[] {
   ];
 }
 
+/**
+ * The host's parallel capacity, base against new (bench/hostref.ts
+ * hostScaling): cells of 2 or more CPUs gain over one CPU only as much as
+ * the host lets threads run side by side, so a shift beyond the threshold
+ * is said.
+ */
+function hostScalingNotes(b: RunMeta, n: RunMeta, thresholdPct: number): string[] {
+  const bs = b.host_scaling ?? [], ns = n.host_scaling ?? [];
+  if (bs.length === 0 || ns.length === 0) return [];
+  if (b.host_scaling_threads !== n.host_scaling_threads)
+    return [`the host scaling ran ${b.host_scaling_threads} threads in base and ${n.host_scaling_threads} in new: not compared`];
+  const bm = median(bs), nm = median(ns);
+  if (!(Math.abs((nm / bm - 1) * 100) > thresholdPct)) return [];
+  return [
+    `the host ran ${n.host_scaling_threads} threads of its reference at ${nm.toFixed(2)}x one in new against ${bm.toFixed(2)}x in base: cells of 2 or more CPUs may have moved with it`,
+  ];
+}
+
 export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOptions): CompareResult {
   const notes: string[] = settingsNotes(base.meta, now.meta);
   const sameSeed = base.meta.seed === now.meta.seed;
@@ -214,6 +232,7 @@ export function compareRuns(base: LoadedRun, now: LoadedRun, opts: CompareOption
   });
   const timedCells = cells.filter((c) => !Number.isNaN(c.p));
   notes.push(...hostRefNotes(base.meta, now.meta, opts.thresholdPct));
+  notes.push(...hostScalingNotes(base.meta, now.meta, opts.thresholdPct));
   if (base.meta.host !== now.meta.host) notes.push(`hosts differ (${base.meta.host} vs ${now.meta.host}): times may not be comparable`);
   return {
     base,
@@ -252,6 +271,8 @@ export function formatCompare(r: CompareResult): string {
   );
   const refs = [r.base.meta, m].map((x) => hostRefSummary(x.host_ref_ns, x.host_ref_impl) || 'not recorded');
   if (r.base.meta.host_ref_ns || m.host_ref_ns) out.push(...wrapWords(`host ref: base ${refs[0]}; new ${refs[1]}`, '', '  ', W));
+  const scal = [r.base.meta, m].map((x) => hostScalingSummary(x.host_scaling, x.host_scaling_threads) || 'not recorded');
+  if (r.base.meta.host_scaling || m.host_scaling) out.push(...wrapWords(`host scaling: base ${scal[0]}; new ${scal[1]}`, '', '  ', W));
   out.push(
     ...wrapWords(
       `Time: Mann-Whitney U per cell on per-process medians, Holm-corrected over ${r.timedCells} cells, alpha ${r.opts.alpha}; ` +

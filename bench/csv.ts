@@ -251,6 +251,10 @@ export function parseMeta(text: string, file: string): RunMeta {
   if (doc.timing_flags !== undefined && typeof doc.timing_flags !== 'string') throw new InputError(file, 0, 'timing_flags: expected a string');
   if (doc.host_ref_ns !== undefined && !isHostRefNs(doc.host_ref_ns)) throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
   if (doc.host_ref_impl !== undefined && typeof doc.host_ref_impl !== 'string') throw new InputError(file, 0, 'host_ref_impl: expected a string');
+  if (doc.host_scaling !== undefined && !isHostRefNs(doc.host_scaling)) throw new InputError(file, 0, 'host_scaling: expected an array of positive numbers');
+  if (doc.host_scaling_threads !== undefined && !(Number.isInteger(doc.host_scaling_threads) && (doc.host_scaling_threads as number) >= 2))
+    throw new InputError(file, 0, 'host_scaling_threads: expected an integer >= 2');
+  if ((doc.host_scaling === undefined) !== (doc.host_scaling_threads === undefined)) throw new InputError(file, 0, 'host_scaling and host_scaling_threads: expected both or neither');
   if (doc.stopped !== undefined && typeof doc.stopped !== 'string') throw new InputError(file, 0, 'stopped: expected a string');
   if (doc.rows !== undefined && !(Number.isInteger(doc.rows) && (doc.rows as number) >= 0)) throw new InputError(file, 0, 'rows: expected an integer >= 0');
   if (doc.csv_sha256 !== undefined && !(typeof doc.csv_sha256 === 'string' && /^[0-9a-f]{64}$/.test(doc.csv_sha256))) throw new InputError(file, 0, 'csv_sha256: expected 64 hex digits');

@@ -47,6 +47,9 @@ export interface HistoryEnv {
   /** median ns of one pass of the host reference over the run's processes, and what it ran on (bench/hostref.ts); absent in older records */
   host_ref_ns?: number;
   host_ref_impl?: string;
+  /** median of the run's host scaling and the threads it ran (RunMeta.host_scaling); absent in older records */
+  host_scaling?: number;
+  host_scaling_threads?: number;
 }
 
 /** One cell of one run. Numbers that were NaN (not run, not timed) are null. */
@@ -94,6 +97,9 @@ export function historyRecords(meta: RunMeta, rows: readonly Row[], samples: rea
     load_avg_start: [...meta.load_avg_start],
     load_avg_end: [...meta.load_avg_end],
     ...(meta.host_ref_ns?.length ? { host_ref_ns: median(meta.host_ref_ns), ...(meta.host_ref_impl !== undefined ? { host_ref_impl: meta.host_ref_impl } : {}) } : {}),
+    ...(meta.host_scaling?.length && meta.host_scaling_threads !== undefined
+      ? { host_scaling: median(meta.host_scaling), host_scaling_threads: meta.host_scaling_threads }
+      : {}),
   };
   return rows.map((r) => {
     const key = cellKey(r);
@@ -185,6 +191,9 @@ function _whyNot(d: unknown): string | null {
     return 'env: expected nproc, mem_bytes, kernel_release, cpu_model, node_version, tinybench_version, load averages';
   if (e.host_ref_ns !== undefined && !(_isNum(e.host_ref_ns) && e.host_ref_ns > 0)) return 'env.host_ref_ns: expected a positive number';
   if (e.host_ref_impl !== undefined && typeof e.host_ref_impl !== 'string') return 'env.host_ref_impl: expected a string';
+  if (e.host_scaling !== undefined && !(_isNum(e.host_scaling) && e.host_scaling > 0)) return 'env.host_scaling: expected a positive number';
+  if (e.host_scaling_threads !== undefined && !(Number.isInteger(e.host_scaling_threads) && (e.host_scaling_threads as number) >= 2))
+    return 'env.host_scaling_threads: expected an integer >= 2';
   if (!_isNumOrNull(d.modelled_ns_per_op)) return 'modelled_ns_per_op: expected a number or null';
   if (!_isNumOrNull(d.sim_ns_per_op_median)) return 'sim_ns_per_op_median: expected a number or null';
   if (!_isObject(d.counters) || !Object.values(d.counters).every(_isNum)) return 'counters: expected an object of numbers';

@@ -33,6 +33,8 @@
 // round's work at Pearson 0.94 while the host changed speed (0.14 for the
 // same pass on the kernel thread), and between 9 processes it lowered the
 // fault cells' median CV from 14.1 to 7.3% and from 11.2 to 9.3% (two runs).
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { dataBuf, type DataBuf, type XtsBackend, type XtsKey } from '../hardware/backend.js';
 import { nativeBackend, nativeImpl } from '../hardware/xts-native.js';
 import { opensslBackend } from '../hardware/xts-openssl.js';
@@ -90,4 +92,49 @@ export function hostRefSummary(perProcess: readonly number[] | undefined, impl: 
   const n = perProcess.length;
   const spread = n > 1 ? `, cv ${cvPct(perProcess).toFixed(1)}% between ${n} processes` : ', 1 process';
   return `${humanNs(median(perProcess))} a pass${impl ? ` (${impl})` : ''}${spread}`;
+}
+
+/**
+ * The host's parallel capacity: `threads` threads (this one and threads - 1
+ * workers) time the reference side by side for one window, between two
+ * windows of this thread alone. Returns how many times one thread's work
+ * they got through together: the sum over the threads of the lone
+ * thread's time a pass over theirs. A host that gives each thread a CPU of
+ * its own returns about `threads`; one whose CPUs are shared (other
+ * tenants, SMT siblings, a hypervisor that runs two vCPUs on one core)
+ * returns less, and no cell of that many CPUs can gain more over one CPU
+ * than that. Measured on the development VM (2 vCPUs, shared host): two
+ * `openssl speed -evp aes-128-xts` processes pinned to the two vCPUs, 8
+ * times a second apart, ran at 1.18-1.94x one alone, one of them often 20%
+ * slower than the other.
+ */
+export async function hostScaling(threads: number, ms = HOST_REF_MS, warmupMs = HOST_REF_WARMUP_MS): Promise<number> {
+  if (!Number.isInteger(threads) || threads < 2) throw new RangeError(`threads: expected an integer >= 2, got ${threads}`);
+  const before = median(hostReferenceWindow(ms, warmupMs));
+  const go = new Int32Array(new SharedArrayBuffer(4));
+  const workers = Array.from({ length: threads - 1 }, () => new Worker(new URL('./hostref-worker.js', import.meta.url), { workerData: { go: go.buffer, ms, warmupMs } }));
+  try {
+    // each warms up, says so, and waits for the word: then all start together
+    await Promise.all(workers.map((w) => once(w, 'message')));
+    const theirs = Promise.all(workers.map((w) => once(w, 'message')));
+    Atomics.store(go, 0, 1);
+    Atomics.notify(go, 0);
+    const mine = median(hostReferenceWindow(ms, 0));
+    const ns = [mine, ...(await theirs).map(([v]) => v as number)];
+    const solo = (before + median(hostReferenceWindow(ms, 0))) / 2;
+    return ns.reduce((sum, x) => sum + solo / x, 0);
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * A run's host scaling as one line ('2 threads did 1.78x one thread's work
+ * (1.21-1.93x between 9 processes)'), or '' for a run that did not record it.
+ */
+export function hostScalingSummary(perProcess: readonly number[] | undefined, threads: number | undefined): string {
+  if (!perProcess || perProcess.length === 0 || threads === undefined) return '';
+  const n = perProcess.length;
+  const spread = n > 1 ? ` (${Math.min(...perProcess).toFixed(2)}-${Math.max(...perProcess).toFixed(2)}x between ${n} processes)` : '';
+  return `${threads} threads did ${median(perProcess).toFixed(2)}x one thread's work${spread}`;
 }

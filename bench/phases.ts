@@ -120,8 +120,13 @@ export function groupByCell(cells: readonly CellPlan[]): { name: string; cells: 
 const us = (ms: number): string => humanNs(ms * 1e6);
 const isRow = (r: PhaseRow | PhaseSkip): r is PhaseRow => 'rounds' in r;
 
-/** The report: a table per cell, 72 columns. */
-export function formatPhases(cells: readonly PhaseCell[]): string {
+/**
+ * The report: a table per cell, 72 columns. `scaling`: per CPU count, how
+ * many times one thread's work that many threads of native work got through
+ * side by side in this process (hostref.ts hostScaling); each row of such a
+ * count gets the bound at that instead of a perfect split.
+ */
+export function formatPhases(cells: readonly PhaseCell[], scaling: ReadonlyMap<number, number> = new Map()): string {
   const out: string[] = [
     'Where a timed round goes (medians of the rounds, each part its own):',
     'kernel = the kernel thread outside the CPUs\' round; slowest = the',
@@ -144,6 +149,9 @@ export function formatPhases(cells: readonly PhaseCell[]): string {
       const vs = one === undefined ? '-' : (r.round / one.round).toFixed(2);
       const bound = one === undefined ? '-' : ((one.kernel + one.all / r.threads) / one.round).toFixed(2);
       out.push(line([String(r.threads), String(r.rounds), us(r.round), us(r.kernel), us(r.slowest), us(r.all), us(r.extra), vs, bound]));
+      const s = scaling.get(r.threads);
+      if (one !== undefined && r.threads > 1 && s !== undefined)
+        out.push(`${' '.repeat(w[0] + 3)}the host did ${s.toFixed(2)}x one thread's work with ${r.threads}: bound ${((one.kernel + one.all / s) / one.round).toFixed(2)} at that`);
     }
   }
   return out.join('\n');

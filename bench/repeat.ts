@@ -68,6 +68,7 @@ export function inOrder(plan: readonly CellPlan[], r: RunResult): RunResult {
     rows: [...r.rows].sort((a, b) => idx(cellKey(a)) - idx(cellKey(b))),
     samples: [...r.samples].sort((a, b) => idx(a.key) - idx(b.key)),
     hostRefNs: r.hostRefNs,
+    ...(r.hostScaling ? { hostScaling: r.hostScaling } : {}),
   };
 }
 
@@ -122,7 +123,7 @@ export async function runCellsJob(file: string, planOf: (a: RunArgs) => CellPlan
   });
   if (process.ppid !== job.parent) process.exit(1); // no one to read it
   writeFileSync(job.samples, formatSamples(job.meta.run_id, res.samples), { mode: 0o600 });
-  const info: ProcInfo = { host_ref_ns: res.hostRefNs, exec_argv: process.execArgv };
+  const info: ProcInfo = { host_ref_ns: res.hostRefNs, host_scaling: res.hostScaling ?? [], exec_argv: process.execArgv };
   writeFileSync(job.proc, JSON.stringify(info), { mode: 0o600 });
   writeFileSync(job.csv, formatCsv(res.rows), { mode: 0o600 });
 }
@@ -170,9 +171,10 @@ export function runChild(command: '_cells' | '_ab', jobFile: string, stop: () =>
   });
 }
 
-/** What a `_cells` child says of itself: its host reference time ([] or [ns]) and the flags it ran with. */
+/** What a `_cells` child says of itself: its host reference time ([] or [ns]), its host scaling ([] or [x]) and the flags it ran with. */
 interface ProcInfo {
   host_ref_ns: number[];
+  host_scaling: number[];
   exec_argv: string[];
 }
 
@@ -183,10 +185,10 @@ function parseProcInfo(text: string, file: string): ProcInfo {
   } catch {
     v = null;
   }
-  const ref = v?.host_ref_ns, argv = v?.exec_argv;
-  if (!isHostRefNs(ref) || ref.length > 1 || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
-    throw new InputError(file, 0, 'expected { host_ref_ns: [] or [ns], exec_argv: [flags] }');
-  return { host_ref_ns: ref, exec_argv: argv };
+  const ref = v?.host_ref_ns, scaling = v?.host_scaling, argv = v?.exec_argv;
+  if (!isHostRefNs(ref) || ref.length > 1 || !isHostRefNs(scaling) || scaling.length > 1 || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
+    throw new InputError(file, 0, 'expected { host_ref_ns: [] or [ns], host_scaling: [] or [x], exec_argv: [flags] }');
+  return { host_ref_ns: ref, host_scaling: scaling, exec_argv: argv };
 }
 
 /** Do two rows of one cell agree on everything its counting round must repeat exactly? */
@@ -228,6 +230,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
   const stop = o.stop ?? (() => null);
   let processes = 0;
   const hostRefNs: number[] = [];
+  const hostScaling: number[] = [];
   const flags = new Set<string>();
   try {
     let only: number[] | null = null;
@@ -266,6 +269,7 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
       const { cells: samples } = parseSamples(readFileSync(job.samples, 'utf8'), job.samples);
       const info = parseProcInfo(readFileSync(job.proc, 'utf8'), job.proc);
       hostRefNs.push(...info.host_ref_ns);
+      hostScaling.push(...info.host_scaling);
       flags.add(info.exec_argv.join(' '));
       const byKey = new Map(samples.map((s) => [s.key, s]));
       for (const row of rows) {
@@ -292,5 +296,5 @@ export async function runRepeated(a: RunArgs, cells: readonly CellPlan[], meta: 
     samples.push(m.samples);
   }
   overPlain(rows);
-  return { rows, samples, processes, hostRefNs, timingFlags: [...flags].join(' | ') };
+  return { rows, samples, processes, hostRefNs, hostScaling, timingFlags: [...flags].join(' | ') };
 }

@@ -8,8 +8,8 @@
 import { COST_NAMES, type CostName } from '../hardware/costs.js';
 import { formatCostTable } from './calibrate/calibrate.js';
 import { TERM_SHORT, topTerms } from './model.js';
-import { hostRefSummary } from './hostref.js';
-import { cvPct } from './stats.js';
+import { hostRefSummary, hostScalingSummary } from './hostref.js';
+import { cvPct, median } from './stats.js';
 import { termColumn, type Row, type RunMeta } from './schema.js';
 import { DRIFT_RHO, NOISY_SHARE_PCT, hasFlag } from './stability.js';
 import { allWorkloads } from '../workloads/registry.js';
@@ -84,6 +84,9 @@ function _machine(meta: RunMeta): string[] {
     ['costs', meta.cost_source],
     ...(meta.host_ref_ns?.length
       ? [['host ref', `${hostRefSummary(meta.host_ref_ns, meta.host_ref_impl)}: fixed native work, none of the simulator, its spread the host's own`] as [string, string]]
+      : []),
+    ...(meta.host_scaling?.length
+      ? [['scaling', `the host ref side by side: ${hostScalingSummary(meta.host_scaling, meta.host_scaling_threads)}, the most ${meta.host_scaling_threads} CPUs can gain over one here`] as [string, string]]
       : []),
     ['started', `${meta.started_at}, seed ${meta.seed}, ${meta.wall_seconds} s`],
   ];
@@ -301,6 +304,9 @@ function _harness(rows: readonly Row[], ax: _Axes, meta: RunMeta): string[] {
         '--baseline); it does not rank the designs.' +
         (ref.length > 1
           ? ` Fixed native work timed in the same processes (host ref, above) spread ${cvPct(ref).toFixed(1)}% between them: no cell can be expected steadier on this host.`
+          : '') +
+        (meta.host_scaling?.length && meta.host_scaling_threads
+          ? ` ${meta.host_scaling_threads} threads of it side by side did ${median(meta.host_scaling).toFixed(2)}x one thread's work (scaling, above): a cell of ${meta.host_scaling_threads} CPUs can take no less than ${(1 / median(meta.host_scaling)).toFixed(2)} of its 1-CPU time per op here.`
           : ''),
       '  ',
     ),

@@ -20,7 +20,7 @@ import { formatHtml, htmlPath, pngPath } from './html.js';
 import { formatReport, noCommitReason } from './report.js';
 import { inOrder, runRepeated, shuffledOrder } from './repeat.js';
 import { hostRefImpl } from './hostref.js';
-import { runMatrix, type CellPlan, type RunOptions } from './runner.js';
+import { runMatrix, scalingThreads, type CellPlan, type RunOptions } from './runner.js';
 import { SCHEMA_VERSION, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 import { getWorkload } from '../workloads/registry.js';
 import { COUNTING } from '../workloads/board.js';
@@ -259,6 +259,10 @@ export async function runBench(a: RunArgs, io: RunIo): Promise<RunResult> {
   // as the processes that timed the cells said: --repeat 1 timed them in this one
   meta.timing_flags = res.timingFlags ?? process.execArgv.join(' ');
   meta.host_ref_impl = hostRefImpl();
+  if (res.hostScaling?.length) {
+    meta.host_scaling = res.hostScaling.map((x) => Math.round(x * 1000) / 1000);
+    meta.host_scaling_threads = scalingThreads(cells, cells.map((_, i) => i));
+  }
   meta.wall_seconds = Math.round((performance.now() - t0) / 100) / 10;
   meta.load_avg_end = loadavg().map((x) => Math.round(x * 100) / 100);
   // One rounding rule: the report is made from the rows as the CSV holds

@@ -12,7 +12,7 @@ import type { Counter, LeakScan } from '../interfaces/conformance.js';
 import { TIMEABLE, startCell, timedRound, type CellConfig } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
 import { modelCell, overNs } from './model.js';
-import { hostReferenceWindow } from './hostref.js';
+import { hostReferenceWindow, hostScaling } from './hostref.js';
 import { LoadMeter, NOISY_RETRIES, isNoisy, stabilityFlags } from './stability.js';
 import { median } from './stats.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type CellSamples, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
@@ -67,6 +67,12 @@ export interface RunResult {
    * reference over its two windows (hostref.ts); none when it ran none.
    */
   readonly hostRefNs: number[];
+  /**
+   * Per process that ran cells of 2 or more CPUs, how many times one
+   * thread's work the host got through with as many threads as its most
+   * CPUs (hostref.ts hostScaling); none otherwise.
+   */
+  readonly hostScaling?: number[];
   /** run --repeat: the node and V8 flags the children said they ran with (' | ' between different ones) */
   readonly timingFlags?: string;
 }
@@ -282,6 +288,8 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
     await runCell(plan[i], meta, o);
   }
   const ref = order.length > 0 && o.stop?.() == null ? hostReferenceWindow() : [];
+  const threads = scalingThreads(plan, order);
+  const scaling = threads > 1 && o.stop?.() == null ? [await hostScaling(threads)] : [];
   for (const [done, i] of order.entries()) {
     if (o.stop?.() != null) break;
     const r = await runCell(plan[i], meta, o);
@@ -291,7 +299,14 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
   }
   if (rows.length > 0) ref.push(...hostReferenceWindow());
   overPlain(rows);
-  return { rows, samples, hostRefNs: rows.length > 0 ? [median(ref)] : [] };
+  return { rows, samples, hostRefNs: rows.length > 0 ? [median(ref)] : [], hostScaling: rows.length > 0 ? scaling : [] };
+}
+
+/** The threads hostScaling runs for the cells of `order`: their most worker CPUs (1: none of 2 or more, nothing to measure). */
+export function scalingThreads(plan: readonly CellPlan[], order: readonly number[]): number {
+  let t = 1;
+  for (const i of order) if (plan[i].timed !== false) t = Math.max(t, plan[i].threads);
+  return t;
 }
 
 /** Where the cell's plain-mmap control is: the same cell but for the design. */

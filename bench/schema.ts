@@ -222,6 +222,16 @@ export interface RunMeta {
   /** what the host reference ran on: 'native vaes-avx512', 'native openssl-evp', 'openssl' (absent in older runs) */
   host_ref_impl?: string;
   /**
+   * Per process that timed cells of 2 or more CPUs, how many times one
+   * thread's work host_scaling_threads threads of the host reference got
+   * through side by side (bench/hostref.ts hostScaling): the most that many
+   * CPUs can gain over one on this host. Absent in older runs and runs of
+   * 1-CPU cells only.
+   */
+  host_scaling?: number[];
+  /** the threads host_scaling ran: the run's most worker CPUs */
+  host_scaling_threads?: number;
+  /**
    * 'lockstep': the counting round ran cells of 2 or more CPUs in lockstep, so
    * every cell's counters are exact (workloads/board.ts COUNTING). Absent in
    * older runs, whose 2-CPU counters depended on how the CPUs interleaved.

@@ -74,6 +74,9 @@ describe('memcrypt-bench run: the whole matrix, one CPU', () => {
     assert.ok(meta.host_ref_ns?.length === 2 && meta.host_ref_ns.every((x) => Number.isInteger(x) && x > 0), String(meta.host_ref_ns));
     assert.match(report, /\n {2}host ref \S+ [nu]s a pass \((native \S+|openssl)\), cv \d+\.\d% between 2/);
     assert.equal(meta.host_ref_impl, hostRefImpl());
+    // 1-CPU cells only: no host scaling to measure
+    assert.deepEqual([meta.host_scaling, meta.host_scaling_threads], [undefined, undefined]);
+    assert.doesNotMatch(report, /\n {2}scaling /);
     // the flags the children said they ran with, in the meta and the report's head
     assert.equal(meta.timing_flags, TIMING_V8_FLAGS.join(' '));
     assert.match(report, /\n {2}node {5}v\d+\.\d+\.\d+ --no-concurrent-recompilation, tinybench/);
@@ -238,6 +241,18 @@ describe('memcrypt-bench run: the default suite', () => {
     const keys = (threads: string[]) => plan(args(threads)).filter((c) => c.workload.name === 'key-exhaustion').map((c) => c.threads);
     assert.deepEqual(keys(['2']), [1, 1, 1, 1, 1, 1]);
     assert.deepEqual(keys(['1', '2', '4']), [1, 1, 1, 1, 1, 1]);
+  });
+});
+
+describe('memcrypt-bench run: the host scaling', () => {
+  it('cells of 2 CPUs: each process measures 2 threads side by side, and the meta and the report say it', () => {
+    const out = join(dir, 'scal.csv');
+    const r = cli(['run', '-w', 'fault', '-i', 'plain-mmap', '-t', '1,2', '--time', '1', '--samples', '2', '--warmup', '1', '--warmup-cells', '0', '--repeat', '2', '--costs', 'defaults', '--format', 'none', '--out', out]);
+    assert.equal(r.status, 0, r.stderr);
+    const meta = parseMeta(readFileSync(join(dir, 'scal.meta.json'), 'utf8'), 'm');
+    assert.equal(meta.host_scaling_threads, 2);
+    assert.ok(meta.host_scaling?.length === 2 && meta.host_scaling.every((x) => Number.isFinite(x) && x > 0), String(meta.host_scaling));
+    assert.match(readFileSync(join(dir, 'scal.txt'), 'utf8'), /\n {2}scaling  the host ref side by side: 2 threads did \d+\.\d\dx one thread's/);
   });
 });
 

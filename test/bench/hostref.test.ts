@@ -8,7 +8,9 @@ import { after, describe, it } from 'node:test';
 import { compareRuns, formatCompare, type LoadedRun } from '../../bench/compare.js';
 import { formatMeta, parseMeta } from '../../bench/csv.js';
 import { appendHistory, readHistory } from '../../bench/history.js';
-import { hostRefImpl, hostRefSummary, hostReferenceWindow } from '../../bench/hostref.js';
+import { hostRefImpl, hostRefSummary, hostReferenceWindow, hostScaling, hostScalingSummary } from '../../bench/hostref.js';
+import { scalingThreads } from '../../bench/runner.js';
+import { plan } from '../../bench/run.js';
 import { nativeImpl } from '../../hardware/xts-native.js';
 import { formatReport } from '../../bench/report.js';
 import { cellKey, type Row, type RunMeta } from '../../bench/schema.js';
@@ -141,5 +143,96 @@ describe('the host reference in the result set', () => {
     assert.equal(warnings.length, 2);
     assert.match(warnings[0], /bad\.jsonl:3: env\.host_ref_ns: expected a positive number, skipped$/);
     assert.match(warnings[1], /bad\.jsonl:4: env\.host_ref_impl: expected a string, skipped$/);
+  });
+});
+
+describe('the host scaling', () => {
+  it('threads of the reference side by side: how many times one thread\'s work they did, a positive number; fewer than 2 threads is refused', async () => {
+    const x = await hostScaling(2, 5, 1);
+    assert.ok(Number.isFinite(x) && x > 0, String(x));
+    await assert.rejects(hostScaling(1), { name: 'RangeError', message: 'threads: expected an integer >= 2, got 1' });
+    await assert.rejects(hostScaling(2.5), { name: 'RangeError' });
+  });
+
+  it('summary: the median, and the range between processes when there are several', () => {
+    assert.equal(hostScalingSummary(undefined, 2), '');
+    assert.equal(hostScalingSummary([], 2), '');
+    assert.equal(hostScalingSummary([1.9], undefined), '');
+    assert.equal(hostScalingSummary([1.9], 2), "2 threads did 1.90x one thread's work");
+    assert.equal(hostScalingSummary([1.2, 1.95, 1.8], 2), "2 threads did 1.80x one thread's work (1.20-1.95x between 3 processes)");
+  });
+
+  it('runs for the most worker CPUs of the timed cells in the order; none of 2 or more: 1, nothing to measure', () => {
+    const cells = plan({ interface: ['plain-mmap'], hardware: ['mktme'], workload: ['fault', 'key-exhaustion'], threads: ['1', '2'], swap: ['plain'], backend: ['openssl'] });
+    const all = cells.map((_, i) => i);
+    assert.equal(scalingThreads(cells, all), 2);
+    assert.equal(scalingThreads(cells, all.filter((i) => cells[i].threads === 1)), 1);
+    assert.equal(scalingThreads(cells, []), 1);
+    // an untimed cell (guest hardware) does not count
+    assert.equal(scalingThreads([{ ...cells[0], threads: 4, timed: false }, cells[0]], [0, 1]), 1);
+  });
+});
+
+describe('the host scaling in the result set', () => {
+  const row: Row = mkRow({ run_id: 'r1' });
+  const run = (file: string, scaling: number[] | undefined, threads = 2): LoadedRun => ({
+    file,
+    meta: mkMeta({ run_id: 'r1', ...(scaling ? { host_scaling: scaling, host_scaling_threads: threads } : {}) }),
+    rows: [row],
+    samples: new Map([[cellKey(row), [96, 97, 98, 99, 100, 101, 102, 103, 104]]]),
+  });
+
+  it('the meta keeps it with its thread count; a bad one, or one without the other, is refused in one line', () => {
+    const meta = mkMeta({ host_scaling: [1.91, 1.5], host_scaling_threads: 2 });
+    const back = parseMeta(formatMeta(meta), 'm.json');
+    assert.deepEqual([back.host_scaling, back.host_scaling_threads], [[1.91, 1.5], 2]);
+    assert.equal(parseMeta(formatMeta(mkMeta()), 'm.json').host_scaling, undefined); // older runs, 1-CPU runs
+    for (const bad of [[0], [-1], ['2'], 2] as unknown[])
+      assert.throws(() => parseMeta(formatMeta({ ...meta, host_scaling: bad as number[] }), 'm.json'), { message: 'm.json: host_scaling: expected an array of positive numbers' });
+    for (const bad of [1, 2.5, '2'] as unknown[])
+      assert.throws(() => parseMeta(formatMeta({ ...meta, host_scaling_threads: bad as number }), 'm.json'), { message: 'm.json: host_scaling_threads: expected an integer >= 2' });
+    for (const m of [mkMeta({ host_scaling: [1.9] }), mkMeta({ host_scaling_threads: 2 })])
+      assert.throws(() => parseMeta(formatMeta(m), 'm.json'), { message: 'm.json: host_scaling and host_scaling_threads: expected both or neither' });
+  });
+
+  it("the report's head says it, and the harness section gives the time per op a cell of that many CPUs can reach at best", () => {
+    const text = formatReport(mkMeta({ host_ref_ns: [100_000, 100_000], host_ref_impl: 'openssl', host_scaling: [1.6, 2.0, 1.25], host_scaling_threads: 2 }), [mkRow({ sim_processes: 3, sim_cv_pct: 12 })]);
+    assert.match(text, /\n {2}scaling  the host ref side by side: 2 threads did 1\.60x one thread's\n {11}work \(1\.25-2\.00x between 3 processes\), the most 2 CPUs can\n {11}gain over one here\n/);
+    assert.match(text.replace(/\n {2}/g, ' '), /2 threads of it side by side did 1\.60x one thread's work \(scaling, above\): a cell of 2 CPUs can take no less than 0\.63 of its 1-CPU time per op here\./);
+    assert.doesNotMatch(formatReport(mkMeta(), [mkRow()]), /scaling {2}|side by side/);
+  });
+
+  it('compare: both in its head; a shift beyond the threshold, or another thread count, is a note', () => {
+    const o = { thresholdPct: 5, alpha: 0.05 };
+    assert.deepEqual(compareRuns(run('b.csv', [2.0, 1.9, 1.95]), run('n.csv', [1.5, 1.4, 1.45]), o).notes, [
+      'the host ran 2 threads of its reference at 1.45x one in new against 1.95x in base: cells of 2 or more CPUs may have moved with it',
+    ]);
+    assert.match(compareRuns(run('b.csv', [1.5]), run('n.csv', [1.9]), o).notes[0], /at 1\.90x one in new against 1\.50x in base/);
+    assert.deepEqual(compareRuns(run('b.csv', [2.0]), run('n.csv', [3.0], 4), o).notes, ['the host scaling ran 2 threads in base and 4 in new: not compared']);
+    // within the threshold, or not recorded on one side: no note
+    assert.deepEqual(compareRuns(run('b.csv', [2.0]), run('n.csv', [1.91]), o).notes, []);
+    assert.deepEqual(compareRuns(run('b.csv', [2.0]), run('n.csv', [1.89]), o).notes.length, 1);
+    assert.deepEqual(compareRuns(run('b.csv', undefined), run('n.csv', [1.0]), o).notes, []);
+    assert.deepEqual(compareRuns(run('b.csv', [1.0]), run('n.csv', undefined), o).notes, []);
+    const head = formatCompare(compareRuns(run('b.csv', undefined), run('n.csv', [1.8, 1.6, 1.7]), o));
+    assert.match(head, /\nhost scaling: base not recorded; new 2 threads did 1\.70x one thread's\n {2}work \(1\.60-1\.80x between 3 processes\)\n/);
+    assert.doesNotMatch(formatCompare(compareRuns(run('b.csv', undefined), run('n.csv', undefined), o)), /host scaling/);
+  });
+
+  it("history: each record keeps the run's median and thread count; a bad one is skipped with a warning", () => {
+    const file = join(dir, 'scaling.jsonl');
+    appendHistory(file, mkMeta({ run_id: 'r1', host_scaling: [1.2, 1.8, 1.6], host_scaling_threads: 2 }), [row], []);
+    appendHistory(file, mkMeta({ run_id: 'r2' }), [row], []);
+    const good = JSON.stringify(readHistory(file).records[0]);
+    for (const f of [(e: Record<string, unknown>) => (e.host_scaling = 0), (e: Record<string, unknown>) => (e.host_scaling_threads = 1)]) {
+      const d = JSON.parse(good);
+      f(d.env);
+      appendFileSync(file, JSON.stringify(d) + '\n');
+    }
+    const { records, warnings } = readHistory(file);
+    assert.deepEqual(records.map((r) => [r.run_id, r.env.host_scaling, r.env.host_scaling_threads]), [['r1', 1.6, 2], ['r2', undefined, undefined]]);
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0], /scaling\.jsonl:3: env\.host_scaling: expected a positive number, skipped$/);
+    assert.match(warnings[1], /scaling\.jsonl:4: env\.host_scaling_threads: expected an integer >= 2, skipped$/);
   });
 });

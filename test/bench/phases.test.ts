@@ -53,6 +53,24 @@ describe('phases', () => {
     assert.match(text, /300 us +50\.0 us +240 us +240 us +10\.0 us/);
   });
 
+  it('with the host\'s scaling at a CPU count, each row of that count gets the bound at it', () => {
+    const rows = [
+      { threads: 1, rounds: 100, ops: 64, round: 0.3, kernel: 0.05, slowest: 0.24, all: 0.24, extra: 0.01 },
+      { threads: 2, rounds: 150, ops: 64, round: 0.2, kernel: 0.05, slowest: 0.13, all: 0.25, extra: 0.02 },
+      { threads: 3, rounds: 150, ops: 64, round: 0.2, kernel: 0.05, slowest: 0.13, all: 0.25, extra: 0.02 },
+    ];
+    const text = formatPhases([{ name: 'c', rows }], new Map([[2, 1.5], [1, 1]]));
+    for (const l of text.split('\n')) assert.ok(l.length <= 72, `over 72 columns: ${l}`);
+    const lines = text.split('\n');
+    const at = lines.findIndex((l) => /^ +2 +150 /.test(l));
+    // (0.05 + 0.24 / 1.5) / 0.3
+    assert.equal(lines[at + 1], "       the host did 1.50x one thread's work with 2: bound 0.70 at that");
+    assert.match(lines[at + 2], /^ +3 +150 /, 'no scaling measured for 3: no line');
+    assert.equal(lines.filter((l) => /the host did/.test(l)).length, 1, 'none for the 1-CPU row either');
+    // no 1-CPU row: nothing to bound
+    assert.doesNotMatch(formatPhases([{ name: 'c', rows: [rows[1]] }], new Map([[2, 1.5]])), /the host did/);
+  });
+
   it('times real cells at 1 and 2 CPUs from the command line, and refuses a bad argument with one line', () => {
     const r = spawnSync(process.execPath, [CLI, 'phases', '-w', 'fault', '-i', 'plain-mmap', '-t', '1,2', '--time', '30', '--warmup', '0', '--backend', 'openssl'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stderr);
