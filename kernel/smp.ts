@@ -47,6 +47,12 @@
 // the kernel waits for may be the one its spin keeps off the host CPU. (As a
 // paravirtual TLB flush does not wait for a preempted vCPU, arch/x86/kernel/
 // kvm.c kvm_flush_tlb_multi, it lets the CPU that must ack run.)
+//
+// Rounds left: the word after the online bell counts the CPUs that have
+// not yet finished the round under way; whoever hands a round out sets it
+// (workloads/). A CPU that finishes rings the doorbell only if it was the
+// last (the word then reaches 0; below 0, no one set it, and every CPU
+// rings): the kernel, asleep until the round is over, is woken once.
 
 import { hostSchedstat, hostYield } from '../hardware/xts-native.js';
 import { HostLoad, Spinner, SPIN_CAP_MS } from './backoff.js';
@@ -116,7 +122,7 @@ export class Smp {
     if (!Number.isInteger(nrCpus) || nrCpus < 1) throw new RangeError(`nrCpus: expected >= 1, got ${nrCpus}`);
     if (!Number.isInteger(hostCpus) || hostCpus < 1) throw new RangeError(`hostCpus: expected >= 1, got ${hostCpus}`);
     const s = new Smp({
-      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 5) * 4),
+      sab: new SharedArrayBuffer((nrCpus * CPU_WORDS + 6) * 4),
       argSab: new SharedArrayBuffer(nrCpus * CPU_ARGS * 8),
       nrCpus,
       epoch: performance.timeOrigin + performance.now(),
@@ -176,6 +182,11 @@ export class Smp {
   /** Index of the online-bell word: 1 while the kernel waits for a CPU to come online (a CPU that does rings the doorbell). */
   get onlineBell(): number {
     return this.doorbell + 4;
+  }
+
+  /** Index of the rounds-left word: CPUs of the round under way that have not finished it (WorkerCpu.roundDone). */
+  get roundsLeft(): number {
+    return this.doorbell + 5;
   }
 
   /** Index of the kernel-waits word: 1 while CPUs in traps should sleep, not spin. */

@@ -161,7 +161,8 @@ export class WorkerCpu {
   /** Tell a kernel that pumps (TrapServer.pump) that this CPU finished a round of work. */
   roundDone(): void {
     Atomics.add(this.smp.words, this.base + W_ROUND, 1);
-    this.smp.ring();
+    // the last of the round wakes the kernel (smp.ts, rounds left); the others need not
+    if (Atomics.sub(this.smp.words, this.smp.roundsLeft, 1) <= 1) this.smp.ring();
   }
 
   /**

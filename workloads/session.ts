@@ -242,6 +242,8 @@ export class CellSession {
     const cpus = this.workers.map((_, i) => i + 1);
     const words = cpus.map((c) => this.k.smp.w(c, W_ROUND)); // rounds each CPU has finished
     const before = words.map((i) => Atomics.load(w, i));
+    // only the last CPU to finish rings the doorbell (smp.ts, rounds left)
+    Atomics.store(w, this.k.smp.roundsLeft, cpus.length);
     const handedOut = performance.now();
     for (const c of cpus) {
       const p = (slot: number, v: number) => (f[b.f(c, slot)] = v);

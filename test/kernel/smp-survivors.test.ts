@@ -77,21 +77,22 @@ describe('smp.ts: Smp.create and the shared words', () => {
     assert.throws(() => Smp.create(-2), { name: 'RangeError', message: 'nrCpus: expected >= 1, got -2' });
     const one = Smp.create(1);
     assert.equal(one.nrCpus, 1);
-    assert.equal(one.words.length, CPU_WORDS + 5);
+    assert.equal(one.words.length, CPU_WORDS + 6);
   });
 
-  it('the doorbell is the word after the per-CPU blocks, then the host CPU count, the kernel-waits word, the busy word and the online bell; ring() bumps the doorbell and wakes its sleeper', async () => {
+  it('the doorbell is the word after the per-CPU blocks, then the host CPU count, the kernel-waits word, the busy word, the online bell and the rounds-left word; ring() bumps the doorbell and wakes its sleeper', async () => {
     const smp = Smp.create(3, 2);
-    assert.equal(smp.words.length, 3 * CPU_WORDS + 5);
+    assert.equal(smp.words.length, 3 * CPU_WORDS + 6);
     assert.equal(smp.doorbell, 3 * CPU_WORDS);
     assert.equal(smp.words[3 * CPU_WORDS + 1], 2);
     assert.equal(smp.hostCpus, 2);
     assert.equal(smp.kernelWaits, 3 * CPU_WORDS + 2);
     assert.equal(smp.busyWord, 3 * CPU_WORDS + 3);
     assert.equal(smp.onlineBell, 3 * CPU_WORDS + 4);
+    assert.equal(smp.roundsLeft, 3 * CPU_WORDS + 5);
     const others = () => [...smp.words].filter((_, i) => i !== smp.doorbell);
     const before = others();
-    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2, 0, NEVER_BUSY, 0], 'only the boot CPU is online; the kernel waits for nobody; never busy; no online bell');
+    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2, 0, NEVER_BUSY, 0, 0], 'only the boot CPU is online; the kernel waits for nobody; never busy; no online bell; no round under way');
     const sleeper = Atomics.waitAsync(smp.words, 3 * CPU_WORDS, 0);
     assert.equal(sleeper.async, true);
     const realNotify = Atomics.notify;

@@ -759,6 +759,24 @@ describe('trap.ts: TrapServer.pump', () => {
     s.done();
   });
 
+  it('a round\'s CPUs ring the doorbell once, the last to finish; with no count set (0 or below) each rings', () => {
+    const s = setup(3);
+    const [c1, c2] = [workerCpu(s.k, s.t, 1), workerCpu(s.k, s.t, 2)];
+    const w = s.k.smp.words;
+    const bell = () => realLoad(w, s.k.smp.doorbell);
+    Atomics.store(w, s.k.smp.roundsLeft, 2);
+    const b0 = bell();
+    c2.roundDone();
+    assert.deepEqual([bell() - b0, word(s.k, 2, W_ROUND), realLoad(w, s.k.smp.roundsLeft)], [0, 1, 1], 'not the last: its round counted, no ring');
+    c1.roundDone();
+    assert.deepEqual([bell() - b0, word(s.k, 1, W_ROUND), realLoad(w, s.k.smp.roundsLeft)], [1, 1, 0], 'the last rings');
+    // not set for this round (0, then below): every CPU rings
+    c1.roundDone();
+    c2.roundDone();
+    assert.equal(bell() - b0, 3);
+    s.done();
+  });
+
   it('kernel work in step() and in a served trap restarts the stall clock', async () => {
     const s = setup(2);
     const q = quiet(s.k);

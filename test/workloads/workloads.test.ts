@@ -138,8 +138,13 @@ describe('workloads on two worker CPUs', () => {
     try {
       const s = c.session.cpuRounds;
       assert.equal(s.rounds, 1, 'the counting round');
+      const bell = c.session.k.smp.doorbell;
+      const rung = Atomics.load(c.session.k.smp.words, bell);
       for (let n = 1; n <= 3; n++) await timedRound(c, n);
       assert.equal(s.rounds, 4);
+      // each round's CPUs counted down to 0; only its last rang (fault's rounds trap no CPU: nothing else rings)
+      assert.equal(Atomics.load(c.session.k.smp.words, c.session.k.smp.roundsLeft), 0);
+      assert.equal(Atomics.load(c.session.k.smp.words, bell) - rung, 3);
       // each CPU's work lies within the kernel's wait; two CPUs' work is at most twice the slower one's
       assert.ok(s.slowestMs > 0 && s.slowestMs <= s.waitMs, JSON.stringify(s));
       assert.ok(s.workMs >= s.slowestMs && s.workMs <= 2 * s.slowestMs, JSON.stringify(s));
