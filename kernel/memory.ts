@@ -75,8 +75,9 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
   let nf = 0;
   let zapped = 0;
   const cpuOf = k.alloc.map.cpu;
-  // the worker CPUs (bit c - 1, 31 for all above) that took the frames to free
-  let cpus = 0;
+  // the first worker CPU that took a frame to free, and whether another did too
+  let cpu = 0;
+  let several = false;
   for (let va = start; va < end; ) {
     // one leaf table at a time: its PTEs are consecutive words
     const next = Math.min(end, k.pool.nextSlot(mm.pgd, va));
@@ -101,15 +102,19 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
           freed = _freed = more;
         }
         freed[nf++] = pfn;
-        if (cpuOf[pfn] > 0) cpus |= 1 << Math.min(cpuOf[pfn] - 1, 31);
+        const c = cpuOf[pfn];
+        if (c > 0 && c !== cpu) {
+          if (cpu > 0) several = true;
+          cpu = c;
+        }
       }
     }
   }
   if (zapped === 0) return 0;
   mm.invalidate(start, end);
   flushTlbMm(k, mm);
-  if ((cpus & (cpus - 1)) === 0) for (let j = 0; j < nf; j++) freeAnonPage(k, mm, freed[j]);
-  else freeByCpu(k, mm, freed, nf);
+  if (several) freeByCpu(k, mm, freed, nf);
+  else for (let j = 0; j < nf; j++) freeAnonPage(k, mm, freed[j]);
   if (nf > 0) dropFromLru(mm, start, end);
   k.count('pages_zapped', zapped);
   return zapped;

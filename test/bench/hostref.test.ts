@@ -214,6 +214,9 @@ describe('the host scaling in the result set', () => {
     assert.deepEqual(compareRuns(run('b.csv', [2.0]), run('n.csv', [1.89]), o).notes.length, 1);
     assert.deepEqual(compareRuns(run('b.csv', undefined), run('n.csv', [1.0]), o).notes, []);
     assert.deepEqual(compareRuns(run('b.csv', [1.0]), run('n.csv', undefined), o).notes, []);
+    // beyond the threshold, not at it (25% exactly, in binary too)
+    assert.deepEqual(compareRuns(run('b.csv', [2]), run('n.csv', [2.5]), { thresholdPct: 25, alpha: 0.05 }).notes, []);
+    assert.equal(compareRuns(run('b.csv', [2]), run('n.csv', [2.5001]), { thresholdPct: 25, alpha: 0.05 }).notes.length, 1);
     const head = formatCompare(compareRuns(run('b.csv', undefined), run('n.csv', [1.8, 1.6, 1.7]), o));
     assert.match(head, /\nhost scaling: base not recorded; new 2 threads did 1\.70x one thread's\n {2}work \(1\.60-1\.80x between 3 processes\)\n/);
     assert.doesNotMatch(formatCompare(compareRuns(run('b.csv', undefined), run('n.csv', undefined), o)), /host scaling/);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { type FastFault, enableFastFaults } from '../../kernel/fastfault.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
-import { PCP_BATCH } from '../../kernel/page_alloc.js';
+import { MemMap, PCP_BATCH } from '../../kernel/page_alloc.js';
 import { ptePfn } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { BASE, PAGE, boot, fastFaultOn, mapAnon, touch } from './util.js';
@@ -86,6 +86,23 @@ describe('munmap: which frames go back to which CPU', () => {
     assert.deepEqual(top(k, 1, PAGES - 2), [...pfn].reverse().slice(0, PAGES - 2));
     assert.equal(k.alloc.map.pcpCount(2), PCP_BATCH);
     assert.deepEqual([k.alloc.alloc(0), k.alloc.alloc(0)], [pfn[1], pfn[0]]);
+    done();
+  });
+
+  it('a frame\'s CPU is a byte: a map of more than 256 CPUs is refused', () => {
+    assert.equal(MemMap.create(4, 256).cpu.length, 4);
+    assert.throws(() => MemMap.create(4, 257), { name: 'RangeError', message: 'nrCpus: at most 256 (a frame\'s CPU is a byte), got 257' });
+  });
+
+  it('CPUs taking turns (1, 2, 1, ...): still several, each gets its own back', () => {
+    const { k, t, ff, done } = setup(2);
+    const pfn: number[] = [];
+    // pages 0-5 on CPU 1, then 6-7 on CPU 2, then 8-15 on CPU 1 again
+    const on = (p: number) => (p >= 6 && p < 8 ? 2 : 1);
+    for (let p = 0; p < PAGES; p++) pfn[p] = fault(k, t, ff, on(p), p);
+    assert.equal(k.syscall(t, NR.munmap, BASE, PAGES * PAGE), 0);
+    assert.deepEqual(top(k, 1, PAGES - 2), pfn.filter((_, p) => on(p) === 1).reverse());
+    assert.deepEqual(top(k, 2, 2), [pfn[7], pfn[6]]);
     done();
   });
 });
