@@ -31,7 +31,7 @@ import { compareSpec, historySpec, renderPng, renderSvg, runFigures } from './fi
 import { formatFigurePage, formatHtml, htmlPath, pngPath } from './html.js';
 import { InputError, readInput, writeFileAtomic } from './io.js';
 import { hostScaling } from './hostref.js';
-import { formatPhases, groupByCell, measurePhases, type PhaseCell } from './phases.js';
+import { formatPhases, groupByCell, measureGroup, type PhaseCell } from './phases.js';
 import { formatReport } from './report.js';
 import { runCellsJob } from './repeat.js';
 import { AB_TIME_MS, AB_WARMUP_MS, cellName, checkPair, formatAb, formatAbCsv, loadBuild, runAb, runAbJob, specOf } from './ab.js';
@@ -330,7 +330,7 @@ async function main(argv: string[]): Promise<void> {
     )
     .command(
       'phases',
-      "where a timed round's time goes at each worker-CPU count: the kernel thread's own work, the slowest CPU's, what the kernel waited beyond it; and the best more CPUs could do with free hand-offs (one process, rounds timed in turn)",
+      "where a timed round's time goes at each worker-CPU count: the kernel thread's own work, the slowest CPU's, what the kernel waited beyond it; and the best more CPUs could do with free hand-offs (one process, the CPU counts timed in turns of 40 ms)",
       (y) =>
         matrixOptions(y)
           .option('time', { type: 'string', default: 1000, describe: 'timed rounds per cell and CPU count, ms', coerce: positiveInt('time', 600_000) })
@@ -343,9 +343,7 @@ async function main(argv: string[]): Promise<void> {
         const scaling = new Map<number, number>();
         for (const n of new Set(planned.map((p) => p.threads))) if (n > 1) scaling.set(n, await hostScaling(n));
         for (const g of groupByCell(planned)) {
-          const rows = [];
-          for (const p of g.cells) rows.push(await measurePhases(p, o));
-          cells.push({ name: g.name, rows });
+          cells.push({ name: g.name, rows: await measureGroup(g.cells, o) });
         }
         process.stdout.write(formatPhases(cells, scaling) + '\n');
       },

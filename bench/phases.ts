@@ -14,10 +14,13 @@
 // a simulator whose hand-offs cost nothing and whose CPUs split the 1-CPU
 // work evenly is kernel(1) + all(1) / n: `bound` is that over the 1-CPU
 // round. Medians over the rounds, each part's own median (they need not add
-// up to the round's). README, "A round taken apart", has its figures.
-import { mkdtempSync, rmSync } from 'node:fs';
+// up to the round's). The CPU counts of a cell are timed in short turns
+// (measureGroup), so that each is compared with the 1-CPU rounds of the
+// same stretch of the host's speed. README, "A round taken apart", has its
+// figures.
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startCell, timedRound } from '../workloads/cell.js';
+import { startCell, timedRound, type CellStart } from '../workloads/cell.js';
 import { plannedConfig, type CellPlan } from './runner.js';
 import { median } from './stats.js';
 import { humanNs } from './text.js';
@@ -37,6 +40,11 @@ export interface PhaseRow extends RoundParts {
   readonly rounds: number;
   /** ops of one round */
   readonly ops: number;
+  /**
+   * The round against the same cell's at 1 CPU, the median over windows
+   * timed side by side (measureGroup); absent: the two medians' ratio.
+   */
+  readonly vs1?: number;
 }
 
 /** A cell that ran no timed rounds: why. */
@@ -56,7 +64,19 @@ export interface PhaseOptions {
   readonly timeMs: number;
   readonly warmupMs: number;
   readonly tmpdir: string;
+  /** measureGroup: each cell's turn, ms (WINDOW_MS) */
+  readonly windowMs?: number;
 }
+
+/**
+ * A cell's turn when measureGroup times a cell's CPU counts in turn. The
+ * host's speed moves over seconds (README, "A round taken apart"): 1.5 s of
+ * one CPU count and then 1.5 s of the other put the two in different
+ * stretches of it, and their ratio moved with it (dax-stacking plain-mmap at
+ * 2 CPUs 1.78, 1.13 and 1.20 times its 1-CPU round in three runs within an
+ * hour). Windows this short alternate within one stretch.
+ */
+export const WINDOW_MS = 40;
 
 /** The parts of one round, from the round's time and the kernel's sums before and after it (ms). */
 export function roundParts(
@@ -75,30 +95,62 @@ export function medianParts(xs: readonly RoundParts[]): RoundParts {
   return { round: m('round'), kernel: m('kernel'), slowest: m('slowest'), all: m('all'), extra: m('extra') };
 }
 
-/** Time one planned cell's rounds for o.timeMs after o.warmupMs, taken apart. */
-export async function measurePhases(p: CellPlan, o: PhaseOptions): Promise<PhaseRow | PhaseSkip> {
+/**
+ * Time one cell at each of its CPU counts (`cells`: one group of
+ * groupByCell, its 1-CPU cell first if there is one), taken apart: all
+ * of them started, then windows of o.windowMs each in turn, o.warmupMs of
+ * turns and then o.timeMs of them for every cell. A count's `vs1` is the
+ * median over the turns of its window's median round against the 1-CPU
+ * cell's window of the same turn: the two ran in the same stretch of the
+ * host's speed.
+ */
+export async function measureGroup(cells: readonly CellPlan[], o: PhaseOptions): Promise<(PhaseRow | PhaseSkip)[]> {
   const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-phases-'));
+  const started: { p: CellPlan; c: CellStart | null; why: string }[] = [];
   try {
-    const c = await startCell(plannedConfig(p, o.seed, workdir));
-    try {
-      if (!c.timeable) return { threads: p.threads, why: `not timed (${c.outcome})` };
-      const sums = c.session.cpuRounds;
-      const parts: RoundParts[] = [];
-      let n = 0;
-      const warm = performance.now() + o.warmupMs;
-      while (performance.now() < warm) await timedRound(c, ++n);
-      const end = performance.now() + o.timeMs;
-      do {
-        const before = { ...sums };
-        const t = performance.now();
-        await timedRound(c, ++n);
-        parts.push(roundParts(performance.now() - t, before, sums));
-      } while (performance.now() < end);
-      return { threads: p.threads, rounds: parts.length, ops: c.ops, ...medianParts(parts) };
-    } finally {
-      await c.session.close();
+    for (const p of cells) {
+      const dir = join(workdir, String(started.length));
+      mkdirSync(dir);
+      const c = await startCell(plannedConfig(p, o.seed, dir));
+      started.push(c.timeable ? { p, c, why: '' } : { p, c: null, why: `not timed (${c.outcome})` });
+      if (!c.timeable) await c.session.close();
     }
+    const timed = started.filter((s) => s.c !== null);
+    const win = Math.max(1, o.windowMs ?? WINDOW_MS);
+    const parts = timed.map(() => [] as RoundParts[]);
+    const ratios = timed.map(() => [] as number[]);
+    let n = 0;
+    // one turn: every cell a window; returns each cell's rounds of it
+    const turn = async (keep: boolean): Promise<void> => {
+      const med: number[] = [];
+      for (const [i, s] of timed.entries()) {
+        const c = s.c!;
+        const sums = c.session.cpuRounds;
+        const rounds: number[] = [];
+        const end = performance.now() + win;
+        do {
+          const before = { ...sums };
+          const t = performance.now();
+          await timedRound(c, ++n);
+          const r = roundParts(performance.now() - t, before, sums);
+          rounds.push(r.round);
+          if (keep) parts[i].push(r);
+        } while (performance.now() < end);
+        med.push(median(rounds));
+      }
+      const one = timed.findIndex((s) => s.p.threads === 1);
+      if (keep && one >= 0) for (const i of timed.keys()) ratios[i].push(med[i] / med[one]);
+    };
+    for (const end = performance.now() + o.warmupMs * timed.length; performance.now() < end; ) await turn(false);
+    for (const end = performance.now() + o.timeMs * timed.length; performance.now() < end; ) await turn(true);
+    return started.map((s) => {
+      const i = timed.indexOf(s);
+      if (i < 0) return { threads: s.p.threads, why: s.why };
+      const vs1 = ratios[i].length > 0 ? { vs1: median(ratios[i]) } : {};
+      return { threads: s.p.threads, rounds: parts[i].length, ops: s.c!.ops, ...medianParts(parts[i]), ...vs1 };
+    });
   } finally {
+    for (const s of started) if (s.c !== null) await s.c.session.close();
     rmSync(workdir, { recursive: true, force: true });
   }
 }
@@ -146,7 +198,7 @@ export function formatPhases(cells: readonly PhaseCell[], scaling: ReadonlyMap<n
         out.push(`  ${String(r.threads).padStart(w[0])} ${r.why}`);
         continue;
       }
-      const vs = one === undefined ? '-' : (r.round / one.round).toFixed(2);
+      const vs = r.vs1 !== undefined ? r.vs1.toFixed(2) : one === undefined ? '-' : (r.round / one.round).toFixed(2);
       const bound = one === undefined ? '-' : ((one.kernel + one.all / r.threads) / one.round).toFixed(2);
       out.push(line([String(r.threads), String(r.rounds), us(r.round), us(r.kernel), us(r.slowest), us(r.all), us(r.extra), vs, bound]));
       const s = scaling.get(r.threads);

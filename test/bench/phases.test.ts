@@ -5,7 +5,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { formatPhases, groupByCell, medianParts, roundParts } from '../../bench/phases.js';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatPhases, groupByCell, measureGroup, medianParts, roundParts } from '../../bench/phases.js';
 import { plan } from '../../bench/run.js';
 
 const CLI = fileURLToPath(new URL('../../bench/cli.js', import.meta.url));
@@ -71,12 +74,38 @@ describe('phases', () => {
     assert.doesNotMatch(formatPhases([{ name: 'c', rows: [rows[1]] }], new Map([[2, 1.5]])), /the host did/);
   });
 
+  it('times a cell\'s CPU counts in turns: every count its rounds, each against the 1-CPU turn beside it; a count that cannot be timed says why', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'memcrypt-phases-test-'));
+    try {
+      const o = { seed: 1, timeMs: 30, warmupMs: 0, tmpdir: dir, windowMs: 5 };
+      const [g] = groupByCell(plan({ interface: ['plain-mmap'], hardware: ['mktme'], workload: ['fault'], threads: ['1', '2'], swap: ['plain'], backend: ['openssl'] }));
+      const rows = await measureGroup(g.cells, o);
+      assert.deepEqual(rows.map((r) => r.threads), [1, 2]);
+      for (const r of rows) {
+        assert.ok('rounds' in r && r.rounds >= 2 && r.ops === 64 && r.round > 0, JSON.stringify(r));
+        assert.ok(r.vs1 !== undefined && r.vs1 > 0, JSON.stringify(r));
+      }
+      assert.equal('rounds' in rows[0] && rows[0].vs1, 1, 'the 1-CPU row against itself');
+      // no 1-CPU cell: nothing to pair with
+      const [two] = await measureGroup([g.cells[1]], o);
+      assert.ok('rounds' in two && two.vs1 === undefined, JSON.stringify(two));
+      // a design the hardware cannot run is not timed; the others are
+      const [k] = groupByCell(plan({ interface: ['memfd-secret'], hardware: ['mktme'], workload: ['qemu-nvdimm'], threads: ['1'], swap: ['plain'], backend: ['openssl'] }));
+      const skipped = await measureGroup(k.cells, o);
+      assert.ok(skipped.every((r) => 'why' in r && /^not timed \(/.test(r.why)), JSON.stringify(skipped));
+      assert.deepEqual(readdirSync(dir), [], 'its scratch folders are gone');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('times real cells at 1 and 2 CPUs from the command line, and refuses a bad argument with one line', () => {
     const r = spawnSync(process.execPath, [CLI, 'phases', '-w', 'fault', '-i', 'plain-mmap', '-t', '1,2', '--time', '30', '--warmup', '0', '--backend', 'openssl'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(r.status, 0, r.stderr);
     const rows = r.stdout.split('\n').filter((l) => /^ +[12] +[0-9]+ /.test(l));
     assert.equal(rows.length, 2, r.stdout);
     assert.match(rows[0], / 1\.00 +[0-9.]+$/);
+    assert.match(rows[1], / [0-9]+\.[0-9]{2} +[0-9.]+$/);
     const bad = spawnSync(process.execPath, [CLI, 'phases', '-w', 'fault', '--time', '0'], { encoding: 'utf8' });
     assert.equal(bad.status, 2);
     assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
