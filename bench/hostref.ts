@@ -105,8 +105,8 @@ export function hostRefSummary(perProcess: readonly number[] | undefined, impl: 
  * returns less, and no cell of that many CPUs can gain more over one CPU
  * than that. Measured on the development VM (2 vCPUs, shared host): two
  * `openssl speed -evp aes-128-xts` processes pinned to the two vCPUs, 8
- * times a second apart, ran at 1.18-1.94x one alone, one of them often 20%
- * slower than the other.
+ * times a second apart, ran at 1.18-2.29x one alone (median about 1.8x),
+ * one of them often 20% slower than the other.
  */
 export async function hostScaling(threads: number, ms = HOST_REF_MS, warmupMs = HOST_REF_WARMUP_MS): Promise<number> {
   if (!Number.isInteger(threads) || threads < 2) throw new RangeError(`threads: expected an integer >= 2, got ${threads}`);

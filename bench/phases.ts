@@ -120,7 +120,8 @@ export async function measureGroup(cells: readonly CellPlan[], o: PhaseOptions):
     const parts = timed.map(() => [] as RoundParts[]);
     const ratios = timed.map(() => [] as number[]);
     let n = 0;
-    // one turn: every cell a window; returns each cell's rounds of it
+    const one = timed.findIndex((s) => s.p.threads === 1);
+    // one turn: every cell a window; kept, its rounds and each cell's ratio to the 1-CPU cell's window
     const turn = async (keep: boolean): Promise<void> => {
       const med: number[] = [];
       for (const [i, s] of timed.entries()) {
@@ -138,7 +139,6 @@ export async function measureGroup(cells: readonly CellPlan[], o: PhaseOptions):
         } while (performance.now() < end);
         med.push(median(rounds));
       }
-      const one = timed.findIndex((s) => s.p.threads === 1);
       if (keep && one >= 0) for (const i of timed.keys()) ratios[i].push(med[i] / med[one]);
     };
     for (const end = performance.now() + o.warmupMs * timed.length; performance.now() < end; ) await turn(false);
