@@ -11,7 +11,7 @@ import { parse } from 'csv-parse/sync';
 import { stringify } from 'csv-stringify/sync';
 import { checkCostTable } from '../hardware/costs.js';
 import { InputError } from './io.js';
-import { COLUMNS, COUNTER_COLUMNS, MAY_BE_EMPTY, NUMERIC_COLUMNS, SCHEMA_VERSION, SWAP_KINDS, cellKey, isHostRefNs, type CellSamples, type Column, type Row, type RunMeta } from './schema.js';
+import { COLUMNS, COUNTER_COLUMNS, MAY_BE_EMPTY, NUMERIC_COLUMNS, SCHEMA_VERSION, SWAP_KINDS, cellKey, isPositiveNumbers, type CellSamples, type Column, type Row, type RunMeta } from './schema.js';
 
 const KERNELS: ReadonlySet<string> = new Set(['patched', 'unpatched']);
 
@@ -249,9 +249,9 @@ export function parseMeta(text: string, file: string): RunMeta {
   if (doc.crypto_impl !== undefined && typeof doc.crypto_impl !== 'string') throw new InputError(file, 0, 'crypto_impl: expected a string');
   if (doc.counting !== undefined && typeof doc.counting !== 'string') throw new InputError(file, 0, 'counting: expected a string');
   if (doc.timing_flags !== undefined && typeof doc.timing_flags !== 'string') throw new InputError(file, 0, 'timing_flags: expected a string');
-  if (doc.host_ref_ns !== undefined && !isHostRefNs(doc.host_ref_ns)) throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
+  if (doc.host_ref_ns !== undefined && !isPositiveNumbers(doc.host_ref_ns)) throw new InputError(file, 0, 'host_ref_ns: expected an array of positive numbers');
   if (doc.host_ref_impl !== undefined && typeof doc.host_ref_impl !== 'string') throw new InputError(file, 0, 'host_ref_impl: expected a string');
-  if (doc.host_scaling !== undefined && !isHostRefNs(doc.host_scaling)) throw new InputError(file, 0, 'host_scaling: expected an array of positive numbers');
+  if (doc.host_scaling !== undefined && !isPositiveNumbers(doc.host_scaling)) throw new InputError(file, 0, 'host_scaling: expected an array of positive numbers');
   if (doc.host_scaling_threads !== undefined && !(Number.isInteger(doc.host_scaling_threads) && (doc.host_scaling_threads as number) >= 2))
     throw new InputError(file, 0, 'host_scaling_threads: expected an integer >= 2');
   if ((doc.host_scaling === undefined) !== (doc.host_scaling_threads === undefined)) throw new InputError(file, 0, 'host_scaling and host_scaling_threads: expected both or neither');

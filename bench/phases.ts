@@ -170,6 +170,8 @@ export function groupByCell(cells: readonly CellPlan[]): { name: string; cells: 
 }
 
 const us = (ms: number): string => humanNs(ms * 1e6);
+/** The 1-CPU row's kernel part plus its CPUs' work split `ways` ways, over its round. */
+const boundAt = (one: RoundParts, ways: number): string => ((one.kernel + one.all / ways) / one.round).toFixed(2);
 const isRow = (r: PhaseRow | PhaseSkip): r is PhaseRow => 'rounds' in r;
 
 /**
@@ -199,11 +201,11 @@ export function formatPhases(cells: readonly PhaseCell[], scaling: ReadonlyMap<n
         continue;
       }
       const vs = r.vs1 !== undefined ? r.vs1.toFixed(2) : one === undefined ? '-' : (r.round / one.round).toFixed(2);
-      const bound = one === undefined ? '-' : ((one.kernel + one.all / r.threads) / one.round).toFixed(2);
+      const bound = one === undefined ? '-' : boundAt(one, r.threads);
       out.push(line([String(r.threads), String(r.rounds), us(r.round), us(r.kernel), us(r.slowest), us(r.all), us(r.extra), vs, bound]));
       const s = scaling.get(r.threads);
       if (one !== undefined && r.threads > 1 && s !== undefined)
-        out.push(`${' '.repeat(w[0] + 3)}the host did ${s.toFixed(2)}x one thread's work with ${r.threads}: bound ${((one.kernel + one.all / s) / one.round).toFixed(2)} at that`);
+        out.push(`${' '.repeat(w[0] + 3)}the host did ${s.toFixed(2)}x one thread's work with ${r.threads}: bound ${boundAt(one, s)} at that`);
     }
   }
   return out.join('\n');

@@ -18,7 +18,7 @@ import { formatCsv, formatSamples, parseCsv, parseSamples } from './csv.js';
 import { InputError } from './io.js';
 import type { RunArgs, RunIo } from './run.js';
 import { overPlain, runMatrix, type CellPlan, type RunOptions, type RunResult } from './runner.js';
-import { COUNTER_COLUMNS, cellKey, isHostRefNs, type CellSamples, type Row, type RunMeta } from './schema.js';
+import { COUNTER_COLUMNS, cellKey, isPositiveNumbers, type CellSamples, type Row, type RunMeta } from './schema.js';
 import { hasFlag, stabilityFlags } from './stability.js';
 import { cvPct, median, mulberry32 } from './stats.js';
 
@@ -186,7 +186,7 @@ function parseProcInfo(text: string, file: string): ProcInfo {
     v = null;
   }
   const ref = v?.host_ref_ns, scaling = v?.host_scaling, argv = v?.exec_argv;
-  if (!isHostRefNs(ref) || ref.length > 1 || !isHostRefNs(scaling) || scaling.length > 1 || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
+  if (!isPositiveNumbers(ref) || ref.length > 1 || !isPositiveNumbers(scaling) || scaling.length > 1 || !Array.isArray(argv) || !argv.every((x) => typeof x === 'string'))
     throw new InputError(file, 0, 'expected { host_ref_ns: [] or [ns], host_scaling: [] or [x], exec_argv: [flags] }');
   return { host_ref_ns: ref, host_scaling: scaling, exec_argv: argv };
 }

@@ -249,8 +249,8 @@ export interface RunMeta {
 export const countersExact = (threads: number, ...countings: (string | number | string[] | undefined)[]): boolean =>
   threads === 1 || countings.every((c) => c === COUNTING);
 
-/** RunMeta.host_ref_ns as a meta file or a `run --repeat` child's report holds it: finite, positive numbers. */
-export const isHostRefNs = (v: unknown): v is number[] => Array.isArray(v) && v.every((x: unknown) => Number.isFinite(x) && (x as number) > 0);
+/** RunMeta.host_ref_ns and host_scaling as a meta file or a `run --repeat` child's report holds them: finite, positive numbers. */
+export const isPositiveNumbers = (v: unknown): v is number[] => Array.isArray(v) && v.every((x: unknown) => Number.isFinite(x) && (x as number) > 0);
 
 /** Per-cell timing samples (ns per op), kept for statistical comparison. */
 export interface CellSamples {
