@@ -138,13 +138,17 @@ describe('workloads on two worker CPUs', () => {
     try {
       const s = c.session.cpuRounds;
       assert.equal(s.rounds, 1, 'the counting round');
-      const bell = c.session.k.smp.doorbell;
-      const rung = Atomics.load(c.session.k.smp.words, bell);
-      for (let n = 1; n <= 3; n++) await timedRound(c, n);
+      const { words, doorbell, roundsLeft } = c.session.k.smp;
+      for (let n = 1; n <= 3; n++) {
+        const rung = Atomics.load(words, doorbell);
+        await timedRound(c, n);
+        // the round's two CPUs counted down to 0, and the last rang (a trap, or a CPU
+        // coming online while the pump's online bell is up, rings too: smp.ts; that only
+        // the last CPU of a round rings is trap-survivors.test.ts's, exactly)
+        assert.equal(Atomics.load(words, roundsLeft), 0, `round ${n}`);
+        assert.ok(Atomics.load(words, doorbell) - rung >= 1, `round ${n}`);
+      }
       assert.equal(s.rounds, 4);
-      // each round's CPUs counted down to 0; only its last rang (fault's rounds trap no CPU: nothing else rings)
-      assert.equal(Atomics.load(c.session.k.smp.words, c.session.k.smp.roundsLeft), 0);
-      assert.equal(Atomics.load(c.session.k.smp.words, bell) - rung, 3);
       // each CPU's work lies within the kernel's wait; two CPUs' work is at most twice the slower one's
       assert.ok(s.slowestMs > 0 && s.slowestMs <= s.waitMs, JSON.stringify(s));
       assert.ok(s.workMs >= s.slowestMs && s.workMs <= 2 * s.slowestMs, JSON.stringify(s));
