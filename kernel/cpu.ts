@@ -80,11 +80,16 @@ export class UserCpu {
     this.tlbTag.fill(-1);
   }
 
-  /** Acknowledge a pending TLB-shootdown IPI: flush first, then ack. */
+  /**
+   * Acknowledge a pending TLB-shootdown IPI: flush first, then ack. The ack
+   * word is this CPU's own (only pollIpi writes it, on the thread that runs
+   * the CPU), so it is read with a plain load; the IPI word, the kernel's,
+   * with Atomics.load.
+   */
   pollIpi(): void {
     const w = this.smp.words;
     const ipi = Atomics.load(w, this.ipiWord);
-    if (ipi !== Atomics.load(w, this.ackWord)) {
+    if (ipi !== w[this.ackWord]) {
       this.flushTlb();
       Atomics.store(w, this.ackWord, ipi);
       Atomics.notify(w, this.ackWord);
