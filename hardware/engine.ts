@@ -246,8 +246,15 @@ export class MemoryEncryptionEngine {
     return this.keyCache[keyid];
   }
 
-  /** Cache-alias bookkeeping on an access of frame pfn through keyid. */
+  /**
+   * Cache-alias bookkeeping on an access of frame pfn through keyid. Most
+   * accesses find the frame's lines already cached through the same KeyID:
+   * a plain load sees that, and only a change takes the exchange. (A flush
+   * that races with the load and is not seen counts as coming after the
+   * access; one the CPU was told of, through any atomic, is seen.)
+   */
   private _touch(pfn: number, keyid: number): void {
+    if (this.frameCached[pfn] === keyid + 1) return;
     const cached = Atomics.exchange(this.frameCached, pfn, keyid + 1);
     if (cached !== 0 && cached !== keyid + 1 && !this.profile.aliasCoherent) this.row[C_ALIAS]++;
   }

@@ -270,7 +270,9 @@ export class FastFault {
   tryFault(va: number, write: boolean, fill: Uint8Array | null = null, fillOff = 0): boolean {
     const L = this.c.mm.i32;
     this.filled = false;
-    for (let v = Atomics.load(L, MM_LOCK); ; ) {
+    // (a plain first look: the compare-exchange below checks it, and a stale
+    // WRITER bit only passes one fault to the kernel)
+    for (let v = L[MM_LOCK]; ; ) {
       if (v & MM_WRITER || L[MM_FAST] === 0) {
         this.passed++;
         return false;
@@ -325,12 +327,16 @@ export class FastFault {
     const L = s.i32;
     const b = s.batchBase(c.cpu);
     if (s.f64[b] >= LRU_BATCH) return false;
-    // charge the mm (mem_cgroup_charge): at its limit, the kernel reclaims
-    const limit = s.f64[F_LIMIT];
-    for (;;) {
-      const rss = Atomics.load(L, MM_RSS);
-      if (rss + Atomics.load(L, MM_FILE_PAGES) >= limit) return false;
-      if (Atomics.compareExchange(L, MM_RSS, rss, rss + 1) === rss) break;
+    // charge the mm (mem_cgroup_charge): at its limit, the kernel reclaims.
+    // Plain loads: the kernel changes file pages only under the write lock,
+    // which this CPU's reader count keeps out, and the compare-exchange checks
+    // the rss it read (a failed one returns the rss to try next).
+    const limit = s.f64[F_LIMIT] - L[MM_FILE_PAGES];
+    for (let rss = L[MM_RSS]; ; ) {
+      if (rss >= limit) return false;
+      const seen = Atomics.compareExchange(L, MM_RSS, rss, rss + 1);
+      if (seen === rss) break;
+      rss = seen;
     }
     const pfn = c.map.pcpAlloc(c.cpu, L[MM_NODE]);
     if (pfn < 0) {

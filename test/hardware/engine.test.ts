@@ -121,6 +121,13 @@ for (const backend of availableBackends()) {
       m.engine.zero(P(0), 0);
       assert.equal(m.engine.counters.get('alias_conflicts'), 1);
       assert.equal(m.engine.counters.get('clflush_lines'), 64);
+      // the same KeyID again changes nothing; another one is a conflict, and is then the cached one
+      m.engine.zero(P(0), 0);
+      assert.deepEqual([m.engine.counters.get('alias_conflicts'), m.engine.cachedAlias(P(0))], [1, 0]);
+      m.engine.zero(P(0), 1);
+      assert.deepEqual([m.engine.counters.get('alias_conflicts'), m.engine.cachedAlias(P(0))], [2, 1]);
+      m.engine.zero(P(0), 1);
+      assert.deepEqual([m.engine.counters.get('alias_conflicts'), m.engine.cachedAlias(P(0))], [2, 1]);
     });
 
     it('DAX contents persist encrypted across power-off and power-on', () => {

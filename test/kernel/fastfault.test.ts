@@ -148,6 +148,27 @@ describe('faults on the faulting CPU', () => {
     done();
   });
 
+  it('one CPU under a memory limit: file pages charged to the mm take their place from the pages the CPU may take', async () => {
+    const PAGES = 16, LIMIT = 10;
+    for (const file of [0, 4]) {
+      const { k, done } = boot({ nrCpus: 2, nodeFrames: [96, 64], swapSlots: 32 });
+      const t = k.spawn({ memLimit: LIMIT });
+      mapKeyed(k, t, PAGES);
+      t.mm.filePages = file; // as pinned file pages (secretmem's, a driver's) charged to the mm are
+      const [r] = await runCpus(k, t, [Array.from({ length: PAGES }, (_, p) => p)], true, false);
+      // (no read-back: a swapped-out page's load would be one more fault passed on.) The
+      // first fault traps, as the CPU's list is empty until the kernel's first entry fills it;
+      // then the CPU takes pages while rss + file pages stay under the limit, and passes the rest.
+      const fit = LIMIT - file - 1;
+      assert.deepEqual([r.errors, r.faults, r.handled, r.passed], [0, 0, fit, PAGES - fit], `file pages ${file}`);
+      settle(k, t);
+      assert.equal(t.mm.rss + t.mm.filePages, LIMIT);
+      t.mm.filePages = 0;
+      k.exit(t);
+      done();
+    }
+  });
+
   it('two CPUs under a memory limit: rss never passes it, the rest goes to swap', async () => {
     const PAGES = 48, LIMIT = 16;
     const { k, done } = boot({ nrCpus: 3, nodeFrames: [96, 64], swapSlots: 64 });
