@@ -128,6 +128,11 @@ for (const backend of availableBackends()) {
       assert.deepEqual([m.engine.counters.get('alias_conflicts'), m.engine.cachedAlias(P(0))], [2, 1]);
       m.engine.zero(P(0), 1);
       assert.deepEqual([m.engine.counters.get('alias_conflicts'), m.engine.cachedAlias(P(0))], [2, 1]);
+      // KeyID 0's lines, then KeyID 2 (two apart, in case the check looked at the wrong neighbour)
+      m.engine.program(2, KeyProgram.SET_KEY_RANDOM);
+      m.engine.zero(P(0), 0);
+      m.engine.zero(P(0), 2);
+      assert.deepEqual([m.engine.counters.get('alias_conflicts'), m.engine.cachedAlias(P(0))], [4, 2]);
     });
 
     it('DAX contents persist encrypted across power-off and power-on', () => {
