@@ -175,7 +175,7 @@ export class PageTablePool {
   nextSlot(pgd: number, va: number): number {
     const vpn = Math.floor(va / 4096);
     const top = Math.floor(vpn / TOP_SHIFT);
-    if (Atomics.load(this.words, pgd * ENTRIES + top) === 0) return (top + 1) * TOP_SHIFT * 4096;
+    if (this.words[pgd * ENTRIES + top] === 0) return (top + 1) * TOP_SHIFT * 4096; // (a table pointer: plain, as in pteIndex)
     return (Math.floor(vpn / ENTRIES) + 1) * ENTRIES * 4096;
   }
 
