@@ -23,7 +23,8 @@ import { getBackend, type BackendName } from './xts.js';
 import { hostCopy } from './xts-native.js';
 
 /** The zeros that clear_page stores: read by every CPU, written by none. */
-const ZERO_PAGE: DataBuf = dataBuf(new Uint8Array(PAGE_SIZE));
+// (on a SharedArrayBuffer, as the scratch page: the native backend binds those once, xts-native.ts)
+const ZERO_PAGE: DataBuf = dataBuf(new Uint8Array(new SharedArrayBuffer(PAGE_SIZE)));
 
 /** PCONFIG MKTME_KEY_PROGRAM commands (Intel MKTME spec names). */
 export const KeyProgram = {
@@ -129,7 +130,9 @@ export class MemoryEncryptionEngine {
     this.keyMeta = new Int32Array(d.keySab, n * 32, n * 2);
     this.frameCached = new Int32Array(d.frameSab, 0, memory.nrFrames);
     this.frameOwner = new Int32Array(d.frameSab, memory.nrFrames * 4, memory.nrFrames);
-    this.scratch = dataBuf(new Uint8Array(PAGE_SIZE));
+    // (this thread's alone; on a SharedArrayBuffer so that the native backend
+    // binds it once and finds it by number, not through N-API, every page)
+    this.scratch = dataBuf(new Uint8Array(new SharedArrayBuffer(PAGE_SIZE)));
     this.keyCache = new Array<XtsKey | null>(n).fill(null);
     this.keySlot = new Array<XtsKey | null>(n).fill(null);
     this.keyCacheGen = new Float64Array(n).fill(Number.NaN);
@@ -300,7 +303,7 @@ export class MemoryEncryptionEngine {
     }
     const k = this._key(keyid);
     if (k === null) {
-      if (this.plainCopy !== null) this.plainCopy(this.memory.buf.u8, off, s.u8, sOff, PAGE_SIZE);
+      if (this.plainCopy !== null) this.plainCopy(this.memory.buf, off, s, sOff, PAGE_SIZE);
       else s.u8.set(this.memory.buf.u8.subarray(off, off + PAGE_SIZE), sOff);
     } else {
       this.backend.decrypt(k, this.memory.buf, off, s, sOff, PAGE_SIZE, off);
@@ -315,7 +318,7 @@ export class MemoryEncryptionEngine {
     const off = pfn * PAGE_SIZE;
     const k = this._key(keyid);
     if (k === null) {
-      if (this.plainCopy !== null) this.plainCopy(s.u8, sOff, this.memory.buf.u8, off, PAGE_SIZE);
+      if (this.plainCopy !== null) this.plainCopy(s, sOff, this.memory.buf, off, PAGE_SIZE);
       else this.memory.buf.u8.set(s === this.scratch || s === ZERO_PAGE ? s.u8 : s.u8.subarray(sOff, sOff + PAGE_SIZE), off);
     } else {
       this.backend.encrypt(k, s, sOff, this.memory.buf, off, PAGE_SIZE, off);

@@ -35,7 +35,10 @@ import type { FromCpu, ToCpu } from './protocol.js';
 const port = parentPort;
 if (port === null) throw new Error('cpu-worker: must run in a worker thread');
 
-const got = new Uint8Array(PAGE_SIZE);
+// The read-back page and the pattern stream are this thread's alone, on
+// SharedArrayBuffers so that the native backend binds them once and finds
+// them by number on every page (hardware/xts-native.ts).
+const got = new Uint8Array(new SharedArrayBuffer(PAGE_SIZE));
 
 /**
  * The round's data: the seed's pattern stream, 4·pages + 1020 words, made
@@ -46,16 +49,16 @@ const got = new Uint8Array(PAGE_SIZE);
 const WORDS_PER_PAGE = PAGE_SIZE >>> 2;
 /** bytes from one page's pattern to the next's in the stream */
 const STEP = PAGE_STEP_WORDS * 4;
-let patBuf = Buffer.alloc(0);
-let patWords = new Uint32Array(0);
+let patBuf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+let patWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 let patKey = '';
 
-function patternsFor(seed: number, pages: number): Buffer {
+function patternsFor(seed: number, pages: number): Buffer<ArrayBufferLike> {
   const key = `${seed}/${pages}`;
   if (patKey !== key) {
     const n = pages * PAGE_STEP_WORDS + WORDS_PER_PAGE - PAGE_STEP_WORDS;
     if (patWords.length < n) {
-      patBuf = Buffer.alloc(n * 4);
+      patBuf = Buffer.from(new SharedArrayBuffer(n * 4));
       patWords = new Uint32Array(patBuf.buffer, patBuf.byteOffset, n);
     }
     streamInto(seed, 0, n, patWords, 0);

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as XtsModule from '../../hardware/xts.js';
 import type * as NativeModule from '../../hardware/xts-native.js';
+import { dataBuf, type DataBuf } from '../../hardware/backend.js';
 
 const HW = fileURLToPath(new URL('../../hardware/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -34,7 +35,8 @@ const NOT_BUILT = 'build/xts_native.node was not built (npm ci builds it with cc
 /**
  * An addon as a build from an older checkout would be: it loads and has the
  * named functions, nothing more (before the call registers: importKey and
- * crypt; before yieldCpu: setRegs too; before schedstat: yieldCpu and rekey too). Its path, or why not where there is
+ * crypt; before yieldCpu: setRegs too; before schedstat: yieldCpu and rekey
+ * too; before bind: schedstat and copy too). Its path, or why not where there is
  * no C compiler or no node headers.
  */
 function oldAddon(name: string, fns: readonly string[]): string | { why: string } {
@@ -125,6 +127,7 @@ describe('native backend built from an older checkout', () => {
     ['noyield', ['importKey', 'crypt', 'setRegs']],
     ['noschedstat', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu']],
     ['nocopy', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat']],
+    ['nobind', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy']],
   ] as const) {
     const old = oldAddon(name, fns);
     it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
@@ -149,17 +152,20 @@ describe('native backend built', { skip: existsSync(ADDON) ? false : 'build/xts_
     assert.equal(y!(), undefined, 'sched_yield, nothing returned');
     assert.equal(typeof native.hostSchedstat(), 'function');
     const copy = native.hostCopy()!;
-    const a = new Uint8Array(new SharedArrayBuffer(16)).map((_, i) => i);
-    const b = new Uint8Array(8);
+    // b on an ArrayBuffer: the addon is asked for both arrays' bytes each call
+    // (a SharedArrayBuffer's are bound once; test/hardware/native-bind.test.ts)
+    const a = dataBuf(new Uint8Array(new SharedArrayBuffer(16)));
+    a.u8.forEach((_, i) => (a.u8[i] = i));
+    const b = dataBuf(new Uint8Array(8));
     copy(a, 4, b, 2, 4);
-    assert.deepEqual([...b], [0, 0, 4, 5, 6, 7, 0, 0]);
+    assert.deepEqual([...b.u8], [0, 0, 4, 5, 6, 7, 0, 0]);
     copy(a, 0, a, 2, 8); // one buffer, overlapping: memmove
-    assert.deepEqual([...a], [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]);
+    assert.deepEqual([...a.u8], [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]);
     copy(a, 16, b, 8, 0);
     for (const [so, d, doff, len] of [[10, b, 0, 8], [0, b, 1, 8], [0, b, 0, 9], [-1, b, 0, 1], [0.5, b, 0, 1]] as const)
       assert.throws(() => copy(a, so, d, doff, len), { name: 'RangeError', message: 'copy: range out of bounds' }, `${so} ${doff} ${len}`);
-    assert.deepEqual([...b], [0, 0, 4, 5, 6, 7, 0, 0], 'a refused copy copies nothing');
-    assert.throws(() => copy(new Float64Array(2) as unknown as Uint8Array, 0, b, 0, 1), { name: 'TypeError', message: 'copy: src and dst: expected Uint8Arrays' });
+    assert.deepEqual([...b.u8], [0, 0, 4, 5, 6, 7, 0, 0], 'a refused copy copies nothing');
+    assert.throws(() => copy({ u8: new Float64Array(2) } as unknown as DataBuf, 0, b, 0, 1), { name: 'TypeError', message: 'copy: src and dst: expected Uint8Arrays' });
     assert.deepEqual(xts.availableBackends(), ['native', 'openssl', 'noble']);
     assert.equal(xts.defaultBackend(), 'native');
     assert.equal(xts.backendNote(), null);

@@ -123,9 +123,9 @@ describe('XTS-AES-128 backends', () => {
       const out = [];
       const tryIt = (f) => { try { f(); out.push('ok'); } catch (e) { out.push(e.constructor.name + ': ' + e.message); } };
       tryIt(() => a.crypt(k, src, dst));
-      const r = new Float64Array(new ArrayBuffer(48));
-      tryIt(() => a.setRegs(new Float64Array(new ArrayBuffer(40))));
-      tryIt(() => a.setRegs(new Uint8Array(48)));
+      const r = new Float64Array(new ArrayBuffer(64));
+      tryIt(() => a.setRegs(new Float64Array(new ArrayBuffer(56))));
+      tryIt(() => a.setRegs(new Uint8Array(64)));
       a.setRegs(r);
       const set = (soff, doff, len, unit, count) => { r[0] = soff; r[1] = doff; r[2] = len; r[3] = unit; r[4] = count; r[5] = 1; };
       for (const regs of [[0, 0, 4096, 0, 2], [0, 4096, 4096, 0, 1], [-16, 0, 4096, 0, 1], [0, 0, 4096, NaN, 1], [0.5, 0, 4096, 0, 1],
@@ -140,8 +140,8 @@ describe('XTS-AES-128 backends', () => {
     const range = 'RangeError: crypt: data unit out of range';
     assert.deepEqual(JSON.parse(r.stdout), [
       'TypeError: crypt: expected (handle, src, dst) after setRegs',
-      'TypeError: regs: expected a Float64Array of at least 6',
-      'TypeError: regs: expected a Float64Array of at least 6',
+      'TypeError: regs: expected a Float64Array of at least 8',
+      'TypeError: regs: expected a Float64Array of at least 8',
       'ok',
       'ok',
       range,
