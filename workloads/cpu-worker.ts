@@ -4,7 +4,9 @@
 // park command it runs rounds from the round board (board.ts), not from
 // messages, so a round costs no event-loop turn on either side.
 import { parentPort } from 'node:worker_threads';
+import { dataBuf, type DataBuf } from '../hardware/backend.js';
 import { PAGE_SIZE } from '../hardware/types.js';
+import { hostCompare } from '../hardware/xts-native.js';
 import { PAGE_STEP_WORDS, streamInto } from '../interfaces/conformance.js';
 import { WorkerCpu } from '../kernel/trap.js';
 import {
@@ -39,6 +41,9 @@ if (port === null) throw new Error('cpu-worker: must run in a worker thread');
 // SharedArrayBuffers so that the native backend binds them once and finds
 // them by number on every page (hardware/xts-native.ts).
 const got = new Uint8Array(new SharedArrayBuffer(PAGE_SIZE));
+const gotBuf = dataBuf(got);
+/** the addon's memcmp of bound buffers (hardware/xts-native.ts); null without the addon: Buffer.compare */
+const cmp = hostCompare();
 
 /**
  * The round's data: the seed's pattern stream, 4·pages + 1020 words, made
@@ -51,6 +56,7 @@ const WORDS_PER_PAGE = PAGE_SIZE >>> 2;
 const STEP = PAGE_STEP_WORDS * 4;
 let patBuf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
 let patWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+let patData: DataBuf = dataBuf(patBuf);
 let patKey = '';
 
 function patternsFor(seed: number, pages: number): Buffer<ArrayBufferLike> {
@@ -60,6 +66,7 @@ function patternsFor(seed: number, pages: number): Buffer<ArrayBufferLike> {
     if (patWords.length < n) {
       patBuf = Buffer.from(new SharedArrayBuffer(n * 4));
       patWords = new Uint32Array(patBuf.buffer, patBuf.byteOffset, n);
+      patData = dataBuf(patBuf);
     }
     streamInto(seed, 0, n, patWords, 0);
     patKey = key;
@@ -139,7 +146,7 @@ function round(c: WorkerCpu, b: RoundBoard): void {
         break outer;
       }
       if (lockstep) passTurn(b, t + 1);
-      if (pat.compare(got, 0, PAGE_SIZE, p * STEP, p * STEP + PAGE_SIZE) !== 0) errors++;
+      if ((cmp !== null ? cmp(patData, p * STEP, gotBuf, 0, PAGE_SIZE) : pat.compare(got, 0, PAGE_SIZE, p * STEP, p * STEP + PAGE_SIZE)) !== 0) errors++;
     }
   }
   if (lockstep) {

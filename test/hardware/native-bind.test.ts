@@ -12,7 +12,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { dataBuf, type DataBuf } from '../../hardware/backend.js';
 import { getBackend } from '../../hardware/xts.js';
-import { hostCopy, nativeBackend, nativeEvpBackend } from '../../hardware/xts-native.js';
+import { hostCompare, hostCopy, nativeBackend, nativeEvpBackend } from '../../hardware/xts-native.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const ADDON = join(ROOT, 'build', 'xts_native.node');
@@ -26,6 +26,7 @@ interface Raw {
   unbind(id: unknown): void;
   cryptBound(h: object): void;
   copyBound(): void;
+  compareBound(): number;
 }
 // the registers (xts-native.c): srcOff, dstOff, len, unit, count, enc, src id, dst id
 const NR_BOUND = 256;
@@ -88,6 +89,32 @@ describe('native bound buffers', { skip: existsSync(ADDON) ? false : 'build/xts_
     assert.deepEqual([...a], [0, 1, 0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]);
     raw.unbind(ia);
     raw.unbind(ib);
+  });
+
+  it('compares bound ranges as Buffer.compare does', () => {
+    const a = sab(64, (i) => i), b = sab(64, (i) => i);
+    const ia = raw.bind(a), ib = raw.bind(b);
+    const cmpRaw = (aoff: number, boff: number, len: number): number => {
+      set(aoff, boff, len, 0, 1, 0, ia, ib);
+      return raw.compareBound();
+    };
+    const want = (aoff: number, boff: number, len: number): number => Buffer.from(a.buffer).compare(b, boff, boff + len, aoff, aoff + len);
+    b[40] = 200; // after a's 40 in b: a < b from there
+    for (const [aoff, boff, len] of [[0, 0, 64], [0, 0, 40], [0, 0, 41], [1, 0, 8], [0, 1, 8], [10, 10, 0], [41, 41, 23], [0, 0, 0]]) {
+      const got = cmpRaw(aoff, boff, len);
+      assert.equal(got, want(aoff, boff, len), `${aoff} ${boff} ${len}`);
+      assert.ok([-1, 0, 1].includes(got));
+    }
+    assert.equal(cmpRaw(0, 0, 41), -1);
+    assert.equal(cmpRaw(1, 0, 8), 1);
+    for (const [aoff, boff, len] of [[0, 0, 65], [1, 0, 64], [0, 1, 64], [-1, 0, 1], [0, 0, 0.5]]) {
+      set(aoff, boff, len, 0, 1, 0, ia, ib);
+      assert.throws(() => raw.compareBound(), { name: 'RangeError', message: 'compare: range out of bounds' }, `${aoff} ${boff} ${len}`);
+    }
+    raw.unbind(ib);
+    set(0, 0, 8, 0, 1, 0, ia, ib);
+    assert.throws(() => raw.compareBound(), { name: 'RangeError', message: 'compareBound: src or dst is not a bound buffer' });
+    raw.unbind(ia);
   });
 
   it("checks ranges against the bound view's own length, and writes nothing it refuses", () => {
@@ -197,6 +224,20 @@ describe('native backend on SharedArrayBuffers (bound) and ArrayBuffers (not)', 
     }
   });
 
+  it('compares (hostCompare) any two kinds of buffer', () => {
+    const cmp = hostCompare()!;
+    for (const [s, d] of [['sab', 'sab'], ['sab', 'ab'], ['ab', 'sab'], ['ab', 'ab']] as const) {
+      const mk = (kind: string, f: (i: number) => number): DataBuf => dataBuf(kind === 'sab' ? sab(32, f) : Uint8Array.from({ length: 32 }, (_, i) => f(i)));
+      const a = mk(s, (i) => i), b = mk(d, (i) => (i === 20 ? 0 : i));
+      assert.equal(cmp(a, 0, b, 0, 20), 0, `${s} ${d}`);
+      assert.equal(cmp(a, 0, b, 0, 21), 1, `${s} ${d}`);
+      assert.equal(cmp(b, 0, a, 0, 21), -1, `${s} ${d}`);
+      assert.equal(cmp(a, 4, b, 0, 4), 1, `${s} ${d}: 4.. against 0..`);
+      assert.equal(cmp(a, 21, b, 21, 11), 0, `${s} ${d}`);
+      assert.throws(() => cmp(a, 0, b, 1, 32), RangeError, `${s} ${d}`);
+    }
+  });
+
   it("works on, unbound, when the thread's table is full", () => {
     const ossl = getBackend('openssl');
     const kn = nativeBackend.importKey(key), ko = ossl.importKey(key);
@@ -216,6 +257,9 @@ describe('native backend on SharedArrayBuffers (bound) and ArrayBuffers (not)', 
     }
     assert.ok(ids.filter((id) => id >= 0).length <= NR_BOUND);
     assert.equal(ids.at(-1), -1, 'the last ones found the table full');
+    const last = bufs.at(-1)!, first = bufs[0];
+    assert.equal(hostCompare()!(last, 0, dataBuf(last.u8.slice()), 0, 64), 0, 'an unbound compare');
+    assert.notEqual(hostCompare()!(first, 0, last, 0, 64), 0);
     assert.equal(new Set(ids.filter((id) => id >= 0)).size, ids.filter((id) => id >= 0).length);
   });
 

@@ -128,6 +128,7 @@ describe('native backend built from an older checkout', () => {
     ['noschedstat', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu']],
     ['nocopy', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat']],
     ['nobind', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy']],
+    ['nocompare', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound']],
   ] as const) {
     const old = oldAddon(name, fns);
     it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
@@ -139,6 +140,7 @@ describe('native backend built from an older checkout', () => {
       assert.equal(native.hostYield(), null);
       assert.equal(native.hostSchedstat(), null);
       assert.equal(native.hostCopy(), null);
+      assert.equal(native.hostCompare(), null);
     });
   }
 });
