@@ -27,6 +27,11 @@ interface Resizable extends ArrayBuffer {
   resize(n: number): void;
 }
 const resizable = (n: number, max: number) => new (ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => Resizable)(n, { maxByteLength: max });
+/** A SharedArrayBuffer that can grow (ES2024, likewise). */
+interface Growable extends SharedArrayBuffer {
+  grow(n: number): void;
+}
+const growable = (n: number, max: number) => new (SharedArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => Growable)(n, { maxByteLength: max });
 
 for (const backend of availableBackends()) {
   describe(`engine buffers (${backend})`, () => {
@@ -119,6 +124,33 @@ for (const backend of availableBackends()) {
         m.engine.write(P(3), keyid, u8, PAGE_SIZE);
         assert.equal(m.engine.read(P(3), keyid, other), true);
         assert.deepEqual(other, second, `KeyID ${keyid}: written from the grown part`);
+      }
+    });
+
+    it('a view of a growable SharedArrayBuffer that grew, as the newer and as the older kept view: written from and read into its new part', () => {
+      const m = mk(backend);
+      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+      for (const keyid of [0, 1]) {
+        for (const older of [false, true]) {
+          const sab = growable(PAGE_SIZE, 2 * PAGE_SIZE);
+          const u8 = new Uint8Array(sab); // tracks the buffer's length
+          u8.set(rnd(PAGE_SIZE));
+          m.engine.write(P(2), keyid, u8, 0); // the engine keeps this buffer's view
+          const other = new Uint8Array(PAGE_SIZE);
+          if (older) assert.equal(m.engine.read(P(2), keyid, other), true); // u8's view is now the older one
+          sab.grow(2 * PAGE_SIZE);
+          const second = rnd(PAGE_SIZE);
+          u8.set(second, PAGE_SIZE);
+          m.engine.write(P(3), keyid, u8, PAGE_SIZE);
+          const out = new Uint8Array(PAGE_SIZE);
+          assert.equal(m.engine.read(P(3), keyid, out), true);
+          assert.deepEqual(out, second, `KeyID ${keyid}${older ? ', older view' : ''}: written from the grown part`);
+          const back = new Uint8Array(growable(PAGE_SIZE, 2 * PAGE_SIZE));
+          m.engine.read(P(2), keyid, back, 0);
+          (back.buffer as Growable).grow(2 * PAGE_SIZE);
+          assert.equal(m.engine.read(P(3), keyid, back, PAGE_SIZE), true);
+          assert.deepEqual(back.subarray(PAGE_SIZE), second, `KeyID ${keyid}${older ? ', older view' : ''}: read into the grown part`);
+        }
       }
     });
 
