@@ -604,6 +604,18 @@ static struct bound *bound_of(struct xts_env *e, double id)
 	return b->ref != NULL && b->gen == x / NR_BOUND ? b : NULL;
 }
 
+/* Let go of slot b's buffer: its id names nothing from now on. */
+static napi_status unbind_slot(napi_env env, struct bound *b)
+{
+	napi_status st = napi_delete_reference(env, b->ref);
+
+	b->ref = NULL;
+	b->p = NULL;
+	b->n = 0;
+	b->gen = (b->gen + 1) % BOUND_GENS;
+	return st;
+}
+
 /* unbind(id): the buffer is let go and its id names nothing from now on; an id that names nothing is ignored. */
 static napi_value unbind_buf(napi_env env, napi_callback_info info)
 {
@@ -620,36 +632,68 @@ static napi_value unbind_buf(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	b = bound_of(e, id);
-	if (b == NULL)
-		return NULL;
-	CHECK(env, napi_delete_reference(env, b->ref));
-	b->ref = NULL;
-	b->p = NULL;
-	b->n = 0;
-	b->gen = (b->gen + 1) % BOUND_GENS;
+	if (b != NULL)
+		CHECK(env, unbind_slot(env, b));
 	return NULL;
 }
 
-/* The bound buffers the registers R_SRC and R_DST name, or a RangeError pending and false. */
-static bool bound_pair(napi_env env, struct xts_env *e, const char *what, struct bound **src, struct bound **dst)
+/*
+ * unbindAll(): let go of every buffer this thread bound. A cell's memory
+ * and pages are bound on their first crypt, copy or compare; when the cell
+ * closes, its threads let them all go. (A worker thread does not return to
+ * its event loop while it serves rounds, and its heap grows too little for
+ * many collections: with a FinalizationRegistry alone, one default process
+ * bound 250 buffers in each of two threads, never let go, and found the
+ * table full 52 times.)
+ */
+static napi_value unbind_all(napi_env env, napi_callback_info info)
+{
+	struct xts_env *e;
+
+	(void)info;
+	CHECK(env, napi_get_instance_data(env, (void **)&e));
+	for (unsigned i = 0; i < NR_BOUND; i++)
+		if (e->bound[i].ref != NULL)
+			CHECK(env, unbind_slot(env, &e->bound[i]));
+	return NULL;
+}
+
+/* boundCount(): how many buffers this thread has bound now. */
+static napi_value bound_count(napi_env env, napi_callback_info info)
+{
+	struct xts_env *e;
+	napi_value ret;
+	unsigned n = 0;
+
+	(void)info;
+	CHECK(env, napi_get_instance_data(env, (void **)&e));
+	for (unsigned i = 0; i < NR_BOUND; i++)
+		n += e->bound[i].ref != NULL;
+	CHECK(env, napi_create_uint32(env, n, &ret));
+	return ret;
+}
+
+/* The bound buffers the registers R_SRC and R_DST name; false when either id names nothing. */
+static bool bound_pair(struct xts_env *e, struct bound **src, struct bound **dst)
 {
 	*src = bound_of(e, e->regs[R_SRC]);
 	*dst = bound_of(e, e->regs[R_DST]);
-	if (*src == NULL || *dst == NULL) {
-		napi_throw_range_error(env, NULL, what);
-		return false;
-	}
-	return true;
+	return *src != NULL && *dst != NULL;
 }
 
-/* cryptBound(handle): crypt, src and dst the bound buffers whose ids are in R_SRC and R_DST. */
+/*
+ * cryptBound(handle): crypt, src and dst the bound buffers whose ids are in
+ * R_SRC and R_DST: true, or false (nothing done) when an id names nothing
+ * any more (let go since: the caller binds again, or passes the arrays).
+ */
 static napi_value crypt_bound(napi_env env, napi_callback_info info)
 {
 	size_t argc = 1;
-	napi_value argv[1];
+	napi_value argv[1], ret;
 	struct xts_key *k;
 	struct xts_env *e;
 	struct bound *src, *dst;
+	bool ok;
 
 	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
 	CHECK(env, napi_get_instance_data(env, (void **)&e));
@@ -658,16 +702,20 @@ static napi_value crypt_bound(napi_env env, napi_callback_info info)
 		return NULL;
 	}
 	CHECK(env, napi_get_value_external(env, argv[0], (void **)&k));
-	if (bound_pair(env, e, "cryptBound: src or dst is not a bound buffer", &src, &dst))
+	ok = bound_pair(e, &src, &dst);
+	if (ok)
 		crypt_regs(env, e, k, src->p, src->n, dst->p, dst->n);
-	return NULL;
+	CHECK(env, napi_get_boolean(env, ok, &ret));
+	return ret;
 }
 
-/* copyBound(): copy, src and dst the bound buffers whose ids are in R_SRC and R_DST. */
+/* copyBound(): copy, src and dst the bound buffers whose ids are in R_SRC and R_DST: true, or false as cryptBound. */
 static napi_value copy_bound(napi_env env, napi_callback_info info)
 {
+	napi_value ret;
 	struct xts_env *e;
 	struct bound *src, *dst;
+	bool ok;
 
 	(void)info;
 	CHECK(env, napi_get_instance_data(env, (void **)&e));
@@ -675,15 +723,17 @@ static napi_value copy_bound(napi_env env, napi_callback_info info)
 		napi_throw_type_error(env, NULL, "copyBound: expected setRegs first");
 		return NULL;
 	}
-	if (bound_pair(env, e, "copyBound: src or dst is not a bound buffer", &src, &dst))
+	ok = bound_pair(e, &src, &dst);
+	if (ok)
 		copy_regs(env, e, src->p, src->n, dst->p, dst->n);
-	return NULL;
+	CHECK(env, napi_get_boolean(env, ok, &ret));
+	return ret;
 }
 
 /*
  * compareBound(): memcmp of len bytes of the bound buffer R_SRC at srcOff
  * and the bound buffer R_DST at dstOff: -1, 0 or 1, as Buffer.compare gives
- * for (src range).compare(dst range). A CPU's check of each page it reads
+ * for (src range).compare(dst range); null when an id names nothing any more. A CPU's check of each page it reads
  * back against its pattern: Buffer.compare with offsets cost about 100 ns a
  * call here before its memcmp began (its offsets checked in JavaScript, then
  * a typed array's bytes asked for twice).
@@ -702,8 +752,10 @@ static napi_value compare_bound(napi_env env, napi_callback_info info)
 		napi_throw_type_error(env, NULL, "compareBound: expected setRegs first");
 		return NULL;
 	}
-	if (!bound_pair(env, e, "compareBound: src or dst is not a bound buffer", &a, &b))
-		return NULL;
+	if (!bound_pair(e, &a, &b)) {
+		CHECK(env, napi_get_null(env, &ret));
+		return ret;
+	}
 	if (!reg_u53(e->regs[R_SOFF], &aoff) || !reg_u53(e->regs[R_DOFF], &boff) || !reg_u53(e->regs[R_LEN], &len) ||
 	    len > a->n || len > b->n || aoff > a->n - len || boff > b->n - len) {
 		napi_throw_range_error(env, NULL, "compare: range out of bounds");
@@ -802,6 +854,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "copy", NULL, copy_bytes, NULL, NULL, NULL, napi_default, NULL },
 		{ "bind", NULL, bind_buf, NULL, NULL, NULL, napi_default, NULL },
 		{ "unbind", NULL, unbind_buf, NULL, NULL, NULL, napi_default, NULL },
+		{ "unbindAll", NULL, unbind_all, NULL, NULL, NULL, napi_default, NULL },
+		{ "boundCount", NULL, bound_count, NULL, NULL, NULL, napi_default, NULL },
 		{ "cryptBound", NULL, crypt_bound, NULL, NULL, NULL, napi_default, NULL },
 		{ "copyBound", NULL, copy_bound, NULL, NULL, NULL, napi_default, NULL },
 		{ "compareBound", NULL, compare_bound, NULL, NULL, NULL, napi_default, NULL },

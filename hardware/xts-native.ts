@@ -33,12 +33,16 @@ interface Addon {
   bind(u8: Uint8Array): number;
   /** let a bound buffer go; an id that names nothing is ignored */
   unbind(id: number): void;
-  /** crypt, src and dst the bound buffers whose ids are in the registers */
-  cryptBound(h: object): void;
-  /** copy, src and dst the bound buffers whose ids are in the registers */
-  copyBound(): void;
-  /** memcmp of the registers' ranges of two bound buffers: -1, 0 or 1 */
-  compareBound(): number;
+  /** let every buffer this thread bound go */
+  unbindAll(): void;
+  /** how many buffers this thread has bound now */
+  boundCount(): number;
+  /** crypt, src and dst the bound buffers whose ids are in the registers: false (nothing done) when an id names nothing any more */
+  cryptBound(h: object): boolean;
+  /** copy, src and dst the bound buffers whose ids are in the registers: false as cryptBound */
+  copyBound(): boolean;
+  /** memcmp of the registers' ranges of two bound buffers: -1, 0 or 1; null when an id names nothing any more */
+  compareBound(): number | null;
 }
 
 /** The call registers' slots (xts-native.c): srcOff, dstOff, len, unit, count, enc, and the bound buffers' ids. */
@@ -58,8 +62,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout lacks the newest functions, bind and the rest (and before them copy, schedstat, rekey, yieldCpu, setRegs)
-  if (typeof a.compareBound !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout lacks the newest functions, bind and the rest up to boundCount (and before them copy, schedstat, rekey, yieldCpu, setRegs)
+  if (typeof a.boundCount !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -98,6 +102,9 @@ export function hostSchedstat(): ((out: Float64Array) => boolean) | null {
 /**
  * A DataBuf's binding in this thread's addon (xts-native.c bind): its id, or
  * -1 where it has none (not on a SharedArrayBuffer, or the table was full).
+ * An id let go since (releaseBound, at a cell's close) makes the addon's
+ * bound call do nothing and say so: the call then takes the unbound path,
+ * and the DataBuf binds again on its next one.
  * A symbol of this module instance, so a DataBuf posted to another thread
  * (structured clone copies string keys only) never brings this thread's id.
  * Measured with ab against the build that asked N-API for both typed arrays
@@ -110,6 +117,34 @@ const BOUND = Symbol('xts-native binding');
 type Bindable = DataBuf & { [BOUND]?: number };
 /** A bound DataBuf, once collected, lets its buffer go. */
 const unbinder = new FinalizationRegistry<number>((id) => addon?.unbind(id));
+
+/**
+ * Let go of every buffer this thread bound (its memory's, its pages'), for
+ * the cell that closes: nothing else lets a worker thread's go in time
+ * (xts-native.c unbindAll). Buffers still in use bind again on their next
+ * call. Nothing to do where the addon is not there.
+ */
+export function releaseBound(): void {
+  addon?.unbindAll();
+}
+
+/** How many buffers this thread has bound now (0 where the addon is not there): a cell's close leaves none. */
+export function boundCount(): number {
+  return addon === null ? 0 : addon.boundCount();
+}
+
+/**
+ * Two DataBufs one of whose ids the addon no longer knows: both let go (the
+ * one it knows, so that its slot is not left behind) and bound again on
+ * their next call.
+ */
+function forget(a: Bindable, b: Bindable): void {
+  for (const x of [a, b]) {
+    const id = x[BOUND];
+    if (id !== undefined && id >= 0) (addon as Addon).unbind(id);
+    x[BOUND] = undefined;
+  }
+}
 
 /** buf's id in the addon's table, binding it on first use (-1: it takes the unbound path). */
 function boundId(buf: Bindable): number {
@@ -130,22 +165,26 @@ function copy(src: DataBuf, srcOff: number, dst: DataBuf, dstOff: number, len: n
   if (s >= 0 && d >= 0) {
     regs[R_SRC] = s;
     regs[R_DST] = d;
-    (addon as Addon).copyBound();
-  } else (addon as Addon).copy(src.u8, dst.u8);
+    if ((addon as Addon).copyBound()) return;
+    forget(src, dst);
+  }
+  (addon as Addon).copy(src.u8, dst.u8);
 }
 
 function compare(a: DataBuf, aOff: number, b: DataBuf, bOff: number, len: number): number {
   const ia = boundId(a), ib = boundId(b);
-  if (ia < 0 || ib < 0) {
-    // (Buffer.compare's own checks: a RangeError out of bounds, as the addon's)
-    return Buffer.prototype.compare.call(a.u8, b.u8, bOff, bOff + len, aOff, aOff + len);
+  if (ia >= 0 && ib >= 0) {
+    regs[R_SOFF] = aOff;
+    regs[R_DOFF] = bOff;
+    regs[R_LEN] = len;
+    regs[R_SRC] = ia;
+    regs[R_DST] = ib;
+    const r = (addon as Addon).compareBound();
+    if (r !== null) return r;
+    forget(a, b);
   }
-  regs[R_SOFF] = aOff;
-  regs[R_DOFF] = bOff;
-  regs[R_LEN] = len;
-  regs[R_SRC] = ia;
-  regs[R_DST] = ib;
-  return (addon as Addon).compareBound();
+  // (Buffer.compare's own checks: a RangeError out of bounds, as the addon's)
+  return Buffer.prototype.compare.call(a.u8, b.u8, bOff, bOff + len, aOff, aOff + len);
 }
 
 /**
@@ -186,8 +225,10 @@ function crypt(h: object, src: DataBuf, srcOff: number, dst: DataBuf, dstOff: nu
   if (s >= 0 && d >= 0) {
     regs[R_SRC] = s;
     regs[R_DST] = d;
-    (addon as Addon).cryptBound(h);
-  } else (addon as Addon).crypt(h, src.u8, dst.u8);
+    if ((addon as Addon).cryptBound(h)) return;
+    forget(src, dst);
+  }
+  (addon as Addon).crypt(h, src.u8, dst.u8);
 }
 
 function nativeOn(impl: 'evp' | undefined): XtsBackend {

@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import { dataBuf, type DataBuf } from '../hardware/backend.js';
 import { PAGE_SIZE } from '../hardware/types.js';
-import { hostCompare } from '../hardware/xts-native.js';
+import { hostCompare, releaseBound } from '../hardware/xts-native.js';
 import { PAGE_STEP_WORDS, streamInto } from '../interfaces/conformance.js';
 import { WorkerCpu } from '../kernel/trap.js';
 import {
@@ -207,6 +207,7 @@ port.on('message', (m: ToCpu) => {
     switch (m.type) {
       case 'attach': {
         cpu?.offline();
+        releaseBound(); // the last cell's memory and pages (xts-native.ts)
         cpu = new WorkerCpu(m.desc);
         cpu.offline(); // idle until a round
         const board = new RoundBoard(m.board);
@@ -216,6 +217,7 @@ port.on('message', (m: ToCpu) => {
       }
       case 'exit':
         cpu?.offline();
+        releaseBound();
         port.close();
         break;
     }

@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { Machine } from '../hardware/machine.js';
+import { releaseBound } from '../hardware/xts-native.js';
 import { getProfile } from '../hardware/profiles.js';
 import { CPU_KEY, type Allocation, type EncryptionDesign, type UserEnv } from '../interfaces/contract.js';
 import { getDesign } from '../interfaces/registry.js';
@@ -362,6 +363,7 @@ export class CellSession {
       for (const w of this.workers) giveBack(w);
       await this.server.stop();
       this.k.shutdown();
+      releaseBound(); // this thread's binding of the cell's memory and pages (hardware/xts-native.ts); each CPU lets its own go at its next attach
       return;
     }
     const exits = this.workers.map((w) => new Promise<void>((r) => w.once('exit', () => r())));
@@ -370,5 +372,6 @@ export class CellSession {
     await Promise.all(this.workers.map((w) => w.terminate()));
     await this.server.stop();
     this.k.shutdown();
+    releaseBound();
   }
 }

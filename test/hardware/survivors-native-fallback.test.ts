@@ -129,6 +129,7 @@ describe('native backend built from an older checkout', () => {
     ['nocopy', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat']],
     ['nobind', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy']],
     ['nocompare', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound']],
+    ['nocount', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound', 'compareBound', 'unbindAll']],
   ] as const) {
     const old = oldAddon(name, fns);
     it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
@@ -141,6 +142,8 @@ describe('native backend built from an older checkout', () => {
       assert.equal(native.hostSchedstat(), null);
       assert.equal(native.hostCopy(), null);
       assert.equal(native.hostCompare(), null);
+      assert.equal(native.boundCount(), 0);
+      native.releaseBound(); // nothing to let go
     });
   }
 });
