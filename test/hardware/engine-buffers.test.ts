@@ -84,75 +84,55 @@ for (const backend of availableBackends()) {
       }
     });
 
-    it('a view of a resizable ArrayBuffer that grew: the page written from its new part is the page read back', () => {
-      const m = mk(backend);
-      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
-      for (const keyid of [0, 1]) {
-        const ab = resizable(PAGE_SIZE, 2 * PAGE_SIZE);
-        const u8 = new Uint8Array(ab); // tracks the buffer's length
-        u8.set(rnd(PAGE_SIZE));
-        m.engine.write(P(2), keyid, u8, 0); // the engine keeps this buffer's view
-        ab.resize(2 * PAGE_SIZE);
-        const second = rnd(PAGE_SIZE);
-        u8.set(second, PAGE_SIZE);
-        m.engine.write(P(3), keyid, u8, PAGE_SIZE);
-        const out = new Uint8Array(PAGE_SIZE);
-        assert.equal(m.engine.read(P(3), keyid, out), true);
-        assert.deepEqual(out, second, `KeyID ${keyid}: written from the grown part`);
-        // and read into the grown part
-        const back = new Uint8Array(resizable(PAGE_SIZE, 2 * PAGE_SIZE));
-        m.engine.read(P(2), keyid, back, 0);
-        (back.buffer as Resizable).resize(2 * PAGE_SIZE);
-        assert.equal(m.engine.read(P(3), keyid, back, PAGE_SIZE), true);
-        assert.deepEqual(back.subarray(PAGE_SIZE), second, `KeyID ${keyid}: read into the grown part`);
-      }
-    });
-
-    it('a resizable buffer that grew while it was the older of the two kept views is read from its new bytes', () => {
-      const m = mk(backend);
-      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
-      for (const keyid of [0, 1]) {
-        const ab = resizable(PAGE_SIZE, 2 * PAGE_SIZE);
-        const u8 = new Uint8Array(ab);
-        u8.set(rnd(PAGE_SIZE));
-        m.engine.write(P(2), keyid, u8, 0);
-        const other = new Uint8Array(PAGE_SIZE);
-        assert.equal(m.engine.read(P(2), keyid, other), true); // u8's view is now the older one
-        ab.resize(2 * PAGE_SIZE);
-        const second = rnd(PAGE_SIZE);
-        u8.set(second, PAGE_SIZE);
-        m.engine.write(P(3), keyid, u8, PAGE_SIZE);
-        assert.equal(m.engine.read(P(3), keyid, other), true);
-        assert.deepEqual(other, second, `KeyID ${keyid}: written from the grown part`);
-      }
-    });
-
-    it('a view of a growable SharedArrayBuffer that grew, as the newer and as the older kept view: written from and read into its new part', () => {
-      const m = mk(backend);
-      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
-      for (const keyid of [0, 1]) {
-        for (const older of [false, true]) {
-          const sab = growable(PAGE_SIZE, 2 * PAGE_SIZE);
-          const u8 = new Uint8Array(sab); // tracks the buffer's length
+    // a buffer whose length can change: a resizable ArrayBuffer, and (the CPUs' pages live on SharedArrayBuffers) a growable one
+    for (const [kind, make] of [
+      ['resizable ArrayBuffer', (n: number, max: number): { buf: ArrayBufferLike; grow(n: number): void } => { const b = resizable(n, max); return { buf: b, grow: (m) => b.resize(m) }; }],
+      ['growable SharedArrayBuffer', (n: number, max: number): { buf: ArrayBufferLike; grow(n: number): void } => { const b = growable(n, max); return { buf: b, grow: (m) => b.grow(m) }; }],
+    ] as const) {
+      it(`a view of a ${kind} that grew: the page written from its new part is the page read back`, () => {
+        const m = mk(backend);
+        m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+        for (const keyid of [0, 1]) {
+          const b = make(PAGE_SIZE, 2 * PAGE_SIZE);
+          const u8 = new Uint8Array(b.buf); // tracks the buffer's length
           u8.set(rnd(PAGE_SIZE));
           m.engine.write(P(2), keyid, u8, 0); // the engine keeps this buffer's view
-          const other = new Uint8Array(PAGE_SIZE);
-          if (older) assert.equal(m.engine.read(P(2), keyid, other), true); // u8's view is now the older one
-          sab.grow(2 * PAGE_SIZE);
+          b.grow(2 * PAGE_SIZE);
           const second = rnd(PAGE_SIZE);
           u8.set(second, PAGE_SIZE);
           m.engine.write(P(3), keyid, u8, PAGE_SIZE);
           const out = new Uint8Array(PAGE_SIZE);
           assert.equal(m.engine.read(P(3), keyid, out), true);
-          assert.deepEqual(out, second, `KeyID ${keyid}${older ? ', older view' : ''}: written from the grown part`);
-          const back = new Uint8Array(growable(PAGE_SIZE, 2 * PAGE_SIZE));
+          assert.deepEqual(out, second, `KeyID ${keyid}: written from the grown part`);
+          // and read into the grown part
+          const backBuf = make(PAGE_SIZE, 2 * PAGE_SIZE);
+          const back = new Uint8Array(backBuf.buf);
           m.engine.read(P(2), keyid, back, 0);
-          (back.buffer as Growable).grow(2 * PAGE_SIZE);
+          backBuf.grow(2 * PAGE_SIZE);
           assert.equal(m.engine.read(P(3), keyid, back, PAGE_SIZE), true);
-          assert.deepEqual(back.subarray(PAGE_SIZE), second, `KeyID ${keyid}${older ? ', older view' : ''}: read into the grown part`);
+          assert.deepEqual(back.subarray(PAGE_SIZE), second, `KeyID ${keyid}: read into the grown part`);
         }
-      }
-    });
+      });
+
+      it(`a ${kind} that grew while it was the older of the two kept views is read from its new bytes`, () => {
+        const m = mk(backend);
+        m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+        for (const keyid of [0, 1]) {
+          const b = make(PAGE_SIZE, 2 * PAGE_SIZE);
+          const u8 = new Uint8Array(b.buf);
+          u8.set(rnd(PAGE_SIZE));
+          m.engine.write(P(2), keyid, u8, 0);
+          const other = new Uint8Array(PAGE_SIZE);
+          assert.equal(m.engine.read(P(2), keyid, other), true); // u8's view is now the older one
+          b.grow(2 * PAGE_SIZE);
+          const second = rnd(PAGE_SIZE);
+          u8.set(second, PAGE_SIZE);
+          m.engine.write(P(3), keyid, u8, PAGE_SIZE);
+          assert.equal(m.engine.read(P(3), keyid, other), true);
+          assert.deepEqual(other, second, `KeyID ${keyid}: written from the grown part`);
+        }
+      });
+    }
 
     describe('the views handed to the backend', () => {
       afterEach(() => mock.restoreAll());
