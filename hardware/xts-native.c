@@ -367,18 +367,19 @@ static napi_value rekey(napi_env env, napi_callback_info info)
 enum { R_SOFF, R_DOFF, R_LEN, R_UNIT, R_COUNT, R_ENC, R_SRC, R_DST, NR_REGS };
 
 /*
- * Bound buffers: Uint8Arrays on a SharedArrayBuffer that a thread named once
- * (bind), so that cryptBound and copyBound find their bytes by a number in
- * the registers (R_SRC, R_DST) instead of asking N-API for two typed arrays'
- * storage: that asking cost about 58 ns a call here, against about 25 ns for
- * the rest of a call (a test addon's empty function with a handle, and with a
- * handle and two Uint8Arrays: 25 and 83 ns; a 4 KiB XTS unit is about 350).
- * Only a SharedArrayBuffer's views are taken: its memory never moves and
- * cannot be detached (an ArrayBuffer can be transferred away), and the
- * reference held here keeps it alive until unbind. The length is the view's
- * at bind (a growable SharedArrayBuffer only grows). An id is slot +
- * NR_BOUND * generation, so an id kept after its unbind names nothing rather
- * than the slot's next buffer.
+ * Bound buffers: Uint8Arrays on a SharedArrayBuffer that a thread named
+ * once (bind), so that cryptBound, copyBound and compareBound find their
+ * bytes by a number in the registers (R_SRC, R_DST) instead of asking N-API
+ * for two typed arrays' storage: that asking cost about 58 ns a call here,
+ * against about 25 ns for the rest of a call (a test addon's empty function
+ * with a handle, and with a handle and two Uint8Arrays: 25 and 83 ns; a
+ * 4 KiB XTS unit is about 350). Only a SharedArrayBuffer's views are taken:
+ * its memory never moves and cannot be detached (an ArrayBuffer can be
+ * transferred away), and the reference held here keeps it alive until it is
+ * let go (unbind, unbindAll). The length is the view's at bind (a growable
+ * SharedArrayBuffer only grows). An id is slot + NR_BOUND * generation, so
+ * an id kept after its buffer was let go names nothing rather than the
+ * slot's next buffer.
  */
 #define NR_BOUND 256
 #define BOUND_GENS (1u << 20)
@@ -555,9 +556,9 @@ static napi_value copy_bytes(napi_env env, napi_callback_info info)
 }
 
 /*
- * bind(u8): an id for a Uint8Array on a SharedArrayBuffer, for cryptBound
- * and copyBound, held until unbind(id); -1 when every slot is taken. A
- * TypeError for anything else.
+ * bind(u8): an id for a Uint8Array on a SharedArrayBuffer, for cryptBound,
+ * copyBound and compareBound, held until unbind(id) or unbindAll(); -1 when
+ * every slot is taken. A TypeError for anything else.
  */
 static napi_value bind_buf(napi_env env, napi_callback_info info)
 {
