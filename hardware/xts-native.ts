@@ -133,17 +133,25 @@ export function boundCount(): number {
   return addon === null ? 0 : addon.boundCount();
 }
 
+/** Both bound: their ids into the registers (R_SRC, R_DST), and true; false when either takes the unbound path. */
+function boundPair(a: Bindable, b: Bindable): boolean {
+  const ia = boundId(a), ib = boundId(b);
+  if (ia < 0 || ib < 0) return false;
+  regs[R_SRC] = ia;
+  regs[R_DST] = ib;
+  return true;
+}
+
 /**
- * Two DataBufs one of whose ids the addon no longer knows: both let go (the
- * one it knows, so that its slot is not left behind) and bound again on
- * their next call.
+ * The two DataBufs of a bound call that did nothing (boundPair's, one of
+ * whose ids the addon no longer knows): both let go, the one it knows too,
+ * so that its slot is not left behind, and bound again on their next call.
  */
 function forget(a: Bindable, b: Bindable): void {
-  for (const x of [a, b]) {
-    const id = x[BOUND];
-    if (id !== undefined && id >= 0) (addon as Addon).unbind(id);
-    x[BOUND] = undefined;
-  }
+  (addon as Addon).unbind(regs[R_SRC]);
+  (addon as Addon).unbind(regs[R_DST]);
+  a[BOUND] = undefined;
+  b[BOUND] = undefined;
 }
 
 /** buf's id in the addon's table, binding it on first use (-1: it takes the unbound path). */
@@ -161,10 +169,7 @@ function copy(src: DataBuf, srcOff: number, dst: DataBuf, dstOff: number, len: n
   regs[R_SOFF] = srcOff;
   regs[R_DOFF] = dstOff;
   regs[R_LEN] = len;
-  const s = boundId(src), d = boundId(dst);
-  if (s >= 0 && d >= 0) {
-    regs[R_SRC] = s;
-    regs[R_DST] = d;
+  if (boundPair(src, dst)) {
     if ((addon as Addon).copyBound()) return;
     forget(src, dst);
   }
@@ -172,13 +177,10 @@ function copy(src: DataBuf, srcOff: number, dst: DataBuf, dstOff: number, len: n
 }
 
 function compare(a: DataBuf, aOff: number, b: DataBuf, bOff: number, len: number): number {
-  const ia = boundId(a), ib = boundId(b);
-  if (ia >= 0 && ib >= 0) {
+  if (boundPair(a, b)) {
     regs[R_SOFF] = aOff;
     regs[R_DOFF] = bOff;
     regs[R_LEN] = len;
-    regs[R_SRC] = ia;
-    regs[R_DST] = ib;
     const r = (addon as Addon).compareBound();
     if (r !== null) return r;
     forget(a, b);
@@ -221,10 +223,7 @@ function crypt(h: object, src: DataBuf, srcOff: number, dst: DataBuf, dstOff: nu
   regs[R_LEN] = len;
   regs[R_UNIT] = unit;
   regs[R_ENC] = enc;
-  const s = boundId(src), d = boundId(dst);
-  if (s >= 0 && d >= 0) {
-    regs[R_SRC] = s;
-    regs[R_DST] = d;
+  if (boundPair(src, dst)) {
     if ((addon as Addon).cryptBound(h)) return;
     forget(src, dst);
   }

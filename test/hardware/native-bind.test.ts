@@ -317,14 +317,40 @@ describe('native backend on SharedArrayBuffers (bound) and ArrayBuffers (not)', 
       nativeBackend.decrypt(kn, page, 0, page, 0, 4096, 4096);
     }
     assert.equal(boundCount(), 2, 'one slot each: none left behind');
+    // a call with one buffer let go and one bound just now: both let go, so
+    // that the new one's slot is not left behind, and both bound again next time
+    releaseBound();
+    const fresh = dataBuf(sab(4096, (i) => (i * 13) & 255));
+    const orig = fresh.u8.slice();
+    nativeBackend.encrypt(kn, fresh, 0, mem, 4096, 4096, 4096);
+    assert.deepEqual([idOf(fresh), idOf(mem), boundCount()], [undefined, undefined, 0]);
+    fresh.u8.fill(0);
+    nativeBackend.decrypt(kn, mem, 4096, fresh, 0, 4096, 4096);
+    assert.deepEqual(fresh.u8, orig, 'and the bytes went where they should, both times');
+    assert.equal(boundCount(), 2);
+    releaseBound();
+    // the other way round: the source let go, the destination bound just now
+    const fresh2 = dataBuf(sab(4096, () => 0));
+    nativeBackend.decrypt(kn, mem, 4096, fresh2, 0, 4096, 4096);
+    assert.deepEqual([idOf(mem), idOf(fresh2), boundCount()], [undefined, undefined, 0]);
+    assert.deepEqual(fresh2.u8, orig);
     releaseBound();
     // copy and compare meet let-go ids the same way
     hostCopy()!(mem, 0, page, 0, 16);
     assert.equal(hostCompare()!(mem, 0, page, 0, 16), 0);
     releaseBound();
     assert.equal(hostCompare()!(mem, 0, page, 0, 16), 0);
+    assert.deepEqual([idOf(mem), idOf(page)], [undefined, undefined], 'compare forgot the let-go ids');
     hostCopy()!(page, 0, mem, 16, 16);
     assert.equal(hostCompare()!(mem, 16, page, 0, 16), 0);
+    assert.ok(idOf(mem)! >= 0 && idOf(page)! >= 0);
+    // an ArrayBuffer's DataBuf never binds, and keeps saying so
+    const plain = dataBuf(mem.u8.slice(0, 64));
+    for (const [a, b] of [[plain, mem], [mem, plain]]) {
+      assert.equal(hostCompare()!(a, 0, b, 0, 64), 0);
+      assert.equal(idOf(plain), -1);
+      assert.ok(idOf(mem)! >= 0, 'and the bound one stays bound');
+    }
     releaseBound();
   });
 
