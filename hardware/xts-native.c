@@ -511,13 +511,23 @@ static napi_value crypt_units(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/*
+ * The registers' byte range (srcOff, dstOff, len) into *soff, *doff, *len:
+ * true when len bytes at srcOff fit nsrc and at dstOff fit ndst (copy and
+ * compare), else false.
+ */
+static bool range_regs(struct xts_env *e, size_t nsrc, size_t ndst, uint64_t *soff, uint64_t *doff, uint64_t *len)
+{
+	return reg_u53(e->regs[R_SOFF], soff) && reg_u53(e->regs[R_DOFF], doff) && reg_u53(e->regs[R_LEN], len) &&
+	       *len <= nsrc && *len <= ndst && *soff <= nsrc - *len && *doff <= ndst - *len;
+}
+
 /* The registers' range of src (nsrc bytes) into dst (ndst), memmove; a RangeError pending when it does not fit. */
 static void copy_regs(napi_env env, struct xts_env *e, uint8_t *src, size_t nsrc, uint8_t *dst, size_t ndst)
 {
 	uint64_t soff, doff, len;
 
-	if (!reg_u53(e->regs[R_SOFF], &soff) || !reg_u53(e->regs[R_DOFF], &doff) || !reg_u53(e->regs[R_LEN], &len) ||
-	    len > nsrc || len > ndst || soff > nsrc - len || doff > ndst - len) {
+	if (!range_regs(e, nsrc, ndst, &soff, &doff, &len)) {
 		napi_throw_range_error(env, NULL, "copy: range out of bounds");
 		return;
 	}
@@ -734,10 +744,11 @@ static napi_value copy_bound(napi_env env, napi_callback_info info)
 /*
  * compareBound(): memcmp of len bytes of the bound buffer R_SRC at srcOff
  * and the bound buffer R_DST at dstOff: -1, 0 or 1, as Buffer.compare gives
- * for (src range).compare(dst range); null when an id names nothing any more. A CPU's check of each page it reads
- * back against its pattern: Buffer.compare with offsets cost about 100 ns a
- * call here before its memcmp began (its offsets checked in JavaScript, then
- * a typed array's bytes asked for twice).
+ * for (src range).compare(dst range); null when an id names nothing any
+ * more. A CPU's check of each page it reads back against its pattern:
+ * Buffer.compare with offsets cost about 100 ns a call here before its
+ * memcmp began (its offsets checked in JavaScript, then a typed array's
+ * bytes asked for twice).
  */
 static napi_value compare_bound(napi_env env, napi_callback_info info)
 {
@@ -757,8 +768,7 @@ static napi_value compare_bound(napi_env env, napi_callback_info info)
 		CHECK(env, napi_get_null(env, &ret));
 		return ret;
 	}
-	if (!reg_u53(e->regs[R_SOFF], &aoff) || !reg_u53(e->regs[R_DOFF], &boff) || !reg_u53(e->regs[R_LEN], &len) ||
-	    len > a->n || len > b->n || aoff > a->n - len || boff > b->n - len) {
+	if (!range_regs(e, a->n, b->n, &aoff, &boff, &len)) {
 		napi_throw_range_error(env, NULL, "compare: range out of bounds");
 		return NULL;
 	}
