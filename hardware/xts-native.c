@@ -30,7 +30,7 @@
  * x^128 + x^7 + x^2 + x + 1, the 128-bit tweak read little-endian. Data
  * units here are whole blocks (len % 16 == 0), so no ciphertext stealing.
  */
-#define _GNU_SOURCE /* O_CLOEXEC, pread */
+#define _GNU_SOURCE /* O_CLOEXEC, pread, sched_getcpu, sched_setaffinity */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -837,6 +837,48 @@ static napi_value schedstat(napi_env env, napi_callback_info info)
 	return ret;
 }
 
+/*
+ * hostCpu(): the host CPU the calling thread runs on now (sched_getcpu(3)),
+ * -1 where the host does not say. moveOff(): move the calling thread to
+ * another of the host CPUs it may run on, and leave it free to run anywhere
+ * again: sched_setaffinity(2) to its mask less the CPU it is on (Linux
+ * migrates a running thread before the call returns: kernel/sched/core.c,
+ * __set_cpus_allowed_ptr), then to its mask again, which does not move it
+ * back. Returns the CPU it landed on, or -1 where it could not move (one CPU
+ * allowed, or the calls refused). kernel/smp.ts spreadOut says when: two
+ * worker CPUs' threads that the host's scheduler keeps on one host CPU while
+ * another has room.
+ */
+static napi_value host_cpu(napi_env env, napi_callback_info info)
+{
+	napi_value ret;
+
+	(void)info;
+	CHECK(env, napi_create_int32(env, sched_getcpu(), &ret));
+	return ret;
+}
+
+static napi_value move_off(napi_env env, napi_callback_info info)
+{
+	cpu_set_t was, to;
+	int me = sched_getcpu(), landed = -1;
+	napi_value ret;
+
+	(void)info;
+	if (me >= 0 && me < CPU_SETSIZE && sched_getaffinity(0, sizeof(was), &was) == 0 && CPU_ISSET(me, &was) &&
+	    CPU_COUNT(&was) > 1) {
+		to = was;
+		CPU_CLR(me, &to);
+		if (sched_setaffinity(0, sizeof(to), &to) == 0) {
+			landed = sched_getcpu();
+			if (sched_setaffinity(0, sizeof(was), &was) != 0)
+				landed = -1; /* (cannot happen: the mask it had) */
+		}
+	}
+	CHECK(env, napi_create_int32(env, landed, &ret));
+	return ret;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_value impl;
@@ -862,6 +904,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "setRegs", NULL, set_regs, NULL, NULL, NULL, napi_default, NULL },
 		{ "yieldCpu", NULL, yield_cpu, NULL, NULL, NULL, napi_default, NULL },
 		{ "schedstat", NULL, schedstat, NULL, NULL, NULL, napi_default, NULL },
+		{ "hostCpu", NULL, host_cpu, NULL, NULL, NULL, napi_default, NULL },
+		{ "moveOff", NULL, move_off, NULL, NULL, NULL, napi_default, NULL },
 		{ "copy", NULL, copy_bytes, NULL, NULL, NULL, napi_default, NULL },
 		{ "bind", NULL, bind_buf, NULL, NULL, NULL, napi_default, NULL },
 		{ "unbind", NULL, unbind_buf, NULL, NULL, NULL, napi_default, NULL },

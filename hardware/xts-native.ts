@@ -27,6 +27,10 @@ interface Addon {
   yieldCpu(): void;
   /** this thread's ns on a host CPU and ns runnable but waiting for one, into out[0] and out[1]; false where the host does not say */
   schedstat(out: Float64Array): boolean;
+  /** the host CPU this thread runs on now (sched_getcpu), -1 where the host does not say */
+  hostCpu(): number;
+  /** move this thread to another host CPU it may run on, then let it run anywhere again: the CPU it landed on, -1 where it could not move */
+  moveOff(): number;
   /** len bytes from src[srcOff] to dst[dstOff] (memmove): the numbers in the registers */
   copy(src: Uint8Array, dst: Uint8Array): void;
   /** an id for a Uint8Array on a SharedArrayBuffer, held until unbind; -1 when the thread's table is full */
@@ -62,8 +66,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout lacks the newest functions, bind and the rest up to boundCount (and before them copy, schedstat, rekey, yieldCpu, setRegs)
-  if (typeof a.boundCount !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout lacks the newest functions, hostCpu and moveOff (and before them bind and the rest up to boundCount, copy, schedstat, rekey, yieldCpu, setRegs)
+  if (typeof a.moveOff !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -97,6 +101,17 @@ export function hostYield(): (() => void) | null {
  */
 export function hostSchedstat(): ((out: Float64Array) => boolean) | null {
   return addon === null ? null : addon.schedstat;
+}
+
+/**
+ * The host CPU the calling thread runs on now, and a move of the calling
+ * thread to another host CPU that leaves it free to run anywhere again (the
+ * CPU it landed on, -1 where it could not), for the worker CPUs' threads
+ * that the host's scheduler keeps on one host CPU (kernel/smp.ts
+ * spreadOut); null when the addon is not there.
+ */
+export function hostPlacement(): { readonly cpu: () => number; readonly moveOff: () => number } | null {
+  return addon === null ? null : { cpu: addon.hostCpu, moveOff: addon.moveOff };
 }
 
 /**

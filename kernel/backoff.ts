@@ -62,7 +62,10 @@
 // addon) had removed them too, but made fault t2 on anonymous memory
 // 1.2-1.8x slower, slower than t1; pinning only while a CPU's rounds trap
 // was worse for the trapping cells; pinning the kernel thread too made t1
-// file-backed faults about 20x slower. None of them is used.
+// file-backed faults about 20x slower. None of them is used. The one move
+// the simulator makes is a worker thread's off a host CPU it shares with
+// another worker thread while its rounds make no trap (smp.ts spreadOut):
+// a move, not a pin, after which the host's scheduler places it again.
 
 // A busy host. Whether the threads fit is not only a matter of counting
 // them: other processes may hold the host CPUs. Then a spin to the cap is

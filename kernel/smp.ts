@@ -53,8 +53,12 @@
 // (workloads/). A CPU that finishes rings the doorbell only if it was the
 // last (the word then reaches 0; below 0, no one set it, and every CPU
 // rings): the kernel, asleep until the round is over, is woken once.
+//
+// Host CPU: HOST[c] holds the host CPU that worker CPU c's thread started
+// its last round on (-1: none yet, or the host does not say); spreadOut
+// below reads it.
 
-import { hostSchedstat, hostYield } from '../hardware/xts-native.js';
+import { hostPlacement, hostSchedstat, hostYield } from '../hardware/xts-native.js';
 import { HostLoad, Spinner, SPIN_CAP_MS } from './backoff.js';
 
 export const CPU_WORDS = 16;
@@ -68,6 +72,7 @@ export const W_MM = 6; // id of the mm this CPU runs (for mm_cpumask-like IPI ta
 export const W_ROUND = 7; // rounds of user work this CPU has finished (workloads/)
 export const W_WAIT = 8; // 1 while this CPU sleeps between accesses: on a migration entry (migration_entry_wait) or a lockstep turn (cpu.ts idleWhile)
 export const W_TAKEN = 9; // the last trap request (REQ) of this CPU the kernel began to serve (trap.ts)
+export const W_HOST = 10; // the host CPU this CPU's thread started its last round on, -1 unknown (spreadOut)
 export const CPU_ARGS = 8; // Float64 slots per CPU: 6 args, ret, spare
 export const A_RET = 6;
 
@@ -84,6 +89,19 @@ export interface SmpDescriptor {
 /** The busy word's value until a thread finds the host busy: before any clock (a clock mocked to before the epoch, in tests, included). */
 export const NEVER_BUSY = -0x80000000;
 
+/**
+ * Rounds in a row, each after a round without traps, that a worker CPU's
+ * thread may start on the host CPU of a lower-numbered worker CPU's thread
+ * before it moves off (spreadOut): a few hundred microseconds of rounds.
+ */
+export const STACKED_ROUNDS = 16;
+
+/** The calling thread's host CPU, and its move to another (hardware/xts-native.ts hostPlacement). */
+export interface HostPlacement {
+  readonly cpu: () => number;
+  readonly moveOff: () => number;
+}
+
 /** Polls of an ack before the kernel sleeps on it: an ack takes a CPU one access boundary. */
 const ACK_SPIN = 2000;
 /** Polls of an ack before, threads outnumbering host CPUs, CPUs in traps are asked to sleep. */
@@ -97,6 +115,12 @@ export class Smp {
   private readonly gens: Int32Array;
   /** sched_yield for spin-waits that ask for it when crowded (backoff.ts); null without the native addon, and where a test says so */
   yieldCpu: (() => void) | null = hostYield();
+  /** this thread's host CPU and a move off it, for spreadOut; null without the native addon, and where a test says so */
+  placement: HostPlacement | null = hostPlacement();
+  /** spreadOut: rounds in a row this thread started on a lower worker CPU's host CPU */
+  private stacked = 0;
+  /** moves spreadOut made on this thread */
+  moves = 0;
   /** the host's load as this thread sees it (backoff.ts); its probe is null without the addon, and where the kernel's config says so */
   readonly load: HostLoad;
   /** what other threads attach to */
@@ -129,6 +153,7 @@ export class Smp {
       probeLoad,
     });
     Atomics.store(s.words, W_ONLINE, 1); // the boot CPU
+    for (let c = 0; c < nrCpus; c++) Atomics.store(s.words, s.w(c, W_HOST), -1);
     Atomics.store(s.words, s.doorbell + 1, hostCpus);
     Atomics.store(s.words, s.busyWord, NEVER_BUSY);
     return s;
@@ -144,6 +169,53 @@ export class Smp {
 
   w(cpu: number, word: number): number {
     return cpu * CPU_WORDS + word;
+  }
+
+  /**
+   * At the start of a round, on worker CPU `cpu`'s thread: note the host CPU
+   * the thread runs on (HOST), and move the thread to another host CPU when
+   * it has started STACKED_ROUNDS rounds in a row on the host CPU of a
+   * lower-numbered worker CPU, each after a round without traps (`quiet`),
+   * while there is a host CPU for every worker CPU (the kernel thread
+   * shares). Returns whether it moved.
+   *
+   * Between such rounds a worker CPU polls with sched_yield (backoff.ts):
+   * its thread never leaves the runqueue, and Linux's load balancer does not
+   * take a task that ran within the last half millisecond (can_migrate_task
+   * refuses a cache-hot one, task_hot with sysctl_sched_migration_cost,
+   * kernel/sched/fair.c, until enough balancing attempts have failed), nor
+   * a running one. So two worker CPUs' threads the host once put on one host
+   * CPU stayed there, their rounds done one after the other, while the
+   * kernel thread had the other host CPU to itself and slept. Measured on the
+   * 2-vCPU VM, enosys-fallback with 2 worker CPUs (a round of 8 pages every
+   * 14 us): stretches of 25-200 ms at 40-48 us a round, both worker threads
+   * on one host CPU switching 9000-12000 times in 20 ms (their schedstat),
+   * and in `run` 1-2 processes of 9 at 3x the others' per-op time (cv
+   * 47-63% in 5 of the 12 enosys-fallback cells at 2 CPUs). With the move,
+   * in two runs of 9 processes each: cv 2.1-7.6%.
+   * A round that trapped leaves the placement alone: there the kernel
+   * thread's share of a host CPU decides (pinning each worker thread to a
+   * host CPU of its own, with taskset on the same VM, made swap
+   * madvise-encrypt with 2 worker CPUs 9x slower, 11 -> 101 us an op).
+   */
+  spreadOut(cpu: number, quiet: boolean): boolean {
+    const p = this.placement;
+    if (p === null) return false;
+    const w = this.words;
+    const here = p.cpu();
+    Atomics.store(w, this.w(cpu, W_HOST), here);
+    let shared = false;
+    if (quiet && here >= 0 && this.nrCpus - 1 <= this.hostCpus)
+      for (let c = 1; c < cpu && !shared; c++) shared = Atomics.load(w, this.w(c, W_HOST)) === here;
+    if (!shared) {
+      this.stacked = 0;
+      return false;
+    }
+    if (++this.stacked < STACKED_ROUNDS) return false;
+    this.stacked = 0;
+    if (p.moveOff() < 0) return false;
+    this.moves++;
+    return true;
   }
 
   /** Index of the doorbell word. */

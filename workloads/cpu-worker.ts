@@ -178,6 +178,7 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
       Atomics.notify(w, b.i(c.cpu, R_DONE));
       return;
     }
+    c.smp.spreadOut(c.cpu, c.traps === trapsBefore); // (smp.ts: two worker threads stacked on one host CPU)
     c.online();
     trapsBefore = c.traps;
     let failure: unknown = null;

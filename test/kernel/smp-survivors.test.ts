@@ -13,7 +13,7 @@
 // generation wraps past 2^31 - 1 is not waited for. No test measures time.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, mock } from 'node:test';
-import { CPU_WORDS, NEVER_BUSY, Smp, W_ACK, W_IPI, W_ONLINE, W_REQ, W_WAIT } from '../../kernel/smp.js';
+import { CPU_WORDS, NEVER_BUSY, Smp, W_ACK, W_HOST, W_IPI, W_ONLINE, W_REQ, W_WAIT } from '../../kernel/smp.js';
 
 const realLoad = Atomics.load;
 const realStore = Atomics.store;
@@ -92,7 +92,8 @@ describe('smp.ts: Smp.create and the shared words', () => {
     assert.equal(smp.roundsLeft, 3 * CPU_WORDS + 5);
     const others = () => [...smp.words].filter((_, i) => i !== smp.doorbell);
     const before = others();
-    assert.deepEqual(before, [1, ...Array(3 * CPU_WORDS - 1).fill(0), 2, 0, NEVER_BUSY, 0, 0], 'only the boot CPU is online; the kernel waits for nobody; never busy; no online bell; no round under way');
+    const block = (cpu: number) => Array.from({ length: CPU_WORDS }, (_, i) => (i === W_HOST ? -1 : cpu === 0 && i === W_ONLINE ? 1 : 0));
+    assert.deepEqual(before, [...block(0), ...block(1), ...block(2), 2, 0, NEVER_BUSY, 0, 0], 'only the boot CPU is online; no CPU has a host CPU noted yet; the kernel waits for nobody; never busy; no online bell; no round under way');
     const sleeper = Atomics.waitAsync(smp.words, 3 * CPU_WORDS, 0);
     assert.equal(sleeper.async, true);
     const realNotify = Atomics.notify;
