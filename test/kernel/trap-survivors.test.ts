@@ -28,6 +28,7 @@ import { defaultOvercommit } from '../../kernel/limits.js';
 import { PTE_PRESENT, PTE_WRITE } from '../../kernel/pgtable.js';
 import { A_RET, CPU_ARGS, W_ACK, W_IPI, W_NR, W_ONLINE, W_REQ, W_RESP, W_ROUND, W_TAKEN } from '../../kernel/smp.js';
 import { NR, type SysArg } from '../../kernel/syscalls.js';
+import { WAKE_MS } from '../../kernel/backoff.js';
 import { TAKEN_POLLS, TRAP_FAULT, TrapServer, WorkerCpu, cpuDescriptor } from '../../kernel/trap.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ } from '../../kernel/uapi.js';
 import { BASE, PAGE, mapAnon } from './util.js';
@@ -684,7 +685,7 @@ describe('trap.ts: TrapServer.pump', () => {
     s.done();
   });
 
-  it('with sched_yield to call, a crowded pump after a served trap polls with it up to the 2 ms cap, then sleeps; one after a quiet pump sleeps without a yield', async () => {
+  it('with sched_yield to call, a crowded pump after a served trap polls with it up to the 2 ms cap, then sleeps; one after a quiet pump yields only for as long as a wake-up costs (WAKE_MS), then sleeps', async () => {
     const s = setup(2);
     const q = quiet(
       s.k,
@@ -692,9 +693,10 @@ describe('trap.ts: TrapServer.pump', () => {
       () => post(s.k, 1, NR_PROBE, [2]),
     );
     let yields = 0;
+    let step = 0.125;
     s.k.smp.yieldCpu = () => {
       yields++;
-      q.advance(0.125);
+      q.advance(step);
     };
     const server = new TrapServer(s.k, s.t);
     server.serve(1);
@@ -705,14 +707,19 @@ describe('trap.ts: TrapServer.pump', () => {
     // a trap came in the last pump: 16 yields of 0.125 ms reach the cap, then a sleep
     server.pump(() => q.sleeps.length === 1 || yields > 1000);
     assert.deepEqual([yields, q.sleeps], [16, ['timed-out']]);
-    // no trap in that pump nor in this one: asleep at the first quiet poll
+    // no trap in that pump nor in this one: one yield of 0.125 ms is past WAKE_MS, then asleep
     server.pump(() => q.sleeps.length === 2 || yields > 1000);
-    assert.deepEqual([yields, q.sleeps], [16, ['timed-out', 'timed-out']]);
-    // asleep at once again, until a trap rings in the pump's third sleep: from it on, yields to the cap
+    assert.deepEqual([yields, q.sleeps], [17, ['timed-out', 'timed-out']]);
+    // quiet again, yields of 1/128 ms: those that begin within WAKE_MS of the pump's start, then
+    // asleep (a sleep that times out starts no new window), until a trap rings in the pump's third
+    // sleep: from it on, yields to the cap, 2 ms of them
+    step = 1 / 128;
+    const inWindow = Math.ceil(WAKE_MS / step);
+    assert.equal(inWindow, 6, 'WAKE_MS is 0.04 ms: yields at 0, 1/128, ... 5/128 ms');
     s.rets.push(92);
-    server.pump(() => q.sleeps.length === 6 || yields > 1000);
+    server.pump(() => q.sleeps.length === 6 || yields > 100_000);
     assert.equal(retSlot(s.k, 1), 92);
-    assert.deepEqual([yields, q.sleeps.slice(2)], [32, ['timed-out', 'timed-out', 'ok', 'timed-out']]);
+    assert.deepEqual([yields, q.sleeps.slice(2)], [17 + inWindow + 2 / step, ['timed-out', 'timed-out', 'ok', 'timed-out']]);
     await server.stop();
     s.done();
   });
