@@ -98,5 +98,13 @@ describe('Smp.spreadOut: worker threads stacked on one host CPU', () => {
     for (let i = 1; i < STACKED_ROUNDS; i++) refused.smp.spreadOut(2, true);
     assert.equal(refused.smp.spreadOut(2, true), false, 'moveOff could not move it');
     assert.deepEqual([refused.moveOffs(), refused.smp.moves], [1, 0]);
+    // host CPU 0 is a CPU like any other to land on
+    const toZero = thread(fits, 0);
+    f1.at(1);
+    f1.smp.spreadOut(1, true);
+    toZero.at(1);
+    for (let i = 1; i < STACKED_ROUNDS; i++) toZero.smp.spreadOut(2, true);
+    assert.equal(toZero.smp.spreadOut(2, true), true, 'landed on host CPU 0');
+    assert.equal(toZero.smp.moves, 1);
   });
 });

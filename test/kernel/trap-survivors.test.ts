@@ -724,6 +724,23 @@ describe('trap.ts: TrapServer.pump', () => {
     s.done();
   });
 
+  it('a quiet crowded pump yields while less than WAKE_MS has passed since it began, not at WAKE_MS', async () => {
+    const s = setup(2);
+    const q = quiet(s.k);
+    q.advance(-q.now()); // the pump begins at 0 ms: its times since are exact
+    let yields = 0;
+    s.k.smp.yieldCpu = () => {
+      yields++;
+      q.advance(WAKE_MS);
+    };
+    const server = new TrapServer(s.k, s.t);
+    server.serve(1);
+    server.pump(() => q.sleeps.length === 1 || yields > 100);
+    assert.deepEqual([yields, q.sleeps], [1, ['timed-out']], 'one yield at 0 ms; at WAKE_MS it sleeps');
+    await server.stop();
+    s.done();
+  });
+
   it('a kernel with a host CPU for each thread polls before it sleeps even when no CPU trapped', async () => {
     const s = setup(2, 2);
     const q = quiet(s.k);
