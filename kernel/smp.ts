@@ -191,8 +191,9 @@ export class Smp {
    * 14 us): stretches of 25-200 ms at 40-48 us a round, both worker threads
    * on one host CPU switching 9000-12000 times in 20 ms (their schedstat),
    * and in `run` 1-2 processes of 9 at 3x the others' per-op time (cv
-   * 47-63% in 5 of the 12 enosys-fallback cells at 2 CPUs). With the move,
-   * in two runs of 9 processes each: cv 2.1-7.6%.
+   * 47-74% in the enosys-fallback cells it hit). With the move, two runs of
+   * 9 processes a side, 14 cells at 2 CPUs: no process above 1.8x its cell's
+   * median (6 before), the largest cv 10.3% and 10.0% (74.1% and 52.6%).
    * A round that trapped leaves the placement alone: there the kernel
    * thread's share of a host CPU decides (pinning each worker thread to a
    * host CPU of its own, with taskset on the same VM, made swap
