@@ -481,6 +481,27 @@ static void crypt_regs(napi_env env, struct xts_env *e, struct xts_key *k, uint8
 }
 
 /*
+ * The start of every call that reads the call registers (crypt, copy and
+ * the bound calls): this thread's env, and its first `want` arguments into
+ * argv (none read when want is 0: the bound calls take nothing else, and
+ * are on every page's path). NULL with an exception pending where fewer
+ * arguments came or setRegs was not called, `usage` then saying so.
+ */
+static struct xts_env *regs_call(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *usage)
+{
+	size_t argc = want;
+	struct xts_env *e;
+
+	CHECK(env, want > 0 ? napi_get_cb_info(env, info, &argc, argv, NULL, NULL) : napi_ok);
+	CHECK(env, napi_get_instance_data(env, (void **)&e));
+	if (argc < want || e->regs == NULL) {
+		napi_throw_type_error(env, NULL, usage);
+		return NULL;
+	}
+	return e;
+}
+
+/*
  * crypt(handle, src, dst), the registers holding srcOff, dstOff, len, unit,
  * count, enc: count data units of len bytes each, unit numbers unit,
  * unit + len, ... (consecutive frames: the tweak is the physical address).
@@ -490,19 +511,14 @@ static void crypt_regs(napi_env env, struct xts_env *e, struct xts_key *k, uint8
  */
 static napi_value crypt_units(napi_env env, napi_callback_info info)
 {
-	size_t argc = 3;
 	napi_value argv[3];
 	struct xts_key *k;
-	struct xts_env *e;
+	struct xts_env *e = regs_call(env, info, 3, argv, "crypt: expected (handle, src, dst) after setRegs");
 	uint8_t *src, *dst;
 	size_t nsrc, ndst;
 
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	CHECK(env, napi_get_instance_data(env, (void **)&e));
-	if (argc < 3 || e->regs == NULL) {
-		napi_throw_type_error(env, NULL, "crypt: expected (handle, src, dst) after setRegs");
+	if (e == NULL)
 		return NULL;
-	}
 	CHECK(env, napi_get_value_external(env, argv[0], (void **)&k));
 	if (bytes_of(env, argv[1], &src, &nsrc, "crypt: src and dst: expected Uint8Arrays") < 0 ||
 	    bytes_of(env, argv[2], &dst, &ndst, "crypt: src and dst: expected Uint8Arrays") < 0)
@@ -546,18 +562,13 @@ static void copy_regs(napi_env env, struct xts_env *e, uint8_t *src, size_t nsrc
  */
 static napi_value copy_bytes(napi_env env, napi_callback_info info)
 {
-	size_t argc = 2;
 	napi_value argv[2];
-	struct xts_env *e;
+	struct xts_env *e = regs_call(env, info, 2, argv, "copy: expected (src, dst) after setRegs");
 	uint8_t *src, *dst;
 	size_t nsrc, ndst;
 
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	CHECK(env, napi_get_instance_data(env, (void **)&e));
-	if (argc < 2 || e->regs == NULL) {
-		napi_throw_type_error(env, NULL, "copy: expected (src, dst) after setRegs");
+	if (e == NULL)
 		return NULL;
-	}
 	if (bytes_of(env, argv[0], &src, &nsrc, "copy: src and dst: expected Uint8Arrays") < 0 ||
 	    bytes_of(env, argv[1], &dst, &ndst, "copy: src and dst: expected Uint8Arrays") < 0)
 		return NULL;
@@ -699,19 +710,14 @@ static bool bound_pair(struct xts_env *e, struct bound **src, struct bound **dst
  */
 static napi_value crypt_bound(napi_env env, napi_callback_info info)
 {
-	size_t argc = 1;
 	napi_value argv[1], ret;
 	struct xts_key *k;
-	struct xts_env *e;
+	struct xts_env *e = regs_call(env, info, 1, argv, "cryptBound: expected (handle) after setRegs");
 	struct bound *src, *dst;
 	bool ok;
 
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	CHECK(env, napi_get_instance_data(env, (void **)&e));
-	if (argc < 1 || e->regs == NULL) {
-		napi_throw_type_error(env, NULL, "cryptBound: expected (handle) after setRegs");
+	if (e == NULL)
 		return NULL;
-	}
 	CHECK(env, napi_get_value_external(env, argv[0], (void **)&k));
 	ok = bound_pair(e, &src, &dst);
 	if (ok)
@@ -724,16 +730,12 @@ static napi_value crypt_bound(napi_env env, napi_callback_info info)
 static napi_value copy_bound(napi_env env, napi_callback_info info)
 {
 	napi_value ret;
-	struct xts_env *e;
+	struct xts_env *e = regs_call(env, info, 0, NULL, "copyBound: expected setRegs first");
 	struct bound *src, *dst;
 	bool ok;
 
-	(void)info;
-	CHECK(env, napi_get_instance_data(env, (void **)&e));
-	if (e->regs == NULL) {
-		napi_throw_type_error(env, NULL, "copyBound: expected setRegs first");
+	if (e == NULL)
 		return NULL;
-	}
 	ok = bound_pair(e, &src, &dst);
 	if (ok)
 		copy_regs(env, e, src->p, src->n, dst->p, dst->n);
@@ -752,18 +754,14 @@ static napi_value copy_bound(napi_env env, napi_callback_info info)
  */
 static napi_value compare_bound(napi_env env, napi_callback_info info)
 {
-	struct xts_env *e;
+	struct xts_env *e = regs_call(env, info, 0, NULL, "compareBound: expected setRegs first");
 	struct bound *a, *b;
 	uint64_t aoff, boff, len;
 	napi_value ret;
 	int r;
 
-	(void)info;
-	CHECK(env, napi_get_instance_data(env, (void **)&e));
-	if (e->regs == NULL) {
-		napi_throw_type_error(env, NULL, "compareBound: expected setRegs first");
+	if (e == NULL)
 		return NULL;
-	}
 	if (!bound_pair(e, &a, &b)) {
 		CHECK(env, napi_get_null(env, &ret));
 		return ret;

@@ -114,7 +114,7 @@ describe('XTS-AES-128 backends', () => {
     assert.throws(() => addon.importKey(key, 'aesni'), /impl: expected "evp" or undefined/);
   });
 
-  it('the addon checks its call registers before it touches memory (in a process of its own: registers are per thread)', { skip: backendNote() ?? false }, () => {
+  it('the addon checks its call registers before it touches memory, and each call that reads them refuses to run before setRegs or without its arguments (in a process of its own: registers are per thread)', { skip: backendNote() ?? false }, () => {
     const addon = fileURLToPath(new URL('../../../build/xts_native.node', import.meta.url));
     const code = `
       const a = require(${JSON.stringify(addon)});
@@ -123,6 +123,10 @@ describe('XTS-AES-128 backends', () => {
       const out = [];
       const tryIt = (f) => { try { f(); out.push('ok'); } catch (e) { out.push(e.constructor.name + ': ' + e.message); } };
       tryIt(() => a.crypt(k, src, dst));
+      tryIt(() => a.copy(src, dst));
+      tryIt(() => a.cryptBound(k));
+      tryIt(() => a.copyBound());
+      tryIt(() => a.compareBound());
       const r = new Float64Array(new ArrayBuffer(64));
       tryIt(() => a.setRegs(new Float64Array(new ArrayBuffer(56))));
       tryIt(() => a.setRegs(new Uint8Array(64)));
@@ -134,12 +138,19 @@ describe('XTS-AES-128 backends', () => {
         tryIt(() => a.crypt(k, src, dst));
       }
       tryIt(() => a.crypt(k, src, new Float64Array(8)));
+      tryIt(() => a.crypt(k, src));
+      tryIt(() => a.copy(src));
+      tryIt(() => a.cryptBound());
       console.log(JSON.stringify(out));`;
     const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     const range = 'RangeError: crypt: data unit out of range';
     assert.deepEqual(JSON.parse(r.stdout), [
       'TypeError: crypt: expected (handle, src, dst) after setRegs',
+      'TypeError: copy: expected (src, dst) after setRegs',
+      'TypeError: cryptBound: expected (handle) after setRegs',
+      'TypeError: copyBound: expected setRegs first',
+      'TypeError: compareBound: expected setRegs first',
       'TypeError: regs: expected a Float64Array of at least 8',
       'TypeError: regs: expected a Float64Array of at least 8',
       'ok',
@@ -153,6 +164,9 @@ describe('XTS-AES-128 backends', () => {
       'ok',
       range,
       'TypeError: crypt: src and dst: expected Uint8Arrays',
+      'TypeError: crypt: expected (handle, src, dst) after setRegs',
+      'TypeError: copy: expected (src, dst) after setRegs',
+      'TypeError: cryptBound: expected (handle) after setRegs',
     ]);
   });
 
