@@ -8,6 +8,9 @@ interface Job {
   base: number;
   pages: number[];
   iters: number;
+  /** Int32Array word counting the CPUs that have touched all their pages once */
+  gate: SharedArrayBuffer;
+  cpus: number;
 }
 const job = workerData as Job;
 const cpu = new WorkerCpu(job.desc);
@@ -26,6 +29,18 @@ for (let it = 0; it < job.iters; it++) {
       errors++;
       break;
     }
+  }
+  if (it === 0) {
+    // Every CPU touches all its pages before any goes on, so the pages that
+    // reclaim swaps out to fit the others' are touched again, whichever CPU
+    // started first. Idle (offline) while waiting: the kernel's shootdowns
+    // do not wait for a CPU between bursts.
+    cpu.offline();
+    const gate = new Int32Array(job.gate);
+    Atomics.add(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    for (let n; (n = Atomics.load(gate, 0)) < job.cpus; ) Atomics.wait(gate, 0, n, 50);
+    cpu.online();
   }
 }
 cpu.offline();

@@ -21,12 +21,13 @@ async function run(opts: { swap: boolean }): Promise<void> {
   const server = new TrapServer(k, t);
   const workers: Worker[] = [];
   const results: Promise<{ errors: number; faults: number }>[] = [];
+  const gate = new SharedArrayBuffer(4);
   for (const cpu of [1, 2]) {
     server.serve(cpu);
     const desc = cpuDescriptor(k, t, cpu);
     k.smp.setOnline(cpu, t.mm.id);
     const pages = [...Array(PAGES).keys()].filter((p) => p % 2 === cpu - 1);
-    const w = new Worker(new URL('./smp-worker.js', import.meta.url), { workerData: { desc, base: BASE, pages, iters: 60 } });
+    const w = new Worker(new URL('./smp-worker.js', import.meta.url), { workerData: { desc, base: BASE, pages, iters: 60, gate, cpus: 2 } });
     workers.push(w);
     results.push(
       new Promise((res, rej) => {
