@@ -881,8 +881,9 @@ static napi_value move_off(napi_env env, napi_callback_info info)
  * pinCpu(cpu): run the calling thread on host CPU `cpu` only, until
  * pinCpu(-1) lets it run where it could before; returns the CPU it runs on
  * then (cpu, or -1 where cpu is not one it may run on, or the call was
- * refused). The mask it had is kept per thread at the first pin, so pins in a
- * row each go back to it. cpusAllowed(): the host CPUs the calling thread may
+ * refused). pinCpu(-1) returns 0, or -1 where nothing was pinned. The mask
+ * it had is kept per thread at the first pin, so pins in a row each go back
+ * to it. cpusAllowed(): the host CPUs the calling thread may
  * run on, in order (sched_getaffinity(2)), as an array. bench/hostref.ts
  * probeHostCpus runs the same pass on each in turn: the speed of every host
  * CPU, where the host's other tenants slow one vCPU and not the other.

@@ -31,7 +31,7 @@ interface Addon {
   hostCpu(): number;
   /** move this thread to another host CPU it may run on, then let it run anywhere again: the CPU it landed on, -1 where it could not move */
   moveOff(): number;
-  /** run this thread on host CPU cpu only until pinCpu(-1) lets it run where it could before: the CPU it runs on, -1 where it could not */
+  /** run this thread on host CPU cpu only until pinCpu(-1) lets it run where it could before: the CPU it runs on, -1 where it could not (pinCpu(-1): 0, -1 where nothing was pinned) */
   pinCpu(cpu: number): number;
   /** the host CPUs this thread may run on (sched_getaffinity), in order */
   cpusAllowed(): number[];

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { DEFAULT_COSTS } from '../../hardware/costs.js';
 import { NO_LEAK } from '../../interfaces/conformance.js';
 import { runMatrix, type CellPlan } from '../../bench/runner.js';
-import { HOST_RETIME_SHARE, HostSpeed, hasFlag } from '../../bench/stability.js';
+import { HOST_RETIME_SHARE, HOST_SLOW_PCT, HostSpeed, hasFlag } from '../../bench/stability.js';
 import type { RoundReport, Workload } from '../../workloads/workload.js';
 import { fakeWorkload, mkMeta } from './fixtures.js';
 
@@ -121,7 +121,7 @@ describe('runner: the host ran slow', () => {
   });
 
   it('a slowdown of up to HOST_SLOW_PCT is not slow: nothing timed again, nothing noisy', async () => {
-    const h = hostScript(() => 104);
+    const h = hostScript(() => 100 + HOST_SLOW_PCT);
     const { rows } = await runMatrix(h.cells, mkMeta(), h.o);
     assert.deepEqual([...h.starts.values()], [1, 1, 1]);
     assert.ok(rows.every((r) => !hasFlag(r, 'noisy')));
