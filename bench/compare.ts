@@ -330,7 +330,7 @@ export function formatCompare(r: CompareResult): string {
       ),
     );
   }
-  if (noisy > 0) out.push('', ...wrapWords(`Warning: ${noisy} cells were timed while other processes loaded the machine or the host's CPUs ran slow (noisy): left out of the test.`, '', '  ', W));
+  if (noisy > 0) out.push('', ...wrapWords(`Warning: ${noisy} cells were timed while other processes loaded the machine (noisy): left out of the test.`, '', '  ', W));
   out.push(
     '',
     ...wrapWords(

@@ -36,7 +36,7 @@
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { dataBuf, type DataBuf, type XtsBackend, type XtsKey } from '../hardware/backend.js';
-import { hostPin, nativeBackend, nativeImpl } from '../hardware/xts-native.js';
+import { nativeBackend, nativeImpl } from '../hardware/xts-native.js';
 import { opensslBackend } from '../hardware/xts-openssl.js';
 import { cvPct, median } from './stats.js';
 import { humanNs } from './text.js';
@@ -80,49 +80,6 @@ export function hostReferenceWindow(ms = HOST_REF_MS, warmupMs = HOST_REF_WARMUP
   const end = performance.now() + ms;
   do out.push(pass());
   while (performance.now() < end);
-  return out;
-}
-
-/** Each host CPU's probe: PROBE_PASSES passes timed after PROBE_WARMUP_PASSES. */
-export const PROBE_PASSES = 16;
-export const PROBE_WARMUP_PASSES = 2;
-
-/**
- * The reference's pass timed on every host CPU the process may run on, the
- * calling thread pinned to each in turn (and let go after): per CPU, in the
- * order of its number, the fastest pass's ns. Empty where the native addon
- * is not there or a pin was refused.
- *
- * Why per CPU: the host's other tenants slow one vCPU and not the other. On
- * the 2-vCPU VM (2026-11-27), the pass timed on each vCPU every 100 ms for a
- * minute ran at 3.52 us on both, except for 10 s in which vCPU 0 took
- * 4.3-4.8 us while vCPU 1 stayed at 3.52; at other times both stepped up
- * together, to 3.62 and 3.81 us, for seconds at a time. A cell's rounds
- * follow the steps: fault madvise-encrypt t1, in 40 ms windows between
- * probes, ran at 1305, 1340 and 1405 ns a page while the pass took 3.53,
- * 3.62 and 3.81 us. In a default run (9 processes; enosys-fallback left
- * out), the cells timed while a probe said 8-15% slower than the fastest ran
- * a median 3.4% above their cell's median of all processes, a quarter of
- * them more than 6% above, against a tenth of those timed with every probe
- * within 1%. Why the fastest pass: a thread of the simulator still spinning
- * on that CPU shares it by time slices, which lengthen some passes and not
- * others; a slower host lengthens every pass.
- */
-export function probeHostCpus(passes = PROBE_PASSES): number[] {
-  const p = hostPin();
-  if (p === null) return [];
-  const out: number[] = [];
-  try {
-    for (const cpu of p.allowed()) {
-      if (p.pin(cpu) !== cpu) return [];
-      for (let i = 0; i < PROBE_WARMUP_PASSES; i++) pass();
-      let fastest = Infinity;
-      for (let i = 0; i < passes; i++) fastest = Math.min(fastest, pass());
-      out.push(fastest);
-    }
-  } finally {
-    p.pin(-1);
-  }
   return out;
 }
 

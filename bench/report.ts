@@ -11,7 +11,7 @@ import { TERM_SHORT, topTerms } from './model.js';
 import { hostRefSummary, hostScalingSummary } from './hostref.js';
 import { cvPct, median } from './stats.js';
 import { termColumn, type Row, type RunMeta } from './schema.js';
-import { DRIFT_RHO, HOST_SLOW_PCT, NOISY_SHARE_PCT, hasFlag } from './stability.js';
+import { DRIFT_RHO, NOISY_SHARE_PCT, hasFlag } from './stability.js';
 import { allWorkloads } from '../workloads/registry.js';
 import {
   REPORT_WIDTH as W,
@@ -339,7 +339,7 @@ function _stability(timed: readonly Row[]): string[] {
   const flagged = (f: string) => timed.filter((r) => hasFlag(r, f));
   const name = (r: Row) => `${shortWorkload(r.workload, r.swap)} ${shortInterface(r.interface)} t${r.threads}`;
   const why: Record<string, string> = {
-    noisy: `timed while other processes took more than ${NOISY_SHARE_PCT}% of the machine, or a host CPU ran more than ${HOST_SLOW_PCT}% slower than its fastest, after retries; left out of compare's test`,
+    noisy: `timed while other processes took more than ${NOISY_SHARE_PCT}% of the machine, after retries; left out of compare's test`,
     drift: `rounds kept getting faster or slower within a process (|Spearman rho| > ${DRIFT_RHO} over batch medians)`,
     bimodal: 'two clusters of times (bimodality coefficient > 5/9)', // BIMODAL_BC
     'unstable-counters': 'processes disagreed on exact counters: a model bug',

@@ -12,8 +12,8 @@ import type { Counter, LeakScan } from '../interfaces/conformance.js';
 import { TIMEABLE, startCell, timedRound, type CellConfig } from '../workloads/cell.js';
 import type { Workload } from '../workloads/workload.js';
 import { modelCell, overNs } from './model.js';
-import { hostReferenceWindow, hostScaling, probeHostCpus } from './hostref.js';
-import { HOST_RETIME_SHARE, HostSpeed, LoadMeter, NOISY_RETRIES, isHostSlow, isNoisy, stabilityFlags } from './stability.js';
+import { hostReferenceWindow, hostScaling } from './hostref.js';
+import { LoadMeter, NOISY_RETRIES, isNoisy, stabilityFlags } from './stability.js';
 import { median } from './stats.js';
 import { COUNTER_COLUMNS, SCHEMA_VERSION, cellKey, termColumn, type CellSamples, type Kernel, type Row, type RunMeta, type SwapKind } from './schema.js';
 
@@ -55,10 +55,6 @@ export interface RunOptions {
   readonly only?: ReadonlySet<number>;
   /** asked before each cell: a reason to stop here (a signal's name), or null to go on */
   readonly stop?: () => string | null;
-  /** the host CPUs' speed before and after each timing (default: probeHostCpus's, one per runMatrix) */
-  readonly hostSpeed?: HostSpeed;
-  /** other processes' share of the machine during each timing (default: a LoadMeter, from /proc/stat) */
-  readonly loadMeter?: () => Pick<LoadMeter, 'start' | 'stop'>;
 }
 
 export interface RunResult {
@@ -195,48 +191,24 @@ export function batchMedians(xs: readonly number[], batches: number): number[] {
   return out;
 }
 
-/** A cell's timing, and what the machine did meanwhile. */
-type CleanTiming = Timing & { otherPct: number; hostSlowPct: number; noisy: boolean };
-
-/** How many of an attempt's two measures say not to trust it (0-2): fewer is cleaner. */
-const dirt = (t: { otherPct: number; hostSlowPct: number }): number => Number(isNoisy(t.otherPct)) + Number(isHostSlow(t.hostSlowPct));
-
-/**
- * Is attempt a cleaner than b: fewer measures against it; of two the host
- * slowed, the one it slowed less; else the one under less load (NaN, no
- * /proc/stat, counts as clean: nothing says otherwise).
- */
-function cleaner(a: { otherPct: number; hostSlowPct: number }, b: { otherPct: number; hostSlowPct: number }): boolean {
-  if (dirt(a) !== dirt(b)) return dirt(a) < dirt(b);
-  if (isHostSlow(a.hostSlowPct) && isHostSlow(b.hostSlowPct)) return a.hostSlowPct < b.hostSlowPct;
-  return !(a.otherPct >= b.otherPct);
-}
-
 /**
  * Time a started cell, again while other processes took a significant share
- * of the machine (up to NOISY_RETRIES more times). The host CPUs' speed is
- * probed before and after each attempt (hs); an attempt during which the
- * host ran slow is not timed again at once, since the host's slow spells
- * last seconds: runMatrix times such cells again at the process's end. The
- * cleanest attempt is kept; `noisy` when none was clean.
+ * of the machine (up to NOISY_RETRIES more times). The cleanest attempt is
+ * kept; `noisy` when none was clean.
  */
-async function timeClean(run: (n: number) => Promise<number>, ops: number, o: RunOptions, hs: HostSpeed): Promise<CleanTiming> {
-  let best: (Timing & { otherPct: number; hostSlowPct: number }) | null = null;
+async function timeClean(run: (n: number) => Promise<number>, ops: number, o: RunOptions): Promise<Timing & { otherPct: number; noisy: boolean }> {
+  let best: (Timing & { otherPct: number }) | null = null;
   const rounds: RoundCounter = { n: 0 };
   for (let attempt = 0; attempt <= NOISY_RETRIES; attempt++) {
-    const before = hs.slowPct();
-    const meter = o.loadMeter?.() ?? new LoadMeter();
+    const meter = new LoadMeter();
     meter.start();
     const t = await timeCell(run, ops, o, rounds);
     const otherPct = meter.stop();
-    const after = hs.slowPct();
-    // the slower of the two probes (NaN: neither measured)
-    const hostSlowPct = Number.isNaN(before) ? after : Number.isNaN(after) ? before : Math.max(before, after);
-    const a = { ...t, otherPct, hostSlowPct };
-    if (best === null || cleaner(a, best)) best = a;
+    // NaN (no /proc/stat) counts as clean: nothing says otherwise
+    if (best === null || !(otherPct >= best.otherPct)) best = { ...t, otherPct };
     if (!isNoisy(otherPct)) break;
   }
-  return { ...best!, noisy: dirt(best!) > 0 };
+  return { ...best!, noisy: isNoisy(best!.otherPct) };
 }
 
 /** The session config of a planned cell (run, phases; ab's cellConfig makes it for another build). */
@@ -255,13 +227,13 @@ export function plannedConfig(p: CellPlan, seed: number, workdir: string): CellC
 }
 
 /** Run one planned cell: its row, and its samples for compare. */
-async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions, hs: HostSpeed): Promise<{ row: Row; samples: CellSamples; hostSlowPct: number }> {
+async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions): Promise<{ row: Row; samples: CellSamples }> {
   const workdir = mkdtempSync(join(o.tmpdir, 'memcrypt-cell-'));
   try {
     const start = await startCell(plannedConfig(p, o.seed, workdir));
-    let t: CleanTiming = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [], otherPct: NaN, hostSlowPct: NaN, noisy: false };
+    let t: Timing & { otherPct: number; noisy: boolean } = { median: NaN, p99: NaN, rme: NaN, count: 0, samples: [], otherPct: NaN, noisy: false };
     try {
-      if (start.timeable && p.timed !== false) t = await timeClean((n) => timedRound(start, n), start.ops, o, hs);
+      if (start.timeable && p.timed !== false) t = await timeClean((n) => timedRound(start, n), start.ops, o);
     } finally {
       await start.session.close();
     }
@@ -270,7 +242,7 @@ async function runCell(p: CellPlan, meta: RunMeta, o: RunOptions, hs: HostSpeed)
     row.stability = t.count > 0 ? stabilityFlags(t.noisy, [t.samples]).join('+') : '';
     // one process: its median is the one sample compare tests; the batch medians show drift
     const samples = t.count > 0 ? { key: cellKey(row), samples: [t.median], batches: [t.samples] } : { key: cellKey(row), samples: [] };
-    return { row, samples, hostSlowPct: t.hostSlowPct };
+    return { row, samples };
   } finally {
     rmSync(workdir, { recursive: true, force: true });
   }
@@ -310,35 +282,20 @@ export async function runMatrix(plan: readonly CellPlan[], meta: RunMeta, o: Run
   const rows: Row[] = [];
   const samples: CellSamples[] = [];
   const order = (o.order ?? plan.map((_, i) => i)).filter((i) => o.only === undefined || o.only.has(i));
-  const timedOrder = order.filter((i) => plan[i].timed !== false);
-  const lap = warmupLap(plan, timedOrder, o.warmupCells ?? 0);
-  const hs = o.hostSpeed ?? new HostSpeed(probeHostCpus);
+  const lap = warmupLap(plan, order.filter((i) => plan[i].timed !== false), o.warmupCells ?? 0);
   for (const i of lap) {
     if (o.stop?.() != null) break;
-    await runCell(plan[i], meta, o, hs);
+    await runCell(plan[i], meta, o);
   }
   const ref = order.length > 0 && o.stop?.() == null ? hostReferenceWindow() : [];
   const threads = scalingThreads(plan, order);
   const scaling = threads > 1 && o.stop?.() == null ? [await hostScaling(threads)] : [];
-  const slow: { at: number; i: number; pct: number }[] = [];
   for (const [done, i] of order.entries()) {
     if (o.stop?.() != null) break;
-    const r = await runCell(plan[i], meta, o, hs);
-    if (isHostSlow(r.hostSlowPct)) slow.push({ at: rows.length, i, pct: r.hostSlowPct });
+    const r = await runCell(plan[i], meta, o);
     rows.push(r.row);
     samples.push(r.samples);
     o.progress?.(done + 1, order.length, r.row);
-  }
-  // the cells whose timing caught the host slow, the slowest first, timed
-  // again (a fresh start) now that seconds have passed; the cleaner is kept
-  slow.sort((a, b) => b.pct - a.pct);
-  for (const s of slow.slice(0, Math.ceil(HOST_RETIME_SHARE * timedOrder.length))) {
-    if (o.stop?.() != null) break;
-    const r = await runCell(plan[s.i], meta, o, hs);
-    if (cleaner({ otherPct: r.row.other_cpu_pct, hostSlowPct: r.hostSlowPct }, { otherPct: rows[s.at].other_cpu_pct, hostSlowPct: s.pct })) {
-      rows[s.at] = r.row;
-      samples[s.at] = r.samples;
-    }
   }
   if (rows.length > 0) ref.push(...hostReferenceWindow());
   overPlain(rows);

@@ -67,42 +67,6 @@ export class LoadMeter {
 
 export const isNoisy = (otherPct: number): boolean => otherPct > NOISY_SHARE_PCT;
 
-/**
- * How much slower than their fastest the host CPUs ran, % (the slowest CPU
- * of a probe against the fastest pass seen in this process on any CPU),
- * above which a timing is not trusted: the other tenants of the host, which
- * /proc/stat does not show, slowed a vCPU. Measured with the pass of
- * hostref.ts probeHostCpus on the 2-vCPU VM: within 0.3% of the fastest
- * while the host was calm, and steps of +2.5% (both vCPUs, often), +8% (both)
- * and +25-35% (one vCPU, for seconds) when it was not. 4 leaves the first
- * step alone and catches the others.
- */
-export const HOST_SLOW_PCT = 4;
-
-/**
- * Of a process's timed cells, how many it may time again at its end when
- * their timing caught the host slow (HOST_SLOW_PCT): the host's slow spells
- * last seconds, so an attempt at once would mostly catch the same spell.
- */
-export const HOST_RETIME_SHARE = 0.15;
-
-/** The host CPUs' speed over a process's life: probes against the fastest pass seen (hostref.ts probeHostCpus). */
-export class HostSpeed {
-  private fastest = Infinity;
-
-  constructor(private readonly probe: () => number[]) {}
-
-  /** How much slower than the fastest seen the slowest host CPU runs now, %; NaN where it cannot be measured. */
-  slowPct(): number {
-    const p = this.probe();
-    if (p.length === 0 || !p.every((x) => x > 0)) return NaN;
-    this.fastest = Math.min(this.fastest, ...p);
-    return ((Math.max(...p) - this.fastest) / this.fastest) * 100;
-  }
-}
-
-export const isHostSlow = (slowPct: number): boolean => slowPct > HOST_SLOW_PCT;
-
 /** Does a row's `stability` column ('' or flags joined with '+') carry this flag? */
 export const hasFlag = (r: { readonly stability: string }, flag: string): boolean => r.stability.split('+').includes(flag);
 

@@ -877,72 +877,6 @@ static napi_value move_off(napi_env env, napi_callback_info info)
 	return ret;
 }
 
-/*
- * pinCpu(cpu): run the calling thread on host CPU `cpu` only, until
- * pinCpu(-1) lets it run where it could before; returns the CPU it runs on
- * then (cpu, or -1 where cpu is not one it may run on, or the call was
- * refused). pinCpu(-1) returns 0, or -1 where nothing was pinned. The mask
- * it had is kept per thread at the first pin, so pins in a row each go back
- * to it. cpusAllowed(): the host CPUs the calling thread may
- * run on, in order (sched_getaffinity(2)), as an array. bench/hostref.ts
- * probeHostCpus runs the same pass on each in turn: the speed of every host
- * CPU, where the host's other tenants slow one vCPU and not the other.
- */
-static __thread bool pin_saved;
-static __thread cpu_set_t pin_mask;
-
-static napi_value pin_cpu(napi_env env, napi_callback_info info)
-{
-	size_t argc = 1;
-	napi_value argv[1], ret;
-	double want = -1;
-	int on = -1;
-	cpu_set_t to;
-
-	CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-	if (argc < 1 || napi_get_value_double(env, argv[0], &want) != napi_ok || want != want) {
-		napi_throw_type_error(env, NULL, "pinCpu: expected a CPU number, or -1 to unpin");
-		return NULL;
-	}
-	if (want < 0) {
-		if (pin_saved && sched_setaffinity(0, sizeof(pin_mask), &pin_mask) == 0) {
-			pin_saved = false;
-			on = 0;
-		}
-	} else if (want < CPU_SETSIZE && want == (double)(int)want) {
-		if (!pin_saved && sched_getaffinity(0, sizeof(pin_mask), &pin_mask) == 0)
-			pin_saved = true;
-		if (pin_saved && CPU_ISSET((int)want, &pin_mask)) {
-			CPU_ZERO(&to);
-			CPU_SET((int)want, &to);
-			if (sched_setaffinity(0, sizeof(to), &to) == 0)
-				on = sched_getcpu();
-		}
-	}
-	CHECK(env, napi_create_int32(env, on, &ret));
-	return ret;
-}
-
-static napi_value cpus_allowed(napi_env env, napi_callback_info info)
-{
-	cpu_set_t m;
-	napi_value ret, v;
-	uint32_t n = 0;
-
-	(void)info;
-	CHECK(env, napi_create_array(env, &ret));
-	if (pin_saved)
-		m = pin_mask; /* pinned: the CPUs it may run on once unpinned */
-	else if (sched_getaffinity(0, sizeof(m), &m) != 0)
-		return ret;
-	for (int c = 0; c < CPU_SETSIZE; c++)
-		if (CPU_ISSET(c, &m)) {
-			CHECK(env, napi_create_int32(env, c, &v));
-			CHECK(env, napi_set_element(env, ret, n++, v));
-		}
-	return ret;
-}
-
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_value impl;
@@ -970,8 +904,6 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "schedstat", NULL, schedstat, NULL, NULL, NULL, napi_default, NULL },
 		{ "hostCpu", NULL, host_cpu, NULL, NULL, NULL, napi_default, NULL },
 		{ "moveOff", NULL, move_off, NULL, NULL, NULL, napi_default, NULL },
-		{ "pinCpu", NULL, pin_cpu, NULL, NULL, NULL, napi_default, NULL },
-		{ "cpusAllowed", NULL, cpus_allowed, NULL, NULL, NULL, napi_default, NULL },
 		{ "copy", NULL, copy_bytes, NULL, NULL, NULL, napi_default, NULL },
 		{ "bind", NULL, bind_buf, NULL, NULL, NULL, napi_default, NULL },
 		{ "unbind", NULL, unbind_buf, NULL, NULL, NULL, napi_default, NULL },

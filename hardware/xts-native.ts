@@ -31,10 +31,6 @@ interface Addon {
   hostCpu(): number;
   /** move this thread to another host CPU it may run on, then let it run anywhere again: the CPU it landed on, -1 where it could not move */
   moveOff(): number;
-  /** run this thread on host CPU cpu only until pinCpu(-1) lets it run where it could before: the CPU it runs on, -1 where it could not (pinCpu(-1): 0, -1 where nothing was pinned) */
-  pinCpu(cpu: number): number;
-  /** the host CPUs this thread may run on (sched_getaffinity), in order */
-  cpusAllowed(): number[];
   /** len bytes from src[srcOff] to dst[dstOff] (memmove): the numbers in the registers */
   copy(src: Uint8Array, dst: Uint8Array): void;
   /** an id for a Uint8Array on a SharedArrayBuffer, held until unbind; -1 when the thread's table is full */
@@ -70,8 +66,8 @@ const regs = new Float64Array(new ArrayBuffer(8 * 8));
 regs[R_COUNT] = 1;
 try {
   const a = createRequire(import.meta.url)(ADDON) as Addon;
-  // an addon built from an older checkout lacks the newest functions, pinCpu and cpusAllowed (and before them hostCpu, moveOff, bind and the rest up to boundCount, copy, schedstat, rekey, yieldCpu, setRegs)
-  if (typeof a.cpusAllowed !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
+  // an addon built from an older checkout lacks the newest functions, hostCpu and moveOff (and before them bind and the rest up to boundCount, copy, schedstat, rekey, yieldCpu, setRegs)
+  if (typeof a.moveOff !== 'function') throw new Error('it was built from an older checkout (npm ci rebuilds it)');
   a.setRegs(regs);
   addon = a;
 } catch (e) {
@@ -116,16 +112,6 @@ export function hostSchedstat(): ((out: Float64Array) => boolean) | null {
  */
 export function hostPlacement(): { readonly cpu: () => number; readonly moveOff: () => number } | null {
   return addon === null ? null : { cpu: addon.hostCpu, moveOff: addon.moveOff };
-}
-
-/**
- * The host CPUs the calling thread may run on, and a pin of the calling
- * thread to one of them (pin(-1) lets it run where it could before; the CPU
- * it runs on, -1 where it could not), for a pass timed on each host CPU in
- * turn (bench/hostref.ts probeHostCpus); null when the addon is not there.
- */
-export function hostPin(): { readonly allowed: () => number[]; readonly pin: (cpu: number) => number } | null {
-  return addon === null ? null : { allowed: addon.cpusAllowed, pin: addon.pinCpu };
 }
 
 /**

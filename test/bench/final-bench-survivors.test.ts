@@ -270,8 +270,8 @@ describe('compare: what the text says', () => {
       text.split('\n').slice(-5).join('\n'),
       [
         '',
-        "Warning: 1 cells were timed while other processes loaded the machine or",
-        "  the host's CPUs ran slow (noisy): left out of the test.",
+        'Warning: 1 cells were timed while other processes loaded the machine',
+        '  (noisy): left out of the test.',
         '',
         'Result: 0 significant regressions beyond 5%, 0 behaviour changes.',
       ].join('\n'),

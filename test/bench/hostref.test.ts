@@ -1,17 +1,17 @@
 // The host reference (bench/hostref.ts) and where its figure goes: the
 // run's meta, the report's head, compare's head and notes, the history.
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { compareRuns, formatCompare, type LoadedRun } from '../../bench/compare.js';
 import { formatMeta, parseMeta } from '../../bench/csv.js';
 import { appendHistory, readHistory } from '../../bench/history.js';
-import { PROBE_PASSES, hostRefImpl, hostRefSummary, hostReferenceWindow, hostScaling, hostScalingSummary, probeHostCpus } from '../../bench/hostref.js';
+import { hostRefImpl, hostRefSummary, hostReferenceWindow, hostScaling, hostScalingSummary } from '../../bench/hostref.js';
 import { scalingThreads } from '../../bench/runner.js';
 import { plan } from '../../bench/run.js';
-import { hostPin, nativeImpl } from '../../hardware/xts-native.js';
+import { nativeImpl } from '../../hardware/xts-native.js';
 import { formatReport } from '../../bench/report.js';
 import { cellKey, type Row, type RunMeta } from '../../bench/schema.js';
 import { formatHistory, historyTrend } from '../../bench/trend.js';
@@ -21,19 +21,6 @@ const dir = mkdtempSync(join(tmpdir(), 'memcrypt-hostref-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('the host reference', () => {
-  it("probe: the fastest pass on each host CPU the thread may run on, in their order; the thread's mask as it was after", () => {
-    const pin = hostPin();
-    const mask = () => /^Cpus_allowed_list:.*$/m.exec(readFileSync('/proc/thread-self/status', 'utf8'))?.[0];
-    const before = mask();
-    const p = probeHostCpus();
-    assert.equal(mask(), before);
-    if (pin === null) return assert.deepEqual(p, []); // no addon: nothing to pin with
-    assert.equal(p.length, pin.allowed().length);
-    // a pass is 64 KiB of XTS: more than 100 ns, less than a second, on any host
-    for (const ns of p) assert.ok(ns > 100 && ns < 1e9, String(ns));
-    assert.ok(PROBE_PASSES >= 8, 'the fastest of enough passes');
-  });
-
   it('a window: the time of each pass after the warm-up, in ns, for at least the window', () => {
     const t = performance.now();
     const w = hostReferenceWindow(5, 2);

@@ -8,7 +8,6 @@ import { describe, it } from 'node:test';
 import { DEFAULT_COSTS } from '../../hardware/costs.js';
 import { NO_LEAK } from '../../interfaces/conformance.js';
 import { runMatrix, type CellPlan } from '../../bench/runner.js';
-import { HOST_RETIME_SHARE, HOST_SLOW_PCT, HostSpeed, hasFlag } from '../../bench/stability.js';
 import type { RoundReport, Workload } from '../../workloads/workload.js';
 import { fakeWorkload, mkMeta } from './fixtures.js';
 
@@ -46,9 +45,7 @@ function fake(lie = false): Workload & { calls: { n: number; counting: boolean }
 }
 
 const plan = (w: Workload): CellPlan[] => [{ backend: 'openssl', hardware: 'mktme', design: 'plain-mmap', kernel: 'patched', swap: 'none', workload: w, threads: 1 }];
-// a host whose speed nothing measures (no addon): no timing is taken again for it
-const calm = () => new HostSpeed(() => []);
-const opts = { seed: 1, timeMs: 40, minSamples: 8, warmupMs: 1, tmpdir: tmpdir(), costs: DEFAULT_COSTS, costSource: 'test', hostSpeed: calm() };
+const opts = { seed: 1, timeMs: 40, minSamples: 8, warmupMs: 1, tmpdir: tmpdir(), costs: DEFAULT_COSTS, costSource: 'test' };
 
 describe('runner', () => {
   it('times in ns per op, keeps warm-up rounds out of the samples, models per op', async () => {
@@ -72,58 +69,5 @@ describe('runner', () => {
 
   it('a timed round that does not do what the counting round did is an error, not a sample', async () => {
     await assert.rejects(runMatrix(plan(fake(true)), mkMeta(), opts), /round 1: fell back to plain memory .*unlike the counting round/);
-  });
-});
-
-/**
- * Three cells of one quick workload, one per design, and a host whose CPUs'
- * probe the test writes: slow(design, start) gives the slower CPU's pass
- * (the faster's is 100) for the probes around the timing of that design's
- * start-th start (1, 2, ...). starts counts each design's starts.
- */
-function hostScript(slow: (design: string, start: number) => number) {
-  const starts = new Map<string, number>();
-  let now = '';
-  const w = fakeWorkload('fault', 'a quick workload', async (s, _n, counting): Promise<RoundReport> => {
-    if (counting) {
-      now = s.cfg.design;
-      starts.set(now, (starts.get(now) ?? 0) + 1);
-    }
-    spin(0.05);
-    s.k.count('faults', OPS);
-    return { ops: OPS, errors: 0, fault: 0, errno: 0, refused: false, fallback: false, observed: counting ? 'encrypted' : null, leaks: NO_LEAK, detail: '' };
-  });
-  const designs = ['plain-mmap', 'encrypt-mprotect', 'madvise-encrypt'];
-  const cells: CellPlan[] = designs.map((design) => ({ ...plan(w)[0], design }));
-  const hostSpeed = new HostSpeed(() => [100, now === '' ? 100 : slow(now, starts.get(now)!)]);
-  // nothing else loads the machine (the test runner's other files may, for real)
-  const loadMeter = () => ({ start: () => {}, stop: () => 0 });
-  return { cells, starts, designs, o: { ...opts, timeMs: 2, minSamples: 3, hostSpeed, loadMeter } };
-}
-
-describe('runner: the host ran slow', () => {
-  it('a cell timed while a host CPU ran slow is timed again at the end, and the clean timing kept', async () => {
-    const h = hostScript((d, n) => (d === 'encrypt-mprotect' && n === 1 ? 120 : 101));
-    const { rows } = await runMatrix(h.cells, mkMeta(), h.o);
-    assert.deepEqual([...h.starts], [['plain-mmap', 1], ['encrypt-mprotect', 2], ['madvise-encrypt', 1]]);
-    assert.deepEqual(rows.map((r) => r.interface), h.designs, 'in run order, the cell in its place');
-    assert.ok(rows.every((r) => !hasFlag(r, 'noisy') && r.sim_rounds > 0), rows.map((r) => r.stability).join());
-  });
-
-  it('kept as noisy when the host is slow again; the slowest of them are timed again, HOST_RETIME_SHARE of the cells at most', async () => {
-    // 3 cells: ceil(0.15 x 3) = 1 timed again, the one the host slowed most
-    assert.equal(Math.ceil(HOST_RETIME_SHARE * 3), 1);
-    const pct: Record<string, number> = { 'plain-mmap': 110, 'encrypt-mprotect': 130, 'madvise-encrypt': 120 };
-    const h = hostScript((d) => pct[d]);
-    const { rows } = await runMatrix(h.cells, mkMeta(), h.o);
-    assert.deepEqual([...h.starts], [['plain-mmap', 1], ['encrypt-mprotect', 2], ['madvise-encrypt', 1]]);
-    assert.ok(rows.every((r) => hasFlag(r, 'noisy')), rows.map((r) => r.stability).join());
-  });
-
-  it('a slowdown of up to HOST_SLOW_PCT is not slow: nothing timed again, nothing noisy', async () => {
-    const h = hostScript(() => 100 + HOST_SLOW_PCT);
-    const { rows } = await runMatrix(h.cells, mkMeta(), h.o);
-    assert.deepEqual([...h.starts.values()], [1, 1, 1]);
-    assert.ok(rows.every((r) => !hasFlag(r, 'noisy')));
   });
 });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { shuffledOrder } from '../../bench/repeat.js';
-import { HOST_SLOW_PCT, HostSpeed, LoadMeter, isHostSlow, stabilityFlags } from '../../bench/stability.js';
+import { LoadMeter, stabilityFlags } from '../../bench/stability.js';
 import { REPEAT } from '../../bench/runner.js';
 import { bimodalityCoefficient, cvPct, mannWhitney, minExactP, normalQuantile, spearmanTrend } from '../../bench/stats.js';
 
@@ -73,32 +73,6 @@ describe('stability flags', () => {
     for (let i = 0; i < 1e6; i++) x += i;
     const share = m.stop();
     assert.ok(Number.isNaN(share) || (share >= 0 && share <= 100), String(share + x * 0));
-  });
-});
-
-describe("the host CPUs' speed", () => {
-  it('the slowest CPU against the fastest pass seen in the process, %', () => {
-    const probes = [[100, 100], [100, 110], [95, 96], [100, 100], [200, 95]];
-    const hs = new HostSpeed(() => probes.shift()!);
-    close(hs.slowPct(), 0);
-    close(hs.slowPct(), 10); // one vCPU slowed
-    close(hs.slowPct(), (96 / 95 - 1) * 100); // both faster than before: the new fastest
-    close(hs.slowPct(), (100 / 95 - 1) * 100); // both back where they were: slower than the fastest seen
-    close(hs.slowPct(), (200 / 95 - 1) * 100);
-  });
-
-  it('NaN where there is no probe (no addon) or it measured nothing; that probe moves nothing', () => {
-    const probes: number[][] = [[], [100, 0], [100, NaN], [-1], [100], [105]];
-    const hs = new HostSpeed(() => probes.shift()!);
-    for (let i = 0; i < 4; i++) assert.ok(Number.isNaN(hs.slowPct()), String(i));
-    close(hs.slowPct(), 0);
-    close(hs.slowPct(), 5);
-  });
-
-  it(`slow above ${HOST_SLOW_PCT}%, not at it; NaN is not slow`, () => {
-    assert.equal(isHostSlow(HOST_SLOW_PCT), false);
-    assert.equal(isHostSlow(HOST_SLOW_PCT + 0.01), true);
-    assert.equal(isHostSlow(NaN), false);
   });
 });
 

@@ -14,7 +14,6 @@ import { formatMeta, parseMeta } from '../../bench/csv.js';
 import { InputError } from '../../bench/io.js';
 import { runMatrix, warmupLap, type CellPlan } from '../../bench/runner.js';
 import { cellKey } from '../../bench/schema.js';
-import { HostSpeed } from '../../bench/stability.js';
 import type { RoundReport, Workload } from '../../workloads/workload.js';
 import { fakeWorkload, mkMeta, mkRow } from './fixtures.js';
 
@@ -49,8 +48,7 @@ const cell = (w: Workload, design: string, timed = true): CellPlan => ({
   threads: 1,
   ...(timed ? {} : { timed: false as const }),
 });
-// the host's speed unmeasured (no probe): no cell is timed again for it, so the counts below are the lap's and the order's
-const opts = { seed: 1, timeMs: 5, minSamples: 3, warmupMs: 1, tmpdir: tmpdir(), costs: DEFAULT_COSTS, costSource: 'test', hostSpeed: new HostSpeed(() => []) };
+const opts = { seed: 1, timeMs: 5, minSamples: 3, warmupMs: 1, tmpdir: tmpdir(), costs: DEFAULT_COSTS, costSource: 'test' };
 
 describe('the warm-up lap', () => {
   it('runs the first timed cells of the order once more, first, and keeps only the second run', async () => {

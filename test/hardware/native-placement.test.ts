@@ -1,13 +1,12 @@
 // The native addon's hostCpu and moveOff (hardware/xts-native.c), which
 // kernel/smp.ts spreadOut uses: the host CPU the calling thread is on, and a
 // move to another of the host CPUs it may run on that leaves its affinity
-// mask as it was. And its pinCpu and cpusAllowed, which bench/hostref.ts
-// probeHostCpus uses: a pin to one host CPU that unpinning undoes.
+// mask as it was.
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { hostPin, hostPlacement } from '../../hardware/xts-native.js';
+import { hostPlacement } from '../../hardware/xts-native.js';
 
 const ADDON = fileURLToPath(new URL('../../../build/xts_native.node', import.meta.url));
 
@@ -41,42 +40,5 @@ describe('native hostCpu and moveOff', { skip: existsSync(ADDON) && existsSync('
       if (landed === here) stayed++;
     }
     assert.ok(stayed <= 2, `landed where it was ${stayed} times of ${tries}`);
-  });
-});
-
-describe('native pinCpu and cpusAllowed', { skip: existsSync(ADDON) && existsSync('/proc/thread-self/status') ? false : 'no addon, or no /proc' }, () => {
-  it('cpusAllowed lists the mask; a pin runs the thread on that CPU only, and pinCpu(-1) gives the mask back', () => {
-    const pin = hostPin()!;
-    const place = hostPlacement()!;
-    const before = allowed();
-    assert.deepEqual(pin.allowed(), before.cpus);
-    try {
-      for (const cpu of before.cpus) {
-        assert.equal(pin.pin(cpu), cpu);
-        assert.equal(allowed().text, String(cpu));
-        assert.equal(place.cpu(), cpu);
-        // pinned: still the CPUs it may run on once let go
-        assert.deepEqual(pin.allowed(), before.cpus);
-      }
-    } finally {
-      assert.equal(pin.pin(-1), 0);
-    }
-    assert.equal(allowed().text, before.text);
-    // nothing pinned: nothing to give back
-    assert.equal(pin.pin(-1), -1);
-    assert.equal(allowed().text, before.text);
-  });
-
-  it('a CPU the thread may not run on, or not a CPU number, is refused and leaves the mask as it was', () => {
-    const pin = hostPin()!;
-    const before = allowed();
-    const outside = Math.max(...before.cpus) + 1;
-    for (const bad of [outside, 1.5, 1e6]) {
-      assert.equal(pin.pin(bad), -1, String(bad));
-      assert.equal(allowed().text, before.text);
-    }
-    pin.pin(-1);
-    for (const bad of [NaN, undefined, 'x']) assert.throws(() => (pin.pin as (x: unknown) => number)(bad), /^TypeError: pinCpu: expected a CPU number, or -1 to unpin$/);
-    assert.equal(allowed().text, before.text);
   });
 });

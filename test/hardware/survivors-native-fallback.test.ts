@@ -37,8 +37,7 @@ const NOT_BUILT = 'build/xts_native.node was not built (npm ci builds it with cc
  * named functions, nothing more (before the call registers: importKey and
  * crypt; before yieldCpu: setRegs too; before schedstat: yieldCpu and rekey
  * too; before bind: schedstat and copy too; before hostCpu and moveOff: bind
- * and the rest up to boundCount too; before pinCpu and cpusAllowed: hostCpu
- * and moveOff too). Its path, or why not where there is
+ * and the rest up to boundCount too). Its path, or why not where there is
  * no C compiler or no node headers.
  */
 function oldAddon(name: string, fns: readonly string[]): string | { why: string } {
@@ -133,7 +132,6 @@ describe('native backend built from an older checkout', () => {
     ['nocompare', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound']],
     ['nocount', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound', 'compareBound', 'unbindAll']],
     ['nomove', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound', 'compareBound', 'unbindAll', 'boundCount']],
-    ['nopin', ['importKey', 'rekey', 'crypt', 'setRegs', 'yieldCpu', 'schedstat', 'copy', 'bind', 'unbind', 'cryptBound', 'copyBound', 'compareBound', 'unbindAll', 'boundCount', 'hostCpu', 'moveOff']],
   ] as const) {
     const old = oldAddon(name, fns);
     it(`is not used, and the one line says npm ci rebuilds it: one with only ${fns.join(', ')}`, { skip: typeof old === 'string' ? false : old.why }, async () => {
@@ -145,7 +143,6 @@ describe('native backend built from an older checkout', () => {
       assert.equal(native.hostYield(), null);
       assert.equal(native.hostSchedstat(), null);
       assert.equal(native.hostPlacement(), null);
-      assert.equal(native.hostPin(), null);
       assert.equal(native.hostCopy(), null);
       assert.equal(native.hostCompare(), null);
       assert.equal(native.boundCount(), 0);
