@@ -199,12 +199,15 @@ export class MmStruct {
     if (this.notifiers.size > 0) for (const n of this.notifiers) n(start, end);
   }
 
-  /** resident anonymous pages */
+  /**
+   * resident anonymous pages: RSS less the pages the CPUs' charge stocks
+   * hold (fastfault.ts), which are empty while the kernel holds the mm
+   */
   get rss(): number {
-    return Atomics.load(this.shared.i32, MM_RSS);
+    return Atomics.load(this.shared.i32, MM_RSS) - (this.lockDepth > 0 ? 0 : this.shared.stocked());
   }
   set rss(n: number) {
-    Atomics.store(this.shared.i32, MM_RSS, n);
+    Atomics.store(this.shared.i32, MM_RSS, n + (this.lockDepth > 0 ? 0 : this.shared.stocked()));
   }
   /** pinned file pages (driver, secretmem) charged to this mm's limit */
   get filePages(): number {

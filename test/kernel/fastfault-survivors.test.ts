@@ -11,9 +11,11 @@ import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { getDesign } from '../../interfaces/registry.js';
 import {
   type FastFault,
+  CHARGE_BATCH,
   LRU_BATCH,
   MM_FAST,
   MM_LOCK,
+  MM_RSS,
   MM_WRITER,
   SNAP_MAX,
   enableFastFaults,
@@ -404,8 +406,73 @@ describe('fast faults: per-CPU frames and LRU batches', () => {
     assert.equal(real.counters.get('clflush_lines'), flushed);
     assert.equal(k.keys.pageRefs[0], refs0);
     assert.equal(t.mm.rss, 0);
+    assert.equal(t.mm.shared.i32[t.mm.shared.stockIndex(1)], CHARGE_BATCH, 'the charge went back to the stock');
     assert.deepEqual([ff.handled, ff.passed], [1, 0]);
     assert.equal(k.counters.get('faults'), 0);
+    done();
+  });
+});
+
+describe('fast faults: the per-CPU charge stock', () => {
+  const rssWord = (t: Task): number => t.mm.shared.i32[MM_RSS];
+  const stock = (t: Task, cpu: number): number => t.mm.shared.i32[t.mm.shared.stockIndex(cpu)];
+
+  it("a CPU's first fault charges a batch to RSS and the next ones come from its stock; rss counts resident pages, and the kernel takes the stock back", () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 8 * PAGE);
+    const ff = fastCpu(k, t, 1);
+    runOn(k, t, 2);
+    settle(k, t); // CPU 2's per-CPU list filled
+    const f2 = fastFaultOn(k, t, 2, k.machine.engine);
+    assert.equal(ff.tryFault(BASE, true), true);
+    assert.deepEqual([rssWord(t), stock(t, 1), t.mm.rss], [CHARGE_BATCH, CHARGE_BATCH - 1, 1]);
+    const realCas = Atomics.compareExchange;
+    let cases = 0;
+    mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
+      if (a === t.mm.shared.i32) cases++;
+      return realCas(a, i, v, n);
+    });
+    assert.equal(ff.tryFault(BASE + PAGE, true), true);
+    mock.restoreAll();
+    assert.equal(cases, 0, 'a page from the stock touches no shared word of the mm');
+    assert.deepEqual([rssWord(t), stock(t, 1), t.mm.rss], [CHARGE_BATCH, CHARGE_BATCH - 2, 2]);
+    // a second CPU has a stock of its own
+    assert.equal(f2.tryFault(BASE + 2 * PAGE, true), true);
+    assert.deepEqual([rssWord(t), stock(t, 2), t.mm.rss], [2 * CHARGE_BATCH, CHARGE_BATCH - 1, 3]);
+    mmWriteLock(t.mm);
+    assert.deepEqual([rssWord(t), stock(t, 1), stock(t, 2), t.mm.rss], [3, 0, 0, 3], 'exact while the kernel holds the mm');
+    t.mm.rss = 5;
+    assert.equal(rssWord(t), 5);
+    mmWriteUnlock(k, t.mm);
+    done();
+  });
+
+  it('closer to the limit than a batch a CPU charges one page at a time, and at the limit it traps with nothing charged', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn({ memLimit: CHARGE_BATCH + 2 });
+    mmapAt(k, t, BASE, (CHARGE_BATCH + 4) * PAGE);
+    const ff = fastCpu(k, t, 1);
+    for (let p = 0; p < CHARGE_BATCH; p++) assert.equal(ff.tryFault(BASE + p * PAGE, true), true, `page ${p}`);
+    assert.deepEqual([rssWord(t), stock(t, 1)], [CHARGE_BATCH, 0]);
+    settle(k, t); // the LRU batch drained, the per-CPU list filled again
+    assert.equal(ff.tryFault(BASE + CHARGE_BATCH * PAGE, true), true);
+    assert.deepEqual([rssWord(t), stock(t, 1)], [CHARGE_BATCH + 1, 0], 'one page, not a batch');
+    assert.equal(ff.tryFault(BASE + (CHARGE_BATCH + 1) * PAGE, true), true);
+    assert.equal(ff.tryFault(BASE + (CHARGE_BATCH + 2) * PAGE, true), false, 'at the limit');
+    assert.deepEqual([rssWord(t), stock(t, 1), t.mm.rss], [CHARGE_BATCH + 2, 0, CHARGE_BATCH + 2]);
+    done();
+  });
+
+  it('a CPU whose per-CPU list is empty gives the page it charged back to its stock and traps', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    mmapAt(k, t, BASE, 4 * PAGE);
+    const ff = fastCpu(k, t, 1);
+    assert.equal(ff.tryFault(BASE, true), true);
+    k.alloc.drainPcps();
+    assert.equal(ff.tryFault(BASE + PAGE, true), false);
+    assert.deepEqual([rssWord(t), stock(t, 1), t.mm.rss], [CHARGE_BATCH, CHARGE_BATCH - 1, 1]);
     done();
   });
 });
@@ -430,37 +497,42 @@ describe('fast faults: the tallies and the mm lock word', () => {
     done();
   });
 
-  it('another CPU entering or leaving between the look and the CAS does not send the fault to the kernel: the CAS is retried', () => {
+  it('a fault enters and leaves through its own reader word: it never writes the lock word, and a kernel arriving between its store and its look turns it away', () => {
     const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
     const t = k.spawn();
     mmapAt(k, t, BASE, 4 * PAGE);
-    const L = t.mm.shared.i32;
-    const ff = fastCpu(k, t);
-    const realCas = Atomics.compareExchange;
-    const seen: number[] = [];
-    /** CASes on the lock word record the value they expect; before each of the next ones, the next of `others` changes the word first */
-    const racing = (others: ((w: Int32Array) => void)[]) =>
-      mock.method(Atomics, 'compareExchange', (a: Int32Array, i: number, v: number, n: number) => {
-        if (a === L && i === MM_LOCK) {
-          seen.push(v);
-          others.shift()?.(L);
-        }
-        return realCas(a, i, v, n);
-      });
-    // each of the first two CASes loses to another CPU: one enters, then it leaves
-    racing([(w) => Atomics.add(w, MM_LOCK, 1), (w) => Atomics.sub(w, MM_LOCK, 1)]);
+    const s = t.mm.shared;
+    const L = s.i32;
+    const ff = fastCpu(k, t, 2);
+    const r = s.readerIndex(2);
+    assert.notEqual(Math.floor(r / 16), Math.floor(s.readerIndex(1) / 16), 'each CPU has a cache line of its own');
+    assert.notEqual(Math.floor(r / 16), Math.floor(MM_LOCK / 16), 'apart from the lock word');
+    const realStore = Atomics.store;
+    const stores: [number, number][] = [];
+    let kernelArrives = false;
+    mock.method(Atomics, 'store', (a: Int32Array, i: number, v: number) => {
+      if (a === L) stores.push([i, v]);
+      const out = realStore(a, i, v);
+      if (a === L && i === r && v === 1 && kernelArrives) Atomics.or(L, MM_LOCK, MM_WRITER); // after the store, before the look
+      return out;
+    });
+    const wakes: number[] = [];
+    const realNotify = Atomics.notify;
+    mock.method(Atomics, 'notify', (a: Int32Array, i: number, n?: number) => {
+      if (a === L) wakes.push(i);
+      return realNotify(a, i, n);
+    });
     assert.equal(ff.tryFault(BASE, true), true);
+    assert.deepEqual(stores, [[r, 1], [r, 0]], 'in and out on its own word');
+    assert.deepEqual([ff.handled, ff.passed, L[MM_LOCK], wakes.length], [1, 0, 0, 0]);
+    kernelArrives = true;
+    assert.equal(ff.tryFault(BASE + PAGE, true), false, 'the kernel took the mm');
     mock.restoreAll();
-    assert.deepEqual(seen, [0, 1, 0], 'tried from 0, from the 1 the entering CPU left, then from 0 again');
-    assert.deepEqual([ff.handled, ff.passed, lockWord(L)], [1, 0, 0]);
+    assert.deepEqual(stores.slice(2), [[r, 1], [r, 0]]);
+    assert.deepEqual(wakes, [r], 'leaving, it wakes the kernel that may wait for it');
+    assert.deepEqual([ff.handled, ff.passed, L[r], present(k, t, BASE + PAGE)], [1, 1, 0, false]);
     assert.equal(k.counters.get('faults'), 1, 'one fault, counted once');
-    // a writer that arrives between two tries still turns the CPU away
-    racing([(w) => Atomics.or(w, MM_LOCK, MM_WRITER)]);
-    assert.equal(ff.tryFault(BASE + PAGE, true), false);
-    mock.restoreAll();
-    assert.deepEqual(seen.slice(3), [0], 'one CAS, lost to the writer, and no second');
-    assert.deepEqual([ff.handled, ff.passed, lockWord(L)], [1, 1, MM_WRITER]);
-    Atomics.and(L, MM_LOCK, ~MM_WRITER);
+    Atomics.store(L, MM_LOCK, 0);
     done();
   });
 
@@ -479,34 +551,39 @@ describe('fast faults: the tallies and the mm lock word', () => {
     done();
   });
 
-  it('the kernel polls the lock word 2000 times for a CPU inside, then sleeps on it until the CPU leaves', () => {
-    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+  it("the kernel polls a CPU's reader word 2000 times while the CPU is inside, then sleeps on it until the CPU leaves", () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
     const t = k.spawn();
-    const L = t.mm.shared.i32;
+    const s = t.mm.shared;
+    const L = s.i32;
+    const r = s.readerIndex(2);
     const realLoad = Atomics.load;
-    const realSub = Atomics.sub;
+    const realStore = Atomics.store;
     let polls = 0;
     const sleeps: number[] = [];
-    Atomics.add(L, MM_LOCK, 1); // a CPU is inside a fast fault
+    realStore(L, r, 1); // CPU 2 is inside a fast fault
     mock.method(Atomics, 'load', (a: Int32Array, i: number) => {
-      if (a === L && i === MM_LOCK) polls++;
+      if (a === L && i === r) polls++;
       return realLoad(a, i);
     });
     mock.method(Atomics, 'wait', (a: Int32Array, i: number, v: number) => {
-      assert.ok(a === L && i === MM_LOCK && v === MM_WRITER + 1);
+      assert.ok(a === L && i === r && v === 1);
+      assert.equal(realLoad(L, MM_LOCK), MM_WRITER, 'the writer is announced before the kernel waits');
       sleeps.push(polls);
-      realSub(L, MM_LOCK, 1); // the CPU leaves while the kernel sleeps
+      realStore(L, r, 0); // the CPU leaves while the kernel sleeps
       return 'ok';
     });
     mmWriteLock(t.mm);
     mock.restoreAll();
     assert.deepEqual(sleeps, [2000]);
+    assert.equal(polls, 2001, 'one look after the wake');
     assert.equal(realLoad(L, MM_LOCK), MM_WRITER);
     mmWriteUnlock(k, t.mm);
+    assert.equal(realLoad(L, MM_LOCK), 0);
     done();
   });
 
-  it('a CPU that leaves while the kernel waits wakes it; one that leaves an unlocked mm wakes nobody', () => {
+  it('a CPU that leaves while the kernel waits wakes it on its reader word; one that leaves an unlocked mm wakes nobody', () => {
     const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
     const t = k.spawn();
     mmapAt(k, t, BASE, 4 * PAGE);
@@ -530,11 +607,11 @@ describe('fast faults: the tallies and the mm lock word', () => {
     assert.equal(ff.tryFault(BASE, true), true);
     assert.deepEqual(wakes, []);
     kernelArrives = true;
-    assert.equal(ff.tryFault(BASE + PAGE, true), true);
-    assert.deepEqual(wakes, [MM_LOCK]);
+    assert.equal(ff.tryFault(BASE + PAGE, true), true, 'a CPU inside finishes its fault');
+    assert.deepEqual(wakes, [t.mm.shared.readerIndex(1)]);
     mock.restoreAll();
     assert.equal(Atomics.load(L, MM_LOCK), MM_WRITER);
-    Atomics.and(L, MM_LOCK, ~MM_WRITER);
+    Atomics.store(L, MM_LOCK, 0);
     done();
   });
 
