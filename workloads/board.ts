@@ -23,13 +23,22 @@ export const P_ADDR = 1;
 export const P_SEED = 2;
 export const P_PASSES = 3;
 export const P_FLAGS = 4; // FLAG_*
-export const P_FIRST = 5; // first page index of this CPU
-export const P_STRIDE = 6; // then every STRIDE-th page
-export const P_PAGES = 7; // below this
+export const P_FIRST = 5; // first page index of this CPU's share
+export const P_END = 6; // its share ends below this page index
+export const P_PAGES = 7; // pages of the round (all CPUs' shares)
 export const O_ERRORS = 8;
 export const O_FAULT = 9;
 export const O_ACCESSES = 10;
 export const O_WORK = 11; // ms the CPU spent on its round, by its own clock
+
+/**
+ * Where share i of a round's pages begins when `cpus` CPUs split them into
+ * contiguous shares whose sizes differ by at most one page (share `cpus`
+ * begins at the end).
+ */
+export function shareStart(pages: number, cpus: number, i: number): number {
+  return Math.floor((pages * i) / cpus);
+}
 
 export const FLAG_VERIFY_ONLY = 1;
 export const FLAG_WRITE_ONLY = 2;

@@ -19,12 +19,12 @@ import {
   O_FAULT,
   O_WORK,
   P_ADDR,
+  P_END,
   P_FIRST,
   P_FLAGS,
   P_PAGES,
   P_PASSES,
   P_SEED,
-  P_STRIDE,
   R_CMD,
   R_DONE,
   R_FAILED,
@@ -112,7 +112,7 @@ function round(c: WorkerCpu, b: RoundBoard): void {
   const f = b.f64;
   const at = (slot: number) => f[b.f(c.cpu, slot)];
   const addr = at(P_ADDR), seed = at(P_SEED), passes = at(P_PASSES), flags = at(P_FLAGS);
-  const first = at(P_FIRST), stride = at(P_STRIDE), pages = at(P_PAGES);
+  const first = at(P_FIRST), end = at(P_END), pages = at(P_PAGES);
   const writes = !(flags & FLAG_VERIFY_ONLY), reads = !(flags & FLAG_WRITE_ONLY);
   const lockstep = (flags & FLAG_LOCKSTEP) !== 0;
   const phases = (writes ? 1 : 0) + (reads ? 1 : 0);
@@ -124,7 +124,7 @@ function round(c: WorkerCpu, b: RoundBoard): void {
   outer: for (let pass = 0; pass < passes; pass++) {
     let phase = pass * phases;
     if (writes) {
-      for (let p = first; p < pages; p += stride) {
+      for (let p = first; p < end; p++) {
         if (lockstep && !awaitTurn(c, b, (t = phase * pages + p))) break outer;
         const r = u.store(addr + p * PAGE_SIZE, pat, p * STEP);
         accesses++;
@@ -137,7 +137,7 @@ function round(c: WorkerCpu, b: RoundBoard): void {
       phase++;
     }
     if (!reads) continue;
-    for (let p = first; p < pages; p += stride) {
+    for (let p = first; p < end; p++) {
       if (lockstep && !awaitTurn(c, b, (t = phase * pages + p))) break outer;
       const r = u.load(addr + p * PAGE_SIZE, got);
       accesses++;

@@ -9,6 +9,7 @@ import { after, describe, it } from 'node:test';
 import { NO_LEAK, type LeakScan, type Outcome } from '../../interfaces/conformance.js';
 import { E } from '../../kernel/errno.js';
 import { ptePfn } from '../../kernel/pgtable.js';
+import { shareStart } from '../../workloads/board.js';
 import { startCell, timedRound, type CellStart } from '../../workloads/cell.js';
 import { getWorkload } from '../../workloads/registry.js';
 import { outcomeOf, roundSeed, sumDone, type RoundReport } from '../../workloads/workload.js';
@@ -83,6 +84,36 @@ describe('the verifier on corrupted frames', () => {
         await c.session.close();
       }
     });
+});
+
+describe('the CPUs\' shares of a round', () => {
+  it('shares are contiguous, cover every page once, and differ in size by at most one page', () => {
+    for (const [pages, cpus] of [[64, 1], [64, 2], [64, 3], [5, 4], [3, 4]]) {
+      const starts = Array.from({ length: cpus + 1 }, (_, i) => shareStart(pages, cpus, i));
+      assert.equal(starts[0], 0);
+      assert.equal(starts[cpus], pages);
+      const sizes = starts.slice(1).map((e, i) => e - starts[i]);
+      assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1 && Math.min(...sizes) >= 0, `${pages} pages, ${cpus} CPUs: ${sizes}`);
+    }
+    assert.deepEqual([0, 1, 2, 3].map((i) => shareStart(64, 3, i)), [0, 21, 42, 64]);
+  });
+
+  it('3 CPUs: each first-touches its own contiguous share of the region (the frame of page p comes from its CPU)', async () => {
+    const c = await open('migration', 'plain-mmap', { threads: 3 });
+    try {
+      const s = c.session;
+      const a = s.allocate();
+      assert.ok(!('failed' in a));
+      const done = sumDone(await s.runCpus({ round: 100, addr: a.addr, seed: roundSeed(s.cfg.seed, 100), passes: 1, verifyOnly: false, writeOnly: true }));
+      assert.deepEqual([done.errors, done.fault], [0, 0]);
+      const owners = Array.from({ length: s.pages }, (_, p) => s.k.alloc.map.cpu[ptePfn(s.k.pool.get(s.task.mm.pgd, a.addr + p * 4096))]);
+      const want = Array.from({ length: s.pages }, (_, p) => (p < 21 ? 1 : p < 42 ? 2 : 3));
+      assert.deepEqual(owners, want);
+      s.design.release(s.env, a);
+    } finally {
+      await c.session.close();
+    }
+  });
 });
 
 describe('counter identities', () => {
