@@ -38,13 +38,24 @@
 // takes tens of microseconds to wake on a VM (2 worker CPUs: each woken
 // worker waited 50 us per round for its CPU). Only two waits ask: the
 // kernel's pump once a CPU has trapped (trap.ts), and a worker CPU's wait
-// for its next round after a round without traps (cpu-worker.ts). A worker
-// whose round trapped, and every trap reply, keep the adaptive budget (a
-// trap reply's wait yields only now and then, while the kernel has not
+// for its next round (cpu-worker.ts). Every trap reply keeps the adaptive
+// budget (its wait yields only now and then, while the kernel has not
 // taken its request: the last paragraph below): a
 // thread that yield-spins there holds a CPU the load balancer would give
 // to the kernel thread and the trapping CPU, which otherwise queue on one
-// (swap t2 went 1.4-1.6x slower with yield-spins on every wait). Measured
+// (swap t2 went 1.4-1.6x slower with yield-spins on every wait). A worker
+// whose round trapped kept the budget too for its next round's wait, until
+// it was measured alone: between two rounds of file-backed faults the
+// kernel works 20-28 us, past the budget, so both workers slept and a
+// round began with their futex wake-ups (the kernel waited 50-100 us a
+// round beyond its slowest CPU). Yielding there instead, ab, 12-13
+// processes, 2 worker CPUs: fault memfd-secret -12.2%, guest-memfd -11.4%,
+// dev-mktme -9.1%, enosys-fallback guest-memfd 89.4 -> 39.3 us (-56.8%),
+// each p_holm <= 0.012; swap -3.8% and -3.7% (n.s.); enosys-fallback on the
+// unpatched kernel +2.2% and +2.8% (p_holm 0.018, under the 5% threshold);
+// fault and migration of anonymous memory, dax-stacking and qemu-guest
+// within -3.0..+1.6%, none significant; 1 worker CPU (its threads fit:
+// no yield) unchanged. Measured
 // with 2 worker CPUs on this 2-vCPU VM, 6 alternating fresh processes a
 // side, per-op medians against the budget alone: swap madvise-encrypt
 // 0.71x, plain-mmap 0.62x; enosys-fallback 0.83x; dax-stacking 0.86x;

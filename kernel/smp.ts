@@ -179,7 +179,7 @@ export class Smp {
    * while there is a host CPU for every worker CPU (the kernel thread
    * shares). Returns whether it moved.
    *
-   * Between such rounds a worker CPU polls with sched_yield (backoff.ts):
+   * Between rounds a worker CPU polls with sched_yield (backoff.ts):
    * its thread never leaves the runqueue, and Linux's load balancer does not
    * take a task that ran within the last half millisecond (can_migrate_task
    * refuses a cache-hot one, task_hot with sysctl_sched_migration_cost,

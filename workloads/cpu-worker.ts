@@ -166,11 +166,11 @@ function serveBoard(c: WorkerCpu, b: RoundBoard): void {
   const sp = c.smp.spinner(); // its own: the trap reply's (c.spinner) adapts to other waits
   const cmdWord = b.i(c.cpu, R_CMD);
   let seen = Atomics.load(w, b.i(c.cpu, R_DONE));
-  // traps made before the last round: after a round without any, the wait
-  // polls with sched_yield when the threads do not fit the host (backoff.ts)
+  // traps made before the last round (spreadOut moves only a CPU whose last round made none)
   let trapsBefore = -1;
   for (;;) {
-    sp.start(c.traps === trapsBefore);
+    // the wait polls with sched_yield when the threads do not fit the host (backoff.ts)
+    sp.start(true);
     while (Atomics.load(w, cmdWord) === seen) if (!sp.spin()) sp.sleep(w, cmdWord, seen, 20);
     seen = Atomics.load(w, cmdWord);
     if (Atomics.load(w, b.i(c.cpu, R_KIND)) === KIND_PARK) {
