@@ -55,7 +55,17 @@
 // unpatched kernel +2.2% and +2.8% (p_holm 0.018, under the 5% threshold);
 // fault and migration of anonymous memory, dax-stacking and qemu-guest
 // within -3.0..+1.6%, none significant; 1 worker CPU (its threads fit:
-// no yield) unchanged. Measured
+// no yield) unchanged. It may cost on a busy host, where processes fall
+// into a regime of milliseconds an op before and after alike: with two
+// busy loops on the two vCPUs, enosys-fallback memfd-secret t2 had a median
+// of 118 us an op in three runs of 3 processes before (one process in the
+// millisecond regime in two of them), 16 and 18 ms in two runs after (all
+// processes). A gate that yields only while HostLoad finds the host quiet
+// gave 16, 12 ms and 132 us on the busy host, and on the quiet host it
+// gave back the whole gain: the simulator's own three threads on two vCPUs
+// make HostLoad find the host busy at a third of these waits (ab against
+// the ungated build: fault memfd-secret +19.6%, enosys-fallback of the
+// three file-backed designs +113..+126%). Not kept. Measured
 // with 2 worker CPUs on this 2-vCPU VM, 6 alternating fresh processes a
 // side, per-op medians against the budget alone: swap madvise-encrypt
 // 0.71x, plain-mmap 0.62x; enosys-fallback 0.83x; dax-stacking 0.86x;
