@@ -425,6 +425,10 @@ describe('fast faults: the per-CPU charge stock', () => {
     runOn(k, t, 2);
     settle(k, t); // CPU 2's per-CPU list filled
     const f2 = fastFaultOn(k, t, 2, k.machine.engine);
+    const line = (i: number): number => Math.floor(i / 16);
+    const sh = t.mm.shared;
+    for (const c of [1, 2]) assert.equal(line(sh.stockIndex(c)), line(sh.readerIndex(c)), `CPU ${c}'s stock is on its own line, beside its reader word`);
+    assert.ok(line(sh.stockIndex(1)) > line(MM_RSS), 'not on the line of RSS');
     assert.equal(ff.tryFault(BASE, true), true);
     assert.deepEqual([rssWord(t), stock(t, 1), t.mm.rss], [CHARGE_BATCH, CHARGE_BATCH - 1, 1]);
     const realCas = Atomics.compareExchange;
