@@ -9,6 +9,7 @@
 import { E } from '../kernel/errno.js';
 import { type Device, type FileOps, type Kernel, OpenFile } from '../kernel/kernel.js';
 import { allocFilePage, freeFilePages, pinPage } from '../kernel/memory.js';
+import { PG_UNEVICTABLE, PG_UNMOVABLE } from '../kernel/page_alloc.js';
 import { setVmaKey } from '../kernel/mprotect.js';
 import { AT_FDCWD, NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
@@ -45,6 +46,8 @@ const mktmeOps: FileOps = {
     if (pfn >= 0) pinPage(k, pfn, true); // driver pages: pinned and unmovable
     return pfn;
   },
+  // what fault does for a page it does not have, on the faulting CPU
+  fastFault: (file) => (file.key === null ? null : { flags: PG_UNEVICTABLE | PG_UNMOVABLE, pages: Infinity }),
   release(k, file) {
     freeFilePages(k, file);
     file.key?.put();

@@ -10,7 +10,7 @@ import { E } from '../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile } from '../kernel/kernel.js';
 import { mlockFutureOk } from '../kernel/limits.js';
 import { allocFilePage, freeFilePages, pinPage } from '../kernel/memory.js';
-import { PG_SECRET } from '../kernel/page_alloc.js';
+import { PG_SECRET, PG_UNEVICTABLE, PG_UNMOVABLE } from '../kernel/page_alloc.js';
 import { NR } from '../kernel/syscalls.js';
 import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../kernel/uapi.js';
 import { VM_LOCKED, VM_MAYSHARE, VM_SHARED } from '../kernel/vma.js';
@@ -39,6 +39,8 @@ const secretOps: FileOps = {
     k.count('direct_map_removed');
     return pfn;
   },
+  // what fault does for a page it does not have, on the faulting CPU
+  fastFault: (file) => (file.size === 0 ? null : { flags: PG_UNEVICTABLE | PG_UNMOVABLE | PG_SECRET, pages: Math.ceil(file.size / 4096) }),
   ftruncate(_k, file, len) {
     if (file.size !== 0 && len !== file.size) return -E.EINVAL; // size is set once here
     file.size = len;
@@ -47,7 +49,9 @@ const secretOps: FileOps = {
   release(k, file) {
     // secretmem_free_folio(): the page goes back to the direct map cleared,
     // so no secret is left in free memory (mm/secretmem.c).
-    for (const pfn of file.pages.values()) if (k.alloc.flags[pfn] & PG_SECRET) k.engine.zero(asPfn(pfn), 0);
+    file.pages.forEach((_pgoff, pfn) => {
+      if (k.alloc.flags[pfn] & PG_SECRET) k.engine.zero(asPfn(pfn), 0);
+    });
     freeFilePages(k, file);
   },
 };

@@ -12,11 +12,24 @@
 //   fill in struct page  ->  install the PTE by compare-and-exchange from 0  ->
 //   add the page to this CPU's LRU batch (lru_add, folio_batch)  ->  unlock.
 //
-// Anything else (no VMA, no permission, a file or locked or pinned VMA, a PTE
-// that is not empty, no table for it yet, an empty per-CPU list, a full LRU
-// batch, the memory limit reached, or the kernel holding the write lock)
-// traps to the kernel, which handles the fault as before and tops up the
-// CPU's per-CPU list. Nothing here waits for the kernel.
+// A CPU takes the pages of a shared file mapping the same way, where the
+// file lets it (FileOps.fastFault: /dev/mktme, secretmem, guest_memfd), as
+// Linux's shmem_fault, secretmem_fault and kvm_gmem_fault_user_mapping run
+// on the faulting CPU: it looks the page up in the file's page cache, which
+// lies in shared memory (pagecache.ts); a page that is not there it takes as
+// above, but charged as a file page, prepared through the file's KeyID and
+// inserted in the page cache by compare-and-exchange (the loser of a race
+// maps the winner's page), with no LRU (such pages are unevictable). Only
+// the mm the file's pages are charged to faults them so, which keeps every
+// change to the file's pages other than an insertion under that mm's write
+// lock (pagecache.ts, locking contract).
+//
+// Anything else (no VMA, no permission, a locked or pinned anonymous VMA, a
+// file that does not allow it or a page offset past the file, a PTE that is
+// not empty, no table for it yet, an empty per-CPU list, a full LRU batch,
+// the memory limit reached, or the kernel holding the write lock) traps to
+// the kernel, which handles the fault as before and tops up the CPU's
+// per-CPU list. Nothing here waits for the kernel.
 //
 // Locking contract (mmap_lock in miniature, as a per-CPU reader lock):
 // - Each CPU has its own reader word, on a cache line of its own, and LOCK
@@ -57,12 +70,13 @@
 //   to its own list and its charge to its stock, and retries the access).
 import type { MemoryEncryptionEngine } from '../hardware/engine.js';
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
-import type { Kernel, MmStruct } from './kernel.js';
-import { PCP_BATCH, PG_ALLOCATED, PG_ANON, type MemMap } from './page_alloc.js';
+import type { FastFileFault, Kernel, MmStruct, OpenFile } from './kernel.js';
+import { CLAIM, INDEX_PAGES } from './pagecache.js';
+import { PCP_BATCH, PG_ALLOCATED, PG_ANON, PG_FILE, PG_SECRET, PG_UNEVICTABLE, type MemMap } from './page_alloc.js';
 import { pkeyDeniesData } from './pkeys.js';
 import { W_MM } from './smp.js';
-import { PTE_DIRTY, mkPte, pageProt, type PageTablePool } from './pgtable.js';
-import { VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE } from './vma.js';
+import { PTE_DIRTY, PTE_PINNED, mkPte, pageProt, type PageTablePool } from './pgtable.js';
+import { VM_EXEC, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE, type Vma } from './vma.js';
 
 // Int32 words of an mm's shared area: the first cache line
 export const MM_LOCK = 0;
@@ -80,6 +94,12 @@ const LINE_INTS = 16;
 const CPU_READER = 0;
 /** In a CPU's line: pages charged to RSS that this CPU has not used yet */
 const CPU_STOCK = 1;
+/** In a CPU's line: file pages it charged to RSS from its stock (the kernel moves them to MM_FILE_PAGES) */
+const CPU_FILE = 2;
+/** In a CPU's line: pages it pinned (file pages the file pins: the kernel adds them to its count) */
+const CPU_PINNED = 3;
+/** In a CPU's line: 1 when it claimed a file for the mm (pagecache.ts) since the kernel last took the mm */
+const CPU_CLAIMED = 4;
 export const MM_WRITER = 1 << 30;
 /** Pages an empty stock charges at once (MEMCG_CHARGE_BATCH, include/linux/memcontrol.h). */
 export const CHARGE_BATCH = 64;
@@ -96,7 +116,10 @@ export const LRU_BATCH = 64;
 // Float64 slots after the ints: memory limit, snapshot entries, LRU batches
 const F_LIMIT = 0;
 const F_SNAP = 1;
-const SNAP_WORDS = 4; // start, end, vm flags | SNAP_FAST, KeyID
+// start, end, vm flags | SNAP_FAST, KeyID; for a file's pages (else 0): its
+// page cache's directory table, the VMA's first page offset, the page
+// offsets a fault may reach, the page flags a fresh page gets
+const SNAP_WORDS = 8;
 const SNAP_FAST = 2 ** 32; // above every vm flag the model uses
 const batchSlots = 1 + LRU_BATCH; // count, then page addresses
 
@@ -150,6 +173,21 @@ export class MmShared {
     return LINE_INTS * (1 + cpu) + CPU_STOCK;
   }
 
+  /** i32 index of the file pages the CPU charged to RSS (the kernel moves them to MM_FILE_PAGES) */
+  fileIndex(cpu: number): number {
+    return LINE_INTS * (1 + cpu) + CPU_FILE;
+  }
+
+  /** i32 index of the pages the CPU pinned since the kernel last took the mm */
+  pinnedIndex(cpu: number): number {
+    return LINE_INTS * (1 + cpu) + CPU_PINNED;
+  }
+
+  /** i32 index of the CPU's word that says it claimed a file since the kernel last took the mm */
+  claimedIndex(cpu: number): number {
+    return LINE_INTS * (1 + cpu) + CPU_CLAIMED;
+  }
+
   /** Pages in the CPUs' stocks: in RSS, not resident. */
   stocked(): number {
     let n = 0;
@@ -160,11 +198,31 @@ export class MmShared {
 
 // ---- kernel side ----
 
-/** Can a CPU take this VMA's pages itself? (what do_anonymous_page does without the kernel's help) */
-function fastVma(k: Kernel, flags: number, anonymous: boolean, keyid: number): boolean {
-  if (!anonymous || flags & (VM_SHARED | VM_LOCKED)) return false;
+/** Can a CPU take this private anonymous VMA's pages itself? (what do_anonymous_page does without the kernel's help) */
+function fastAnonVma(k: Kernel, flags: number, keyid: number): boolean {
+  if (flags & (VM_SHARED | VM_LOCKED)) return false;
   // keyed pages that the hardware keeps from the kernel are pinned at fault (memory.ts)
   return keyid === 0 || k.machine.profile.swap !== 'pinned';
+}
+
+/**
+ * Can a CPU take this file VMA's pages itself, and how (FileOps.fastFault)?
+ * Only a shared mapping, whose KeyID is the one the file's pages get, of a
+ * file charged to this mm or to none yet (the CPU that takes its first page
+ * claims it, pagecache.ts; another mm's CPU that finds it claimed traps).
+ */
+function fastFileVma(mm: MmStruct, vma: Vma): FastFileFault | null {
+  const f = vma.file as OpenFile;
+  if (f.ops.fastFault === undefined || !(vma.flags & VM_SHARED) || (f.charged !== null && f.charged !== mm) || vma.keyid !== (f.key?.keyid ?? 0)) return null;
+  return f.ops.fastFault(f, vma);
+}
+
+/** The files CPUs claimed for mm are charged to it (OpenFile.charged). Kernel only, under the write lock. */
+function settleClaims(mm: MmStruct): void {
+  for (const v of mm.vmas.vmas) {
+    const f = v.file as OpenFile | null;
+    if (f !== null && f.charged === null && f.pages.claimant() === mm.id) f.charged = mm;
+  }
 }
 
 /** Leaf tables the kernel builds ahead per publish (16: 64 MiB of address space). */
@@ -173,13 +231,15 @@ const LEAF_SPAN = PAGE_SIZE * 1024;
 
 /**
  * Republish mm's VMAs for the CPUs, with page tables under each VMA a CPU may
- * fault on (built at mmap: a CPU cannot allocate a table, and would trap).
+ * fault on (built at mmap: a CPU cannot allocate a table, and would trap),
+ * and for a file's pages the page cache index's tables too.
  * Kernel only, under the write lock.
  */
 function publishVmas(k: Kernel, mm: MmStruct): void {
   const s = mm.shared;
   const v = mm.vmas.vmas;
   let leaves = PREBUILD_LEAVES;
+  let indexTables = PREBUILD_LEAVES;
   if (v.length > SNAP_MAX) s.i32[MM_NVMAS] = -1;
   else {
     const f = s.f64;
@@ -187,7 +247,23 @@ function publishVmas(k: Kernel, mm: MmStruct): void {
       const o = F_SNAP + j * SNAP_WORDS;
       const vma = v[j];
       // a VMA whose protection key denies data access traps, and the kernel refuses it
-      const fast = fastVma(k, vma.flags, vma.anonymous, vma.keyid) && mm.guards.size === 0 && !pkeyDeniesData(vma);
+      const open = mm.guards.size === 0 && !pkeyDeniesData(vma);
+      let fast = open && vma.anonymous && fastAnonVma(k, vma.flags, vma.keyid);
+      const file = open && vma.file !== null ? fastFileVma(mm, vma) : null;
+      f[o + 4] = 0;
+      if (file !== null) {
+        // the page cache's tables for the VMA's page offsets, as for its PTEs below
+        const pc = (vma.file as OpenFile).pages;
+        const hi = Math.min(vma.pgoff + vma.pages, file.pages, INDEX_PAGES);
+        if (vma.pgoff < hi) indexTables -= pc.build(vma.pgoff, hi, indexTables);
+        if (pc.dir !== 0) {
+          fast = true;
+          f[o + 4] = pc.dir;
+          f[o + 5] = vma.pgoff;
+          f[o + 6] = hi;
+          f[o + 7] = PG_ALLOCATED | PG_FILE | file.flags;
+        }
+      }
       f[o] = vma.start;
       f[o + 1] = vma.end;
       f[o + 2] = vma.flags + (fast ? SNAP_FAST : 0);
@@ -238,7 +314,7 @@ function drainLruBatches(mm: MmStruct): void {
 const WRITER_SPIN = 2000;
 
 /** mmap_write_lock: keep the CPUs out of mm's fast faults. Nests on the kernel thread. */
-export function mmWriteLock(mm: MmStruct): void {
+export function mmWriteLock(k: Kernel, mm: MmStruct): void {
   if (mm.lockDepth++ > 0) return;
   const s = mm.shared;
   const L = s.i32;
@@ -249,11 +325,34 @@ export function mmWriteLock(mm: MmStruct): void {
     for (let polls = 1; Atomics.load(L, r) !== 0; polls++) if (polls >= WRITER_SPIN) Atomics.wait(L, r, 1, 0.05);
   }
   // the stocks go back (drain_all_stock): rss is exact while the kernel holds the mm
+  let pinned = 0;
   for (let c = 0; c < s.nrCpus; c++) {
     const st = s.stockIndex(c);
-    if (L[st] === 0) continue;
-    L[MM_RSS] -= L[st];
-    L[st] = 0;
+    if (L[st] !== 0) {
+      L[MM_RSS] -= L[st];
+      L[st] = 0;
+    }
+    // file pages the CPU charged from its stock are file pages, not rss
+    const fi = s.fileIndex(c);
+    if (L[fi] !== 0) {
+      L[MM_RSS] -= L[fi];
+      L[MM_FILE_PAGES] += L[fi];
+      L[fi] = 0;
+    }
+    const pi = s.pinnedIndex(c);
+    pinned += L[pi];
+    L[pi] = 0;
+    const ci = s.claimedIndex(c);
+    if (L[ci] !== 0) {
+      L[ci] = 0;
+      settleClaims(mm);
+    }
+  }
+  if (pinned > 0) {
+    // no page a CPU pinned has been unpinned since: it is still mapped, so
+    // the count now is the highest it reached (pinned_pages, as pinPage)
+    k.alloc.nrPinned += pinned;
+    k.gauge('pinned_pages', k.alloc.nrPinned);
   }
   drainLruBatches(mm);
 }
@@ -271,7 +370,7 @@ export function mmWriteUnlock(k: Kernel, mm: MmStruct): void {
 
 /** Let CPUs on other threads handle their own anonymous faults of mm (they attach to it). */
 export function enableFastFaults(k: Kernel, mm: MmStruct): void {
-  mmWriteLock(mm);
+  mmWriteLock(k, mm);
   mm.shared.i32[MM_FAST] = 1;
   mmWriteUnlock(k, mm);
 }
@@ -288,12 +387,13 @@ export interface FastFaultContext {
   readonly engine: MemoryEncryptionEngine;
   /** per-KeyID page references (keys.ts) */
   readonly keyPageRefs: Int32Array;
-  /** this CPU's kernel counter row and the index of `faults` in it */
+  /** this CPU's kernel counter row and the indexes of `faults` and `direct_map_removed` in it */
   readonly counters: Float64Array;
   readonly faultsIndex: number;
+  readonly directMapIndex: number;
 }
 
-/** A worker CPU's own fault handler for private anonymous pages. */
+/** A worker CPU's own fault handler for private anonymous pages, and for file pages where the file allows it. */
 export class FastFault {
   /** faults handled here, and those passed to the kernel (this CPU's own tally, not a shared counter) */
   handled = 0;
@@ -305,13 +405,24 @@ export class FastFault {
   private cacheEnd = 0;
   private cacheFlags = 0;
   private cacheKeyid = 0;
+  /** the VMA's file: its page cache's directory table (0: anonymous), first page offset, offsets a fault reaches, a fresh page's flags */
+  private cacheDir = 0;
+  private cachePgoff = 0;
+  private cacheLimit = 0;
+  private cachePageFlags = 0;
 
   private readonly reader: number;
   private readonly stock: number;
+  private readonly filePages: number;
+  private readonly pinned: number;
+  private readonly claimed: number;
 
   constructor(private readonly c: FastFaultContext) {
     this.reader = c.mm.readerIndex(c.cpu);
     this.stock = c.mm.stockIndex(c.cpu);
+    this.filePages = c.mm.fileIndex(c.cpu);
+    this.pinned = c.mm.pinnedIndex(c.cpu);
+    this.claimed = c.mm.claimedIndex(c.cpu);
   }
 
   /**
@@ -360,6 +471,10 @@ export class FastFault {
     this.cacheEnd = f[o + 1];
     this.cacheFlags = f[o + 2];
     this.cacheKeyid = f[o + 3];
+    this.cacheDir = f[o + 4];
+    this.cachePgoff = f[o + 5];
+    this.cacheLimit = f[o + 6];
+    this.cachePageFlags = f[o + 7];
     return true;
   }
 
@@ -375,31 +490,13 @@ export class FastFault {
     if (i < 0) return false; // no table yet: the kernel builds it
     const w = c.pool.words;
     if (Atomics.load(w, i) !== 0) return false; // swap, migration, protnone, stale: the kernel's
+    if (this.cacheDir !== 0) return this.fileFault(page, i, write, fill, fillOff);
     const s = c.mm;
     const L = s.i32;
     const b = s.batchBase(c.cpu);
     if (s.f64[b] >= LRU_BATCH) return false;
-    // charge the mm (mem_cgroup_charge) from this CPU's stock; an empty one
-    // charges a batch, or one page near the limit, and at the limit the
-    // kernel reclaims. Plain loads: the kernel changes file pages only under
-    // the write lock, which this CPU's reader word keeps out, and the
-    // compare-exchange checks the rss it read (a failed one returns the rss
-    // to try next). The stock is this CPU's alone while it is inside.
+    if (!this.charge()) return false;
     const st = this.stock;
-    if (L[st] > 0) L[st]--;
-    else {
-      const limit = s.f64[F_LIMIT] - L[MM_FILE_PAGES];
-      for (let rss = L[MM_RSS]; ; ) {
-        if (rss >= limit) return false;
-        const n = limit - rss >= CHARGE_BATCH ? CHARGE_BATCH : 1;
-        const seen = Atomics.compareExchange(L, MM_RSS, rss, rss + n);
-        if (seen === rss) {
-          L[st] = n - 1;
-          break;
-        }
-        rss = seen;
-      }
-    }
     const pfn = c.map.pcpAlloc(c.cpu, L[MM_NODE]);
     if (pfn < 0) {
       L[st]++;
@@ -433,6 +530,104 @@ export class FastFault {
     const n = s.f64[b];
     s.f64[b + 1 + n] = page;
     s.f64[b] = n + 1;
+    c.counters[c.faultsIndex]++;
+    this.filled = filled;
+    return true;
+  }
+
+  /**
+   * Charge a page to the mm (mem_cgroup_charge) from this CPU's stock; an
+   * empty one charges a batch, or one page near the limit; false at the
+   * limit, where the kernel reclaims. Plain loads: the kernel changes file
+   * pages only under the write lock, which this CPU's reader word keeps
+   * out, and the compare-exchange checks the rss it read (a failed one
+   * returns the rss to try next). The stock is this CPU's alone while it is
+   * inside.
+   */
+  private charge(): boolean {
+    const L = this.c.mm.i32;
+    const st = this.stock;
+    if (L[st] > 0) {
+      L[st]--;
+      return true;
+    }
+    const limit = this.c.mm.f64[F_LIMIT] - L[MM_FILE_PAGES];
+    for (let rss = L[MM_RSS]; ; ) {
+      if (rss >= limit) return false;
+      const n = limit - rss >= CHARGE_BATCH ? CHARGE_BATCH : 1;
+      const seen = Atomics.compareExchange(L, MM_RSS, rss, rss + n);
+      if (seen === rss) {
+        L[st] = n - 1;
+        return true;
+      }
+      rss = seen;
+    }
+  }
+
+  /**
+   * A fault on a file's page (FileOps.fastFault): the page cache's page, or
+   * a fresh one taken as the file's fault takes it, then the PTE. `i` is the
+   * empty PTE's index. As locked(), true when the access can be retried.
+   */
+  private fileFault(page: number, i: number, write: boolean, fill: Uint8Array | null, fillOff: number): boolean {
+    const c = this.c;
+    const pgoff = this.cachePgoff + (page - this.cacheStart) / PAGE_SIZE;
+    if (pgoff >= this.cacheLimit) return false; // past the file (SIGBUS) or its index: the kernel's
+    const w = c.pool.words;
+    const leaf = w[this.cacheDir * 1024 + (pgoff >>> 10)]; // (a table pointer: plain, pagecache.ts)
+    if (leaf === 0) return false;
+    const slot = leaf * 1024 + (pgoff & 1023);
+    const keyid = this.cacheKeyid;
+    const pflags = this.cachePageFlags;
+    let have = Atomics.load(w, slot);
+    let filled = false;
+    if (have === 0) {
+      // the file's fault for a page it does not have: claim the file for
+      // this mm if no mm pays for it yet; allocate, charge, prepare
+      const L = c.mm.i32;
+      const claim = this.cacheDir * 1024 + CLAIM;
+      const owner = Atomics.load(w, claim);
+      if (owner !== c.mmId) {
+        if (owner !== 0 || Atomics.compareExchange(w, claim, 0, c.mmId) !== 0) return false; // another mm's: the kernel refuses
+        L[this.claimed] = 1;
+      }
+      if (!this.charge()) return false;
+      const pfn = c.map.pcpAlloc(c.cpu, L[MM_NODE]);
+      if (pfn < 0) {
+        L[this.stock]++;
+        return false;
+      }
+      if (keyid !== 0) {
+        c.engine.flush(asPfn(pfn));
+        Atomics.add(c.keyPageRefs, keyid, 1); // the file holds the key: it cannot die here
+      }
+      c.map.keyid[pfn] = keyid;
+      filled = fill !== null && write && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
+      if (!filled) c.engine.zero(asPfn(pfn), keyid);
+      c.map.flags[pfn] = pflags;
+      have = Atomics.compareExchange(w, slot, 0, pfn + 1);
+      if (have !== 0) {
+        // another CPU put the page in first: undo, and map that one
+        if (filled) c.engine.unfill(asPfn(pfn), keyid);
+        filled = false;
+        if (keyid !== 0) {
+          c.engine.flush(asPfn(pfn));
+          Atomics.sub(c.keyPageRefs, keyid, 1);
+        }
+        c.map.pcpUndo(c.cpu, pfn);
+        L[this.stock]++;
+      } else {
+        have = pfn + 1;
+        L[this.filePages]++;
+        if (pflags & PG_UNEVICTABLE) L[this.pinned]++;
+        if (pflags & PG_SECRET) c.counters[c.directMapIndex]++; // set_direct_map_invalid_noflush
+      }
+    }
+    const pfn = have - 1;
+    const pte = mkPte(pfn, keyid, pageProt((this.cacheFlags & VM_WRITE) !== 0) | (pflags & PG_UNEVICTABLE ? PTE_PINNED : 0) | (write ? PTE_DIRTY : 0));
+    // lost to another CPU mapping the same page: the access is retried (a
+    // fresh page of ours is the file's now, in its page cache)
+    if (Atomics.compareExchange(w, i, 0, pte) !== 0) return true;
     c.counters[c.faultsIndex]++;
     this.filled = filled;
     return true;

@@ -12,6 +12,7 @@ import { daxDevice } from './dax.js';
 import { kvmDevice } from './kvm.js';
 import { MM_FILE_PAGES, MM_NODE, MM_RSS, MmShared, mmWriteLock, mmWriteUnlock } from './fastfault.js';
 import { handleMmFault } from './memory.js';
+import { PageCache } from './pagecache.js';
 import { unmapRange } from './mmap.js';
 import { SwapDevice, type SwapConfig } from './swap_device.js';
 import { CAP_SYS_ADMIN, DEFAULT_MAX_MAP_COUNT, MMAP_MIN_ADDR, TASK_SIZE } from './uapi.js';
@@ -107,9 +108,13 @@ export class OpenFile implements VmaFile {
   size = 0;
   /** pages charged to the commit total for this file (shared anonymous memory) */
   acct = 0;
-  /** page cache: page offset -> frame */
-  readonly pages = new Map<number, number>();
-  /** the mm whose memory limit pays for this file's pages (pinned file memory) */
+  /** page cache: page offset -> frame, indexed in shared memory for the CPUs (pagecache.ts) */
+  readonly pages: PageCache;
+  /**
+   * the mm whose memory limit pays for this file's pages (pinned file
+   * memory); one that a worker CPU claimed (pagecache.ts) is set here when
+   * the kernel next takes that mm (fastfault.ts), before it can matter
+   */
   charged: MmStruct | null = null;
   /** driver state (e.g. the key set by an ioctl) */
   key: import('./keys.js').MktmeKey | null = null;
@@ -121,7 +126,16 @@ export class OpenFile implements VmaFile {
     readonly ops: FileOps,
     /** opened for writing (FMODE_WRITE) */
     readonly writable = true,
-  ) {}
+  ) {
+    this.pages = new PageCache(k.pool);
+  }
+
+  /** Charge the file's pages to mm, unless another mm pays for them (or a CPU of another mm claimed the file): false then. */
+  chargeTo(mm: MmStruct): boolean {
+    if (!this.pages.claim(mm.id)) return false;
+    this.charged = mm;
+    return true;
+  }
 
   get(): void {
     this.refs++;
@@ -130,7 +144,9 @@ export class OpenFile implements VmaFile {
   /** fput: the last reference frees the file's pages. */
   put(): void {
     if (this.refs <= 0) throw new Error(`file: put on released ${this.path}`);
-    if (--this.refs === 0) this.ops.release(this.k, this);
+    if (--this.refs !== 0) return;
+    this.ops.release(this.k, this);
+    this.pages.clear(); // the page cache index's tables go back to the pool (the pages are release's)
   }
 }
 
@@ -148,6 +164,24 @@ export interface FileOps {
   readonly gup?: 'refuse';
   /** Last reference dropped: free the page cache. */
   release(k: Kernel, file: OpenFile): void;
+  /**
+   * May worker CPUs fault this file's pages themselves, through a shared
+   * mapping in the mm the file's pages are charged to (fastfault.ts)? null:
+   * no, every fault traps. Else what `fault` would do for a page it does not
+   * have, which the CPU then does: allocate it charged to that mm, prepare it
+   * through the VMA's KeyID, give it PG_FILE and `flags` (PG_UNEVICTABLE: a
+   * pinned page, mapped PTE_PINNED; PG_SECRET: removed from the direct map,
+   * counted in direct_map_removed), and insert it in the page cache. `pages`:
+   * the page offsets a fault may reach; past them `fault` refuses (SIGBUS).
+   * Asked whenever the kernel republishes the mm's VMAs for the CPUs.
+   */
+  fastFault?(file: OpenFile, vma: Vma): FastFileFault | null;
+}
+
+/** What FileOps.fastFault allows the CPUs. */
+export interface FastFileFault {
+  readonly flags: number;
+  readonly pages: number;
 }
 
 /** A device node in /dev. */
@@ -393,7 +427,7 @@ export class Kernel {
     }
     // every syscall runs with the mm write-locked (fastfault.ts): simpler
     // than mmap_lock's read/write split, and exact, since the kernel is one thread
-    mmWriteLock(task.mm);
+    mmWriteLock(this, task.mm);
     try {
       return fn(this, task, ...args);
     } finally {
@@ -424,7 +458,7 @@ export class Kernel {
 
   /** A page fault of task at va, handled by the kernel (trap or boot CPU). 0 or -errno. */
   fault(task: Task, va: number, write: boolean): number {
-    mmWriteLock(task.mm);
+    mmWriteLock(this, task.mm);
     try {
       return task.faultHandler === null ? handleMmFault(this, task, va, write) : task.faultHandler(this, task, va, write);
     } finally {
@@ -435,7 +469,7 @@ export class Kernel {
   /** exit(2): unmap everything, close every file, free the page tables. */
   exit(task: Task): void {
     if (task.exited) return;
-    mmWriteLock(task.mm);
+    mmWriteLock(this, task.mm);
     try {
       unmapRange(this, task, 0, 2 ** 48);
     } finally {

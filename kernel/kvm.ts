@@ -27,9 +27,10 @@
 // check_vma_flags).
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
 import { E } from './errno.js';
-import { type Device, type FileOps, type Kernel, OpenFile, type Task } from './kernel.js';
+import { type Device, type FileOps, type Kernel, type MmStruct, OpenFile, type Task } from './kernel.js';
 import type { MktmeKey } from './keys.js';
-import { allocFilePage, freeEncryptedPage, handleMmFault, zapRange } from './memory.js';
+import { allocFilePage, freeFrames, handleMmFault, takeFilePages, zapRange } from './memory.js';
+import { mmWriteLock, mmWriteUnlock } from './fastfault.js';
 import { PG_INACCESSIBLE } from './page_alloc.js';
 import { PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn, pteKeyid } from './pgtable.js';
 import type { SysArg } from './syscalls.js';
@@ -346,6 +347,11 @@ const gmemOps: FileOps = {
     if (pgoff * PAGE >= file.size || !(g.flags & GUEST_MEMFD_FLAG_INIT_SHARED)) return -E.EFAULT;
     return gmemPage(k, file, pgoff, null, task);
   },
+  // what fault does for a page it does not have, on the faulting CPU
+  fastFault(file) {
+    const g = gmemOf.get(file)!;
+    return g.flags & GUEST_MEMFD_FLAG_INIT_SHARED ? { flags: PG_INACCESSIBLE, pages: Math.ceil(file.size / PAGE) } : null;
+  },
   ftruncate: () => -E.EINVAL, // kvm_gmem_setattr: the size is fixed at creation
   fallocate(k, file, mode, offset, len, task) {
     const g = gmemOf.get(file)!;
@@ -384,6 +390,19 @@ const gmemOps: FileOps = {
  * fresh zeroed page.
  */
 function punchHole(k: Kernel, vm: Vm, file: OpenFile, first: number, n: number): void {
+  // worker CPUs may fault the file's pages themselves through its mappings
+  // (pagecache.ts): keep them out of every mm that maps it while pages go
+  const mms = new Set<MmStruct>();
+  for (const t of k.tasks.values()) if (t.mm.vmas.vmas.some((v) => v.file === file)) mms.add(t.mm);
+  for (const mm of mms) mmWriteLock(k, mm);
+  try {
+    punchHoleLocked(k, vm, file, first, n);
+  } finally {
+    for (const mm of mms) mmWriteUnlock(k, mm);
+  }
+}
+
+function punchHoleLocked(k: Kernel, vm: Vm, file: OpenFile, first: number, n: number): void {
   const last = first + n;
   for (const s of vm.slots) {
     if (s.gmem !== file) continue;
@@ -401,15 +420,9 @@ function punchHole(k: Kernel, vm: Vm, file: OpenFile, first: number, n: number):
 }
 
 function freeFileRange(k: Kernel, file: OpenFile, first: number, last: number): void {
-  const drop: number[] = [];
-  for (const [pgoff, pfn] of file.pages) if (pgoff >= first && pgoff < last) drop.push(pgoff, pfn);
-  for (let i = 0; i < drop.length; i += 2) {
-    const pfn = drop[i + 1];
-    file.pages.delete(drop[i]);
-    if (file.charged !== null) file.charged.filePages--;
-    freeEncryptedPage(k, pfn);
-    k.alloc.release(pfn);
-  }
+  const { frames, n } = takeFilePages(file, first, last);
+  if (file.charged !== null) file.charged.filePages -= n;
+  freeFrames(k, frames, n);
 }
 
 // ---- memslots --------------------------------------------------------------

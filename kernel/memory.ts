@@ -52,8 +52,8 @@ export function freeEncryptedPage(k: Kernel, pfn: number): void {
   }
 }
 
-/** Free an anonymous page that is no longer mapped (its mm's rss is the caller's to lower). */
-function freeAnonPage(k: Kernel, pfn: number): void {
+/** Free a page that is no longer mapped (its mm's rss, or its file's charge, is the caller's to lower). */
+function freePage(k: Kernel, pfn: number): void {
   freeEncryptedPage(k, pfn);
   k.alloc.release(pfn);
 }
@@ -73,10 +73,6 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
   let freed = _freed;
   let nf = 0;
   let zapped = 0;
-  const cpuOf = k.alloc.map.cpu;
-  // the first worker CPU that took a frame to free, and whether another did too
-  let cpu = 0;
-  let several = false;
   for (let va = start; va < end; ) {
     // one leaf table at a time: its PTEs are consecutive words
     const next = Math.min(end, k.pool.nextSlot(mm.pgd, va));
@@ -95,25 +91,15 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
       }
       const pfn = ptePfn(pte);
       if (k.alloc.flags[pfn] & PG_ANON && k.alloc.ownerMm[pfn] === mm.id) {
-        if (nf === freed.length) {
-          const more = new Int32Array(freed.length * 2);
-          more.set(freed);
-          freed = _freed = more;
-        }
+        if (nf === freed.length) freed = growFreed();
         freed[nf++] = pfn;
-        const c = cpuOf[pfn];
-        if (c > 0 && c !== cpu) {
-          if (cpu > 0) several = true;
-          cpu = c;
-        }
       }
     }
   }
   if (zapped === 0) return 0;
   mm.invalidate(start, end);
   flushTlbMm(k, mm);
-  if (several) freeByCpu(k, freed, nf);
-  else for (let j = 0; j < nf; j++) freeAnonPage(k, freed[j]);
+  freeFrames(k, freed, nf);
   if (nf > 0) {
     // once for the range, as zap_pte_range adds up its rss changes and
     // applies them at the end (add_mm_rss_vec): per page, reading and
@@ -125,8 +111,47 @@ export function zapRange(k: Kernel, mm: MmStruct, start: number, end: number): n
   return zapped;
 }
 
-/** zapRange's frames to free, grown, never shrunk: no allocation per call or page. */
-let _freed = new Int32Array(64);
+/** Frames to free (zapRange, freeFilePages), grown, never shrunk: no allocation per call or page. */
+let _freed: Int32Array = new Int32Array(64);
+
+function growFreed(): Int32Array {
+  const more = new Int32Array(_freed.length * 2);
+  more.set(_freed);
+  return (_freed = more);
+}
+
+/** Free the unmapped frames freed[0..nf): in freeByCpu's order where several worker CPUs took them. */
+export function freeFrames(k: Kernel, freed: Int32Array, nf: number): void {
+  const cpuOf = k.alloc.map.cpu;
+  // the first worker CPU that took a frame to free, and whether another did too
+  let cpu = 0;
+  let several = false;
+  for (let j = 0; j < nf && !several; j++) {
+    const c = cpuOf[freed[j]];
+    if (c > 0 && c !== cpu) {
+      if (cpu > 0) several = true;
+      cpu = c;
+    }
+  }
+  if (several) freeByCpu(k, freed, nf);
+  else for (let j = 0; j < nf; j++) freePage(k, freed[j]);
+}
+
+/**
+ * The frames of file's pages with page offsets in [first, last), removed
+ * from its page cache, in the shared buffer freeFrames takes (valid until
+ * the next call). Returns how many.
+ */
+export function takeFilePages(file: OpenFile, first: number, last: number): { readonly frames: Int32Array; readonly n: number } {
+  let n = 0;
+  file.pages.forEach((pgoff, pfn) => {
+    if (pgoff < first || pgoff >= last) return;
+    file.pages.delete(pgoff);
+    if (n === _freed.length) growFreed();
+    _freed[n++] = pfn;
+  });
+  return { frames: _freed, n };
+}
 
 /**
  * Free frames that several worker CPUs took: the kernel's first, then the
@@ -145,8 +170,8 @@ let _freed = new Int32Array(64);
  */
 function freeByCpu(k: Kernel, freed: Int32Array, nf: number): void {
   const cpuOf = k.alloc.map.cpu;
-  for (let j = 0; j < nf; j++) if (cpuOf[freed[j]] === 0) freeAnonPage(k, freed[j]);
-  for (let c = k.alloc.map.nrCpus - 1; c > 0; c--) for (let j = 0; j < nf; j++) if (cpuOf[freed[j]] === c) freeAnonPage(k, freed[j]);
+  for (let j = 0; j < nf; j++) if (cpuOf[freed[j]] === 0) freePage(k, freed[j]);
+  for (let c = k.alloc.map.nrCpus - 1; c > 0; c--) for (let j = 0; j < nf; j++) if (cpuOf[freed[j]] === c) freePage(k, freed[j]);
 }
 
 function dropFromLru(mm: MmStruct, start: number, end: number): void {
@@ -212,7 +237,7 @@ export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: Mkt
     if (file.charged !== null && file.charged !== charge) return -E.EINVAL;
     const r = chargePage(k, charge);
     if (r < 0) return r;
-    file.charged = charge;
+    if (!file.chargeTo(charge)) return -E.EINVAL; // a CPU of another mm took the file's first page
     charge.filePages++;
   }
   const pfn = k.alloc.alloc(charge?.node ?? 0);
@@ -223,18 +248,26 @@ export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: Mkt
   }
   prepEncryptedPage(k, pfn, key);
   k.alloc.flags[pfn] |= PG_FILE;
-  file.pages.set(pgoff, pfn);
-  return pfn;
+  const now = file.pages.insert(pgoff, pfn);
+  if (now !== pfn) {
+    // a worker CPU faulted the page in first (pagecache.ts): use its page
+    if (charge !== null) charge.filePages--;
+    freeEncryptedPage(k, pfn);
+    k.alloc.release(pfn);
+  }
+  return now;
 }
 
 /** Free a file's page cache (last reference to the file dropped). */
 export function freeFilePages(k: Kernel, file: OpenFile): void {
-  if (file.charged !== null) file.charged.filePages -= file.pages.size;
-  for (const pfn of file.pages.values()) {
-    freeEncryptedPage(k, pfn);
-    k.alloc.release(pfn);
-  }
+  let n = 0;
+  file.pages.forEach((_pgoff, pfn) => {
+    if (n === _freed.length) growFreed();
+    _freed[n++] = pfn;
+  });
   file.pages.clear();
+  if (file.charged !== null) file.charged.filePages -= n;
+  freeFrames(k, _freed, n);
 }
 
 /**

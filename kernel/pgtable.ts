@@ -9,6 +9,7 @@
 // A three-level radix tree maps a 47-bit user address: 15 bits of top-level
 // index, 10 bits of middle, 10 bits of leaf. Every table is a 1024-word slot in
 // one shared pool (the top level takes 32 slots), so worker CPUs can walk them.
+// Files' page cache indexes take their tables from the same pool (pagecache.ts).
 // Locking contract: only the kernel (the boot CPU, main thread) writes table
 // pointers and PTEs; CPUs read PTEs with Atomics.load and may only OR in the
 // ACCESSED and DIRTY bits (Atomics.or). The kernel clears a PTE with
@@ -111,6 +112,20 @@ export class PageTablePool {
     const s = this.next;
     this.next += n;
     return s;
+  }
+
+  /**
+   * One zeroed slot for a table that is not a page table (a file's page
+   * cache index: pagecache.ts); -1 when the pool is exhausted. Kernel only.
+   */
+  allocTable(): number {
+    return this.alloc(1);
+  }
+
+  /** Give back a slot of allocTable (zeroed again when next handed out). Kernel only. */
+  freeTable(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 1 || slot >= this.slots) throw new RangeError(`slot: expected an integer in [1, ${this.slots - 1}], got ${slot}`);
+    this.free.push(slot);
   }
 
   /** A new top-level table (pgd), an exited task's if there is one; -1 when out of table memory. */

@@ -93,6 +93,7 @@ export class WorkerCpu {
         keyPageRefs: new Int32Array(d.kernel.keyPageRefs),
         counters: counters.row(d.cpu),
         faultsIndex: counters.index.faults,
+        directMapIndex: counters.index.direct_map_removed,
       });
     } else this.fast = null;
     const fast = this.fast;

@@ -10,7 +10,6 @@ import { afterEach, describe, it, mock } from 'node:test';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { getDesign } from '../../interfaces/registry.js';
 import {
-  type FastFault,
   CHARGE_BATCH,
   LRU_BATCH,
   MM_FAST,
@@ -18,7 +17,6 @@ import {
   MM_RSS,
   MM_WRITER,
   SNAP_MAX,
-  enableFastFaults,
   mmWriteLock,
   mmWriteUnlock,
 } from '../../kernel/fastfault.js';
@@ -30,32 +28,13 @@ import { PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
-import { BASE, PAGE, boot, fastFaultOn } from './util.js';
+import { BASE, PAGE, boot, fastCpu, fastFaultOn, runOn, settle } from './util.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const LEAF_SPAN = 1024 * PAGE; // one leaf table: 4 MiB
 
 function mmapAt(k: Kernel, t: Task, addr: number, len: number, prot = RW, flags = MAP_PRIVATE | MAP_ANONYMOUS): void {
   assert.equal(k.syscall(t, NR.mmap, addr, len, prot, flags | MAP_FIXED, -1, 0), addr);
-}
-
-/** CPU `cpu` now runs t (without being online: the kernel then waits for no IPI ack from it). */
-function runOn(k: Kernel, t: Task, cpu: number): void {
-  k.smp.setOnline(cpu, t.mm.id);
-  k.smp.setOffline(cpu);
-}
-
-/** The fast-fault handler of CPU `cpu` running t, on this thread; `engine` may wrap the real one. */
-function fastCpu(k: Kernel, t: Task, cpu = 1, engine: MemoryEncryptionEngine = k.machine.engine): FastFault {
-  runOn(k, t, cpu);
-  enableFastFaults(k, t.mm);
-  return fastFaultOn(k, t, cpu, engine);
-}
-
-/** The kernel enters t's mm and leaves it (any syscall): LRU batches drained, VMAs republished. */
-function settle(k: Kernel, t: Task): void {
-  mmWriteLock(t.mm);
-  mmWriteUnlock(k, t.mm);
 }
 
 const present = (k: Kernel, t: Task, va: number): boolean => (k.pool.get(t.mm.pgd, va) & PTE_PRESENT) !== 0;
@@ -444,7 +423,7 @@ describe('fast faults: the per-CPU charge stock', () => {
     // a second CPU has a stock of its own
     assert.equal(f2.tryFault(BASE + 2 * PAGE, true), true);
     assert.deepEqual([rssWord(t), stock(t, 2), t.mm.rss], [2 * CHARGE_BATCH, CHARGE_BATCH - 1, 3]);
-    mmWriteLock(t.mm);
+    mmWriteLock(k, t.mm);
     assert.deepEqual([rssWord(t), stock(t, 1), stock(t, 2), t.mm.rss], [3, 0, 0, 3], 'exact while the kernel holds the mm');
     t.mm.rss = 5;
     assert.equal(rssWord(t), 5);
@@ -490,7 +469,7 @@ describe('fast faults: the tallies and the mm lock word', () => {
     const t = k.spawn();
     mmapAt(k, t, BASE, 4 * PAGE);
     const ff = fastCpu(k, t);
-    mmWriteLock(t.mm);
+    mmWriteLock(k, t.mm);
     assert.equal(ff.tryFault(BASE, true), false);
     assert.deepEqual([ff.handled, ff.passed], [0, 1]);
     mmWriteUnlock(k, t.mm);
@@ -577,7 +556,7 @@ describe('fast faults: the tallies and the mm lock word', () => {
       realStore(L, r, 0); // the CPU leaves while the kernel sleeps
       return 'ok';
     });
-    mmWriteLock(t.mm);
+    mmWriteLock(k, t.mm);
     mock.restoreAll();
     assert.deepEqual(sleeps, [2000]);
     assert.equal(polls, 2001, 'one look after the wake');

@@ -4,52 +4,14 @@
 // twice, every reference balances, and the memory limit holds.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import type { Kernel, Task } from '../../kernel/kernel.js';
-import { mmWriteLock, mmWriteUnlock } from '../../kernel/fastfault.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import { doMprotect } from '../../kernel/mprotect.js';
 import { PG_ALLOCATED, PG_ANON, PG_DAX } from '../../kernel/page_alloc.js';
 import { PTE_PRESENT, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
-import { TrapServer, cpuDescriptor } from '../../kernel/trap.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE } from '../../kernel/uapi.js';
-import { BASE, PAGE, boot } from './util.js';
-
-interface Report {
-  errors: number;
-  faults: number;
-  handled: number;
-  passed: number;
-}
-
-/** Run one worker CPU per entry of `jobs` (its pages) on task t until all are done. */
-async function runCpus(k: Kernel, t: Task, jobs: number[][], fast: boolean, verify = true): Promise<Report[]> {
-  const server = new TrapServer(k, t);
-  const workers: Worker[] = [];
-  const start = new Int32Array(new SharedArrayBuffer(8));
-  const results = jobs.map((pages, j) => {
-    const cpu = j + 1;
-    server.serve(cpu);
-    const desc = cpuDescriptor(k, t, cpu, fast);
-    const w = new Worker(new URL('./fastfault-worker.js', import.meta.url), { workerData: { desc, base: BASE, pages, verify, start: start.buffer } });
-    workers.push(w);
-    return new Promise<Report>((res, rej) => {
-      w.once('message', res);
-      w.once('error', rej);
-    });
-  });
-  // all CPUs ready, then off at once
-  while (Atomics.load(start, 1) < jobs.length) await new Promise((r) => setTimeout(r, 1));
-  Atomics.store(start, 0, 1);
-  Atomics.notify(start, 0);
-  try {
-    return await Promise.all(results);
-  } finally {
-    await server.stop();
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
-}
+import { BASE, PAGE, boot, runCpus, settle } from './util.js';
 
 function mapKeyed(k: Kernel, t: Task, pages: number): MktmeKey {
   assert.equal(k.syscall(t, NR.mmap, BASE, pages * PAGE, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0), BASE);
@@ -57,12 +19,6 @@ function mapKeyed(k: Kernel, t: Task, pages: number): MktmeKey {
   const key = k.keys.lookup(serial, t.creds) as MktmeKey;
   assert.equal(doMprotect(k, t, BASE, pages * PAGE, 3, key), 0);
   return key;
-}
-
-/** Enter the kernel for t's mm, as any syscall does: the CPUs' LRU batches are drained. */
-function settle(k: Kernel, t: Task): void {
-  mmWriteLock(t.mm);
-  mmWriteUnlock(k, t.mm);
 }
 
 /** Everything a fault leaves behind, for comparing two kernels. */

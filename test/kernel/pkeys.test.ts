@@ -112,7 +112,7 @@ describe('protection keys: execute-only memory (arch/x86/mm/pkeys.c)', () => {
     k.smp.setOnline(1, t.mm.id);
     k.smp.setOffline(1);
     enableFastFaults(k, t.mm);
-    mmWriteLock(t.mm);
+    mmWriteLock(k, t.mm);
     mmWriteUnlock(k, t.mm);
     const ff = fastFaultOn(k, t, 1);
     assert.equal(ff.tryFault(BASE, false), false, 'key 1: the kernel decides (and refuses)');

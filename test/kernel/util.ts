@@ -6,11 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { Machine } from '../../hardware/machine.js';
-import { FastFault } from '../../kernel/fastfault.js';
+import { FastFault, enableFastFaults, mmWriteLock, mmWriteUnlock } from '../../kernel/fastfault.js';
 import { ALL_FEATURES, Kernel, type KernelConfig, type KernelFeatures, type Task } from '../../kernel/kernel.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import type { SwapConfig } from '../../kernel/swap_device.js';
 import { NR } from '../../kernel/syscalls.js';
+import { TrapServer, cpuDescriptor } from '../../kernel/trap.js';
+import { Worker } from 'node:worker_threads';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 
 export interface BootOptions {
@@ -123,5 +125,60 @@ export function fastFaultOn(k: Kernel, t: Task, cpu: number, engine: MemoryEncry
     keyPageRefs: k.keys.pageRefs,
     counters: k.counters.row(cpu),
     faultsIndex: k.counters.index.faults,
+    directMapIndex: k.counters.index.direct_map_removed,
   });
+}
+
+/** CPU `cpu` now runs t (without being online: the kernel then waits for no IPI ack from it). */
+export function runOn(k: Kernel, t: Task, cpu: number): void {
+  k.smp.setOnline(cpu, t.mm.id);
+  k.smp.setOffline(cpu);
+}
+
+/** The fast-fault handler of CPU `cpu` running t, on this thread, with fast faults on for t; `engine` may wrap the real one. */
+export function fastCpu(k: Kernel, t: Task, cpu = 1, engine: MemoryEncryptionEngine = k.machine.engine): FastFault {
+  runOn(k, t, cpu);
+  enableFastFaults(k, t.mm);
+  return fastFaultOn(k, t, cpu, engine);
+}
+
+/** The kernel enters t's mm and leaves it (any syscall): the CPUs' batches drained, VMAs republished. */
+export function settle(k: Kernel, t: Task): void {
+  mmWriteLock(k, t.mm);
+  mmWriteUnlock(k, t.mm);
+}
+
+export interface Report {
+  errors: number;
+  faults: number;
+  handled: number;
+  passed: number;
+}
+
+/** Run one worker CPU per entry of `jobs` (its pages) on task t until all are done. */
+export async function runCpus(k: Kernel, t: Task, jobs: number[][], fast: boolean, verify = true): Promise<Report[]> {
+  const server = new TrapServer(k, t);
+  const workers: Worker[] = [];
+  const start = new Int32Array(new SharedArrayBuffer(8));
+  const results = jobs.map((pages, j) => {
+    const cpu = j + 1;
+    server.serve(cpu);
+    const desc = cpuDescriptor(k, t, cpu, fast);
+    const w = new Worker(new URL('./fastfault-worker.js', import.meta.url), { workerData: { desc, base: BASE, pages, verify, start: start.buffer } });
+    workers.push(w);
+    return new Promise<Report>((res, rej) => {
+      w.once('message', res);
+      w.once('error', rej);
+    });
+  });
+  // all CPUs ready, then off at once
+  while (Atomics.load(start, 1) < jobs.length) await new Promise((r) => setTimeout(r, 1));
+  Atomics.store(start, 0, 1);
+  Atomics.notify(start, 0);
+  try {
+    return await Promise.all(results);
+  } finally {
+    await server.stop();
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 }
