@@ -113,9 +113,12 @@ export const SNAP_MAX = 256;
  * a per-CPU list refill and the kernel drains it on its next entry.
  */
 export const LRU_BATCH = 64;
-// Float64 slots after the ints: memory limit, snapshot entries, LRU batches
-const F_LIMIT = 0;
-const F_SNAP = 1;
+// The memory limit is the one Float64 after the ints. The snapshot entries
+// and the LRU batches are Float64 slots of a buffer of their own, made when
+// CPUs of other threads first run the mm (makeSnapshot): 16 KiB that a
+// process no such CPU runs need not allocate (key-exhaustion spawns dozens a
+// round; a SharedArrayBuffer costs about a microsecond per 4 KiB to make).
+const F_SNAP = 0;
 // start, end, vm flags | SNAP_FAST, KeyID; for a file's pages (else 0): its
 // page cache's directory table, the VMA's first page offset, the page
 // offsets a fault may reach, the page flags a fresh page gets
@@ -125,28 +128,35 @@ const batchSlots = 1 + LRU_BATCH; // count, then page addresses
 
 export interface MmSharedDescriptor {
   readonly sab: SharedArrayBuffer;
+  /** the snapshot and LRU batches; null until makeSnapshot */
+  readonly snap: SharedArrayBuffer | null;
   readonly nrCpus: number;
 }
 
 /** The part of an mm_struct that CPUs of other threads read and update. */
 export class MmShared {
   readonly i32: Int32Array;
-  readonly f64: Float64Array;
+  /** [0]: the memory limit in pages */
+  readonly limit: Float64Array;
+  /** the VMA snapshot, then the CPUs' LRU batches; empty until makeSnapshot */
+  f64: Float64Array;
   readonly nrCpus: number;
   private readonly sab: SharedArrayBuffer;
+  private snap: SharedArrayBuffer | null;
 
   private constructor(d: MmSharedDescriptor) {
     this.sab = d.sab;
+    this.snap = d.snap;
     this.nrCpus = d.nrCpus;
     const ints = LINE_INTS * (1 + d.nrCpus);
     this.i32 = new Int32Array(d.sab, 0, ints);
-    this.f64 = new Float64Array(d.sab, ints * 4);
+    this.limit = new Float64Array(d.sab, ints * 4, 1);
+    this.f64 = d.snap === null ? new Float64Array(0) : new Float64Array(d.snap);
   }
 
   static create(nrCpus: number, memLimit: number, node: number): MmShared {
-    const f = 1 + SNAP_MAX * SNAP_WORDS + nrCpus * batchSlots;
-    const s = new MmShared({ sab: new SharedArrayBuffer(LINE_INTS * (1 + nrCpus) * 4 + f * 8), nrCpus });
-    s.f64[F_LIMIT] = memLimit;
+    const s = new MmShared({ sab: new SharedArrayBuffer(LINE_INTS * (1 + nrCpus) * 4 + 8), snap: null, nrCpus });
+    s.limit[0] = memLimit;
     s.i32[MM_NODE] = node;
     return s;
   }
@@ -155,8 +165,15 @@ export class MmShared {
     return new MmShared(d);
   }
 
+  /** Make the VMA snapshot and the LRU batches, once (kernel only, before any CPU attaches to use them). */
+  makeSnapshot(): void {
+    if (this.snap !== null) return;
+    this.snap = new SharedArrayBuffer((SNAP_MAX * SNAP_WORDS + this.nrCpus * batchSlots) * 8);
+    this.f64 = new Float64Array(this.snap);
+  }
+
   descriptor(): MmSharedDescriptor {
-    return { sab: this.sab, nrCpus: this.nrCpus };
+    return { sab: this.sab, snap: this.snap, nrCpus: this.nrCpus };
   }
 
   batchBase(cpu: number): number {
@@ -290,6 +307,7 @@ function refillCpus(k: Kernel, mm: MmStruct): void {
 /** lru_add_drain for mm: move every CPU's batch to the mm's LRU. Kernel only, under the write lock. */
 function drainLruBatches(mm: MmStruct): void {
   const f = mm.shared.f64;
+  if (f.length === 0) return; // no CPU has run the mm: no batches
   // the VMA of the last page, prepared: the pages of a batch mostly share one
   let lo = 0, hi = 0;
   for (let c = 0; c < mm.shared.nrCpus; c++) {
@@ -371,6 +389,7 @@ export function mmWriteUnlock(k: Kernel, mm: MmStruct): void {
 /** Let CPUs on other threads handle their own anonymous faults of mm (they attach to it). */
 export function enableFastFaults(k: Kernel, mm: MmStruct): void {
   mmWriteLock(k, mm);
+  mm.shared.makeSnapshot();
   mm.shared.i32[MM_FAST] = 1;
   mmWriteUnlock(k, mm);
 }
@@ -551,7 +570,7 @@ export class FastFault {
       L[st]--;
       return true;
     }
-    const limit = this.c.mm.f64[F_LIMIT] - L[MM_FILE_PAGES];
+    const limit = this.c.mm.limit[0] - L[MM_FILE_PAGES];
     for (let rss = L[MM_RSS]; ; ) {
       if (rss >= limit) return false;
       const n = limit - rss >= CHARGE_BATCH ? CHARGE_BATCH : 1;

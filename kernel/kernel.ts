@@ -251,7 +251,7 @@ export class MmStruct {
     Atomics.store(this.shared.i32, MM_FILE_PAGES, n);
   }
   get memLimit(): number {
-    return this.shared.f64[0];
+    return this.shared.limit[0];
   }
   get node(): number {
     return this.shared.i32[MM_NODE];
