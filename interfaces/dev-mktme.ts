@@ -46,8 +46,9 @@ const mktmeOps: FileOps = {
     if (pfn >= 0) pinPage(k, pfn, true); // driver pages: pinned and unmovable
     return pfn;
   },
-  // what fault does for a page it does not have, on the faulting CPU
-  fastFault: (file) => (file.key === null ? null : { flags: PG_UNEVICTABLE | PG_UNMOVABLE, pages: Infinity }),
+  // what fault does for a page it does not have, on the faulting CPU (mmap
+  // refused the file while it had no key)
+  fastFault: () => ({ flags: PG_UNEVICTABLE | PG_UNMOVABLE, pages: Infinity }),
   release(k, file) {
     freeFilePages(k, file);
     file.key?.put();

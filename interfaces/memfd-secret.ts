@@ -39,8 +39,8 @@ const secretOps: FileOps = {
     k.count('direct_map_removed');
     return pfn;
   },
-  // what fault does for a page it does not have, on the faulting CPU
-  fastFault: (file) => (file.size === 0 ? null : { flags: PG_UNEVICTABLE | PG_UNMOVABLE | PG_SECRET, pages: Math.ceil(file.size / 4096) }),
+  // what fault does for a page it does not have, on the faulting CPU (none before ftruncate)
+  fastFault: (file) => ({ flags: PG_UNEVICTABLE | PG_UNMOVABLE | PG_SECRET, pages: Math.ceil(file.size / 4096) }),
   ftruncate(_k, file, len) {
     if (file.size !== 0 && len !== file.size) return -E.EINVAL; // size is set once here
     file.size = len;

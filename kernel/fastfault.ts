@@ -224,13 +224,14 @@ function fastAnonVma(k: Kernel, flags: number, keyid: number): boolean {
 
 /**
  * Can a CPU take this file VMA's pages itself, and how (FileOps.fastFault)?
- * Only a shared mapping, whose KeyID is the one the file's pages get, of a
- * file charged to this mm or to none yet (the CPU that takes its first page
- * claims it, pagecache.ts; another mm's CPU that finds it claimed traps).
+ * Only a shared mapping whose KeyID is the one the file's pages get. (A CPU
+ * takes a page the file has not only for the mm the file is charged to: it
+ * claims the file for its mm if none has it, pagecache.ts, and traps if
+ * another has.)
  */
-function fastFileVma(mm: MmStruct, vma: Vma): FastFileFault | null {
+function fastFileVma(vma: Vma): FastFileFault | null {
   const f = vma.file as OpenFile;
-  if (f.ops.fastFault === undefined || !(vma.flags & VM_SHARED) || (f.charged !== null && f.charged !== mm) || vma.keyid !== (f.key?.keyid ?? 0)) return null;
+  if (f.ops.fastFault === undefined || !(vma.flags & VM_SHARED) || vma.keyid !== (f.key?.keyid ?? 0)) return null;
   return f.ops.fastFault(f, vma);
 }
 
@@ -266,13 +267,13 @@ function publishVmas(k: Kernel, mm: MmStruct): void {
       // a VMA whose protection key denies data access traps, and the kernel refuses it
       const open = mm.guards.size === 0 && !pkeyDeniesData(vma);
       let fast = open && vma.anonymous && fastAnonVma(k, vma.flags, vma.keyid);
-      const file = open && vma.file !== null ? fastFileVma(mm, vma) : null;
+      const file = open && vma.file !== null ? fastFileVma(vma) : null;
       f[o + 4] = 0;
       if (file !== null) {
         // the page cache's tables for the VMA's page offsets, as for its PTEs below
         const pc = (vma.file as OpenFile).pages;
         const hi = Math.min(vma.pgoff + vma.pages, file.pages, INDEX_PAGES);
-        if (vma.pgoff < hi) indexTables -= pc.build(vma.pgoff, hi, indexTables);
+        indexTables -= pc.build(vma.pgoff, hi, indexTables);
         if (pc.dir !== 0) {
           fast = true;
           f[o + 4] = pc.dir;
@@ -306,8 +307,7 @@ function refillCpus(k: Kernel, mm: MmStruct): void {
 
 /** lru_add_drain for mm: move every CPU's batch to the mm's LRU. Kernel only, under the write lock. */
 function drainLruBatches(mm: MmStruct): void {
-  const f = mm.shared.f64;
-  if (f.length === 0) return; // no CPU has run the mm: no batches
+  const f = mm.shared.f64; // (empty until a CPU of another thread runs the mm: then no batch has pages)
   // the VMA of the last page, prepared: the pages of a batch mostly share one
   let lo = 0, hi = 0;
   for (let c = 0; c < mm.shared.nrCpus; c++) {
@@ -607,7 +607,7 @@ export class FastFault {
       const claim = this.cacheDir * 1024 + CLAIM;
       const owner = Atomics.load(w, claim);
       if (owner !== c.mmId) {
-        if (owner !== 0 || Atomics.compareExchange(w, claim, 0, c.mmId) !== 0) return false; // another mm's: the kernel refuses
+        if (Atomics.compareExchange(w, claim, 0, c.mmId) !== 0) return false; // another mm's: the kernel refuses
         L[this.claimed] = 1;
       }
       if (!this.charge()) return false;

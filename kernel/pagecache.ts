@@ -156,6 +156,7 @@ export class PageCache {
     let made = 0;
     const w = this.pool.words;
     const end = Math.min(hi, INDEX_PAGES);
+    if (lo >= end) return 0;
     if (end > this.span) this.span = end; // (a leaf the budget leaves out traps: no CPU inserts there)
     for (let p = lo - (lo % ENTRIES); p < end && made < budget; p += ENTRIES) {
       if (this.dir !== 0 && w[this.dir * ENTRIES + (p >>> 10)] !== 0) continue;

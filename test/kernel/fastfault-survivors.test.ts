@@ -407,6 +407,12 @@ describe('fast faults: the per-CPU charge stock', () => {
     const line = (i: number): number => Math.floor(i / 16);
     const sh = t.mm.shared;
     for (const c of [1, 2]) assert.equal(line(sh.stockIndex(c)), line(sh.readerIndex(c)), `CPU ${c}'s stock is on its own line, beside its reader word`);
+    for (const c of [1, 2]) {
+      // and so are the words the kernel drains from it: file pages charged, pins, claims
+      const words = [sh.readerIndex(c), sh.stockIndex(c), sh.fileIndex(c), sh.pinnedIndex(c), sh.claimedIndex(c)];
+      assert.equal(new Set(words).size, 5, `CPU ${c}: ${words}`);
+      for (const i of words) assert.equal(line(i), 1 + c, `CPU ${c}: word ${i}`);
+    }
     assert.ok(line(sh.stockIndex(1)) > line(MM_RSS), 'not on the line of RSS');
     assert.equal(ff.tryFault(BASE, true), true);
     assert.deepEqual([rssWord(t), stock(t, 1), t.mm.rss], [CHARGE_BATCH, CHARGE_BATCH - 1, 1]);

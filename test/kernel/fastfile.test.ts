@@ -12,7 +12,7 @@ import type { MktmeKey } from '../../kernel/keys.js';
 import { allocFilePage, freeFilePages, pinPage } from '../../kernel/memory.js';
 import { setVmaKey } from '../../kernel/mprotect.js';
 import { PG_ALLOCATED, PG_FILE, PG_SECRET, PG_UNEVICTABLE, PG_UNMOVABLE } from '../../kernel/page_alloc.js';
-import { PTE_DIRTY, PTE_PINNED, PTE_PRESENT, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
+import { PTE_DIRTY, PTE_PINNED, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 import { BASE, PAGE, addKey, boot, fastCpu, runCpus, settle } from './util.js';
@@ -262,6 +262,146 @@ describe('file pages on the faulting CPU', () => {
     assert.equal(k.machine.engine.counters.get('alias_conflicts'), 0);
     k.exit(t);
     assert.deepEqual([k.alloc.freeFrames(), k.alloc.nrPinned, k.keys.pageRefs[key.keyid]], [464, 0, 0]);
+    done();
+  });
+
+  it("a page offset whose index leaf the kernel's budget left for later traps; the kernel's next entry builds it", () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const { file, fd } = openFile(k, t, fileOps(0));
+    mapFile(k, t, fd, 16 * 1024); // 16 leaves of page offsets, and 16 of PTEs
+    const ff = fastCpu(k, t);
+    // a publish builds 16 tables: the directory and 15 leaves; the PTE tables are all there
+    assert.equal(ff.tryFault(BASE + (14 * 1024 + 3) * PAGE, true), true);
+    assert.equal(file.pages.get(14 * 1024 + 3), pfnAt(k, t, BASE + (14 * 1024 + 3) * PAGE));
+    assert.equal(ff.tryFault(BASE + (15 * 1024 + 5) * PAGE, true), false, 'no leaf for offsets 15360..16383 yet');
+    settle(k, t);
+    assert.equal(ff.tryFault(BASE + (15 * 1024 + 6) * PAGE, true), true);
+    assert.equal(file.pages.get(15 * 1024 + 6), pfnAt(k, t, BASE + (15 * 1024 + 6) * PAGE));
+    assert.deepEqual([ff.handled, ff.passed], [2, 1]);
+    done();
+  });
+
+  it("a whole-page store's first touch of a fresh page stores its data in place of the zeroing; a page the file has gets no store from the fault", () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const key = addKey(k, t);
+    const { fd } = openFile(k, t, fileOps(0), key);
+    mapFile(k, t, fd, 2);
+    mapFile(k, t, fd, 1, BASE + 8 * PAGE);
+    const ff = fastCpu(k, t);
+    const data = new Uint8Array(PAGE).fill(0x5a);
+    assert.equal(ff.tryFault(BASE, true, data, 0), true);
+    assert.equal(ff.filled, true, 'the fresh page got the data');
+    const out = new Uint8Array(PAGE);
+    assert.equal(k.machine.engine.read(pfnAt(k, t, BASE) as Pfn, key.keyid, out), true);
+    assert.ok(out.every((b) => b === 0x5a));
+    assert.equal(ff.tryFault(BASE + 8 * PAGE, true, new Uint8Array(PAGE).fill(1), 0), true);
+    assert.equal(ff.filled, false, 'offset 0 was there: the store is the access’s to make');
+    assert.equal(k.machine.engine.read(pfnAt(k, t, BASE) as Pfn, key.keyid, out), true);
+    assert.ok(out.every((b) => b === 0x5a), 'and the fault wrote nothing');
+    done();
+  });
+
+  it('a read-only shared mapping gets read-only PTEs, and a write to it traps (the kernel answers SIGSEGV)', () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const { fd } = openFile(k, t, fileOps(0));
+    assert.equal(k.syscall(t, NR.mmap, BASE, 2 * PAGE, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0), BASE);
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(BASE, false), true);
+    assert.equal(k.pool.get(t.mm.pgd, BASE) & PTE_WRITE, 0);
+    assert.equal(ff.tryFault(BASE + PAGE, true), false);
+    assert.equal(k.fault(t, BASE + PAGE, true), -E.EFAULT);
+    // writable: writable PTEs
+    mapFile(k, t, fd, 1, BASE + 8 * PAGE);
+    assert.equal(ff.tryFault(BASE + 8 * PAGE, false), true);
+    assert.equal(k.pool.get(t.mm.pgd, BASE + 8 * PAGE) & (PTE_WRITE | PTE_DIRTY), PTE_WRITE, 'writable, not dirty: a read');
+    done();
+  });
+
+  it('two CPUs fault the same address: the loser finds the page cache filled and the PTE there, gives its frame back, and retries the access', () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const { file, fd } = openFile(k, t, fileOps(PG_UNEVICTABLE | PG_UNMOVABLE));
+    mapFile(k, t, fd, 1);
+    const real = k.machine.engine;
+    const other = fastCpu(k, t, 2);
+    const engine = {
+      flush: (pfn: Pfn) => real.flush(pfn),
+      zero: (pfn: Pfn, kid: number) => {
+        real.zero(pfn, kid);
+        assert.equal(other.tryFault(BASE, true), true, 'CPU 2 takes the page and maps it');
+      },
+    } as unknown as MemoryEncryptionEngine;
+    const ff = fastCpu(k, t, 1, engine);
+    const list = k.alloc.map.pcpCount(1);
+    assert.equal(ff.tryFault(BASE, true), true, 'the access is retried');
+    assert.deepEqual([ff.handled, ff.passed], [1, 0]);
+    assert.equal(pfnAt(k, t, BASE), file.pages.get(0));
+    assert.equal(k.alloc.map.pcpCount(1), list);
+    settle(k, t);
+    assert.deepEqual([t.mm.filePages, t.mm.rss, k.alloc.nrPinned, k.counters.get('faults'), k.keys.pageRefs[0]], [1, 0, 1, 1, 0]);
+    done();
+  });
+
+  it("a file mapping whose KeyID is not its file's (a key stacked on it) traps: the page must get the file's", () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const { fd } = openFile(k, t, fileOps(0));
+    mapFile(k, t, fd, 2);
+    const key = addKey(k, t);
+    setVmaKey(t.mm.vmas.find(BASE)!, key);
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(BASE, true), false);
+    assert.equal(k.fault(t, BASE, true), 0);
+    const pte = k.pool.get(t.mm.pgd, BASE);
+    assert.deepEqual([pteKeyid(pte), k.alloc.keyid[ptePfn(pte)]], [key.keyid, 0], 'the kernel maps the file’s page through the VMA’s KeyID');
+    done();
+  });
+
+  it("the kernel charges a file's page to the mm a CPU of it claimed the file for only when the kernel takes that mm, not another's", () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
+    const a = k.spawn(), b = k.spawn();
+    const x = openFile(k, b, fileOps(0));
+    const y = openFile(k, a, fileOps(0));
+    y.file.get();
+    const yB = b.installFd(y.file);
+    mapFile(k, a, y.fd, 1);
+    mapFile(k, b, x.fd, 1);
+    mapFile(k, b, yB, 1, BASE + 8 * PAGE);
+    const cpuA = fastCpu(k, a, 1), cpuB = fastCpu(k, b, 2);
+    assert.equal(cpuA.tryFault(BASE, true), true, 'A claims y');
+    assert.equal(cpuB.tryFault(BASE, true), true, 'B claims x');
+    settle(k, b);
+    assert.deepEqual([x.file.charged, y.file.charged], [b.mm, null], 'y is A’s, though B maps it too');
+    settle(k, a);
+    assert.equal(y.file.charged, a.mm);
+    done();
+  });
+
+  it("the kernel faulting a file's page for a mm whose CPU puts one in first (a guest's fault, say) uses the CPU's page and gives its own back", async () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const { file, fd } = openFile(k, t, fileOps(PG_UNEVICTABLE | PG_UNMOVABLE));
+    mapFile(k, t, fd, 2);
+    const ff = fastCpu(k, t);
+    assert.equal(ff.tryFault(BASE + PAGE, true), true); // the claim: t's
+    settle(k, t);
+    const real = k.machine.engine.zero.bind(k.machine.engine);
+    const free = k.alloc.freeFrames();
+    const { mock } = await import('node:test');
+    const zero = mock.method(k.machine.engine, 'zero', (pfn: Pfn, kid: number) => {
+      real(pfn, kid);
+      zero.mock.restore();
+      assert.equal(ff.tryFault(BASE, true), true, 'the CPU takes offset 0 meanwhile');
+    });
+    // not under t's write lock, as KVM faults guest_memfd pages for a VMM while its CPUs run
+    const pfn = allocFilePage(k, file, 0, null, t.mm);
+    assert.equal(pfn, file.pages.get(0));
+    assert.equal(pfn, pfnAt(k, t, BASE), "the CPU's page");
+    settle(k, t);
+    assert.deepEqual([t.mm.filePages, k.alloc.freeFrames()], [2, free - 1], 'one page charged for offset 0, one frame taken');
     done();
   });
 });

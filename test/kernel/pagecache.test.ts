@@ -45,6 +45,7 @@ describe('page cache index', () => {
     const pc = new PageCache(p);
     pc.set(INDEX_PAGES, 1).set(3, 2).set(1024 + 3, 3);
     assert.deepEqual([pc.get(INDEX_PAGES), pc.get(3), pc.get(1027)], [1, 2, 3]);
+    assert.equal(pc.claimant(), 0, 'the first offset past the index is no leaf of the directory’s claim word');
     assert.notEqual(pc.dir, 0, 'the last table became the directory');
     assert.deepEqual([p.words[pc.dir * 1024], p.words[pc.dir * 1024 + 1]], [0, 0], 'and no leaf was left for 3 or 1027');
     other.clear(); // two tables come free
@@ -61,6 +62,9 @@ describe('page cache index', () => {
     assert.equal(pc.build(0, 3000, 16), 0, 'all there');
     assert.equal(pc.build(3000, 6000, 1), 1, 'one, as the budget says');
     assert.equal(pc.build(INDEX_PAGES, INDEX_PAGES + 5, 16), 0, 'none past the index');
+    const q = new PageCache(p);
+    assert.equal(q.build(2000, 2000, 16), 0, 'nor for an empty range');
+    assert.equal(q.dir, 0);
   });
 
   it('the claim: the first mm to claim the file has it, before and after the directory exists', () => {
