@@ -15,7 +15,7 @@ import { PG_ALLOCATED, PG_FILE, PG_SECRET, PG_UNEVICTABLE, PG_UNMOVABLE } from '
 import { PTE_DIRTY, PTE_PINNED, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
-import { BASE, PAGE, addKey, boot, fastCpu, runCpus, settle } from './util.js';
+import { BASE, PAGE, addKey, boot, fastCpu, mapAnon, runCpus, settle, touch } from './util.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const PINNED_SECRET = PG_UNEVICTABLE | PG_UNMOVABLE | PG_SECRET;
@@ -402,6 +402,25 @@ describe('file pages on the faulting CPU', () => {
     assert.equal(pfn, pfnAt(k, t, BASE), "the CPU's page");
     settle(k, t);
     assert.deepEqual([t.mm.filePages, k.alloc.freeFrames()], [2, free - 1], 'one page charged for offset 0, one frame taken');
+    done();
+  });
+
+  it("a kernel entry builds index tables for the mm's file mappings in address order, 16 in all: a mapping past the budget traps until a later entry reaches it", () => {
+    const { k, done } = boot({ nrCpus: 2, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const high = BASE + 64 * 1024 * PAGE;
+    mapAnon(k, t, 1, high); // a page table at `high` (it outlives the mapping)
+    touch(k, t, high, 1);
+    assert.equal(k.syscall(t, NR.munmap, high, PAGE), 0);
+    const a = openFile(k, t, fileOps(0)), b = openFile(k, t, fileOps(0));
+    mapFile(k, t, a.fd, 40 * 1024); // 40 leaves of page offsets, below `high`
+    const ff = fastCpu(k, t); // (its entry: the first 16 of them)
+    mapFile(k, t, b.fd, 1, high); // this entry: 16 more of a's, none for b
+    assert.equal(b.file.pages.dir, 0);
+    assert.equal(ff.tryFault(high, true), false);
+    settle(k, t); // a's last 9 leaves, then b's directory and leaf
+    assert.notEqual(b.file.pages.dir, 0);
+    assert.equal(ff.tryFault(high + 8, true), true);
     done();
   });
 });
