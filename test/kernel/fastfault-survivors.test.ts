@@ -7,7 +7,6 @@
 // real one could come in.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, mock } from 'node:test';
-import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import { getDesign } from '../../interfaces/registry.js';
 import {
   CHARGE_BATCH,
@@ -28,7 +27,7 @@ import { PTE_ACCESSED, PTE_DIRTY, PTE_PRESENT, PTE_WRITE, mkPte, ptePfn } from '
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
 import { VM_LOCKED } from '../../kernel/vma.js';
-import { BASE, PAGE, boot, fastCpu, fastFaultOn, runOn, settle } from './util.js';
+import { BASE, PAGE, boot, fastCpu, fastFaultOn, runOn, settle, zeroThen } from './util.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const LEAF_SPAN = 1024 * PAGE; // one leaf table: 4 MiB
@@ -367,14 +366,10 @@ describe('fast faults: per-CPU frames and LRU batches', () => {
     const real = k.machine.engine;
     let theirs = -1;
     // the other CPU wins between our PTE check and our compare-and-exchange (during our zeroing)
-    const engine = {
-      flush: (pfn: never) => real.flush(pfn),
-      zero: (pfn: never, keyid: number) => {
-        real.zero(pfn, keyid);
-        theirs = k.alloc.alloc(0);
-        Atomics.store(k.pool.words, k.pool.pteIndex(t.mm.pgd, BASE), mkPte(theirs, 0, PTE_PRESENT | PTE_WRITE));
-      },
-    } as unknown as MemoryEncryptionEngine;
+    const engine = zeroThen(k, () => {
+      theirs = k.alloc.alloc(0);
+      Atomics.store(k.pool.words, k.pool.pteIndex(t.mm.pgd, BASE), mkPte(theirs, 0, PTE_PRESENT | PTE_WRITE));
+    });
     const ff = fastCpu(k, t, 1, engine);
     const list = k.alloc.map.pcpCount(1);
     const flushed = real.counters.get('clflush_lines');
@@ -578,14 +573,9 @@ describe('fast faults: the tallies and the mm lock word', () => {
     mmapAt(k, t, BASE, 4 * PAGE);
     const L = t.mm.shared.i32;
     let kernelArrives = false;
-    const real = k.machine.engine;
-    const engine = {
-      flush: (pfn: never) => real.flush(pfn),
-      zero: (pfn: never, keyid: number) => {
-        real.zero(pfn, keyid);
-        if (kernelArrives) Atomics.or(L, MM_LOCK, MM_WRITER); // the kernel takes the mm while we are inside
-      },
-    } as unknown as MemoryEncryptionEngine;
+    const engine = zeroThen(k, () => {
+      if (kernelArrives) Atomics.or(L, MM_LOCK, MM_WRITER); // the kernel takes the mm while we are inside
+    });
     const ff = fastCpu(k, t, 1, engine);
     const wakes: number[] = [];
     const realNotify = Atomics.notify;

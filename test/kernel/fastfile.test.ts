@@ -4,7 +4,6 @@
 // secretmem and guest_memfd do), its fault the one the CPU must match.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
 import type { Pfn } from '../../hardware/types.js';
 import { E } from '../../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from '../../kernel/kernel.js';
@@ -15,7 +14,7 @@ import { PG_ALLOCATED, PG_FILE, PG_SECRET, PG_UNEVICTABLE, PG_UNMOVABLE } from '
 import { PTE_DIRTY, PTE_PINNED, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
 import { NR } from '../../kernel/syscalls.js';
 import { MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '../../kernel/uapi.js';
-import { BASE, PAGE, addKey, boot, fastCpu, mapAnon, runCpus, settle, touch } from './util.js';
+import { BASE, PAGE, addKey, boot, fastCpu, mapAnon, runCpus, settle, touch, zeroThen } from './util.js';
 
 const RW = PROT_READ | PROT_WRITE;
 const PINNED_SECRET = PG_UNEVICTABLE | PG_UNMOVABLE | PG_SECRET;
@@ -184,18 +183,13 @@ describe('file pages on the faulting CPU', () => {
     const { file, fd } = openFile(k, t, fileOps(PG_UNEVICTABLE | PG_UNMOVABLE), key);
     mapFile(k, t, fd, 1); // page offset 0 at BASE
     mapFile(k, t, fd, 1, BASE + 8 * PAGE); // and again at BASE + 8 pages
-    const real = k.machine.engine;
     const other = fastCpu(k, t, 2);
     let ours = -1;
     // CPU 2 faults offset 0 in through the other mapping while CPU 1 zeroes its frame
-    const engine = {
-      flush: (pfn: Pfn) => real.flush(pfn),
-      zero: (pfn: Pfn, kid: number) => {
-        real.zero(pfn, kid);
-        ours = pfn;
-        assert.equal(other.tryFault(BASE + 8 * PAGE, true), true, 'CPU 2 takes the page');
-      },
-    } as unknown as MemoryEncryptionEngine;
+    const engine = zeroThen(k, (pfn) => {
+      ours = pfn;
+      assert.equal(other.tryFault(BASE + 8 * PAGE, true), true, 'CPU 2 takes the page');
+    });
     const ff = fastCpu(k, t, 1, engine);
     const list = k.alloc.map.pcpCount(1);
     assert.equal(ff.tryFault(BASE, true), true);
@@ -325,15 +319,8 @@ describe('file pages on the faulting CPU', () => {
     const t = k.spawn();
     const { file, fd } = openFile(k, t, fileOps(PG_UNEVICTABLE | PG_UNMOVABLE));
     mapFile(k, t, fd, 1);
-    const real = k.machine.engine;
     const other = fastCpu(k, t, 2);
-    const engine = {
-      flush: (pfn: Pfn) => real.flush(pfn),
-      zero: (pfn: Pfn, kid: number) => {
-        real.zero(pfn, kid);
-        assert.equal(other.tryFault(BASE, true), true, 'CPU 2 takes the page and maps it');
-      },
-    } as unknown as MemoryEncryptionEngine;
+    const engine = zeroThen(k, () => assert.equal(other.tryFault(BASE, true), true, 'CPU 2 takes the page and maps it'));
     const ff = fastCpu(k, t, 1, engine);
     const list = k.alloc.map.pcpCount(1);
     assert.equal(ff.tryFault(BASE, true), true, 'the access is retried');

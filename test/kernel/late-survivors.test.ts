@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, mock } from 'node:test';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
-import { asPfn, type Pfn } from '../../hardware/types.js';
+import { asPfn } from '../../hardware/types.js';
 import { UserCpu } from '../../kernel/cpu.js';
 import { type FastFault, enableFastFaults } from '../../kernel/fastfault.js';
 import type { Kernel, Task } from '../../kernel/kernel.js';
@@ -27,7 +27,7 @@ import {
   PROT_WRITE,
 } from '../../kernel/uapi.js';
 import { E } from '../../kernel/errno.js';
-import { BASE, PAGE, addKey, boot, fastFaultOn, mapAnon } from './util.js';
+import { BASE, PAGE, addKey, boot, fastFaultOn, mapAnon, zeroThen } from './util.js';
 
 const fill = (v: number, n = 8) => new Uint8Array(n).fill(v);
 
@@ -182,14 +182,10 @@ describe('fast faults: a keyed page another CPU installs first', () => {
     const other = fastCpu(k, t, 2);
     let ours = -1;
     // CPU 2 faults the same page in while CPU 1 zeroes its frame (between CPU 1's PTE check and its compare-and-exchange)
-    const engine = {
-      flush: (pfn: Pfn) => real.flush(pfn),
-      zero: (pfn: Pfn, kid: number) => {
-        real.zero(pfn, kid);
-        ours = pfn;
-        assert.equal(other.tryFault(BASE, true), true, 'CPU 2 installs the page');
-      },
-    } as unknown as MemoryEncryptionEngine;
+    const engine = zeroThen(k, (pfn) => {
+      ours = pfn;
+      assert.equal(other.tryFault(BASE, true), true, 'CPU 2 installs the page');
+    });
     const ff = fastCpu(k, t, 1, engine);
     const list = k.alloc.map.pcpCount(1);
     assert.equal(k.keys.pageRefs[keyid], 0);

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MemoryEncryptionEngine } from '../../hardware/engine.js';
+import type { Pfn } from '../../hardware/types.js';
 import { Machine } from '../../hardware/machine.js';
 import { FastFault, enableFastFaults, mmWriteLock, mmWriteUnlock } from '../../kernel/fastfault.js';
 import { ALL_FEATURES, Kernel, type KernelConfig, type KernelFeatures, type Task } from '../../kernel/kernel.js';
@@ -181,4 +182,21 @@ export async function runCpus(k: Kernel, t: Task, jobs: number[][], fast: boolea
     await server.stop();
     await Promise.all(workers.map((w) => w.terminate()));
   }
+}
+
+/**
+ * The machine's engine, but whose zero() runs `meanwhile` (with the frame it
+ * zeroed) right after zeroing: where "the other CPU" or "the kernel" may come
+ * in, between a fast fault's checks and its compare-and-exchange. A CPU that
+ * only flushes and zeroes needs no more of the engine.
+ */
+export function zeroThen(k: Kernel, meanwhile: (pfn: number) => void): MemoryEncryptionEngine {
+  const real = k.machine.engine;
+  return {
+    flush: (pfn: Pfn) => real.flush(pfn),
+    zero: (pfn: Pfn, keyid: number) => {
+      real.zero(pfn, keyid);
+      meanwhile(pfn);
+    },
+  } as unknown as MemoryEncryptionEngine;
 }
