@@ -19,10 +19,11 @@
 // lies in shared memory (pagecache.ts); a page that is not there it takes as
 // above, but charged as a file page, prepared through the file's KeyID and
 // inserted in the page cache by compare-and-exchange (the loser of a race
-// maps the winner's page), with no LRU (such pages are unevictable). Only
-// the mm the file's pages are charged to faults them so, which keeps every
-// change to the file's pages other than an insertion under that mm's write
-// lock (pagecache.ts, locking contract).
+// maps the winner's page), with no LRU (such pages are unevictable). A page
+// the file lacks a CPU takes only for the mm the file's pages are charged
+// to (claiming the file for its mm if none has it yet); a page the file has
+// any mm's CPU maps. Pages leave a file only under the write lock of every
+// mm that maps it (pagecache.ts, locking contract).
 //
 // Anything else (no VMA, no permission, a locked or pinned anonymous VMA, a
 // file that does not allow it or a page offset past the file, a PTE that is
@@ -232,7 +233,7 @@ function fastAnonVma(k: Kernel, flags: number, keyid: number): boolean {
 function fastFileVma(vma: Vma): FastFileFault | null {
   const f = vma.file as OpenFile;
   if (f.ops.fastFault === undefined || !(vma.flags & VM_SHARED) || vma.keyid !== (f.key?.keyid ?? 0)) return null;
-  return f.ops.fastFault(f, vma);
+  return f.ops.fastFault(f);
 }
 
 /** The files CPUs claimed for mm are charged to it (OpenFile.charged). Kernel only, under the write lock. */
@@ -537,13 +538,7 @@ export class FastFault {
     const pte = mkPte(pfn, keyid, pageProt((fl & VM_WRITE) !== 0) | (write ? PTE_DIRTY : 0));
     if (Atomics.compareExchange(w, i, 0, pte) !== 0) {
       // another CPU faulted the page in first: undo, and retry the access
-      if (filled) c.engine.unfill(asPfn(pfn), keyid);
-      if (keyid !== 0) {
-        c.engine.flush(asPfn(pfn));
-        Atomics.sub(c.keyPageRefs, keyid, 1);
-      }
-      c.map.pcpUndo(c.cpu, pfn);
-      L[st]++;
+      this.giveBack(pfn, keyid, filled);
       return true;
     }
     const n = s.f64[b];
@@ -552,6 +547,22 @@ export class FastFault {
     c.counters[c.faultsIndex]++;
     this.filled = filled;
     return true;
+  }
+
+  /**
+   * Undo the taking of frame pfn, prepared through keyid (and filled), that
+   * lost a race: its key reference, its lines under the key, the frame to
+   * this CPU's list, the charge to its stock.
+   */
+  private giveBack(pfn: number, keyid: number, filled: boolean): void {
+    const c = this.c;
+    if (filled) c.engine.unfill(asPfn(pfn), keyid);
+    if (keyid !== 0) {
+      c.engine.flush(asPfn(pfn));
+      Atomics.sub(c.keyPageRefs, keyid, 1);
+    }
+    c.map.pcpUndo(c.cpu, pfn);
+    c.mm.i32[this.stock]++;
   }
 
   /**
@@ -627,14 +638,8 @@ export class FastFault {
       have = Atomics.compareExchange(w, slot, 0, pfn + 1);
       if (have !== 0) {
         // another CPU put the page in first: undo, and map that one
-        if (filled) c.engine.unfill(asPfn(pfn), keyid);
+        this.giveBack(pfn, keyid, filled);
         filled = false;
-        if (keyid !== 0) {
-          c.engine.flush(asPfn(pfn));
-          Atomics.sub(c.keyPageRefs, keyid, 1);
-        }
-        c.map.pcpUndo(c.cpu, pfn);
-        L[this.stock]++;
       } else {
         have = pfn + 1;
         L[this.filePages]++;

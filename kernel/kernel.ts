@@ -166,16 +166,17 @@ export interface FileOps {
   release(k: Kernel, file: OpenFile): void;
   /**
    * May worker CPUs fault this file's pages themselves, through a shared
-   * mapping in the mm the file's pages are charged to (fastfault.ts)? null:
-   * no, every fault traps. Else what `fault` would do for a page it does not
-   * have, which the CPU then does: allocate it charged to that mm, prepare it
-   * through the VMA's KeyID, give it PG_FILE and `flags` (PG_UNEVICTABLE: a
-   * pinned page, mapped PTE_PINNED; PG_SECRET: removed from the direct map,
-   * counted in direct_map_removed), and insert it in the page cache. `pages`:
-   * the page offsets a fault may reach; past them `fault` refuses (SIGBUS).
-   * Asked whenever the kernel republishes the mm's VMAs for the CPUs.
+   * mapping (fastfault.ts)? null: no, every fault traps. Else what `fault`
+   * would do for a page it does not have, which a CPU of the mm the file is
+   * charged to (or claims it for, pagecache.ts) then does: allocate it
+   * charged to that mm, prepare it through the VMA's KeyID, give it PG_FILE
+   * and `flags` (PG_UNEVICTABLE: a pinned page, mapped PTE_PINNED;
+   * PG_SECRET: removed from the direct map, counted in direct_map_removed),
+   * and insert it in the page cache. `pages`: the page offsets a fault may
+   * reach; past them `fault` refuses (SIGBUS). Asked whenever the kernel
+   * republishes the mm's VMAs for the CPUs.
    */
-  fastFault?(file: OpenFile, vma: Vma): FastFileFault | null;
+  fastFault?(file: OpenFile): FastFileFault | null;
 }
 
 /** What FileOps.fastFault allows the CPUs. */

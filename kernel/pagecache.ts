@@ -200,10 +200,6 @@ export class PageCache {
     return out;
   }
 
-  [Symbol.iterator](): IterableIterator<[number, number]> {
-    return this.entries()[Symbol.iterator]();
-  }
-
   values(): IterableIterator<number> {
     return this.entries()
       .map((e) => e[1])
