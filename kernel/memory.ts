@@ -252,8 +252,7 @@ export function allocFilePage(k: Kernel, file: OpenFile, pgoff: number, key: Mkt
   if (now !== pfn) {
     // a worker CPU faulted the page in first (pagecache.ts): use its page
     if (charge !== null) charge.filePages--;
-    freeEncryptedPage(k, pfn);
-    k.alloc.release(pfn);
+    freePage(k, pfn);
   }
   return now;
 }

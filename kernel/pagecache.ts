@@ -12,9 +12,9 @@
 //         mm by compare-and-exchange, as the kernel's first fault does
 //   leaf  word i: the frame of page offset 1024 j + i, plus 1; 0 for none
 //
-// That covers INDEX_PAGES page offsets (almost 4 GiB of file). Offsets past it, and
-// any whose leaf the pool had no table for, live in a Map that only the
-// kernel thread reads; CPUs trap on those (a missing leaf says so).
+// That covers INDEX_PAGES page offsets (almost 4 GiB of file). Offsets past
+// it, and any whose leaf the pool had no table for, live in a Map that only
+// the kernel thread reads; CPUs trap on those (a missing leaf says so).
 //
 // Locking contract:
 // - Only the kernel makes tables, and only the kernel removes pages or frees
@@ -28,12 +28,13 @@
 //   allocFilePage), so a file's pages are charged to one mm, as before.
 // - Kernel and CPUs insert a page by compare-and-exchange from 0, and the
 //   loser of a race gives its frame back and maps the winner's. The kernel
-//   races the CPUs only where it faults a file's page for another mm than
-//   the one it charges (KVM's guest faults on guest_memfd), as two CPUs
-//   race in shmem_add_to_page_cache.
+//   races the CPUs only where it faults a file's page under the write lock
+//   of another mm than theirs (KVM's guest faults on a VMM's guest_memfd,
+//   under the guest's mm), as two CPUs race in shmem_add_to_page_cache.
 // - A table pointer is written once (0 -> slot) before the kernel lets CPUs
-//   in (publishVmas, under the write lock), and cleared only at clear(), so
-//   CPUs read it with a plain load, as they read page-table pointers.
+//   in (publishVmas, under the write lock), and the tables go back to the
+//   pool only at clear(), when nothing maps the file: CPUs read the pointers
+//   with a plain load, as they read page-table pointers.
 import type { PageTablePool } from './pgtable.js';
 
 const ENTRIES = 1024;
