@@ -345,6 +345,7 @@ export function mmWriteLock(k: Kernel, mm: MmStruct): void {
   }
   // the stocks go back (drain_all_stock): rss is exact while the kernel holds the mm
   let pinned = 0;
+  let claimed = false;
   for (let c = 0; c < s.nrCpus; c++) {
     const st = s.stockIndex(c);
     if (L[st] !== 0) {
@@ -364,9 +365,10 @@ export function mmWriteLock(k: Kernel, mm: MmStruct): void {
     const ci = s.claimedIndex(c);
     if (L[ci] !== 0) {
       L[ci] = 0;
-      settleClaims(mm);
+      claimed = true;
     }
   }
+  if (claimed) settleClaims(mm); // one scan of the VMAs, however many CPUs claimed
   if (pinned > 0) {
     // no page a CPU pinned has been unpinned since: it is still mapped, so
     // the count now is the highest it reached (pinned_pages, as pinPage)
