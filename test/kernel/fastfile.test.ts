@@ -9,6 +9,7 @@ import { E } from '../../kernel/errno.js';
 import { type FileOps, type Kernel, OpenFile, type Task } from '../../kernel/kernel.js';
 import type { MktmeKey } from '../../kernel/keys.js';
 import { allocFilePage, freeFilePages, pinPage } from '../../kernel/memory.js';
+import { mmWriteLock, mmWriteUnlock } from '../../kernel/fastfault.js';
 import { setVmaKey } from '../../kernel/mprotect.js';
 import { PG_ALLOCATED, PG_FILE, PG_SECRET, PG_UNEVICTABLE, PG_UNMOVABLE } from '../../kernel/page_alloc.js';
 import { PTE_DIRTY, PTE_PINNED, PTE_PRESENT, PTE_WRITE, ptePfn, pteKeyid } from '../../kernel/pgtable.js';
@@ -408,6 +409,33 @@ describe('file pages on the faulting CPU', () => {
     settle(k, t); // a's last 9 leaves, then b's directory and leaf
     assert.notEqual(b.file.pages.dir, 0);
     assert.equal(ff.tryFault(high + 8, true), true);
+    done();
+  });
+
+  it("the kernel settles its CPUs' claims with one look at the mm's VMAs, however many CPUs claimed, and with none when no CPU did", () => {
+    const { k, done } = boot({ nrCpus: 3, nodeFrames: [160, 64] });
+    const t = k.spawn();
+    const x = openFile(k, t, fileOps(0)), y = openFile(k, t, fileOps(0));
+    mapFile(k, t, x.fd, 1);
+    mapFile(k, t, y.fd, 1, BASE + 8 * PAGE);
+    const cpu1 = fastCpu(k, t, 1), cpu2 = fastCpu(k, t, 2);
+    // count the kernel's reads of the VMA list while it takes the mm (publishing them at unlock is not counted)
+    const list = t.mm.vmas.vmas;
+    let reads = 0;
+    Object.defineProperty(t.mm.vmas, 'vmas', { get: () => (reads++, list), configurable: true });
+    const lookedAt = (): number => {
+      reads = 0;
+      mmWriteLock(k, t.mm);
+      const n = reads;
+      mmWriteUnlock(k, t.mm);
+      return n;
+    };
+    assert.equal(lookedAt(), 0, 'no claim: no look');
+    assert.equal(cpu1.tryFault(BASE, true), true, 'CPU 1 claims x');
+    assert.equal(cpu2.tryFault(BASE + 8 * PAGE, true), true, 'CPU 2 claims y');
+    assert.equal(lookedAt(), 1);
+    assert.deepEqual([x.file.charged, y.file.charged], [t.mm, t.mm]);
+    assert.equal(lookedAt(), 0, 'settled: no look again');
     done();
   });
 });
