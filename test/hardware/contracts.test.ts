@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { inspect } from 'node:util';
 import { COST_MEANING, COST_NAMES, DEFAULT_COSTS, checkCostTable } from '../../hardware/costs.js';
-import { PerCpuCounters } from '../../hardware/counters.js';
+import { PerCpuCounters, rowStride } from '../../hardware/counters.js';
 import { KeyProgram, type KeyProgramCmd } from '../../hardware/engine.js';
 import { Machine } from '../../hardware/machine.js';
 import { PhysicalMemory } from '../../hardware/memory.js';
@@ -105,6 +105,28 @@ describe('per-CPU counters', () => {
     assert.deepEqual(c.snapshot(), { a: 2, b: 6 });
     c.reset();
     assert.deepEqual(c.snapshot(), { a: 0, b: 0 });
+  });
+
+  it('no two rows share a 64-byte line, wherever the 16-byte aligned buffer begins', () => {
+    for (const names of [1, 2, 7, 8, 9, 25]) {
+      const c = PerCpuCounters.create(Array.from({ length: names }, (_, i) => `c${i}`), 3);
+      const rows = [0, 1, 2].map((cpu) => c.row(cpu));
+      for (const r of rows) assert.equal(r.length, names);
+      assert.equal(rows[1].byteOffset - rows[0].byteOffset, rowStride(names) * 8);
+      assert.equal(rows[0].buffer.byteLength, 3 * rowStride(names) * 8);
+      for (const base of [0, 16, 32, 48])
+        for (let cpu = 0; cpu + 1 < rows.length; cpu++) {
+          const lastLine = Math.floor((base + rows[cpu].byteOffset + names * 8 - 1) / 64);
+          const nextLine = Math.floor((base + rows[cpu + 1].byteOffset) / 64);
+          assert.ok(lastLine < nextLine, `${names} counters, base ${base}: rows ${cpu} and ${cpu + 1} share line ${lastLine}`);
+        }
+      // each row adds to its own counters only, the last CPU's too
+      rows[2][names - 1] += 3;
+      rows[0][0] += 1;
+      assert.equal(c.get(`c${names - 1}`), 3 + (names === 1 ? 1 : 0));
+      assert.equal(c.get('c0'), 1 + (names === 1 ? 3 : 0));
+    }
+    assert.deepEqual([1, 7, 8, 9, 25].map(rowStride), [16, 16, 16, 24, 40]);
   });
 });
 
