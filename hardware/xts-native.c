@@ -793,14 +793,15 @@ static napi_value yield_cpu(napi_env env, napi_callback_info info)
 /*
  * schedstat(out): the calling thread's time on a host CPU and its time
  * runnable but waiting for one (on a runqueue), in ns, into out[0] and
- * out[1]; false where the host does not say (not Linux, or a kernel without
- * CONFIG_SCHED_INFO). Linux keeps both per task in /proc/<pid>/task/<tid>/
- * schedstat, the first two of its three numbers (Documentation/scheduler/
- * sched-stats.rst). kernel/backoff.ts divides the second by their sum over
- * windows: how much of its runnable time a thread of the simulator waited
- * for a CPU, which says whether the host has a CPU free for every one of
- * them. Each thread keeps its own file open (pread at 0 reads it anew) for
- * as long as it lives: the simulator's threads live as long as the process.
+ * out[1], and where out has room, how many times it was put on a CPU into
+ * out[2]; false where the host does not say (not Linux, or a kernel without
+ * CONFIG_SCHED_INFO). Linux keeps the three per task in /proc/<pid>/task/
+ * <tid>/schedstat (Documentation/scheduler/sched-stats.rst). kernel/
+ * backoff.ts takes windows of them: how much of its runnable time a thread
+ * of the simulator waited for a CPU, and how long each wait was, which say
+ * whether the host has a CPU free for every one of them. Each thread keeps
+ * its own file open (pread at 0 reads it anew) for as long as it lives: the
+ * simulator's threads live as long as the process.
  */
 static __thread int sched_fd = -2;
 
@@ -811,7 +812,7 @@ static napi_value schedstat(napi_env env, napi_callback_info info)
 	napi_typedarray_type type;
 	void *data = NULL;
 	char buf[128];
-	unsigned long long run, wait;
+	unsigned long long run, wait, slices;
 	ssize_t got;
 	bool ok = false;
 
@@ -825,9 +826,11 @@ static napi_value schedstat(napi_env env, napi_callback_info info)
 		sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 	if (sched_fd >= 0 && (got = pread(sched_fd, buf, sizeof(buf) - 1, 0)) > 0) {
 		buf[got] = '\0';
-		if (sscanf(buf, "%llu %llu", &run, &wait) == 2) {
+		if (sscanf(buf, "%llu %llu %llu", &run, &wait, &slices) == 3) {
 			((double *)data)[0] = (double)run;
 			((double *)data)[1] = (double)wait;
+			if (n >= 3)
+				((double *)data)[2] = (double)slices;
 			ok = true;
 		}
 	}

@@ -95,7 +95,8 @@ export function hostYield(): (() => void) | null {
 
 /**
  * The calling thread's time on a host CPU and its time runnable but waiting
- * for one, ns, into out[0] and out[1] (Linux's per-thread schedstat; false
+ * for one, ns, into out[0] and out[1], and the times it was put on a CPU
+ * into out[2] where out has room (Linux's per-thread schedstat; false
  * where the host does not keep it), for the spin-waits' view of the host's
  * load (kernel/backoff.ts); null when the addon is not there.
  */

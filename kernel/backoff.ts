@@ -111,6 +111,23 @@
 // Without the addon, or where Linux does not keep schedstat, the regime
 // is the thread count's alone.
 //
+// But a thread that sleeps and is woken waits on the runqueue too, from its
+// wake-up until it runs, and on a VM an idle vCPU takes tens of
+// microseconds to wake (WAKE_MS). In the adaptive regime the threads sleep
+// and are woken at nearly every hand-off, so on a quiet host the hold kept
+// renewing itself once a busy start (V8 compiling on its own threads) had
+// set it. Measured with 1 worker CPU, fault madvise-encrypt, on the quiet
+// 2-vCPU VM: the kernel thread's 100 ms windows waited 18-67% of their
+// runnable time, at 13-106 us a wait (415-765 waits a window), and a
+// round's hand-offs cost 30-34 us (median) instead of 1.5 us, for the whole
+// 1.3 s of the cell; without the probe they fell to 1.5 us once the start
+// was over. With the two busy loops the windows waited 90-98%, at 1.7-3.0
+// ms a wait (the other processes' time slices: 26-56 waits a window). So a
+// window finds the host busy only if its waits were long as well, at least
+// BUSY_MIN_WAIT_MS each on average: the number of waits is schedstat's
+// third figure, the times the thread was put on a CPU. Where the probe does
+// not give it (an addon built before it did), the share alone decides.
+//
 // Measured with the two busy loops, 1 worker CPU (a single-cell script,
 // 1.5 s of rounds): swap plain-mmap 8119 us -> 30.9 us an op, fault
 // plain-mmap 63.6 -> 5.2 us, fault madvise-encrypt 4.9 us. On the quiet VM,
@@ -135,6 +152,13 @@ export const LOAD_WINDOW_MS = 100;
 export const LOAD_MIN_RUNNABLE_MS = 10;
 /** Above this share of its runnable time waiting for a CPU, a thread finds the host busy. */
 export const BUSY_WAIT_SHARE = 0.4;
+/**
+ * ... and only if it waited at least this long, ms, for each time it was put
+ * on a CPU: longer than a wake-up (WAKE_MS, and the 13-106 us measured in
+ * the adaptive regime), shorter than another process's time slice (1.7-3.0
+ * ms measured).
+ */
+export const BUSY_MIN_WAIT_MS = 0.25;
 /** How long every thread then takes the adaptive regime, ms. */
 export const BUSY_HOLD_MS = 500;
 
@@ -146,13 +170,15 @@ export const BUSY_HOLD_MS = 500;
  */
 export class HostLoad {
   private next = -Infinity;
-  private readonly now = new Float64Array(2);
-  private readonly last = new Float64Array(2);
+  /** [ns on a CPU, ns waiting for one, times put on a CPU (0 where the probe does not say)] */
+  private readonly now = new Float64Array(3);
+  private readonly last = new Float64Array(3);
   private have = false;
 
   /**
-   * @param probe the calling thread's ns on a CPU and ns waiting for one
-   * (the addon's schedstat); null: never busy
+   * @param probe the calling thread's ns on a CPU, ns waiting for one and,
+   * where it can, the times it was put on a CPU, into out[0..2] (the
+   * addon's schedstat); null: never busy
    */
   constructor(
     private readonly words: Int32Array,
@@ -182,7 +208,9 @@ export class HostLoad {
     if (this.have) {
       const waited = c[1] - l[1];
       const runnable = c[0] - l[0] + waited;
-      if (runnable >= LOAD_MIN_RUNNABLE_MS * 1e6 && waited > BUSY_WAIT_SHARE * runnable) {
+      // (a probe that does not count leaves both at 0: no waits, so only the share decides)
+      const waits = c[2] - l[2];
+      if (runnable >= LOAD_MIN_RUNNABLE_MS * 1e6 && waited > BUSY_WAIT_SHARE * runnable && waited >= BUSY_MIN_WAIT_MS * 1e6 * waits) {
         const until = this.ms(now) + BUSY_HOLD_MS;
         if (until > Atomics.load(this.words, this.index)) Atomics.store(this.words, this.index, until);
       }

@@ -1,29 +1,40 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
-import { BUSY_HOLD_MS, BUSY_WAIT_SHARE, HostLoad, LOAD_MIN_RUNNABLE_MS, LOAD_WINDOW_MS, Spinner } from '../../kernel/backoff.js';
+import { BUSY_HOLD_MS, BUSY_MIN_WAIT_MS, BUSY_WAIT_SHARE, HostLoad, LOAD_MIN_RUNNABLE_MS, LOAD_WINDOW_MS, Spinner } from '../../kernel/backoff.js';
 import { NEVER_BUSY, Smp } from '../../kernel/smp.js';
 import { hostSchedstat } from '../../hardware/xts-native.js';
 
 const MS = 1e6; // ns
 
 /**
- * A thread's schedstat the test moves on: [ns on a CPU, ns waiting for one].
- * `ok` false: the host does not say.
+ * A thread's schedstat the test moves on: [ns on a CPU, ns waiting for one,
+ * times put on a CPU]. `ok` false: the host does not say; `counts` false:
+ * the probe leaves out[2] alone (an addon built before it gave the count).
  */
-function fakeThread(): { probe: (out: Float64Array) => boolean; run(onCpuMs: number, waitedMs: number): void; calls: () => number; ok: boolean } {
-  let onCpu = 5 * MS, waited = 50 * MS, calls = 0; // a thread that waited most of its life: only windows count
+function fakeThread(): {
+  probe: (out: Float64Array) => boolean;
+  run(onCpuMs: number, waitedMs: number, waits?: number): void;
+  calls: () => number;
+  ok: boolean;
+  counts: boolean;
+} {
+  let onCpu = 5 * MS, waited = 50 * MS, slices = 3, calls = 0; // a thread that waited most of its life: only windows count
   const t = {
     ok: true,
+    counts: true,
     probe: (out: Float64Array) => {
       calls++;
       if (!t.ok) return false;
       out[0] = onCpu;
       out[1] = waited;
+      if (t.counts) out[2] = slices;
       return true;
     },
-    run(onCpuMs: number, waitedMs: number) {
+    /** a window's time on a CPU and waiting, in `waits` waits (by default one: waits as long as a time slice) */
+    run(onCpuMs: number, waitedMs: number, waits = 1) {
       onCpu += onCpuMs * MS;
       waited += waitedMs * MS;
+      slices += waits;
     },
     calls: () => calls,
   };
@@ -67,6 +78,50 @@ describe('backoff.ts: HostLoad, the host as the threads see it', () => {
     assert.equal(none.h.busy(0), false);
     assert.equal(none.h.busy(10 * LOAD_WINDOW_MS), false);
     assert.equal(none.words[1], 0);
+  });
+
+  it('waits as short as wake-ups are not a busy host, however much of the window they fill: each must average BUSY_MIN_WAIT_MS', () => {
+    assert.equal(BUSY_MIN_WAIT_MS, 0.25);
+    const t = fakeThread();
+    const { h, words } = load(t.probe);
+    h.busy(0);
+    // a thread of the adaptive regime on a quiet VM: it sleeps and is woken 600 times a window, 40 us on the runqueue each
+    t.run(40, 24, 600);
+    assert.equal(h.busy(LOAD_WINDOW_MS), false, 'sleeps and wake-ups');
+    t.run(40, 60, 60 / BUSY_MIN_WAIT_MS + 1); // just under the average wait
+    assert.equal(h.busy(2 * LOAD_WINDOW_MS), false);
+    t.run(40, 60, 60 / BUSY_MIN_WAIT_MS); // at it
+    assert.equal(h.busy(3 * LOAD_WINDOW_MS), true);
+    assert.equal(words[1], 3 * LOAD_WINDOW_MS + BUSY_HOLD_MS);
+    // another process's time slices: 30 waits of 2 ms
+    const u = fakeThread();
+    const other = load(u.probe);
+    other.h.busy(0);
+    u.run(40, 60, 30);
+    assert.equal(other.h.busy(LOAD_WINDOW_MS), true);
+    // long waits that are no share of the window do not count either
+    const v = fakeThread();
+    const third = load(v.probe);
+    third.h.busy(0);
+    v.run(60, 40, 4);
+    assert.equal(third.h.busy(LOAD_WINDOW_MS), false);
+  });
+
+  it('a probe that gives no count of waits (an addon built before it did): the share alone decides', () => {
+    const t = fakeThread();
+    t.counts = false;
+    const { h } = load(t.probe);
+    h.busy(0);
+    t.run(40, 24, 600);
+    assert.equal(h.busy(LOAD_WINDOW_MS), false, 'under the share');
+    t.run(40, 60, 600);
+    assert.equal(h.busy(2 * LOAD_WINDOW_MS), true, 'above the share, the waits uncounted');
+    // and a window with no wait put on a CPU (all of it waiting for its first time slice) is busy
+    const v = fakeThread();
+    const third = load(v.probe);
+    third.h.busy(0);
+    v.run(0, 20, 0);
+    assert.equal(third.h.busy(LOAD_WINDOW_MS), true);
   });
 
   it('a probe that fails takes no window: the next one that works is a baseline again', () => {
@@ -153,14 +208,21 @@ describe('backoff.ts: HostLoad, the host as the threads see it', () => {
 
   it("the addon's schedstat: this thread's ns on a CPU grow while it works, and ns waiting is a whole count that never falls", { skip: hostSchedstat() === null ? 'the native addon is not built' : false }, () => {
     const probe = hostSchedstat()!;
-    const a = new Float64Array(2), b = new Float64Array(2);
+    const a = new Float64Array(3).fill(-1), b = new Float64Array(3).fill(-1);
     if (!probe(a)) return; // a host without schedstat: nothing to check
     let x = 0;
     for (let i = 0; i < 20_000_000; i++) x += i & 1;
+    // a sleep: the thread is off its CPU, and put on one again after
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
     assert.equal(probe(b), true);
     assert.equal(x, 10_000_000);
     assert.ok(b[0] > a[0], `on a CPU: ${a[0]} -> ${b[0]} ns`);
     assert.ok(b[1] >= a[1] && Number.isInteger(b[1]) && Number.isInteger(b[0]));
+    assert.ok(a[2] >= 1 && Number.isInteger(a[2]), `times put on a CPU: ${a[2]}`);
+    assert.ok(b[2] > a[2] && Number.isInteger(b[2]), `after a sleep, put on a CPU again: ${a[2]} -> ${b[2]}`);
+    const two = new Float64Array([-1, -1, 7]).subarray(0, 2);
+    assert.equal(probe(two), true);
+    assert.equal(two.buffer instanceof ArrayBuffer && new Float64Array(two.buffer)[2], 7, 'an array of 2 gets 2');
     assert.throws(() => probe(new Float64Array(1)), { name: 'TypeError', message: 'schedstat: expected a Float64Array of at least 2' });
     assert.throws(() => probe(new Uint8Array(16) as unknown as Float64Array), { name: 'TypeError' });
   });
