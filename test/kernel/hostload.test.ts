@@ -46,6 +46,15 @@ function load(probe: ((out: Float64Array) => boolean) | null, words = new Int32A
   return { h: new HostLoad(words, 1, performance.timeOrigin, probe), words };
 }
 
+/** Is the host busy after a fresh thread's first window of onCpuMs on a CPU and waitedMs waiting, in `waits` waits? */
+function firstWindow(onCpuMs: number, waitedMs: number, waits: number): boolean {
+  const t = fakeThread();
+  const { h } = load(t.probe);
+  h.busy(0);
+  t.run(onCpuMs, waitedMs, waits);
+  return h.busy(LOAD_WINDOW_MS);
+}
+
 describe('backoff.ts: HostLoad, the host as the threads see it', () => {
   it('a window in which the thread waited for a CPU more than BUSY_WAIT_SHARE of its runnable time makes the host busy for BUSY_HOLD_MS', () => {
     const t = fakeThread();
@@ -93,18 +102,8 @@ describe('backoff.ts: HostLoad, the host as the threads see it', () => {
     t.run(40, 60, 60 / BUSY_MIN_WAIT_MS); // at it
     assert.equal(h.busy(3 * LOAD_WINDOW_MS), true);
     assert.equal(words[1], 3 * LOAD_WINDOW_MS + BUSY_HOLD_MS);
-    // another process's time slices: 30 waits of 2 ms
-    const u = fakeThread();
-    const other = load(u.probe);
-    other.h.busy(0);
-    u.run(40, 60, 30);
-    assert.equal(other.h.busy(LOAD_WINDOW_MS), true);
-    // long waits that are no share of the window do not count either
-    const v = fakeThread();
-    const third = load(v.probe);
-    third.h.busy(0);
-    v.run(60, 40, 4);
-    assert.equal(third.h.busy(LOAD_WINDOW_MS), false);
+    assert.equal(firstWindow(40, 60, 30), true, "another process's time slices: 30 waits of 2 ms");
+    assert.equal(firstWindow(60, 40, 4), false, 'long waits that are no more than the share of the window');
   });
 
   it('a probe that gives no count of waits (an addon built before it did): the share alone decides', () => {
@@ -116,12 +115,7 @@ describe('backoff.ts: HostLoad, the host as the threads see it', () => {
     assert.equal(h.busy(LOAD_WINDOW_MS), false, 'under the share');
     t.run(40, 60, 600);
     assert.equal(h.busy(2 * LOAD_WINDOW_MS), true, 'above the share, the waits uncounted');
-    // and a window with no wait put on a CPU (all of it waiting for its first time slice) is busy
-    const v = fakeThread();
-    const third = load(v.probe);
-    third.h.busy(0);
-    v.run(0, 20, 0);
-    assert.equal(third.h.busy(LOAD_WINDOW_MS), true);
+    assert.equal(firstWindow(0, 20, 0), true, 'a window all of it waiting for its first time slice');
   });
 
   it('a probe that fails takes no window: the next one that works is a baseline again', () => {
