@@ -17,6 +17,13 @@
 // encrypted or decrypted: fault madvise-encrypt at 2 worker CPUs, each
 // CPU's work per round, medians of 4 alternated pairs of processes on the
 // 2-vCPU development VM, 41.0-41.5 us with rows apart against 41.8-45.5 us.
+// Whether two rows shared a line depended on where malloc put the buffer,
+// so it differed from cell to cell and process to process: ab against the
+// build before, 13 processes, fault encrypt-mprotect at 2 worker CPUs
+// -6.3% (p_holm 0.029): the build before was 1.27-1.28x slower in 2 of
+// the processes, 1.07-1.10x in 6 and within 4% in 5; none of the other 23
+// timed cells of fault, migration, dax-stacking and qemu-guest changed
+// significantly (-1.8..+0.8%).
 
 /** Float64s between two rows' counters, at the least: a 64-byte line, with 8-byte aligned counters (see above). */
 export const ROW_GAP = 8;
