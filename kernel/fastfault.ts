@@ -134,16 +134,37 @@ export interface MmSharedDescriptor {
   readonly nrCpus: number;
 }
 
+/** An mm's shared area for nrCpus CPUs, bytes: the header's line and one per CPU, then the limit. */
+function areaBytes(nrCpus: number): number {
+  return LINE_INTS * (1 + nrCpus) * 4 + 8;
+}
+
+/** f64 of an mm without a snapshot: one empty array for all of them. */
+const NO_SNAPSHOT = new Float64Array(0);
+
+/**
+ * What an mm's MmShared looks at once it exited and its area went back to
+ * the pool (MmShared.recycle): zeros, for the largest machine (256 CPUs,
+ * page_alloc.ts). Only a kernel bug would write there (an exited mm is never
+ * locked again), and then no live mm would see it.
+ */
+let exitedArea: SharedArrayBuffer | null = null;
+
+/** Areas an MmShared.pool keeps for the next mm at most. */
+export const AREA_POOL_MAX = 64;
+
 /** The part of an mm_struct that CPUs of other threads read and update. */
 export class MmShared {
-  readonly i32: Int32Array;
+  i32: Int32Array;
   /** [0]: the memory limit in pages */
-  readonly limit: Float64Array;
+  limit: Float64Array;
   /** the VMA snapshot, then the CPUs' LRU batches; empty until makeSnapshot */
   f64: Float64Array;
   readonly nrCpus: number;
   private readonly sab: SharedArrayBuffer;
   private snap: SharedArrayBuffer | null;
+  /** a descriptor went out: another thread may hold the area, which then never goes back to the pool */
+  private exported = false;
 
   private constructor(d: MmSharedDescriptor) {
     this.sab = d.sab;
@@ -152,14 +173,45 @@ export class MmShared {
     const ints = LINE_INTS * (1 + d.nrCpus);
     this.i32 = new Int32Array(d.sab, 0, ints);
     this.limit = new Float64Array(d.sab, ints * 4, 1);
-    this.f64 = d.snap === null ? new Float64Array(0) : new Float64Array(d.snap);
+    this.f64 = d.snap === null ? NO_SNAPSHOT : new Float64Array(d.snap);
   }
 
-  static create(nrCpus: number, memLimit: number, node: number): MmShared {
-    const s = new MmShared({ sab: new SharedArrayBuffer(LINE_INTS * (1 + nrCpus) * 4 + 8), snap: null, nrCpus });
+  /**
+   * A fresh mm's area, from `pool` (the kernel's, areas of exited mms that no
+   * other thread saw: MmShared.recycle) when it has one, else new. A
+   * SharedArrayBuffer is a backing store to make and collect, and
+   * key-exhaustion spawns dozens of processes a round. Its guest-memfd cell
+   * also fell into a slow mode in some processes and not others (CV 20-25%).
+   * `run` of its guest-memfd and plain-mmap cells, 6 processes, twice each
+   * way on the 2-vCPU development VM: guest-memfd 4.23-4.33 -> 2.42-2.44 us a
+   * process (CV 5.8-9.5%), plain-mmap 9.59-9.66 -> 9.27-9.30 us. ab, 11
+   * processes: key-exhaustion guest-memfd -7.8% (p_holm 0.018), plain-mmap
+   * -2.8%, madvise-encrypt -2.3%; fault and qemu-guest within +-0.7%.
+   */
+  static create(nrCpus: number, memLimit: number, node: number, pool: SharedArrayBuffer[] = []): MmShared {
+    const bytes = areaBytes(nrCpus);
+    let sab = pool.pop();
+    if (sab === undefined || sab.byteLength !== bytes) sab = new SharedArrayBuffer(bytes);
+    else new Int32Array(sab).fill(0);
+    const s = new MmShared({ sab, snap: null, nrCpus });
     s.limit[0] = memLimit;
     s.i32[MM_NODE] = node;
     return s;
+  }
+
+  /**
+   * The mm exited: give its area to `pool` for the next mm, unless another
+   * thread may hold it (a descriptor went out) or the pool is full. This
+   * MmShared then looks at zeros no live mm uses. Kernel only, once nothing
+   * maps the mm.
+   */
+  recycle(pool: SharedArrayBuffer[]): void {
+    if (this.exported || pool.length >= AREA_POOL_MAX || this.i32.buffer !== this.sab) return;
+    pool.push(this.sab);
+    exitedArea ??= new SharedArrayBuffer(areaBytes(256));
+    const ints = LINE_INTS * (1 + this.nrCpus);
+    this.i32 = new Int32Array(exitedArea, 0, ints);
+    this.limit = new Float64Array(exitedArea, ints * 4, 1);
   }
 
   static attach(d: MmSharedDescriptor): MmShared {
@@ -174,6 +226,7 @@ export class MmShared {
   }
 
   descriptor(): MmSharedDescriptor {
+    this.exported = true;
     return { sab: this.sab, snap: this.snap, nrCpus: this.nrCpus };
   }
 

@@ -224,9 +224,11 @@ export class MmStruct {
     node = 0,
     onVmaChange?: (what: 'split' | 'merge') => void,
     nrCpus = 1,
+    /** areas of exited mms to take this mm's from (MmShared.create) */
+    areas: SharedArrayBuffer[] = [],
   ) {
     this.vmas = new VmaList(maxMapCount, onVmaChange);
-    this.shared = MmShared.create(nrCpus, memLimit, node);
+    this.shared = MmShared.create(nrCpus, memLimit, node, areas);
   }
 
   /** mmu_notifier_invalidate_range: tell the notifiers [start, end) changed. */
@@ -330,6 +332,8 @@ export class Kernel {
   readonly devices = new Map<string, Device>();
   /** User CPUs that live on this thread (flushed directly on a shootdown). */
   readonly localCpus = new Set<{ mmId: number; flushTlb(): void }>();
+  /** shared areas of exited mms, for the next ones (MmShared.recycle) */
+  private readonly mmAreas: SharedArrayBuffer[] = [];
   /** The syscall table: a call with no entry is ENOSYS. */
   readonly syscalls = new Map<number, SyscallFn>(CORE_SYSCALLS);
   /** madvise advice added by designs under test (MADV_ENCRYPT). */
@@ -408,6 +412,7 @@ export class Kernel {
       opts.node ?? 0,
       (what) => this.count(what === 'split' ? 'vma_splits' : 'vma_merges'),
       this.machine.nrCpus,
+      this.mmAreas,
     );
     const t = new Task(this.nextPid++, mm, { uid: opts.uid ?? 0, caps: new Set(opts.caps ?? [CAP_SYS_ADMIN]) }, { ...DEFAULT_RLIMITS, ...opts.rlimits });
     this.tasks.set(t.pid, t);
@@ -479,6 +484,7 @@ export class Kernel {
     for (const f of task.files.values()) f.put();
     task.files.clear();
     this.pool.freeTables(task.mm.pgd);
+    task.mm.shared.recycle(this.mmAreas);
     for (const c of this.localCpus) if (c.mmId === task.mm.id) this.localCpus.delete(c);
     task.exited = true;
     this.tasks.delete(task.pid);
