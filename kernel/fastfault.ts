@@ -150,7 +150,7 @@ const NO_SNAPSHOT = new Float64Array(0);
  */
 let exitedArea: SharedArrayBuffer | null = null;
 
-/** Areas an MmShared.pool keeps for the next mm at most. */
+/** Areas a pool of exited mms' areas (the kernel's) keeps at most for the next mms. */
 export const AREA_POOL_MAX = 64;
 
 /** The part of an mm_struct that CPUs of other threads read and update. */
