@@ -72,7 +72,7 @@
 import type { MemoryEncryptionEngine } from '../hardware/engine.js';
 import { PAGE_SIZE, asPfn } from '../hardware/types.js';
 import type { FastFileFault, Kernel, MmStruct, OpenFile } from './kernel.js';
-import { CLAIM, INDEX_PAGES } from './pagecache.js';
+import { CLAIM, INDEX_ENTRIES, INDEX_PAGES } from './pagecache.js';
 import { PCP_BATCH, PG_ALLOCATED, PG_ANON, PG_FILE, PG_SECRET, PG_UNEVICTABLE, type MemMap } from './page_alloc.js';
 import { pkeyDeniesData } from './pkeys.js';
 import { W_MM } from './smp.js';
@@ -567,26 +567,12 @@ export class FastFault {
     if (Atomics.load(w, i) !== 0) return false; // swap, migration, protnone, stale: the kernel's
     if (this.cacheDir !== 0) return this.fileFault(page, i, write, fill, fillOff);
     const s = c.mm;
-    const L = s.i32;
     const b = s.batchBase(c.cpu);
     if (s.f64[b] >= LRU_BATCH) return false;
-    if (!this.charge()) return false;
-    const st = this.stock;
-    const pfn = c.map.pcpAlloc(c.cpu, L[MM_NODE]);
-    if (pfn < 0) {
-      L[st]++;
-      return false;
-    }
-    // prep_encrypted_page, on this CPU
+    const pfn = this.takeFrame();
+    if (pfn < 0) return false;
     const keyid = this.cacheKeyid;
-    if (keyid !== 0) {
-      c.engine.flush(asPfn(pfn));
-      Atomics.add(c.keyPageRefs, keyid, 1); // the VMA holds the key: it cannot die here
-    }
-    c.map.keyid[pfn] = keyid;
-    // the zeroing; a whole-page store's first touch stores its data in its place
-    const filled = fill !== null && write && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
-    if (!filled) c.engine.zero(asPfn(pfn), keyid);
+    const filled = this.prepare(pfn, keyid, write, fill, fillOff); // (the VMA holds the key)
     c.map.flags[pfn] = PG_ALLOCATED | PG_ANON;
     c.map.ownerMm[pfn] = c.mmId;
     c.map.ownerVa[pfn] = page;
@@ -602,6 +588,32 @@ export class FastFault {
     c.counters[c.faultsIndex]++;
     this.filled = filled;
     return true;
+  }
+
+  /** A frame from this CPU's list, charged to the mm (charge); -1, nothing taken, where the kernel must do it. */
+  private takeFrame(): number {
+    if (!this.charge()) return -1;
+    const pfn = this.c.map.pcpAlloc(this.c.cpu, this.c.mm.i32[MM_NODE]);
+    if (pfn < 0) this.c.mm.i32[this.stock]++;
+    return pfn;
+  }
+
+  /**
+   * prep_encrypted_page on this CPU: frame pfn gets KeyID keyid (a key the
+   * caller's VMA or file holds, so it cannot die here), then its zeroing,
+   * or in its place the whole-page store of a write's first touch. True
+   * when the store went in (fill).
+   */
+  private prepare(pfn: number, keyid: number, write: boolean, fill: Uint8Array | null, fillOff: number): boolean {
+    const c = this.c;
+    if (keyid !== 0) {
+      c.engine.flush(asPfn(pfn));
+      Atomics.add(c.keyPageRefs, keyid, 1);
+    }
+    c.map.keyid[pfn] = keyid;
+    const filled = fill !== null && write && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
+    if (!filled) c.engine.zero(asPfn(pfn), keyid);
+    return filled;
   }
 
   /**
@@ -659,9 +671,9 @@ export class FastFault {
     const pgoff = this.cachePgoff + (page - this.cacheStart) / PAGE_SIZE;
     if (pgoff >= this.cacheLimit) return false; // past the file (SIGBUS) or its index: the kernel's
     const w = c.pool.words;
-    const leaf = w[this.cacheDir * 1024 + (pgoff >>> 10)]; // (a table pointer: plain, pagecache.ts)
+    const leaf = w[this.cacheDir * INDEX_ENTRIES + (pgoff >>> 10)]; // (a table pointer: plain, pagecache.ts)
     if (leaf === 0) return false;
-    const slot = leaf * 1024 + (pgoff & 1023);
+    const slot = leaf * INDEX_ENTRIES + (pgoff & (INDEX_ENTRIES - 1));
     const keyid = this.cacheKeyid;
     const pflags = this.cachePageFlags;
     let have = Atomics.load(w, slot);
@@ -670,25 +682,15 @@ export class FastFault {
       // the file's fault for a page it does not have: claim the file for
       // this mm if no mm pays for it yet; allocate, charge, prepare
       const L = c.mm.i32;
-      const claim = this.cacheDir * 1024 + CLAIM;
+      const claim = this.cacheDir * INDEX_ENTRIES + CLAIM;
       const owner = Atomics.load(w, claim);
       if (owner !== c.mmId) {
         if (Atomics.compareExchange(w, claim, 0, c.mmId) !== 0) return false; // another mm's: the kernel refuses
         L[this.claimed] = 1;
       }
-      if (!this.charge()) return false;
-      const pfn = c.map.pcpAlloc(c.cpu, L[MM_NODE]);
-      if (pfn < 0) {
-        L[this.stock]++;
-        return false;
-      }
-      if (keyid !== 0) {
-        c.engine.flush(asPfn(pfn));
-        Atomics.add(c.keyPageRefs, keyid, 1); // the file holds the key: it cannot die here
-      }
-      c.map.keyid[pfn] = keyid;
-      filled = fill !== null && write && c.engine.fillFresh(asPfn(pfn), keyid, fill, fillOff);
-      if (!filled) c.engine.zero(asPfn(pfn), keyid);
+      const pfn = this.takeFrame();
+      if (pfn < 0) return false;
+      filled = this.prepare(pfn, keyid, write, fill, fillOff); // (the file holds the key)
       c.map.flags[pfn] = pflags;
       have = Atomics.compareExchange(w, slot, 0, pfn + 1);
       if (have !== 0) {

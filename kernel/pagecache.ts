@@ -37,7 +37,9 @@
 //   with a plain load, as they read page-table pointers.
 import type { PageTablePool } from './pgtable.js';
 
-const ENTRIES = 1024;
+/** Words of an index table (a pool slot): a leaf's page offsets, a directory's leaves and claim. */
+export const INDEX_ENTRIES = 1024;
+const ENTRIES = INDEX_ENTRIES;
 /** The directory's word that holds the claim. */
 export const CLAIM = ENTRIES - 1;
 /** Page offsets the shared index covers. */
@@ -201,10 +203,11 @@ export class PageCache {
     return out;
   }
 
-  values(): IterableIterator<number> {
-    return this.entries()
-      .map((e) => e[1])
-      [Symbol.iterator]();
+  /** The frame of every page, in forEach's order. */
+  values(): number[] {
+    const out: number[] = [];
+    this.forEach((_pgoff, pfn) => out.push(pfn));
+    return out;
   }
 
   /** Drop every page and give the index's tables back to the pool (the frames are the caller's). */
