@@ -66,6 +66,34 @@ for (const backend of availableBackends()) {
       assert.deepEqual(out, pt);
     });
 
+    it('copies a page through KeyIDs that do not encrypt frame to frame: the bytes, both frames cached under their KeyIDs, no crypto', () => {
+      const m = mk(backend);
+      m.engine.program(2, KeyProgram.NO_ENCRYPT);
+      const pt = page();
+      m.engine.write(P(3), 0, pt);
+      m.engine.read(P(6), 1, new Uint8Array(PAGE_SIZE)); // frame 6 last cached under KeyID 1
+      const before = m.engine.counters.snapshot();
+      assert.equal(m.engine.copy(P(3), 0, P(6), 2), true);
+      const u8 = m.memory.buf.u8;
+      assert.deepEqual(u8.subarray(6 * PAGE_SIZE, 7 * PAGE_SIZE), pt);
+      assert.deepEqual(u8.subarray(3 * PAGE_SIZE, 4 * PAGE_SIZE), pt, 'the source is left as it was');
+      assert.deepEqual([m.engine.cachedAlias(P(3)), m.engine.cachedAlias(P(6))], [0, 2]);
+      const after = m.engine.counters.snapshot();
+      assert.deepEqual(
+        [after.pages_encrypted, after.pages_decrypted, after.crypto_bytes, after.alias_conflicts],
+        [before.pages_encrypted, before.pages_decrypted, before.crypto_bytes, before.alias_conflicts + 1],
+        'no crypto; the destination changed alias',
+      );
+    });
+
+    it('on hardware with integrity, a plain copy still checks the source owner', () => {
+      const m = mk(backend, 'tdx');
+      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+      m.engine.write(P(2), 1, page()); // owned by KeyID 1
+      assert.equal(m.engine.copy(P(2), 0, P(5), 0), false, 'KeyID 0 reading a KeyID-1 frame: poison');
+      assert.deepEqual(m.memory.buf.u8.subarray(5 * PAGE_SIZE, 6 * PAGE_SIZE), new Uint8Array(PAGE_SIZE), 'zeros went in');
+    });
+
     it('gives the same plaintext different ciphertext at different addresses', () => {
       const m = mk(backend);
       m.engine.program(5, KeyProgram.SET_KEY_RANDOM);
