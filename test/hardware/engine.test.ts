@@ -86,6 +86,21 @@ for (const backend of availableBackends()) {
       );
     });
 
+    it('copies between a KeyID that encrypts and one that does not through the keyed alias: plaintext out, ciphertext in', () => {
+      const m = mk(backend);
+      m.engine.program(1, KeyProgram.SET_KEY_RANDOM);
+      const pt = page();
+      const out = new Uint8Array(PAGE_SIZE);
+      const u8 = m.memory.buf.u8;
+      m.engine.write(P(1), 1, pt);
+      assert.equal(m.engine.copy(P(1), 1, P(7), 0), true);
+      assert.deepEqual(u8.subarray(7 * PAGE_SIZE, 8 * PAGE_SIZE), pt, 'decrypted on the way out');
+      assert.equal(m.engine.copy(P(7), 0, P(4), 1), true);
+      assert.notDeepEqual(u8.subarray(4 * PAGE_SIZE, 5 * PAGE_SIZE), pt, 'encrypted on the way in');
+      m.engine.read(P(4), 1, out);
+      assert.deepEqual(out, pt);
+    });
+
     it('on hardware with integrity, a plain copy still checks the source owner', () => {
       const m = mk(backend, 'tdx');
       m.engine.program(1, KeyProgram.SET_KEY_RANDOM);

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as XtsModule from '../../hardware/xts.js';
 import type * as NativeModule from '../../hardware/xts-native.js';
+import type * as MachineModule from '../../hardware/machine.js';
 import { dataBuf, type DataBuf } from '../../hardware/backend.js';
 
 const HW = fileURLToPath(new URL('../../hardware/', import.meta.url));
@@ -106,6 +107,24 @@ describe('native backend not built', () => {
       () => native.nativeBackend.importKey(key),
       (e: Error) => e.constructor === Error && e.message === `native backend: ${NOT_BUILT}`,
     );
+  });
+});
+
+describe('the engine without the native addon', () => {
+  it('copies a page through KeyIDs that do not encrypt frame to frame all the same', async () => {
+    const root = await tree('absent4', 'absent');
+    assert.equal(root.native.hostCopy(), null, 'no native copy');
+    const { Machine } = (await import(pathToFileURL(join(tmp, 'absent4', 'dist', 'hardware', 'machine.js')).href)) as typeof MachineModule;
+    const m = Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [8, 8], daxFrames: 0 }, nrCpus: 1 });
+    const u8 = m.memory.buf.u8;
+    const pt = Uint8Array.from({ length: 4096 }, (_, i) => (i * 7 + 3) & 0xff);
+    u8.set(pt, 2 * 4096);
+    u8.fill(0xee, 0, 2 * 4096);
+    u8.fill(0xee, 3 * 4096);
+    assert.equal(m.engine.copy(2 as never, 0, 5 as never, 0), true);
+    assert.deepEqual(u8.subarray(5 * 4096, 6 * 4096), pt);
+    assert.deepEqual(u8.subarray(2 * 4096, 3 * 4096), pt, 'the source is left as it was');
+    assert.ok(u8.subarray(4 * 4096, 5 * 4096).every((b) => b === 0xee) && u8.subarray(6 * 4096, 7 * 4096).every((b) => b === 0xee), 'nothing beside the destination changed');
   });
 });
 
