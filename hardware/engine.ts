@@ -419,9 +419,7 @@ export class MemoryEncryptionEngine {
       // frame, not through the scratch page and back
       this._touch(src, srcKey);
       this._touch(dst, dstKey);
-      const buf = this.memory.buf;
-      if (this.plainCopy !== null) this.plainCopy(buf, src * PAGE_SIZE, buf, dst * PAGE_SIZE, PAGE_SIZE);
-      else buf.u8.copyWithin(dst * PAGE_SIZE, src * PAGE_SIZE, src * PAGE_SIZE + PAGE_SIZE);
+      this._copyFrame(src, dst);
       return true;
     }
     const ok = this._load(src, srcKey);
@@ -434,9 +432,15 @@ export class MemoryEncryptionEngine {
   copyRaw(src: Pfn, dst: Pfn): void {
     this.memory.checkPfn(src, 'src');
     this.memory.checkPfn(dst, 'dst');
-    const u8 = this.memory.buf.u8;
-    u8.copyWithin(dst * PAGE_SIZE, src * PAGE_SIZE, src * PAGE_SIZE + PAGE_SIZE);
+    this._copyFrame(src, dst);
     Atomics.store(this.frameOwner, dst, Atomics.load(this.frameOwner, src));
+  }
+
+  /** The stored bytes of frame src into frame dst (natively where the addon is there). */
+  private _copyFrame(src: number, dst: number): void {
+    const buf = this.memory.buf;
+    if (this.plainCopy !== null) this.plainCopy(buf, src * PAGE_SIZE, buf, dst * PAGE_SIZE, PAGE_SIZE);
+    else buf.u8.copyWithin(dst * PAGE_SIZE, src * PAGE_SIZE, src * PAGE_SIZE + PAGE_SIZE);
   }
 
   /** clflush every line of frame pfn: write back and drop whatever alias is cached. */
