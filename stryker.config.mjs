@@ -129,7 +129,31 @@ export const strykerPlugins = [
   { kind: 'Reporter', name: 'live-log', factory: createLiveLog },
 ];
 
+if (process.env.STRYKER_NAMESPACE !== undefined && isMainThread) removeTempDirsWhenStopped();
 if (process.env.STRYKER_DRY_RUN === 'true' && process.env.STRYKER_NAMESPACE !== undefined) forwardCoverage();
+
+// The runner stops a test process at its first failure with SIGTERM
+// (forceBail), and then no `after` hook of it runs: the temporary directories
+// its tests made stayed in the system's (three mutation runs of engine.js left
+// six of survivors-native-fallback.test.js's in /tmp). So in a test process
+// mkdtempSync notes what it makes, and a SIGTERM removes those before the
+// signal's own action ends the process as before (no exit handlers).
+function removeTempDirsWhenStopped() {
+  const require = createRequire(import.meta.url);
+  const fs = require('node:fs');
+  const made = new Set();
+  const mkdtemp = fs.mkdtempSync;
+  fs.mkdtempSync = function mkdtempSyncNoted(...args) {
+    const dir = mkdtemp.apply(this, args);
+    made.add(dir);
+    return dir;
+  };
+  require('node:module').syncBuiltinESMExports(); // `import { mkdtempSync } from 'node:fs'` sees it too
+  process.once('SIGTERM', () => {
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+    process.kill(process.pid, 'SIGTERM'); // no listener now: the default action
+  });
+}
 
 function forwardCoverage() {
   const NS = process.env.STRYKER_NAMESPACE || '__stryker__';
