@@ -129,7 +129,7 @@ export const strykerPlugins = [
   { kind: 'Reporter', name: 'live-log', factory: createLiveLog },
 ];
 
-if (process.env.STRYKER_NAMESPACE !== undefined && isMainThread) removeTempDirsWhenStopped();
+if (process.env.STRYKER_NAMESPACE !== undefined && isMainThread && process.env.MEMCRYPT_TEMP_NOTED === undefined) removeTempDirsWhenStopped();
 if (process.env.STRYKER_DRY_RUN === 'true' && process.env.STRYKER_NAMESPACE !== undefined) forwardCoverage();
 
 // The runner stops a test process at its first failure with SIGTERM
@@ -137,8 +137,11 @@ if (process.env.STRYKER_DRY_RUN === 'true' && process.env.STRYKER_NAMESPACE !== 
 // its tests made stayed in the system's (three mutation runs of engine.js left
 // six of survivors-native-fallback.test.js's in /tmp). So in a test process
 // mkdtempSync notes what it makes, and a SIGTERM removes those before the
-// signal's own action ends the process as before (no exit handlers).
+// signal's own action ends the process as before (no exit handlers). Only
+// the test process itself: a CLI it spawns (which gets this file through
+// NODE_OPTIONS in the dry run) keeps its own SIGTERM handling untouched.
 function removeTempDirsWhenStopped() {
+  process.env.MEMCRYPT_TEMP_NOTED = '1';
   const require = createRequire(import.meta.url);
   const fs = require('node:fs');
   const made = new Set();
