@@ -15,6 +15,7 @@ import type * as XtsModule from '../../hardware/xts.js';
 import type * as NativeModule from '../../hardware/xts-native.js';
 import type * as MachineModule from '../../hardware/machine.js';
 import { dataBuf, type DataBuf } from '../../hardware/backend.js';
+import { asPfn } from '../../hardware/types.js';
 
 const HW = fileURLToPath(new URL('../../hardware/', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -65,7 +66,11 @@ function oldAddon(name: string, fns: readonly string[]): string | { why: string 
 }
 
 /** A copy of dist/hardware/ whose build/xts_native.node is absent, junk, the real addon, or another .node file. */
-async function tree(name: string, addon: 'absent' | 'junk' | 'real', other?: string): Promise<{ xts: typeof XtsModule; native: typeof NativeModule }> {
+async function tree(
+  name: string,
+  addon: 'absent' | 'junk' | 'real',
+  other?: string,
+): Promise<{ xts: typeof XtsModule; native: typeof NativeModule; machine: () => Promise<typeof MachineModule> }> {
   const root = join(tmp, name);
   mkdirSync(join(root, 'dist', 'hardware'), { recursive: true });
   for (const f of readdirSync(HW)) if (f.endsWith('.js')) copyFileSync(join(HW, f), join(root, 'dist', 'hardware', f));
@@ -74,7 +79,7 @@ async function tree(name: string, addon: 'absent' | 'junk' | 'real', other?: str
   if (addon === 'junk') writeFileSync(join(root, 'build', 'xts_native.node'), 'not a shared object\n');
   if (addon === 'real') symlinkSync(other ?? ADDON, join(root, 'build', 'xts_native.node'));
   const url = (f: string) => pathToFileURL(join(root, 'dist', 'hardware', f)).href;
-  return { xts: await import(url('xts.js')), native: await import(url('xts-native.js')) };
+  return { xts: await import(url('xts.js')), native: await import(url('xts-native.js')), machine: () => import(url('machine.js')) };
 }
 
 const key = Uint8Array.from({ length: 32 }, (_, i) => i);
@@ -112,16 +117,16 @@ describe('native backend not built', () => {
 
 describe('the engine without the native addon', () => {
   it('copies a page through KeyIDs that do not encrypt frame to frame all the same', async () => {
-    const root = await tree('absent4', 'absent');
-    assert.equal(root.native.hostCopy(), null, 'no native copy');
-    const { Machine } = (await import(pathToFileURL(join(tmp, 'absent4', 'dist', 'hardware', 'machine.js')).href)) as typeof MachineModule;
+    const { native, machine } = await tree('absent4', 'absent');
+    assert.equal(native.hostCopy(), null, 'no native copy');
+    const { Machine } = await machine();
     const m = Machine.create({ profile: 'mktme', backend: 'openssl', memory: { nodeFrames: [8, 8], daxFrames: 0 }, nrCpus: 1 });
     const u8 = m.memory.buf.u8;
     const pt = Uint8Array.from({ length: 4096 }, (_, i) => (i * 7 + 3) & 0xff);
     u8.set(pt, 2 * 4096);
     u8.fill(0xee, 0, 2 * 4096);
     u8.fill(0xee, 3 * 4096);
-    assert.equal(m.engine.copy(2 as never, 0, 5 as never, 0), true);
+    assert.equal(m.engine.copy(asPfn(2), 0, asPfn(5), 0), true);
     assert.deepEqual(u8.subarray(5 * 4096, 6 * 4096), pt);
     assert.deepEqual(u8.subarray(2 * 4096, 3 * 4096), pt, 'the source is left as it was');
     assert.ok(u8.subarray(4 * 4096, 5 * 4096).every((b) => b === 0xee) && u8.subarray(6 * 4096, 7 * 4096).every((b) => b === 0xee), 'nothing beside the destination changed');
